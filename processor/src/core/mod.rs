@@ -1,0 +1,242 @@
+//! The processor's deterministic core: events in, effects out, no IO of its own.
+//!
+//! The driver (the daemon on tokio, a simulated node on madsim, a test calling it directly)
+//! feeds [`Event`]s and performs the returned [`Effect`]s. Everything else is injected: the DB,
+//! the RNG, and the time (carried by [`Event::Tick`]).
+//!
+//! Exactly-once effects over an at-least-once link: each inbound `Data` frame is handled in one
+//! DB transaction that also records its sequence id as handled and stores the messages it
+//! causes in the outbox. A redelivered frame is recognised by its id and only acknowledged
+//! again. Outbox messages are re-sent on every tick until the coordinator acknowledges them.
+
+use crate::crypto::Identity;
+use crate::db::{schema, Db, DbError, Txn};
+use crate::ids::{ExternalChain, Millis, PeerKey, SeqId};
+use crate::keygen::{self, KeyGenContext, KeyGenError};
+use crate::messages::{CoordinatorMessage, Envelope, Frame, ProcessorMessage};
+use rand_core::{CryptoRng, RngCore};
+use std::collections::BTreeMap;
+
+/// Frames further ahead than this of the next expected id are dropped (they will be resent);
+/// this bounds the memory a coordinator can make us hold.
+pub const REORDER_WINDOW: u64 = 1024;
+/// At most this many outbox messages are re-sent per tick.
+pub const RESEND_PER_TICK: usize = 1024;
+
+/// What the driver hands the core.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Bytes received from the coordinator link, not yet authenticated.
+    Inbound(Vec<u8>),
+    /// Time passed; carries the injected clock's current time.
+    Tick { now: Millis },
+}
+
+/// What the core asks the driver to do.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Effect {
+    /// Send these sealed bytes to the coordinator.
+    Send(Vec<u8>),
+}
+
+/// A failure the core cannot handle: the driver must stop and restart from the DB.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Counts of what the core saw, for logs, metrics and tests.
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub struct Counters {
+    pub frames_in: u64,
+    /// Inbound bytes refused before any effect (malformed, unsigned, misaddressed).
+    pub refused_frames: u64,
+    /// Redelivered frames recognised by sequence id.
+    pub duplicates: u64,
+    /// Authentic commands refused as inconsistent with the state.
+    pub refused_commands: u64,
+    pub messages_out: u64,
+    pub resent: u64,
+    pub blames: u64,
+}
+
+/// Static configuration of one processor.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub chain: ExternalChain,
+    /// The only key commands are accepted from.
+    pub coordinator: PeerKey,
+}
+
+pub struct Processor<D: Db, R: RngCore + CryptoRng> {
+    db: D,
+    identity: Identity,
+    config: Config,
+    rng: R,
+    /// Frames that arrived ahead of the next expected id. In memory only: the coordinator
+    /// resends anything unacknowledged, so losing these in a crash loses nothing.
+    reorder: BTreeMap<SeqId, CoordinatorMessage>,
+    counters: Counters,
+    now: Millis,
+}
+
+impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
+    /// Opens a processor on whatever `db` holds (empty for a new one, the committed state after
+    /// a crash).
+    pub fn new(db: D, identity: Identity, config: Config, rng: R) -> Self {
+        Processor { db, identity, config, rng, reorder: BTreeMap::new(), counters: Counters::default(), now: Millis(0) }
+    }
+
+    pub fn peer_key(&self) -> PeerKey {
+        self.identity.peer_key()
+    }
+
+    pub fn db(&self) -> &D {
+        &self.db
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn handle(&mut self, event: Event) -> Result<Vec<Effect>, CoreError> {
+        match event {
+            Event::Inbound(bytes) => self.inbound(&bytes),
+            Event::Tick { now } => {
+                self.now = self.now.max(now);
+                self.resend()
+            }
+        }
+    }
+
+    fn inbound(&mut self, bytes: &[u8]) -> Result<Vec<Effect>, CoreError> {
+        self.counters.frames_in += 1;
+        let coordinator = self.config.coordinator;
+        let envelope = match Envelope::<CoordinatorMessage>::open(bytes, &self.peer_key(), |s| *s == coordinator) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                self.counters.refused_frames += 1;
+                tracing::warn!(%error, len = bytes.len(), "refused inbound frame");
+                return Ok(vec![]);
+            }
+        };
+        match envelope.frame {
+            Frame::Ack { up_to } => self.acknowledged(up_to).map(|()| vec![]),
+            Frame::Data { seq, message } => self.data(seq, message),
+        }
+    }
+
+    fn acknowledged(&mut self, up_to: SeqId) -> Result<(), CoreError> {
+        let mut txn = self.db.txn();
+        for (seq, _) in schema::OUTBOX.entries(&txn)? {
+            if seq > up_to {
+                break;
+            }
+            schema::OUTBOX.delete(&mut txn, &seq);
+        }
+        Ok(txn.commit()?)
+    }
+
+    fn data(&mut self, seq: SeqId, message: CoordinatorMessage) -> Result<Vec<Effect>, CoreError> {
+        let handled = schema::INBOUND_HANDLED.get(&self.db, &())?.unwrap_or(SeqId(0));
+        if seq <= handled {
+            self.counters.duplicates += 1;
+            return Ok(vec![self.ack(handled)]);
+        }
+        if seq.0 > handled.0 + 1 {
+            if seq.0 - handled.0 <= REORDER_WINDOW {
+                self.reorder.insert(seq, message);
+            }
+            return Ok(vec![]);
+        }
+
+        let mut effects = Vec::new();
+        let mut next = Some((seq, message));
+        let mut last = handled;
+        while let Some((seq, message)) = next {
+            effects.extend(self.apply(seq, message)?);
+            last = seq;
+            let following = SeqId(seq.0 + 1);
+            next = self.reorder.remove(&following).map(|message| (following, message));
+        }
+        self.reorder.retain(|buffered, _| *buffered > last);
+        effects.push(self.ack(last));
+        Ok(effects)
+    }
+
+    /// Handles the next inbound message in one transaction with its outbound messages.
+    fn apply(&mut self, seq: SeqId, message: CoordinatorMessage) -> Result<Vec<Effect>, CoreError> {
+        let db = self.db.clone();
+        let mut txn = db.txn();
+        let replies = match message {
+            CoordinatorMessage::KeyGen(command) => {
+                let session = keygen::session_of(&command);
+                let me = self.peer_key();
+                let context = KeyGenContext { chain: self.config.chain, me: &me };
+                match keygen::handle(&mut txn, &context, &mut self.rng, command) {
+                    Ok(events) => events,
+                    Err(KeyGenError::Blame { accused, reason }) => {
+                        // Nothing the failed step wrote may stand; only the verdict does.
+                        txn = db.txn();
+                        self.counters.blames += 1;
+                        keygen::record_blame(&mut txn, session, accused, reason)?
+                    }
+                    Err(KeyGenError::Refused(why)) => {
+                        txn = db.txn();
+                        self.refuse(seq, &why);
+                        vec![]
+                    }
+                    Err(KeyGenError::Db(error)) => return Err(error.into()),
+                }
+                .into_iter()
+                .map(ProcessorMessage::KeyGen)
+                .collect()
+            }
+            CoordinatorMessage::Scanner(_) | CoordinatorMessage::Sign(_) | CoordinatorMessage::Payments(_) => {
+                self.refuse(seq, "this processor does not handle scanning, signing or payments yet");
+                vec![]
+            }
+        };
+        schema::INBOUND_HANDLED.set(&mut txn, &(), &seq);
+        let sealed = self.enqueue(&mut txn, replies)?;
+        txn.commit()?;
+        self.counters.messages_out += sealed.len() as u64;
+        Ok(sealed.into_iter().map(Effect::Send).collect())
+    }
+
+    fn refuse(&mut self, seq: SeqId, why: &str) {
+        self.counters.refused_commands += 1;
+        tracing::warn!(%seq, why, "refused coordinator command");
+    }
+
+    /// Seals messages with fresh outbound sequence ids and stores them in the outbox.
+    fn enqueue(&self, txn: &mut Txn<'_, D>, messages: Vec<ProcessorMessage>) -> Result<Vec<Vec<u8>>, CoreError> {
+        if messages.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut next = schema::OUTBOUND_NEXT.get(txn, &())?.unwrap_or(SeqId(1));
+        let mut sealed = Vec::with_capacity(messages.len());
+        for message in messages {
+            let bytes = Envelope::new(self.peer_key(), self.config.coordinator, Frame::Data { seq: next, message })
+                .seal(&self.identity);
+            schema::OUTBOX.set(txn, &next, &bytes);
+            sealed.push(bytes);
+            next = SeqId(next.0 + 1);
+        }
+        schema::OUTBOUND_NEXT.set(txn, &(), &next);
+        Ok(sealed)
+    }
+
+    fn ack(&self, up_to: SeqId) -> Effect {
+        let frame: Frame<ProcessorMessage> = Frame::Ack { up_to };
+        Effect::Send(Envelope::new(self.peer_key(), self.config.coordinator, frame).seal(&self.identity))
+    }
+
+    fn resend(&mut self) -> Result<Vec<Effect>, CoreError> {
+        let pending = schema::OUTBOX.entries(&self.db)?;
+        let effects: Vec<Effect> = pending.into_iter().take(RESEND_PER_TICK).map(|(_, bytes)| Effect::Send(bytes)).collect();
+        self.counters.resent += effects.len() as u64;
+        Ok(effects)
+    }
+}

@@ -1,0 +1,148 @@
+//! Key material the processor holds: its network identity and secrets that must be zeroized.
+
+use crate::ids::PeerKey;
+use core::fmt;
+use ed25519_dalek::{Signer, SigningKey};
+use rand_core::{CryptoRng, RngCore};
+use zeroize::Zeroizing;
+
+/// A peer's Ed25519 identity on the message network. Zeroized on drop; Debug shows only the
+/// public key.
+#[derive(Clone)]
+pub struct Identity(SigningKey);
+
+impl Identity {
+    pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Identity {
+        Identity(SigningKey::generate(rng))
+    }
+
+    pub fn from_secret_bytes(secret: &Zeroizing<[u8; 32]>) -> Identity {
+        Identity(SigningKey::from_bytes(secret))
+    }
+
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
+    pub fn peer_key(&self) -> PeerKey {
+        PeerKey(self.0.verifying_key().to_bytes())
+    }
+
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity").field("public", &self.peer_key()).finish_non_exhaustive()
+    }
+}
+
+/// A 32-byte secret seed. Zeroized on drop; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretSeed(Zeroizing<[u8; 32]>);
+
+impl SecretSeed {
+    pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> SecretSeed {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        SecretSeed(seed)
+    }
+    pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> SecretSeed {
+        SecretSeed(bytes)
+    }
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretSeed(<redacted>)")
+    }
+}
+
+/// Secret bytes (a serialized key share). Zeroized on drop; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    pub fn new(bytes: Vec<u8>) -> SecretBytes {
+        SecretBytes(Zeroizing::new(bytes))
+    }
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes(<redacted>)")
+    }
+}
+
+// Secrets are stored in the DB; their encodings go through the same codec as everything else.
+mod secret_codec {
+    use super::{SecretBytes, SecretSeed};
+    use bincode::de::{BorrowDecoder, Decode, Decoder};
+    use bincode::enc::{Encode, Encoder};
+    use bincode::error::{DecodeError, EncodeError};
+    use zeroize::Zeroizing;
+
+    impl Encode for SecretSeed {
+        fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), EncodeError> {
+            self.0.as_ref().encode(encoder)
+        }
+    }
+    impl<Context> Decode<Context> for SecretSeed {
+        fn decode<D: Decoder<Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
+            Ok(SecretSeed(Zeroizing::new(<[u8; 32]>::decode(decoder)?)))
+        }
+    }
+    impl<'de, Context> bincode::BorrowDecode<'de, Context> for SecretSeed {
+        fn borrow_decode<D: BorrowDecoder<'de, Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
+            Decode::decode(decoder)
+        }
+    }
+
+    impl Encode for SecretBytes {
+        fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), EncodeError> {
+            self.0.as_slice().encode(encoder)
+        }
+    }
+    impl<Context> Decode<Context> for SecretBytes {
+        fn decode<D: Decoder<Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
+            Ok(SecretBytes(Zeroizing::new(Vec::<u8>::decode(decoder)?)))
+        }
+    }
+    impl<'de, Context> bincode::BorrowDecode<'de, Context> for SecretBytes {
+        fn borrow_decode<D: BorrowDecoder<'de, Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
+            Decode::decode(decoder)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+
+    #[test]
+    fn secrets_are_absent_from_debug_output() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([7; 32]);
+        let identity = Identity::generate(&mut rng);
+        let secret_hex = hex::encode(identity.secret_bytes().as_ref());
+        let printed = format!("{identity:?}");
+        assert!(!printed.contains(&secret_hex), "identity secret in Debug: {printed}");
+        assert!(printed.contains(&identity.peer_key().to_string()));
+
+        let seed = SecretSeed::generate(&mut rng);
+        let printed = format!("{seed:?}");
+        assert!(!printed.contains(&hex::encode(seed.expose())));
+        assert!(!printed.contains(&format!("{:?}", seed.expose())));
+
+        let bytes = SecretBytes::new(vec![0xAB; 40]);
+        assert_eq!(format!("{bytes:?}"), "SecretBytes(<redacted>)");
+    }
+}

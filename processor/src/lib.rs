@@ -1,0 +1,21 @@
+//! The threshold-custody processor.
+//!
+//! One processor runs per validator per external chain. Together, a validator set's
+//! processors hold the chain's funds under a t-of-n FROST key, report deposits to Serai as
+//! threshold-signed Batches, and pay out Burns with threshold-signed transactions.
+//!
+//! What this crate owns:
+//! - [`messages`]: the coordinator<->processor wire protocol (typed, versioned, signed);
+//! - [`db`]: persistence with atomic transactions and typed tables, in memory or RocksDB;
+//! - [`core`]: the deterministic state machine (events in, effects out, no IO);
+//! - [`keygen`]: the threshold key generation the core runs;
+//! - [`crypto`] and [`ids`]: key material and the small types everything is written in.
+//!
+//! The `processor` binary is the daemon around this core.
+
+pub mod core;
+pub mod crypto;
+pub mod db;
+pub mod ids;
+pub mod keygen;
+pub mod messages;

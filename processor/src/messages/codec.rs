@@ -1,0 +1,51 @@
+//! One bincode configuration for every byte the processor puts on the wire or reads from it.
+
+use bincode::{Decode, Encode};
+
+/// Upper bound on one encoded message; decoding refuses to allocate past it.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Explicit rather than bincode's defaults, so a library upgrade cannot change the encoding.
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<MAX_MESSAGE_BYTES>()
+}
+
+/// Why bytes from the network were refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("message of {len} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
+    TooLarge { len: usize },
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u16),
+    #[error("message addressed to another peer")]
+    WrongRecipient,
+    #[error("message from a sender that is not accepted here")]
+    UnexpectedSender,
+    #[error("invalid sender signature")]
+    BadSignature,
+}
+
+/// Encodes a value. Encoding into a `Vec` has no failure mode for these types.
+pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
+    bincode::encode_to_vec(value, config()).expect("encoding into a Vec cannot fail")
+}
+
+/// Decodes exactly one value spanning all of `bytes`.
+pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, WireError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(WireError::TooLarge { len: bytes.len() });
+    }
+    let (value, read) = bincode::decode_from_slice(bytes, config())
+        .map_err(|error| WireError::Malformed(error.to_string()))?;
+    if read != bytes.len() {
+        return Err(WireError::TrailingBytes(bytes.len() - read));
+    }
+    Ok(value)
+}
