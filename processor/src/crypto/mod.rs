@@ -92,7 +92,8 @@ mod secret_codec {
 
     impl Encode for SecretSeed {
         fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), EncodeError> {
-            self.0.as_ref().encode(encoder)
+            let seed: &[u8; 32] = &self.0;
+            seed.encode(encoder)
         }
     }
     impl<Context> Decode<Context> for SecretSeed {
@@ -144,5 +145,16 @@ mod tests {
 
         let bytes = SecretBytes::new(vec![0xAB; 40]);
         assert_eq!(format!("{bytes:?}"), "SecretBytes(<redacted>)");
+    }
+
+    #[test]
+    fn secrets_round_trip_through_the_codec() {
+        use crate::messages::{decode, encode};
+        let seed = SecretSeed::generate(&mut rand_chacha::ChaCha20Rng::from_seed([9; 32]));
+        let decoded: (SecretSeed, u8) = decode(&encode(&(seed.clone(), 7u8))).unwrap();
+        assert_eq!(decoded, (seed, 7));
+        let bytes = SecretBytes::new(vec![1, 2, 3]);
+        let decoded: (SecretBytes, u8) = decode(&encode(&(bytes.clone(), 7u8))).unwrap();
+        assert_eq!(decoded, (bytes, 7));
     }
 }

@@ -1,0 +1,267 @@
+//! A reference coordinator and an in-process network to run it with processors.
+//!
+//! On Serai the coordinator is a separate service; here it is the model the processors are
+//! tested against: it orders key generation, relays DKG messages between the processors,
+//! confirms keys once every participant reports the same ones, and relays blame. Like the
+//! processor core it does no IO: bytes in, bytes out.
+//!
+//! [`local::LocalNetwork`] wires one coordinator and several processor cores together in one
+//! process, delivering every message with seeded delays, duplicates and drops, and can crash
+//! and restart processors and make one of them Byzantine. Tests, the devnet and the simulation
+//! build on it.
+
+mod link;
+pub mod local;
+
+use link::Link;
+use processor::crypto::Identity;
+use processor::ids::{Participant, PeerKey, SessionId};
+use processor::messages::{
+    BlameReason, CoordinatorMessage, Envelope, Frame, GroupKeys, KeyGenCommand, KeyGenEvent, Opaque,
+    ProcessorMessage,
+};
+use std::collections::BTreeMap;
+
+/// Bytes to deliver to one processor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    pub to: PeerKey,
+    pub bytes: Vec<u8>,
+}
+
+/// Something the coordinator saw, in the order it saw it; what tests and the devnet report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    KeysGenerated { session: SessionId, participant: Participant, keys: GroupKeys },
+    KeysConfirmed { session: SessionId, keys: GroupKeys },
+    KeysDisagree { session: SessionId },
+    Blamed { session: SessionId, by: Participant, accused: Participant, reason: BlameReason },
+    Activated { session: SessionId, participant: Participant, keys: GroupKeys },
+    RefusedFrame { error: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionStatus {
+    Running,
+    Confirmed(GroupKeys),
+    Failed { blamed: Participant },
+}
+
+/// The coordinator's view of one key-generation session.
+struct KeyGenRound {
+    participants: Vec<PeerKey>,
+    commitments: BTreeMap<Participant, Opaque>,
+    /// (from, to) -> share.
+    shares: BTreeMap<(Participant, Participant), Opaque>,
+    shares_from: BTreeMap<Participant, ()>,
+    generated: BTreeMap<Participant, GroupKeys>,
+    status: SessionStatus,
+}
+
+pub struct Coordinator {
+    identity: Identity,
+    links: BTreeMap<PeerKey, Link>,
+    sessions: BTreeMap<SessionId, KeyGenRound>,
+    observations: Vec<Observation>,
+}
+
+impl Coordinator {
+    pub fn new(identity: Identity, processors: &[PeerKey]) -> Coordinator {
+        let links = processors.iter().map(|p| (*p, Link::default())).collect();
+        Coordinator { identity, links, sessions: BTreeMap::new(), observations: Vec::new() }
+    }
+
+    pub fn peer_key(&self) -> PeerKey {
+        self.identity.peer_key()
+    }
+
+    pub fn observations(&self) -> &[Observation] {
+        &self.observations
+    }
+
+    pub fn status(&self, session: SessionId) -> Option<&SessionStatus> {
+        self.sessions.get(&session).map(|round| &round.status)
+    }
+
+    /// Orders a key generation among `participants` (in index order).
+    pub fn start_keygen(&mut self, session: SessionId, threshold: u16, participants: Vec<PeerKey>) -> Vec<Outbound> {
+        assert!(!self.sessions.contains_key(&session), "session {session} started twice");
+        let mut out = Vec::new();
+        for (position, peer) in participants.iter().enumerate() {
+            let command = KeyGenCommand::Start {
+                session,
+                threshold,
+                my_index: Participant::from_position(position),
+                participants: participants.clone(),
+            };
+            out.extend(self.send(*peer, CoordinatorMessage::KeyGen(command)));
+        }
+        self.sessions.insert(
+            session,
+            KeyGenRound {
+                participants,
+                commitments: BTreeMap::new(),
+                shares: BTreeMap::new(),
+                shares_from: BTreeMap::new(),
+                generated: BTreeMap::new(),
+                status: SessionStatus::Running,
+            },
+        );
+        out
+    }
+
+    /// Handles bytes from any processor.
+    pub fn handle(&mut self, bytes: &[u8]) -> Vec<Outbound> {
+        let me = self.peer_key();
+        let links = &self.links;
+        let envelope = match Envelope::<ProcessorMessage>::open(bytes, &me, |s| links.contains_key(s)) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                self.observations.push(Observation::RefusedFrame { error: error.to_string() });
+                return vec![];
+            }
+        };
+        let from = envelope.sender;
+        let link = self.links.get_mut(&from).expect("sender was checked against the links");
+        match envelope.frame {
+            Frame::Ack { up_to } => {
+                link.acknowledged(up_to);
+                vec![]
+            }
+            Frame::Data { seq, message } => {
+                let (ready, ack) = link.receive(seq, message);
+                let mut out = Vec::new();
+                for message in ready {
+                    out.extend(self.apply(from, message));
+                }
+                if let Some(up_to) = ack {
+                    out.push(self.seal(from, Frame::Ack { up_to }));
+                }
+                out
+            }
+        }
+    }
+
+    /// Re-sends everything not yet acknowledged.
+    pub fn tick(&mut self) -> Vec<Outbound> {
+        self.links
+            .iter()
+            .flat_map(|(to, link)| link.unacked().map(|bytes| Outbound { to: *to, bytes: bytes.clone() }))
+            .collect()
+    }
+
+    fn seal(&self, to: PeerKey, frame: Frame<CoordinatorMessage>) -> Outbound {
+        Outbound { to, bytes: Envelope::new(self.peer_key(), to, frame).seal(&self.identity) }
+    }
+
+    fn send(&mut self, to: PeerKey, message: CoordinatorMessage) -> Vec<Outbound> {
+        let Some(link) = self.links.get_mut(&to) else {
+            return vec![];
+        };
+        let seq = link.next_seq();
+        let outbound = Outbound { to, bytes: Envelope::new(self.identity.peer_key(), to, Frame::Data { seq, message }).seal(&self.identity) };
+        self.links.get_mut(&to).expect("link exists").record_sent(seq, outbound.bytes.clone());
+        vec![outbound]
+    }
+
+    fn apply(&mut self, from: PeerKey, message: ProcessorMessage) -> Vec<Outbound> {
+        match message {
+            ProcessorMessage::KeyGen(event) => self.keygen(from, event),
+            // Scanning, signing and payments are not coordinated yet.
+            ProcessorMessage::Scanner(_) | ProcessorMessage::Sign(_) | ProcessorMessage::Payments(_) => vec![],
+        }
+    }
+
+    fn keygen(&mut self, from: PeerKey, event: KeyGenEvent) -> Vec<Outbound> {
+        let session = match &event {
+            KeyGenEvent::Commitments { session, .. }
+            | KeyGenEvent::Shares { session, .. }
+            | KeyGenEvent::Generated { session, .. }
+            | KeyGenEvent::Blame { session, .. }
+            | KeyGenEvent::Activated { session, .. } => *session,
+        };
+        let Some(round) = self.sessions.get_mut(&session) else {
+            return vec![];
+        };
+        let Some(position) = round.participants.iter().position(|p| *p == from) else {
+            return vec![];
+        };
+        let sender = Participant::from_position(position);
+        let mut to_send: Vec<(PeerKey, KeyGenCommand)> = Vec::new();
+        match event {
+            KeyGenEvent::Commitments { commitments, .. } => {
+                round.commitments.insert(sender, commitments);
+                if round.commitments.len() == round.participants.len() {
+                    for (position, peer) in round.participants.iter().enumerate() {
+                        let me = Participant::from_position(position);
+                        let commitments =
+                            round.commitments.iter().filter(|(p, _)| **p != me).map(|(p, c)| (*p, c.clone())).collect();
+                        to_send.push((*peer, KeyGenCommand::Commitments { session, commitments }));
+                    }
+                }
+            }
+            KeyGenEvent::Shares { shares, .. } => {
+                if round.shares_from.insert(sender, ()).is_none() {
+                    for (to, share) in shares {
+                        round.shares.insert((sender, to), share);
+                    }
+                }
+                if round.shares_from.len() == round.participants.len() {
+                    for (position, peer) in round.participants.iter().enumerate() {
+                        let me = Participant::from_position(position);
+                        let shares = round
+                            .shares
+                            .iter()
+                            .filter(|((_, to), _)| *to == me)
+                            .map(|((from, _), share)| (*from, share.clone()))
+                            .collect();
+                        to_send.push((*peer, KeyGenCommand::Shares { session, shares }));
+                    }
+                }
+            }
+            KeyGenEvent::Generated { keys, .. } => {
+                self.observations.push(Observation::KeysGenerated { session, participant: sender, keys });
+                round.generated.insert(sender, keys);
+                if round.generated.len() == round.participants.len() && round.status == SessionStatus::Running {
+                    let mut all = round.generated.values();
+                    let first = *all.next().expect("at least two participants");
+                    if all.all(|k| *k == first) {
+                        round.status = SessionStatus::Confirmed(first);
+                        self.observations.push(Observation::KeysConfirmed { session, keys: first });
+                        for peer in &round.participants {
+                            to_send.push((*peer, KeyGenCommand::Confirm { session, keys: first }));
+                        }
+                    } else {
+                        self.observations.push(Observation::KeysDisagree { session });
+                    }
+                }
+            }
+            KeyGenEvent::Blame { accused, reason, .. } => {
+                self.observations.push(Observation::Blamed { session, by: sender, accused, reason });
+                if round.status == SessionStatus::Running {
+                    round.status = SessionStatus::Failed { blamed: accused };
+                    for peer in &round.participants {
+                        to_send.push((*peer, KeyGenCommand::Failed { session, blamed: accused }));
+                    }
+                }
+            }
+            KeyGenEvent::Activated { keys, .. } => {
+                self.observations.push(Observation::Activated { session, participant: sender, keys });
+            }
+        }
+        to_send.into_iter().flat_map(|(to, command)| self.send(to, CoordinatorMessage::KeyGen(command))).collect()
+    }
+}
+
+impl Coordinator {
+    /// A faulty coordinator's act: tells every participant of `session` to activate `keys`,
+    /// whatever happened in the session. Honest processors must refuse unless the keys are the
+    /// ones they generated in a session that did not fail.
+    pub fn confirm_regardless(&mut self, session: SessionId, keys: GroupKeys) -> Vec<Outbound> {
+        let participants = self.sessions.get(&session).map(|r| r.participants.clone()).unwrap_or_default();
+        participants
+            .into_iter()
+            .flat_map(|to| self.send(to, CoordinatorMessage::KeyGen(KeyGenCommand::Confirm { session, keys })))
+            .collect()
+    }
+}

@@ -1,0 +1,275 @@
+//! One coordinator and several processor cores in one process, with a seeded, faulty network:
+//! every message is delayed by a random amount (so delivery is reordered), and may be
+//! duplicated or dropped; processors may crash and restart from their committed DB. Time is
+//! virtual. The same seed gives the same run.
+
+use crate::{Coordinator, Outbound};
+use processor::core::{Config, Effect, Event, Processor};
+use processor::crypto::Identity;
+use processor::db::MemDb;
+use processor::ids::{ExternalChain, Millis, PeerKey, SessionId};
+use processor::messages::{Envelope, Frame, KeyGenEvent, ProcessorMessage};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeMap;
+
+/// Virtual time between ticks (retransmissions, crash rolls).
+pub const TICK_MS: u64 = 100;
+
+/// What the network does to messages and processors. Rates are per mille.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    /// Each delivery takes 1..=max_delay_ms.
+    pub max_delay_ms: u64,
+    pub duplicate_per_mille: u32,
+    pub drop_per_mille: u32,
+    /// Chance per processor per tick of a crash and restart from its DB.
+    pub crash_per_mille: u32,
+}
+
+impl Faults {
+    /// Prompt, exactly-once delivery: still reordered by the per-message delay.
+    pub fn none() -> Faults {
+        Faults { max_delay_ms: 10, duplicate_per_mille: 0, drop_per_mille: 0, crash_per_mille: 0 }
+    }
+    /// Shuffled, delayed, duplicated and dropped delivery.
+    pub fn unreliable() -> Faults {
+        Faults { max_delay_ms: 400, duplicate_per_mille: 150, drop_per_mille: 100, crash_per_mille: 0 }
+    }
+    /// Unreliable delivery and processors that crash.
+    pub fn crashing() -> Faults {
+        Faults { crash_per_mille: 30, ..Faults::unreliable() }
+    }
+}
+
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub struct NetworkStats {
+    pub delivered: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub crashes: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Destination {
+    Coordinator,
+    Processor(usize),
+}
+
+struct Node {
+    identity: Identity,
+    db: MemDb,
+    processor: Processor<MemDb, ChaCha20Rng>,
+}
+
+pub struct LocalNetwork {
+    rng: ChaCha20Rng,
+    now: u64,
+    next_tick: u64,
+    chain: ExternalChain,
+    coordinator: Coordinator,
+    nodes: Vec<Node>,
+    /// (delivery time, arrival order) -> message.
+    in_flight: BTreeMap<(u64, u64), (Destination, Vec<u8>)>,
+    sent: u64,
+    faults: Faults,
+    byzantine: Option<usize>,
+    stats: NetworkStats,
+}
+
+impl LocalNetwork {
+    pub fn new(processors: usize, chain: ExternalChain, seed: u64, faults: Faults) -> LocalNetwork {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let coordinator_identity = Identity::generate(&mut rng);
+        let identities: Vec<Identity> = (0 .. processors).map(|_| Identity::generate(&mut rng)).collect();
+        let keys: Vec<PeerKey> = identities.iter().map(Identity::peer_key).collect();
+        let coordinator = Coordinator::new(coordinator_identity, &keys);
+        let mut network = LocalNetwork {
+            rng,
+            now: 0,
+            next_tick: TICK_MS,
+            chain,
+            coordinator,
+            nodes: Vec::new(),
+            in_flight: BTreeMap::new(),
+            sent: 0,
+            faults,
+            byzantine: None,
+            stats: NetworkStats::default(),
+        };
+        for identity in identities {
+            let db = MemDb::new();
+            let processor = network.open_processor(&identity, &db);
+            network.nodes.push(Node { identity, db, processor });
+        }
+        network
+    }
+
+    fn open_processor(&mut self, identity: &Identity, db: &MemDb) -> Processor<MemDb, ChaCha20Rng> {
+        let config = Config { chain: self.chain, coordinator: self.coordinator.peer_key() };
+        let rng = ChaCha20Rng::seed_from_u64(self.rng.next_u64());
+        Processor::new(db.clone(), identity.clone(), config, rng)
+    }
+
+    pub fn peer_keys(&self) -> Vec<PeerKey> {
+        self.nodes.iter().map(|n| n.identity.peer_key()).collect()
+    }
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.coordinator
+    }
+    pub fn processor(&self, index: usize) -> &Processor<MemDb, ChaCha20Rng> {
+        &self.nodes[index].processor
+    }
+    pub fn db(&self, index: usize) -> &MemDb {
+        &self.nodes[index].db
+    }
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+    pub fn now(&self) -> Millis {
+        Millis(self.now)
+    }
+    pub fn stats(&self) -> &NetworkStats {
+        &self.stats
+    }
+
+    /// From now on, processor `index` corrupts the key-generation shares it sends (it gives
+    /// each recipient another recipient's share), as a Byzantine validator would.
+    pub fn make_byzantine(&mut self, index: usize) {
+        self.byzantine = Some(index);
+    }
+
+    /// Orders a key generation among the given processors (all of them if `None`).
+    pub fn start_keygen(&mut self, session: SessionId, threshold: u16, members: Option<&[usize]>) {
+        let all: Vec<usize> = (0 .. self.nodes.len()).collect();
+        let members = members.unwrap_or(&all);
+        let participants = members.iter().map(|i| self.nodes[*i].identity.peer_key()).collect();
+        let out = self.coordinator.start_keygen(session, threshold, participants);
+        self.from_coordinator(out);
+    }
+
+    /// Crashes processor `index` (losing everything not committed) and restarts it on its DB.
+    pub fn restart(&mut self, index: usize) {
+        let identity = self.nodes[index].identity.clone();
+        let db = self.nodes[index].db.clone();
+        self.nodes[index].processor = self.open_processor(&identity, &db);
+        self.stats.crashes += 1;
+    }
+
+    /// Runs until `done` holds (true) or virtual time passes `deadline` (false).
+    pub fn run_until(&mut self, deadline: Millis, mut done: impl FnMut(&LocalNetwork) -> bool) -> bool {
+        while self.now <= deadline.0 {
+            if done(self) {
+                return true;
+            }
+            let next_delivery = self.in_flight.keys().next().map(|(at, _)| *at);
+            match next_delivery {
+                Some(at) if at < self.next_tick => {
+                    let (_, (destination, bytes)) = self.in_flight.pop_first().expect("peeked");
+                    self.now = at;
+                    self.deliver(destination, bytes);
+                }
+                _ => self.tick(),
+            }
+        }
+        false
+    }
+
+    fn tick(&mut self) {
+        self.now = self.next_tick;
+        self.next_tick += TICK_MS;
+        for index in 0 .. self.nodes.len() {
+            if self.roll(self.faults.crash_per_mille) {
+                self.restart(index);
+            }
+            let effects = self.nodes[index].processor.handle(Event::Tick { now: Millis(self.now) });
+            self.from_processor(index, effects.expect("the in-memory DB does not fail"));
+        }
+        let out = self.coordinator.tick();
+        self.from_coordinator(out);
+    }
+
+    fn deliver(&mut self, destination: Destination, bytes: Vec<u8>) {
+        self.stats.delivered += 1;
+        match destination {
+            Destination::Coordinator => {
+                let out = self.coordinator.handle(&bytes);
+                self.from_coordinator(out);
+            }
+            Destination::Processor(index) => {
+                let effects = self.nodes[index].processor.handle(Event::Inbound(bytes));
+                self.from_processor(index, effects.expect("the in-memory DB does not fail"));
+            }
+        }
+    }
+
+    fn from_coordinator(&mut self, out: Vec<Outbound>) {
+        for Outbound { to, bytes } in out {
+            if let Some(index) = self.nodes.iter().position(|n| n.identity.peer_key() == to) {
+                self.transmit(Destination::Processor(index), bytes);
+            }
+        }
+    }
+
+    fn from_processor(&mut self, index: usize, effects: Vec<Effect>) {
+        for Effect::Send(bytes) in effects {
+            let bytes = if self.byzantine == Some(index) { self.corrupt_shares(index, bytes) } else { bytes };
+            self.transmit(Destination::Coordinator, bytes);
+        }
+    }
+
+    fn transmit(&mut self, destination: Destination, bytes: Vec<u8>) {
+        if self.roll(self.faults.drop_per_mille) {
+            self.stats.dropped += 1;
+            return;
+        }
+        let copies = if self.roll(self.faults.duplicate_per_mille) {
+            self.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0 .. copies {
+            let delay = 1 + self.rng.next_u64() % self.faults.max_delay_ms.max(1);
+            self.sent += 1;
+            self.in_flight.insert((self.now + delay, self.sent), (destination, bytes.clone()));
+        }
+    }
+
+    fn roll(&mut self, per_mille: u32) -> bool {
+        per_mille > 0 && (self.rng.next_u64() % 1000) < u64::from(per_mille)
+    }
+
+    /// Swaps the payloads of the first two key-generation shares in a message, re-signed with
+    /// the sender's own key: exactly what a malicious processor could send.
+    fn corrupt_shares(&self, index: usize, bytes: Vec<u8>) -> Vec<u8> {
+        let identity = &self.nodes[index].identity;
+        let coordinator = self.coordinator.peer_key();
+        let Ok(mut envelope) = Envelope::<ProcessorMessage>::open(&bytes, &coordinator, |_| true) else {
+            return bytes;
+        };
+        if let Frame::Data { message: ProcessorMessage::KeyGen(KeyGenEvent::Shares { shares, .. }), .. } =
+            &mut envelope.frame
+        {
+            if shares.len() >= 2 {
+                let first = shares[0].1.clone();
+                shares[0].1 = shares[1].1.clone();
+                shares[1].1 = first;
+                return envelope.seal(identity);
+            }
+        }
+        bytes
+    }
+}
+
+
+impl LocalNetwork {
+    /// Lets a test act as a faulty coordinator: `act` produces messages that are then delivered.
+    pub fn coordinator_acts(&mut self, act: impl FnOnce(&mut Coordinator) -> Vec<Outbound>) {
+        let out = act(&mut self.coordinator);
+        self.from_coordinator(out);
+    }
+}
