@@ -79,6 +79,11 @@ impl Coordinator {
         &self.observations
     }
 
+    /// A session's participants in index order.
+    pub fn participants(&self, session: SessionId) -> Option<&[PeerKey]> {
+        self.sessions.get(&session).map(|round| round.participants.as_slice())
+    }
+
     pub fn status(&self, session: SessionId) -> Option<&SessionStatus> {
         self.sessions.get(&session).map(|round| &round.status)
     }

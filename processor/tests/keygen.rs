@@ -10,7 +10,7 @@ use frost_core::keys::{KeyPackage, PublicKeyPackage};
 use frost_core::Ciphersuite;
 use processor::ids::{ExternalChain, Millis, Participant, SessionId};
 use processor::keygen::{self, monero::monero_threshold_keys, ChainKeyShare, ThresholdKeyPair};
-use processor::messages::{ChainPublicKey, GroupKeys};
+use processor::messages::{BlameReason, ChainPublicKey, GroupKeys};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
@@ -192,7 +192,10 @@ fn a_participant_sending_bad_shares_is_blamed_and_no_key_is_used() {
             .observations()
             .iter()
             .filter_map(|o| match o {
-                Observation::Blamed { accused, by, .. } => Some((*by, *accused)),
+                Observation::Blamed { accused, by, reason, .. } => {
+                    assert_eq!(*reason, BlameReason::InvalidShare);
+                    Some((*by, *accused))
+                }
                 _ => None,
             })
             .collect();

@@ -172,8 +172,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         let replies = match message {
             CoordinatorMessage::KeyGen(command) => {
                 let session = keygen::session_of(&command);
-                let me = self.peer_key();
-                let context = KeyGenContext { chain: self.config.chain, me: &me };
+                let context = KeyGenContext { chain: self.config.chain, identity: &self.identity };
                 match keygen::handle(&mut txn, &context, &mut self.rng, command) {
                     Ok(events) => events,
                     Err(KeyGenError::Blame { accused, reason }) => {

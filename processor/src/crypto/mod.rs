@@ -158,3 +158,75 @@ mod tests {
         assert_eq!(decoded, (bytes, 7));
     }
 }
+
+/// Point-to-point encryption between two processors' identities, for secrets relayed through
+/// the coordinator (DKG shares). The key is the X25519 agreement of the two Ed25519 identities
+/// (in Montgomery form) hashed with a context that names the session and both ends, so each
+/// key encrypts exactly one plaintext; re-encrypting after a restart yields identical bytes.
+/// AEAD (ChaCha20-Poly1305) also authenticates the sender to the recipient.
+pub mod pairwise {
+    use super::Identity;
+    use crate::ids::PeerKey;
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+    use ed25519_dalek::VerifyingKey;
+    use sha2::{Digest, Sha256};
+    use zeroize::Zeroizing;
+
+    /// A peer key unusable for agreement (not a point, or of small order).
+    pub fn usable(peer: &PeerKey) -> bool {
+        VerifyingKey::from_bytes(&peer.0).is_ok_and(|key| !key.is_weak())
+    }
+
+    fn cipher(me: &Identity, peer: &PeerKey, context: &[u8]) -> Option<ChaCha20Poly1305> {
+        let peer = VerifyingKey::from_bytes(&peer.0).ok().filter(|key| !key.is_weak())?;
+        let scalar = Zeroizing::new(me.0.to_scalar_bytes());
+        let shared = Zeroizing::new(peer.to_montgomery().mul_clamped(*scalar).to_bytes());
+        let mut hasher = Sha256::new();
+        hasher.update(b"threshold-custody processor pairwise key v1");
+        hasher.update(shared.as_slice());
+        hasher.update((context.len() as u64).to_le_bytes());
+        hasher.update(context);
+        let key = Zeroizing::new(<[u8; 32]>::from(hasher.finalize()));
+        Some(ChaCha20Poly1305::new(&Key::from(*key)))
+    }
+
+    /// Encrypts `plaintext` for `recipient`. `context` must differ for every plaintext.
+    pub fn seal(me: &Identity, recipient: &PeerKey, context: &[u8], plaintext: &[u8]) -> Option<Vec<u8>> {
+        let cipher = cipher(me, recipient, context)?;
+        cipher.encrypt(&Nonce::default(), Payload { msg: plaintext, aad: context }).ok()
+    }
+
+    /// Decrypts what `sender` sealed for us; `None` if it was not sealed by them for this context.
+    pub fn open(me: &Identity, sender: &PeerKey, context: &[u8], ciphertext: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let cipher = cipher(me, sender, context)?;
+        cipher.decrypt(&Nonce::default(), Payload { msg: ciphertext, aad: context }).ok().map(Zeroizing::new)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use rand_chacha::rand_core::SeedableRng;
+
+        #[test]
+        fn only_the_two_ends_can_open_and_contexts_do_not_mix() {
+            let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
+            let (alice, bob, eve) = (Identity::generate(&mut rng), Identity::generate(&mut rng), Identity::generate(&mut rng));
+            let sealed = seal(&alice, &bob.peer_key(), b"ctx", b"share").unwrap();
+            assert_ne!(&sealed[.. 5], b"share");
+            assert_eq!(open(&bob, &alice.peer_key(), b"ctx", &sealed).unwrap().as_slice(), b"share");
+            assert!(open(&bob, &alice.peer_key(), b"other ctx", &sealed).is_none());
+            assert!(open(&eve, &alice.peer_key(), b"ctx", &sealed).is_none());
+            assert!(open(&bob, &eve.peer_key(), b"ctx", &sealed).is_none());
+            let mut tampered = sealed.clone();
+            tampered[0] ^= 1;
+            assert!(open(&bob, &alice.peer_key(), b"ctx", &tampered).is_none());
+            // Deterministic: a restart re-encrypts to the same bytes.
+            assert_eq!(seal(&alice, &bob.peer_key(), b"ctx", b"share").unwrap(), sealed);
+            // The identity point is of small order: refused.
+            let identity_point = PeerKey({ let mut b = [0u8; 32]; b[0] = 1; b });
+            assert!(!usable(&identity_point));
+            assert!(seal(&alice, &identity_point, b"ctx", b"share").is_none());
+        }
+    }
+}

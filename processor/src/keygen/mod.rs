@@ -20,9 +20,10 @@ pub mod monero;
 
 pub use keys::{active_keys, generated_keys, ChainKeyShare, KeyShare, KeyShares, ThresholdKeyPair};
 
-use crate::crypto::SecretSeed;
+use crate::crypto::{pairwise, Identity, SecretSeed};
 use crate::db::{schema, Db, DbError, Txn};
 use crate::ids::{ExternalChain, Participant, PeerKey, SessionId};
+
 use crate::messages::{decode, encode, BlameReason, GroupKeys, KeyGenCommand, KeyGenEvent, Opaque};
 use bincode::{Decode, Encode};
 use dkg::{parse_commitment, parse_share, DkgParams, DkgStream};
@@ -90,7 +91,13 @@ struct Shares {
 /// The processor-wide facts a key-generation step needs.
 pub struct KeyGenContext<'a> {
     pub chain: ExternalChain,
-    pub me: &'a PeerKey,
+    pub identity: &'a Identity,
+}
+
+/// What a round-2 share's encryption is bound to: a ciphertext for one (session, from, to) is
+/// useless for any other.
+pub fn share_context(session: SessionId, from: Participant, to: Participant) -> Vec<u8> {
+    encode(&(b"dkg share".as_slice(), session, from, to))
 }
 
 /// Handles one key-generation command inside the caller's transaction and returns the messages
@@ -115,6 +122,7 @@ pub fn handle<D: Db>(
                 ExternalChain::Bitcoin => make_shares::<Secp256k1Tr>(&state, &commitments)?,
                 ExternalChain::Monero => make_shares::<Ed25519>(&state, &commitments)?,
             };
+            let shares = encrypt_shares(&state, context.identity, session, shares)?;
             save(txn, session, SessionState { phase: Phase::SharesSent { commitments }, ..state });
             Ok(vec![KeyGenEvent::Shares { session, shares }])
         }
@@ -123,6 +131,7 @@ pub fn handle<D: Db>(
             let Phase::SharesSent { commitments } = &state.phase else {
                 return Err(KeyGenError::Refused(format!("session {session} is not awaiting shares")));
             };
+            let shares = decrypt_shares(&state, context.identity, session, &shares)?;
             let generated = match state.chain {
                 ExternalChain::Bitcoin => finish::<Secp256k1Tr>(&state, commitments, &shares, session)?,
                 ExternalChain::Monero => finish::<Ed25519>(&state, commitments, &shares, session)?,
@@ -211,11 +220,14 @@ fn start<D: Db>(
     if !(2 ..= n).contains(&usize::from(threshold)) {
         return Err(KeyGenError::Refused(format!("threshold {threshold} is outside 2..={n}")));
     }
-    if participants.get(my_index.position()) != Some(context.me) {
+    if participants.get(my_index.position()) != Some(&context.identity.peer_key()) {
         return Err(KeyGenError::Refused(format!("participant {my_index} is not this processor")));
     }
     if participants.iter().collect::<BTreeSet<_>>().len() != n {
         return Err(KeyGenError::Refused("a participant is listed twice".into()));
+    }
+    if !participants.iter().all(pairwise::usable) {
+        return Err(KeyGenError::Refused("a participant's key cannot receive encrypted shares".into()));
     }
 
     let state = SessionState {
@@ -274,6 +286,45 @@ impl SessionState {
     }
 }
 
+/// Encrypts each share to its recipient, so the relaying coordinator never sees one.
+fn encrypt_shares(
+    state: &SessionState,
+    identity: &Identity,
+    session: SessionId,
+    shares: Vec<(Participant, Opaque)>,
+) -> Result<Vec<(Participant, Opaque)>, KeyGenError> {
+    shares
+        .into_iter()
+        .map(|(to, plaintext)| {
+            let plaintext = zeroize::Zeroizing::new(plaintext);
+            let recipient = &state.participants[to.position()];
+            pairwise::seal(identity, recipient, &share_context(session, state.my_index, to), &plaintext)
+                .map(|ciphertext| (to, ciphertext))
+                .ok_or_else(|| KeyGenError::Refused(format!("cannot encrypt to participant {to}")))
+        })
+        .collect()
+}
+
+/// Decrypts the shares addressed to us; one that does not open was not sent by its claimed
+/// sender for this session, and the sender is blamed.
+fn decrypt_shares(
+    state: &SessionState,
+    identity: &Identity,
+    session: SessionId,
+    shares: &[(Participant, Opaque)],
+) -> Result<Vec<(Participant, zeroize::Zeroizing<Vec<u8>>)>, KeyGenError> {
+    state.check_from_others(shares, "shares")?;
+    shares
+        .iter()
+        .map(|(from, ciphertext)| {
+            let sender = &state.participants[from.position()];
+            pairwise::open(identity, sender, &share_context(session, *from, state.my_index), ciphertext)
+                .map(|plaintext| (*from, plaintext))
+                .ok_or(KeyGenError::Blame { accused: *from, reason: BlameReason::Malformed })
+        })
+        .collect()
+}
+
 fn commit<C: Ciphersuite>(state: &SessionState) -> Result<Opaque, KeyGenError> {
     let all = state.all_participants();
     let (_, batch) = state.dkg(DkgStream::Batch, &all).round1::<Ed25519>()?;
@@ -325,8 +376,9 @@ fn make_shares<C: Ciphersuite>(
 
 type Round2Maps<C> = (BTreeMap<Identifier<Ed25519>, round2::Package<Ed25519>>, BTreeMap<Identifier<C>, round2::Package<C>>);
 
-fn parse_shares<C: Ciphersuite>(state: &SessionState, shares: &[(Participant, Opaque)]) -> Result<Round2Maps<C>, KeyGenError> {
-    state.check_from_others(shares, "shares")?;
+fn parse_shares<C: Ciphersuite>(
+    shares: &[(Participant, zeroize::Zeroizing<Vec<u8>>)],
+) -> Result<Round2Maps<C>, KeyGenError> {
     let mut batch = BTreeMap::new();
     let mut chain = BTreeMap::new();
     for (from, bytes) in shares {
@@ -342,7 +394,7 @@ fn parse_shares<C: Ciphersuite>(state: &SessionState, shares: &[(Participant, Op
 fn finish<C: Ciphersuite>(
     state: &SessionState,
     commitments: &[(Participant, Opaque)],
-    shares: &[(Participant, Opaque)],
+    shares: &[(Participant, zeroize::Zeroizing<Vec<u8>>)],
     session: SessionId,
 ) -> Result<ThresholdKeyPair, KeyGenError>
 where
@@ -350,7 +402,7 @@ where
 {
     let all = state.all_participants();
     let (batch_commitments, chain_commitments) = parse_commitments::<C>(state, commitments)?;
-    let (batch_shares, chain_shares) = parse_shares::<C>(state, shares)?;
+    let (batch_shares, chain_shares) = parse_shares::<C>(shares)?;
     let (share, public) = state.dkg(DkgStream::Batch, &all).finish::<Ed25519>(&batch_commitments, &batch_shares)?;
     let batch = KeyShare { share, public };
     let (share, public) = state.dkg(DkgStream::Chain, &all).finish::<C>(&chain_commitments, &chain_shares)?;
