@@ -1,0 +1,1 @@
+//! Mock Bitcoin chain (being written).

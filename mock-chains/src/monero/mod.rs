@@ -1,0 +1,1 @@
+//! Mock Monero chain (being written).
