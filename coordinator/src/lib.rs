@@ -10,6 +10,7 @@
 //! and restart processors and make one of them Byzantine. Tests, the devnet and the simulation
 //! build on it.
 
+pub mod byzantine;
 mod link;
 pub mod local;
 
@@ -49,6 +50,7 @@ pub enum SessionStatus {
 
 /// The coordinator's view of one key-generation session.
 struct KeyGenRound {
+    threshold: u16,
     participants: Vec<PeerKey>,
     commitments: BTreeMap<Participant, Opaque>,
     /// (from, to) -> share.
@@ -63,12 +65,29 @@ pub struct Coordinator {
     links: BTreeMap<PeerKey, Link>,
     sessions: BTreeMap<SessionId, KeyGenRound>,
     observations: Vec<Observation>,
+    retry_without_blamed: bool,
 }
 
 impl Coordinator {
     pub fn new(identity: Identity, processors: &[PeerKey]) -> Coordinator {
         let links = processors.iter().map(|p| (*p, Link::default())).collect();
-        Coordinator { identity, links, sessions: BTreeMap::new(), observations: Vec::new() }
+        Coordinator { identity, links, sessions: BTreeMap::new(), observations: Vec::new(), retry_without_blamed: false }
+    }
+
+    /// After a blamed session, start a new one without the blamed participant (while enough
+    /// participants remain), as the validator set would by removing a misbehaving validator.
+    pub fn retry_without_blamed(&mut self, enabled: bool) {
+        self.retry_without_blamed = enabled;
+    }
+
+    /// Every session and its status, in id order.
+    pub fn sessions(&self) -> impl Iterator<Item = (SessionId, &SessionStatus)> {
+        self.sessions.iter().map(|(id, round)| (*id, &round.status))
+    }
+
+    /// The session most recently started.
+    pub fn latest_session(&self) -> Option<SessionId> {
+        self.sessions.keys().next_back().copied()
     }
 
     pub fn peer_key(&self) -> PeerKey {
@@ -104,6 +123,7 @@ impl Coordinator {
         self.sessions.insert(
             session,
             KeyGenRound {
+                threshold,
                 participants,
                 commitments: BTreeMap::new(),
                 shares: BTreeMap::new(),
@@ -247,6 +267,25 @@ impl Coordinator {
                     round.status = SessionStatus::Failed { blamed: accused };
                     for peer in &round.participants {
                         to_send.push((*peer, KeyGenCommand::Failed { session, blamed: accused }));
+                    }
+                    if self.retry_without_blamed {
+                        let threshold = round.threshold;
+                        let remaining: Vec<PeerKey> = round
+                            .participants
+                            .iter()
+                            .enumerate()
+                            .filter(|(position, _)| Participant::from_position(*position) != accused)
+                            .map(|(_, peer)| *peer)
+                            .collect();
+                        let mut out: Vec<Outbound> = to_send
+                            .into_iter()
+                            .flat_map(|(to, command)| self.send(to, CoordinatorMessage::KeyGen(command)))
+                            .collect();
+                        if remaining.len() >= usize::from(threshold.max(2)) {
+                            let next = SessionId(self.latest_session().map_or(1, |s| s.0 + 1));
+                            out.extend(self.start_keygen(next, threshold, remaining));
+                        }
+                        return out;
                     }
                 }
             }

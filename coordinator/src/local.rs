@@ -5,11 +5,9 @@
 
 use crate::{Coordinator, Outbound};
 use processor::core::{Config, Effect, Event, Processor};
-use processor::crypto::{pairwise, Identity};
+use processor::crypto::Identity;
 use processor::db::MemDb;
-use processor::ids::{ExternalChain, Millis, Participant, PeerKey, SessionId};
-use processor::keygen::share_context;
-use processor::messages::{Envelope, Frame, KeyGenEvent, ProcessorMessage};
+use processor::ids::{ExternalChain, Millis, PeerKey, SessionId};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
@@ -244,41 +242,8 @@ impl LocalNetwork {
         per_mille > 0 && (self.rng.next_u64() % 1000) < u64::from(per_mille)
     }
 
-    /// Gives the first two recipients of a key-generation shares message each other's share,
-    /// properly encrypted and signed by the sender: exactly what a malicious processor could
-    /// send, and detectable only by checking the share against the sender's commitments.
     fn corrupt_shares(&self, index: usize, bytes: Vec<u8>) -> Vec<u8> {
-        let identity = &self.nodes[index].identity;
-        let coordinator = self.coordinator.peer_key();
-        let Ok(mut envelope) = Envelope::<ProcessorMessage>::open(&bytes, &coordinator, |_| true) else {
-            return bytes;
-        };
-        let Frame::Data { message: ProcessorMessage::KeyGen(KeyGenEvent::Shares { session, shares }), .. } =
-            &mut envelope.frame
-        else {
-            return bytes;
-        };
-        let Some(participants) = self.coordinator.participants(*session) else {
-            return bytes;
-        };
-        let from = Participant::from_position(index);
-        let open = |(to, ciphertext): &(Participant, Vec<u8>)| {
-            pairwise::open(identity, &participants[to.position()], &share_context(*session, from, *to), ciphertext)
-        };
-        if shares.len() < 2 {
-            return bytes;
-        }
-        let (Some(first), Some(second)) = (open(&shares[0]), open(&shares[1])) else {
-            return bytes;
-        };
-        let (to_first, to_second) = (shares[0].0, shares[1].0);
-        let seal = |to: Participant, plaintext: &[u8]| {
-            pairwise::seal(identity, &participants[to.position()], &share_context(*session, from, to), plaintext)
-                .expect("participants' keys were usable")
-        };
-        shares[0].1 = seal(to_first, &second);
-        shares[1].1 = seal(to_second, &first);
-        envelope.seal(identity)
+        crate::byzantine::corrupt_keygen_shares(&self.nodes[index].identity, &self.coordinator, bytes)
     }
 }
 

@@ -1,0 +1,47 @@
+//! What a Byzantine processor sends, for tests and the simulation to inject.
+
+use crate::Coordinator;
+use processor::crypto::{pairwise, Identity};
+use processor::ids::Participant;
+use processor::keygen::share_context;
+use processor::messages::{Envelope, Frame, KeyGenEvent, ProcessorMessage};
+
+/// Rewrites a processor's outgoing key-generation shares message so its first two recipients
+/// get each other's share, properly encrypted and signed by the sender: detectable only by
+/// checking each share against the sender's commitments. Other bytes pass unchanged.
+pub fn corrupt_keygen_shares(identity: &Identity, coordinator: &Coordinator, bytes: Vec<u8>) -> Vec<u8> {
+    let Ok(mut envelope) = Envelope::<ProcessorMessage>::open(&bytes, &coordinator.peer_key(), |_| true) else {
+        return bytes;
+    };
+    let Frame::Data { message: ProcessorMessage::KeyGen(KeyGenEvent::Shares { session, shares }), .. } =
+        &mut envelope.frame
+    else {
+        return bytes;
+    };
+    let Some(participants) = coordinator.participants(*session) else {
+        return bytes;
+    };
+    let Some(position) = participants.iter().position(|p| *p == identity.peer_key()) else {
+        return bytes;
+    };
+    let from = Participant::from_position(position);
+    if shares.len() < 2 {
+        return bytes;
+    }
+    let open = |(to, ciphertext): &(Participant, Vec<u8>)| {
+        pairwise::open(identity, participants.get(to.position())?, &share_context(*session, from, *to), ciphertext)
+    };
+    let (Some(first), Some(second)) = (open(&shares[0]), open(&shares[1])) else {
+        return bytes;
+    };
+    let (to_first, to_second) = (shares[0].0, shares[1].0);
+    let seal = |to: Participant, plaintext: &[u8]| {
+        pairwise::seal(identity, &participants[to.position()], &share_context(*session, from, to), plaintext)
+    };
+    let (Some(for_first), Some(for_second)) = (seal(to_first, &second), seal(to_second, &first)) else {
+        return bytes;
+    };
+    shares[0].1 = for_first;
+    shares[1].1 = for_second;
+    envelope.seal(identity)
+}

@@ -1,0 +1,186 @@
+//! The command line: one seed or a range, a progress line, a summary table, and for a failing
+//! seed the command that reproduces it.
+
+use clap::Parser;
+use sim::{Outcome, Scenario};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Deterministic simulation of a validator set's processors")]
+pub struct Args {
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Number of consecutive seeds to run.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    #[arg(long, default_value_t = 3)]
+    threshold: u16,
+    /// Message loss, per mille.
+    #[arg(long, default_value_t = 100)]
+    loss: u32,
+    /// Maximum message latency, ms.
+    #[arg(long, default_value_t = 300)]
+    latency_ms: u64,
+    /// Coordinator duplicates, per mille.
+    #[arg(long, default_value_t = 100)]
+    duplicate: u32,
+    /// Processor crashes per fault step, per mille.
+    #[arg(long, default_value_t = 150)]
+    crash: u32,
+    /// Coordinator crashes per fault step, per mille.
+    #[arg(long, default_value_t = 50)]
+    coordinator_crash: u32,
+    /// Coordinator/processor partitions per fault step, per mille.
+    #[arg(long, default_value_t = 100)]
+    partition: u32,
+    /// Make the last validator Byzantine (corrupt key-generation shares).
+    #[arg(long)]
+    byzantine: bool,
+    /// Simulated duration of the fault phase, ms.
+    #[arg(long, default_value_t = 20_000)]
+    fault_phase_ms: u64,
+    /// Turn every fault off.
+    #[arg(long)]
+    calm: bool,
+    /// Run each seed twice and compare the hashes of their whole event traces.
+    #[arg(long)]
+    check_determinism: bool,
+}
+
+impl Args {
+    fn scenario(&self) -> Scenario {
+        let mut scenario = Scenario {
+            validators: self.validators,
+            threshold: self.threshold,
+            loss_per_mille: self.loss,
+            max_latency_ms: self.latency_ms,
+            duplicate_per_mille: self.duplicate,
+            processor_crash_per_mille: self.crash,
+            coordinator_crash_per_mille: self.coordinator_crash,
+            partition_per_mille: self.partition,
+            byzantine: self.byzantine,
+            fault_phase_ms: self.fault_phase_ms,
+            ..Scenario::standard()
+        };
+        if self.calm {
+            scenario = Scenario { byzantine: self.byzantine, ..Scenario::calm(self.validators, self.threshold) };
+        }
+        scenario
+    }
+
+    /// The command reproducing one seed with these settings.
+    fn reproduce(&self, seed: u64) -> String {
+        let mut command = format!(
+            "scripts/sim.sh --seed {seed} --validators {} --threshold {} --fault-phase-ms {}",
+            self.validators, self.threshold, self.fault_phase_ms
+        );
+        if self.calm {
+            command.push_str(" --calm");
+        } else {
+            command.push_str(&format!(
+                " --loss {} --latency-ms {} --duplicate {} --crash {} --coordinator-crash {} --partition {}",
+                self.loss, self.latency_ms, self.duplicate, self.crash, self.coordinator_crash, self.partition
+            ));
+        }
+        if self.byzantine {
+            command.push_str(" --byzantine");
+        }
+        command
+    }
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let scenario = args.scenario();
+    if let Err(error) = scenario.validate() {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
+    if args.seeds == 0 {
+        eprintln!("error: --seeds must be at least 1");
+        return ExitCode::from(2);
+    }
+
+    let started = Instant::now();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut nondeterministic: Vec<u64> = Vec::new();
+    for (done, seed) in (args.seed .. args.seed.saturating_add(args.seeds)).enumerate() {
+        let outcome = sim::run(seed, &scenario);
+        if args.check_determinism {
+            let again = sim::run(seed, &scenario);
+            if again.trace_hash != outcome.trace_hash || again.events != outcome.events {
+                nondeterministic.push(seed);
+            }
+        }
+        outcomes.push(outcome);
+        progress(done as u64 + 1, args.seeds, &outcomes);
+    }
+    let wall = started.elapsed();
+    eprintln!();
+
+    summarise(&args, &outcomes, wall.as_secs_f64());
+    let mut failed = false;
+    for outcome in &outcomes {
+        if let Some(violation) = &outcome.violation {
+            failed = true;
+            println!("\nseed {} FAILED\n{violation}reproduce: {}", outcome.seed, args.reproduce(outcome.seed));
+        }
+    }
+    if args.check_determinism {
+        if nondeterministic.is_empty() {
+            println!("determinism: every seed gave the same trace hash twice");
+        } else {
+            failed = true;
+            for seed in &nondeterministic {
+                println!("determinism: seed {seed} gave two different traces; reproduce: {} --check-determinism", args.reproduce(*seed));
+            }
+        }
+    }
+    let violations = outcomes.iter().filter(|o| o.violation.is_some()).count();
+    println!("{} passed, {} failed", outcomes.len() - violations, violations + nondeterministic.len());
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn progress(done: u64, total: u64, outcomes: &[Outcome]) {
+    const WIDTH: u64 = 30;
+    let filled = done * WIDTH / total;
+    let failed = outcomes.iter().filter(|o| o.violation.is_some()).count();
+    eprint!(
+        "\r[{}{}] {done}/{total} seeds, {failed} failed",
+        "#".repeat(filled as usize),
+        " ".repeat((WIDTH - filled) as usize)
+    );
+}
+
+fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
+    let sum = |f: &dyn Fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
+    let simulated_ms = sum(&|o| o.simulated_ms);
+    let runs = if args.check_determinism { 2.0 } else { 1.0 };
+    let rows = [
+        ("seeds", format!("{} (from {})", outcomes.len(), args.seed)),
+        ("validators", format!("{}-of-{}{}", args.threshold, args.validators, if args.byzantine { ", one Byzantine" } else { "" })),
+        ("simulated time", format!("{:.1} s total, {:.1} s per seed", simulated_ms as f64 / 1000.0, simulated_ms as f64 / 1000.0 / outcomes.len() as f64)),
+        ("wall time", format!("{wall_seconds:.1} s ({:.0} simulated s per wall s, {:.0} seeds per minute)", runs * simulated_ms as f64 / 1000.0 / wall_seconds, runs * outcomes.len() as f64 * 60.0 / wall_seconds)),
+        ("events", sum(&|o| o.events).to_string()),
+        ("key sessions", format!("{} started, {} confirmed", sum(&|o| o.sessions_started), sum(&|o| o.keys_confirmed))),
+        ("blames", sum(&|o| o.blames).to_string()),
+        ("processor crashes", sum(&|o| o.faults.processor_crashes).to_string()),
+        ("coordinator crashes", sum(&|o| o.faults.coordinator_crashes).to_string()),
+        ("partitions", sum(&|o| o.faults.partitions).to_string()),
+        ("duplicated messages", sum(&|o| o.faults.duplicates).to_string()),
+        ("violations", outcomes.iter().filter(|o| o.violation.is_some()).count().to_string()),
+    ];
+    println!("{:-<72}", "");
+    for (name, value) in rows {
+        println!("{name:<22}{value}");
+    }
+    println!("{:-<72}", "");
+}

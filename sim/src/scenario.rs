@@ -1,0 +1,155 @@
+//! What a simulation run is asked to do, and what it reports.
+
+use std::fmt;
+
+/// The shape of one run. Rates are per mille.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub validators: usize,
+    pub threshold: u16,
+    /// Chance that the network loses a message.
+    pub loss_per_mille: u32,
+    /// Upper bound of a message's latency (the lower bound is 1 ms); spread means reordering.
+    pub max_latency_ms: u64,
+    /// Chance that the coordinator sends a message twice.
+    pub duplicate_per_mille: u32,
+    /// Chance per fault-plan step of crashing a processor.
+    pub processor_crash_per_mille: u32,
+    /// Chance per fault-plan step of crashing the coordinator.
+    pub coordinator_crash_per_mille: u32,
+    /// Chance per fault-plan step of partitioning the coordinator from a processor.
+    pub partition_per_mille: u32,
+    /// The last validator sends corrupt key-generation shares.
+    pub byzantine: bool,
+    /// How long faults are injected (simulated ms); then a quiet phase.
+    pub fault_phase_ms: u64,
+    /// How long the quiet phase may take before liveness is violated (simulated ms).
+    pub liveness_deadline_ms: u64,
+}
+
+impl Scenario {
+    /// The standard scenario: 4 validators, 3-of-4, all faults on.
+    pub fn standard() -> Scenario {
+        Scenario {
+            validators: 4,
+            threshold: 3,
+            loss_per_mille: 100,
+            max_latency_ms: 300,
+            duplicate_per_mille: 100,
+            processor_crash_per_mille: 150,
+            coordinator_crash_per_mille: 50,
+            partition_per_mille: 100,
+            byzantine: false,
+            fault_phase_ms: 20_000,
+            liveness_deadline_ms: 60_000,
+        }
+    }
+
+    /// No faults at all.
+    pub fn calm(validators: usize, threshold: u16) -> Scenario {
+        Scenario {
+            validators,
+            threshold,
+            loss_per_mille: 0,
+            max_latency_ms: 20,
+            duplicate_per_mille: 0,
+            processor_crash_per_mille: 0,
+            coordinator_crash_per_mille: 0,
+            partition_per_mille: 0,
+            byzantine: false,
+            fault_phase_ms: 0,
+            liveness_deadline_ms: 60_000,
+        }
+    }
+
+    /// Rejects scenarios the processors would refuse, before running anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(2 ..= processor::keygen::MAX_PARTICIPANTS).contains(&self.validators) {
+            return Err(format!("validators must be within 2..={}", processor::keygen::MAX_PARTICIPANTS));
+        }
+        if self.threshold < 2 || usize::from(self.threshold) > self.validators {
+            return Err(format!("threshold must be within 2..={}", self.validators));
+        }
+        if self.byzantine && self.validators - 1 < usize::from(self.threshold) {
+            return Err("with a Byzantine validator, t honest validators must remain".into());
+        }
+        for (name, rate) in [
+            ("loss", self.loss_per_mille),
+            ("duplicate", self.duplicate_per_mille),
+            ("processor crash", self.processor_crash_per_mille),
+            ("coordinator crash", self.coordinator_crash_per_mille),
+            ("partition", self.partition_per_mille),
+        ] {
+            if rate > 1000 {
+                return Err(format!("{name} rate {rate} is over 1000 per mille"));
+            }
+        }
+        if self.loss_per_mille == 1000 {
+            return Err("a network that loses every message cannot make progress".into());
+        }
+        if self.max_latency_ms == 0 {
+            return Err("max latency must be at least 1 ms".into());
+        }
+        Ok(())
+    }
+}
+
+/// Faults actually injected in a run, by kind.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub processor_crashes: u64,
+    pub coordinator_crashes: u64,
+    pub partitions: u64,
+    pub duplicates: u64,
+}
+
+/// An invariant that did not hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: String,
+    pub detail: String,
+    /// The last events before the violation, oldest first.
+    pub trace_tail: Vec<String>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invariant violated: {}: {}", self.invariant, self.detail)?;
+        writeln!(f, "last events:")?;
+        for line in &self.trace_tail {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What one seed's run did.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub seed: u64,
+    pub simulated_ms: u64,
+    /// SHA-256 over every event of the run, in order: equal for equal seeds.
+    pub trace_hash: [u8; 32],
+    pub events: u64,
+    pub sessions_started: u64,
+    pub keys_confirmed: u64,
+    pub blames: u64,
+    pub faults: FaultCounts,
+    pub violation: Option<Violation>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scenario;
+
+    #[test]
+    fn impossible_scenarios_are_refused_up_front() {
+        assert!(Scenario::standard().validate().is_ok());
+        assert!(Scenario { threshold: 5, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { threshold: 1, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { validators: 1, threshold: 1, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { byzantine: true, threshold: 4, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { loss_per_mille: 1000, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { duplicate_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
+    }
+}
