@@ -10,13 +10,14 @@
 //! and restart processors and make one of them Byzantine. Tests, the devnet and the simulation
 //! build on it.
 
+mod batches;
 pub mod byzantine;
 mod link;
 pub mod local;
 
 use link::Link;
 use processor::crypto::Identity;
-use processor::ids::{Participant, PeerKey, SessionId};
+use processor::ids::{BatchId, BlockHeight, Millis, Participant, PeerKey, SessionId};
 use processor::messages::{
     BlameReason, CoordinatorMessage, Envelope, Frame, GroupKeys, KeyGenCommand, KeyGenEvent, Opaque,
     ProcessorMessage,
@@ -39,6 +40,11 @@ pub enum Observation {
     Blamed { session: SessionId, by: Participant, accused: Participant, reason: BlameReason },
     Activated { session: SessionId, participant: Participant, keys: GroupKeys },
     RefusedFrame { error: String },
+    BlockAcknowledged { height: BlockHeight, batch: BatchId },
+    BatchSigned { batch: processor::messages::Batch, signature: [u8; 64] },
+    SigningBlamed { id: processor::messages::SignId, by: Participant, accused: Participant },
+    Reattempted { id: processor::messages::SignId },
+    ChainHalted { by: Participant, height: BlockHeight },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,12 +72,20 @@ pub struct Coordinator {
     sessions: BTreeMap<SessionId, KeyGenRound>,
     observations: Vec<Observation>,
     retry_without_blamed: bool,
+    chain_tip: BlockHeight,
+    now: Millis,
+    batches: batches::BatchState,
 }
 
 impl Coordinator {
     pub fn new(identity: Identity, processors: &[PeerKey]) -> Coordinator {
         let links = processors.iter().map(|p| (*p, Link::default())).collect();
-        Coordinator { identity, links, sessions: BTreeMap::new(), observations: Vec::new(), retry_without_blamed: false }
+        Coordinator { identity, links, sessions: BTreeMap::new(), observations: Vec::new(),
+            retry_without_blamed: false,
+            chain_tip: BlockHeight(0),
+            now: Millis(0),
+            batches: batches::BatchState::default(),
+        }
     }
 
     /// After a blamed session, start a new one without the blamed participant (while enough
@@ -167,12 +181,29 @@ impl Coordinator {
         }
     }
 
-    /// Re-sends everything not yet acknowledged.
-    pub fn tick(&mut self) -> Vec<Outbound> {
-        self.links
+    /// The chain height the coordinator knows of; keys confirmed from now on are scanned from it.
+    pub fn observe_chain_tip(&mut self, height: BlockHeight) {
+        self.chain_tip = self.chain_tip.max(height);
+    }
+
+    /// Time passes: re-sends everything not yet acknowledged, re-attempts stalled signing.
+    pub fn tick(&mut self, now: Millis) -> Vec<Outbound> {
+        self.now = self.now.max(now);
+        let mut out: Vec<Outbound> = self
+            .links
             .iter()
             .flat_map(|(to, link)| link.unacked().map(|bytes| Outbound { to: *to, bytes: bytes.clone() }))
-            .collect()
+            .collect();
+        out.extend(self.reattempt_stalled());
+        out
+    }
+
+    /// The latest confirmed session: its participants, threshold and keys.
+    fn active(&self) -> Option<(SessionId, Vec<PeerKey>, u16, GroupKeys)> {
+        self.sessions.iter().rev().find_map(|(id, round)| match round.status {
+            SessionStatus::Confirmed(keys) => Some((*id, round.participants.clone(), round.threshold, keys)),
+            _ => None,
+        })
     }
 
     fn seal(&self, to: PeerKey, frame: Frame<CoordinatorMessage>) -> Outbound {
@@ -192,8 +223,10 @@ impl Coordinator {
     fn apply(&mut self, from: PeerKey, message: ProcessorMessage) -> Vec<Outbound> {
         match message {
             ProcessorMessage::KeyGen(event) => self.keygen(from, event),
-            // Scanning, signing and payments are not coordinated yet.
-            ProcessorMessage::Scanner(_) | ProcessorMessage::Sign(_) | ProcessorMessage::Payments(_) => vec![],
+            ProcessorMessage::Scanner(event) => self.scanner_event(from, event),
+            ProcessorMessage::Sign(event) => self.sign_event(from, event),
+            // Payments are not coordinated yet.
+            ProcessorMessage::Payments(_) => vec![],
         }
     }
 
@@ -254,7 +287,7 @@ impl Coordinator {
                         round.status = SessionStatus::Confirmed(first);
                         self.observations.push(Observation::KeysConfirmed { session, keys: first });
                         for peer in &round.participants {
-                            to_send.push((*peer, KeyGenCommand::Confirm { session, keys: first }));
+                            to_send.push((*peer, KeyGenCommand::Confirm { session, keys: first, activation: self.chain_tip }));
                         }
                     } else {
                         self.observations.push(Observation::KeysDisagree { session });
@@ -305,7 +338,10 @@ impl Coordinator {
         let participants = self.sessions.get(&session).map(|r| r.participants.clone()).unwrap_or_default();
         participants
             .into_iter()
-            .flat_map(|to| self.send(to, CoordinatorMessage::KeyGen(KeyGenCommand::Confirm { session, keys })))
+            .flat_map(|to| {
+                let activation = self.chain_tip;
+                self.send(to, CoordinatorMessage::KeyGen(KeyGenCommand::Confirm { session, keys, activation }))
+            })
             .collect()
     }
 }

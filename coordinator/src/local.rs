@@ -7,7 +7,7 @@ use crate::{Coordinator, Outbound};
 use processor::core::{Config, Effect, Event, Processor};
 use processor::crypto::Identity;
 use processor::db::MemDb;
-use processor::ids::{ExternalChain, Millis, PeerKey, SessionId};
+use processor::ids::{BlockHeight, ExternalChain, Millis, PeerKey, SessionId};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
@@ -49,6 +49,17 @@ pub struct NetworkStats {
     pub crashes: u64,
 }
 
+/// Where processors read blocks from: a mock chain in tests and the devnet.
+pub trait ChainSource {
+    /// The best chain's height.
+    fn tip(&self) -> u64;
+    /// The block at `height` on the best chain, in the chain's encoding.
+    fn block_bytes(&self, height: u64) -> Option<Vec<u8>>;
+}
+
+/// Confirmations processors wait for unless a test says otherwise.
+pub const DEFAULT_CONFIRMATIONS: u64 = 3;
+
 #[derive(Clone, Copy, Debug)]
 enum Destination {
     Coordinator,
@@ -74,6 +85,8 @@ pub struct LocalNetwork {
     faults: Faults,
     byzantine: Option<usize>,
     stats: NetworkStats,
+    confirmations: u64,
+    source: Option<Box<dyn ChainSource>>,
 }
 
 impl LocalNetwork {
@@ -95,6 +108,8 @@ impl LocalNetwork {
             faults,
             byzantine: None,
             stats: NetworkStats::default(),
+            confirmations: DEFAULT_CONFIRMATIONS,
+            source: None,
         };
         for identity in identities {
             let db = MemDb::new();
@@ -105,9 +120,26 @@ impl LocalNetwork {
     }
 
     fn open_processor(&mut self, identity: &Identity, db: &MemDb) -> Processor<MemDb, ChaCha20Rng> {
-        let config = Config { chain: self.chain, coordinator: self.coordinator.peer_key() };
+        let config =
+            Config { chain: self.chain, coordinator: self.coordinator.peer_key(), confirmations: self.confirmations };
         let rng = ChaCha20Rng::seed_from_u64(self.rng.next_u64());
         Processor::new(db.clone(), identity.clone(), config, rng)
+    }
+
+    /// Processors follow `source`, a block final after `confirmations`. Call before anything runs.
+    pub fn attach_chain(&mut self, source: Box<dyn ChainSource>, confirmations: u64) {
+        assert_eq!(self.now, 0, "attach the chain before running the network");
+        self.confirmations = confirmations;
+        self.source = Some(source);
+        for index in 0 .. self.nodes.len() {
+            let identity = self.nodes[index].identity.clone();
+            let db = self.nodes[index].db.clone();
+            self.nodes[index].processor = self.open_processor(&identity, &db);
+        }
+    }
+
+    pub fn coordinator_mut(&mut self) -> &mut Coordinator {
+        &mut self.coordinator
     }
 
     pub fn peer_keys(&self) -> Vec<PeerKey> {
@@ -180,14 +212,24 @@ impl LocalNetwork {
     fn tick(&mut self) {
         self.now = self.next_tick;
         self.next_tick += TICK_MS;
+        let tip = self.source.as_ref().map(|source| source.tip());
+        if let Some(tip) = tip {
+            self.coordinator.observe_chain_tip(BlockHeight(tip));
+        }
         for index in 0 .. self.nodes.len() {
             if self.roll(self.faults.crash_per_mille) {
                 self.restart(index);
             }
-            let effects = self.nodes[index].processor.handle(Event::Tick { now: Millis(self.now) });
-            self.from_processor(index, effects.expect("the in-memory DB does not fail"));
+            let mut events = vec![Event::Tick { now: Millis(self.now) }];
+            if let Some(tip) = tip {
+                events.push(Event::ChainTip { height: BlockHeight(tip) });
+            }
+            for event in events {
+                let effects = self.nodes[index].processor.handle(event);
+                self.from_processor(index, effects.expect("the in-memory DB does not fail"));
+            }
         }
-        let out = self.coordinator.tick();
+        let out = self.coordinator.tick(Millis(self.now));
         self.from_coordinator(out);
     }
 
@@ -214,9 +256,22 @@ impl LocalNetwork {
     }
 
     fn from_processor(&mut self, index: usize, effects: Vec<Effect>) {
-        for Effect::Send(bytes) in effects {
-            let bytes = if self.byzantine == Some(index) { self.corrupt_shares(index, bytes) } else { bytes };
-            self.transmit(Destination::Coordinator, bytes);
+        let mut pending: std::collections::VecDeque<Effect> = effects.into();
+        while let Some(effect) = pending.pop_front() {
+            match effect {
+                Effect::Send(bytes) => {
+                    let bytes = if self.byzantine == Some(index) { self.corrupt_shares(index, bytes) } else { bytes };
+                    self.transmit(Destination::Coordinator, bytes);
+                }
+                // The chain source answers at once; a missing block is simply not delivered.
+                Effect::FetchBlock { height } => {
+                    let Some(bytes) = self.source.as_ref().and_then(|source| source.block_bytes(height.0)) else {
+                        continue;
+                    };
+                    let effects = self.nodes[index].processor.handle(Event::Block { height, bytes });
+                    pending.extend(effects.expect("the in-memory DB does not fail"));
+                }
+            }
         }
     }
 

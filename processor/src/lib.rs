@@ -13,9 +13,12 @@
 //!
 //! The `processor` binary is the daemon around this core.
 
+pub mod batch;
+pub mod chain;
 pub mod core;
 pub mod crypto;
 pub mod db;
 pub mod ids;
 pub mod keygen;
 pub mod messages;
+pub mod scanner;

@@ -26,7 +26,7 @@ fn fixture() -> Fixture {
     let identity = Identity::generate(&mut rng);
     let others = (0 .. 2).map(|_| Identity::generate(&mut rng).peer_key()).collect();
     let db = MemDb::new();
-    let config = Config { chain: ExternalChain::Bitcoin, coordinator: coordinator.peer_key() };
+    let config = Config { chain: ExternalChain::Bitcoin, coordinator: coordinator.peer_key(), confirmations: 3 };
     let processor_key = identity.peer_key();
     let processor = Processor::new(db.clone(), identity, config, ChaCha20Rng::seed_from_u64(6));
     Fixture { coordinator, processor_key, others, db, processor }
@@ -58,7 +58,8 @@ impl Fixture {
         let coordinator = self.coordinator.peer_key();
         effects
             .into_iter()
-            .map(|Effect::Send(bytes)| {
+            .map(|effect| {
+                let Effect::Send(bytes) = effect else { panic!("unexpected {effect:?}") };
                 let key = self.processor_key;
                 Envelope::<ProcessorMessage>::open(&bytes, &coordinator, |s| *s == key).unwrap().frame
             })
@@ -122,7 +123,7 @@ fn the_outbox_and_progress_survive_a_restart() {
     let mut f = fixture();
     let replies = f.deliver(f.start(1, 1));
     // Crash: a new core on the same DB, with different randomness.
-    let config = Config { chain: ExternalChain::Bitcoin, coordinator: f.coordinator.peer_key() };
+    let config = Config { chain: ExternalChain::Bitcoin, coordinator: f.coordinator.peer_key(), confirmations: 3 };
     let identity_key = f.processor_key;
     let rebuilt_identity = {
         let mut rng = ChaCha20Rng::seed_from_u64(5);

@@ -307,7 +307,11 @@ async fn processor_node(shared: Arc<Shared>, index: usize) {
         Ok(endpoint) => endpoint,
         Err(error) => panic!("processor {index} cannot bind: {error}"),
     };
-    let config = Config { chain: shared.chain, coordinator: lock(&shared.coordinator).peer_key() };
+    let config = Config {
+        chain: shared.chain,
+        coordinator: lock(&shared.coordinator).peer_key(),
+        confirmations: coordinator::local::DEFAULT_CONFIRMATIONS,
+    };
     let rng = ChaCha20Rng::seed_from_u64(madsim::rand::random());
     let mut core = Processor::new(shared.dbs[index].clone(), shared.identities[index].clone(), config, rng);
     shared.record(format!("processor {index} starts"));
@@ -332,7 +336,8 @@ async fn processor_node(shared: Arc<Shared>, index: usize) {
             Ok(effects) => effects,
             Err(error) => panic!("processor {index} storage failed: {error}"),
         };
-        for Effect::Send(bytes) in effects {
+        for effect in effects {
+            let Effect::Send(bytes) = effect else { continue };
             let bytes = if shared.byzantine() == Some(index) {
                 byzantine::corrupt_keygen_shares(&shared.identities[index], &lock(&shared.coordinator), bytes)
             } else {
@@ -365,7 +370,8 @@ async fn coordinator_node(shared: Arc<Shared>) {
             Ok(Err(_)) => continue,
             Err(_) => {
                 next_tick += TICK;
-                lock(&shared.coordinator).tick()
+                let now = Millis(lock(&shared.trace).start.elapsed().as_millis() as u64);
+                lock(&shared.coordinator).tick(now)
             }
         };
         for Outbound { to, bytes } in out {

@@ -100,6 +100,13 @@ fn print_observation(chain: ExternalChain, now: Millis, observation: &Observatio
         Observation::Blamed { by, accused, reason, .. } => format!("processor {by} blames {accused}: {reason:?}"),
         Observation::Activated { participant, .. } => format!("processor {participant} activated the keys"),
         Observation::RefusedFrame { error } => format!("refused a frame: {error}"),
+        Observation::BlockAcknowledged { height, batch } => format!("block {height} acknowledged as Batch {batch}"),
+        Observation::BatchSigned { batch, .. } => {
+            format!("Batch {} signed: {} InInstructions from block {}", batch.id, batch.instructions.len(), batch.block)
+        }
+        Observation::SigningBlamed { id, by, accused } => format!("processor {by} blames {accused} in {id:?}"),
+        Observation::Reattempted { id } => format!("signing re-attempted: {id:?}"),
+        Observation::ChainHalted { by, height } => format!("processor {by} halted its chain at {height}"),
     };
     println!("[{chain}] {:>7} ms  {line}", now.0);
 }

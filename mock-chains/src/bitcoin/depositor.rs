@@ -51,7 +51,12 @@ impl Depositor {
     pub fn new(seed: u64) -> Self {
         let keypair = keypair_from_rng(&mut seeded_rng(b"depositor-key", seed));
         let script_pubkey = p2tr_script(keypair.x_only_public_key().0);
-        Depositor { keypair, script_pubkey, rng: seeded_rng(b"depositor-aux", seed), locked: BTreeSet::new() }
+        Depositor {
+            keypair,
+            script_pubkey,
+            rng: seeded_rng(b"depositor-aux", seed),
+            locked: BTreeSet::new(),
+        }
     }
 
     /// The untweaked (internal) key pair.
@@ -99,15 +104,36 @@ impl Depositor {
         if !to.is_p2tr() {
             return Err(DepositError::DestinationNotTaproot);
         }
-        let mut outputs = vec![TxOut { value: amount, script_pubkey: to.to_owned() }];
+        let mut outputs = vec![TxOut {
+            value: amount,
+            script_pubkey: to.to_owned(),
+        }];
         if let Some(instruction) = instruction {
             if instruction.len() > MAX_INSTRUCTION_LEN {
-                return Err(DepositError::InstructionTooLong { len: instruction.len() });
+                return Err(DepositError::InstructionTooLong {
+                    len: instruction.len(),
+                });
             }
-            let data = PushBytesBuf::try_from(instruction.to_vec())
-                .map_err(|_| DepositError::InstructionTooLong { len: instruction.len() })?;
-            outputs.push(TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::new_op_return(data) });
+            let data = PushBytesBuf::try_from(instruction.to_vec()).map_err(|_| {
+                DepositError::InstructionTooLong {
+                    len: instruction.len(),
+                }
+            })?;
+            outputs.push(TxOut {
+                value: Amount::ZERO,
+                script_pubkey: ScriptBuf::new_op_return(data),
+            });
         }
+
+        // Locks only matter until the spend reaches the mempool (then the chain no longer offers
+        // the coin); dropping the others keeps the set small and frees coins of transactions a
+        // reorganisation invalidated.
+        let spendable: BTreeSet<OutPoint> = chain
+            .spendable_outputs(&self.script_pubkey)
+            .into_iter()
+            .map(|(outpoint, _)| outpoint)
+            .collect();
+        self.locked.retain(|outpoint| spendable.contains(outpoint));
 
         let fee_rate = chain.fee_rate_sat_per_vb();
         let coins = self.coins(chain);
@@ -117,23 +143,28 @@ impl Depositor {
         for coin in coins {
             total += coin.1.value;
             selected.push(coin);
-            let with_change = fee(&selected, &outputs, true, fee_rate);
-            let Some(change) = total.checked_sub(amount).and_then(|left| left.checked_sub(with_change))
-            else {
+            let Some(left) = total.checked_sub(amount) else {
                 continue;
             };
-            if change >= P2TR_DUST {
-                outputs.push(TxOut { value: change, script_pubkey: self.script_pubkey.clone() });
+            let with_change = fee(&selected, &outputs, true, fee_rate);
+            if let Some(change) = left
+                .checked_sub(with_change)
+                .filter(|change| *change >= P2TR_DUST)
+            {
+                outputs.push(TxOut {
+                    value: change,
+                    script_pubkey: self.script_pubkey.clone(),
+                });
                 return self.sign(selected, outputs);
             }
-            // Change would be dust: give it to the miner if the fee without a change output is
-            // covered (it is, as dropping an output only lowers the fee).
-            let without_change = amount.checked_add(fee(&selected, &outputs, false, fee_rate));
-            if without_change.is_some_and(|needed| total >= needed) {
+            // No change worth an output: the surplus over the smaller fee goes to the miner.
+            if left >= fee(&selected, &outputs, false, fee_rate) {
                 return self.sign(selected, outputs);
             }
         }
-        let needed = amount.checked_add(fee(&selected, &outputs, true, fee_rate)).unwrap_or(Amount::MAX);
+        let needed = amount
+            .checked_add(fee(&selected, &outputs, true, fee_rate))
+            .unwrap_or(Amount::MAX);
         Err(DepositError::InsufficientFunds { needed, available })
     }
 
@@ -152,19 +183,28 @@ impl Depositor {
         let mut aux = [0u8; 32];
         self.rng.fill_bytes(&mut aux);
         let tx = spend_key_path(&inputs, outputs, &self.keypair, &aux)?;
-        self.locked.extend(inputs.iter().map(|(outpoint, _)| *outpoint));
+        self.locked
+            .extend(inputs.iter().map(|(outpoint, _)| *outpoint));
         Ok(tx)
     }
 }
 
 /// Fee at `fee_rate` for spending `inputs` to `outputs` (plus a P2TR change output if
 /// `with_change`). Key-path witnesses are exactly one 64-byte signature, so this is exact.
-fn fee(inputs: &[(OutPoint, TxOut)], outputs: &[TxOut], with_change: bool, fee_rate: u64) -> Amount {
+fn fee(
+    inputs: &[(OutPoint, TxOut)],
+    outputs: &[TxOut],
+    with_change: bool,
+    fee_rate: u64,
+) -> Amount {
     let outpoints: Vec<OutPoint> = inputs.iter().map(|(outpoint, _)| *outpoint).collect();
     let mut outputs = outputs.to_vec();
     if with_change {
         // Any P2TR script has the same size as the depositor's.
-        outputs.push(TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(vec![0; 34]) });
+        outputs.push(TxOut {
+            value: Amount::ZERO,
+            script_pubkey: ScriptBuf::from_bytes(vec![0; 34]),
+        });
     }
     let mut tx = unsigned_transaction(&outpoints, outputs);
     for input in &mut tx.input {

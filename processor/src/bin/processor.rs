@@ -52,7 +52,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 .mode(0o600)
                 .open(&out)
                 .map_err(|e| format!("creating {}: {e}", out.display()))?;
-            let secret = zeroize::Zeroizing::new(hex::encode(identity.secret_bytes().as_ref()));
+            let secret = zeroize::Zeroizing::new(hex::encode(&identity.secret_bytes()[..]));
             file.write_all(secret.as_bytes()).map_err(|e| format!("writing {}: {e}", out.display()))?;
             println!("{}", identity.peer_key());
             Ok(())

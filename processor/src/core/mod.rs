@@ -9,11 +9,15 @@
 //! causes in the outbox. A redelivered frame is recognised by its id and only acknowledged
 //! again. Outbox messages are re-sent on every tick until the coordinator acknowledges them.
 
+use crate::batch::{BatchSigner, SignError};
 use crate::crypto::Identity;
 use crate::db::{schema, Db, DbError, Txn};
-use crate::ids::{ExternalChain, Millis, PeerKey, SeqId};
+use crate::ids::{BlockHeight, ExternalChain, Millis, PeerKey, SeqId};
 use crate::keygen::{self, KeyGenContext, KeyGenError};
-use crate::messages::{CoordinatorMessage, Envelope, Frame, ProcessorMessage};
+use crate::messages::{
+    CoordinatorMessage, Envelope, Frame, PaymentsCommand, ProcessorMessage, ScannerCommand, SignCommand, SignEvent,
+};
+use crate::scanner::{self, BlockOutcome};
 use rand_core::{CryptoRng, RngCore};
 use std::collections::BTreeMap;
 
@@ -30,6 +34,10 @@ pub enum Event {
     Inbound(Vec<u8>),
     /// Time passed; carries the injected clock's current time.
     Tick { now: Millis },
+    /// The chain source's current best height.
+    ChainTip { height: BlockHeight },
+    /// A block the core asked for with [`Effect::FetchBlock`], as the chain source returned it.
+    Block { height: BlockHeight, bytes: Vec<u8> },
 }
 
 /// What the core asks the driver to do.
@@ -37,6 +45,10 @@ pub enum Event {
 pub enum Effect {
     /// Send these sealed bytes to the coordinator.
     Send(Vec<u8>),
+    /// Fetch the block at this height from the chain source and hand it back as
+    /// [`Event::Block`]. Requests come in height order; a failed fetch may simply be dropped,
+    /// it is requested again on a later tick.
+    FetchBlock { height: BlockHeight },
 }
 
 /// A failure the core cannot handle: the driver must stop and restart from the DB.
@@ -59,6 +71,10 @@ pub struct Counters {
     pub messages_out: u64,
     pub resent: u64,
     pub blames: u64,
+    pub blocks_scanned: u64,
+    /// Blocks from the chain source that did not parse or were inconsistent.
+    pub refused_blocks: u64,
+    pub batches_signed: u64,
 }
 
 /// Static configuration of one processor.
@@ -67,6 +83,8 @@ pub struct Config {
     pub chain: ExternalChain,
     /// The only key commands are accepted from.
     pub coordinator: PeerKey,
+    /// Blocks on top of a block before it is final.
+    pub confirmations: u64,
 }
 
 pub struct Processor<D: Db, R: RngCore + CryptoRng> {
@@ -79,13 +97,28 @@ pub struct Processor<D: Db, R: RngCore + CryptoRng> {
     reorder: BTreeMap<SeqId, CoordinatorMessage>,
     counters: Counters,
     now: Millis,
+    tip: Option<BlockHeight>,
+    /// Heights already requested from the chain source and not yet scanned.
+    requested_through: Option<BlockHeight>,
+    signer: BatchSigner,
 }
 
 impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
     /// Opens a processor on whatever `db` holds (empty for a new one, the committed state after
     /// a crash).
     pub fn new(db: D, identity: Identity, config: Config, rng: R) -> Self {
-        Processor { db, identity, config, rng, reorder: BTreeMap::new(), counters: Counters::default(), now: Millis(0) }
+        Processor {
+            db,
+            identity,
+            config,
+            rng,
+            reorder: BTreeMap::new(),
+            counters: Counters::default(),
+            now: Millis(0),
+            tip: None,
+            requested_through: None,
+            signer: BatchSigner::default(),
+        }
     }
 
     pub fn peer_key(&self) -> PeerKey {
@@ -105,9 +138,58 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             Event::Inbound(bytes) => self.inbound(&bytes),
             Event::Tick { now } => {
                 self.now = self.now.max(now);
-                self.resend()
+                // Anything requested and not delivered is asked for again.
+                self.requested_through = None;
+                let mut effects = self.resend()?;
+                effects.extend(self.fetches()?);
+                Ok(effects)
             }
+            Event::ChainTip { height } => {
+                self.tip = Some(height);
+                self.fetches()
+            }
+            Event::Block { height, bytes } => self.block(height, &bytes),
         }
+    }
+
+    fn fetches(&mut self) -> Result<Vec<Effect>, CoreError> {
+        let Some(tip) = self.tip else { return Ok(vec![]) };
+        let heights = scanner::heights_to_fetch(&self.db, tip, self.config.confirmations, self.requested_through)?;
+        if let Some(last) = heights.last() {
+            self.requested_through = Some(*last);
+        }
+        Ok(heights.into_iter().map(|height| Effect::FetchBlock { height }).collect())
+    }
+
+    fn block(&mut self, height: BlockHeight, bytes: &[u8]) -> Result<Vec<Effect>, CoreError> {
+        let db = self.db.clone();
+        let mut txn = db.txn();
+        let messages = match scanner::on_block(&mut txn, self.config.chain, self.config.confirmations, self.tip, height, bytes)? {
+            BlockOutcome::Ignored(_) => return Ok(vec![]),
+            BlockOutcome::Refused(error) => {
+                self.counters.refused_blocks += 1;
+                self.requested_through = None;
+                tracing::warn!(%height, %error, "refused a block from the chain source");
+                return Ok(vec![]);
+            }
+            BlockOutcome::Halted { messages } => messages,
+            BlockOutcome::Scanned { mut messages, acknowledged } => {
+                self.counters.blocks_scanned += 1;
+                if let Some((height, block, batch)) = acknowledged {
+                    let chain = self.config.chain;
+                    match self.signer.acknowledged(&mut txn, &mut self.rng, chain, height, block, batch) {
+                        Ok(more) => messages.extend(more),
+                        Err(SignError::Db(error)) => return Err(error.into()),
+                        Err(error) => tracing::warn!(%error, "a pending acknowledgement was refused"),
+                    }
+                }
+                messages
+            }
+        };
+        let sealed = self.enqueue(&mut txn, messages)?;
+        txn.commit()?;
+        self.counters.messages_out += sealed.len() as u64;
+        Ok(sealed.into_iter().map(Effect::Send).collect())
     }
 
     fn inbound(&mut self, bytes: &[u8]) -> Result<Vec<Effect>, CoreError> {
@@ -192,8 +274,32 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
                 .map(ProcessorMessage::KeyGen)
                 .collect()
             }
-            CoordinatorMessage::Scanner(_) | CoordinatorMessage::Sign(_) | CoordinatorMessage::Payments(_) => {
-                self.refuse(seq, "this processor does not handle scanning, signing or payments yet");
+            CoordinatorMessage::Scanner(command) => {
+                let chain = self.config.chain;
+                let result = match command {
+                    ScannerCommand::AcknowledgeBlock { height, block, batch } => {
+                        self.signer.acknowledged(&mut txn, &mut self.rng, chain, height, block, batch)
+                    }
+                    ScannerCommand::BatchPublished { batch } => self.signer.published(&mut txn, batch).map(|()| vec![]),
+                };
+                self.signing_result(&db, &mut txn, seq, None, result)?
+            }
+            CoordinatorMessage::Sign(command) => {
+                let (id, result) = match command {
+                    SignCommand::Preprocesses { id, preprocesses } => (id, self.signer.preprocesses(&mut txn, id, &preprocesses)),
+                    SignCommand::Shares { id, shares } => {
+                        let result = self.signer.shares(&mut txn, id, &shares);
+                        if matches!(result, Ok(ref messages) if !messages.is_empty()) {
+                            self.counters.batches_signed += 1;
+                        }
+                        (id, result)
+                    }
+                    SignCommand::Reattempt { id } => (id, self.signer.reattempt(&mut txn, &mut self.rng, id)),
+                };
+                self.signing_result(&db, &mut txn, seq, Some(id), result)?
+            }
+            CoordinatorMessage::Payments(PaymentsCommand::Burns { .. }) => {
+                self.refuse(seq, "this processor does not handle payments yet");
                 vec![]
             }
         };
@@ -202,6 +308,38 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         txn.commit()?;
         self.counters.messages_out += sealed.len() as u64;
         Ok(sealed.into_iter().map(Effect::Send).collect())
+    }
+
+    /// Maps a signing step's result to the messages it sends; a refusal or blame discards the
+    /// step's writes (a blame is reported).
+    fn signing_result<'a>(
+        &mut self,
+        db: &'a D,
+        txn: &mut Txn<'a, D>,
+        seq: SeqId,
+        id: Option<crate::messages::SignId>,
+        result: Result<Vec<ProcessorMessage>, SignError>,
+    ) -> Result<Vec<ProcessorMessage>, CoreError> {
+        match result {
+            Ok(messages) => Ok(messages),
+            Err(SignError::Db(error)) => Err(error.into()),
+            Err(SignError::Refused(why)) => {
+                *txn = db.txn();
+                self.refuse(seq, &why);
+                Ok(vec![])
+            }
+            Err(SignError::Blame { accused, reason }) => {
+                *txn = db.txn();
+                self.counters.blames += 1;
+                match id {
+                    Some(id) => {
+                        tracing::warn!(?id, %accused, ?reason, "blaming a signer");
+                        Ok(vec![ProcessorMessage::Sign(SignEvent::Blame { id, accused, reason })])
+                    }
+                    None => Ok(vec![]),
+                }
+            }
+        }
     }
 
     fn refuse(&mut self, seq: SeqId, why: &str) {

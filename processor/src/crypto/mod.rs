@@ -133,7 +133,7 @@ mod tests {
     fn secrets_are_absent_from_debug_output() {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([7; 32]);
         let identity = Identity::generate(&mut rng);
-        let secret_hex = hex::encode(identity.secret_bytes().as_ref());
+        let secret_hex = hex::encode(&identity.secret_bytes()[..]);
         let printed = format!("{identity:?}");
         assert!(!printed.contains(&secret_hex), "identity secret in Debug: {printed}");
         assert!(printed.contains(&identity.peer_key().to_string()));

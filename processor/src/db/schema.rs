@@ -2,8 +2,10 @@
 //! Prefixes end in `/` and none is a prefix of another (a test checks).
 
 use super::Table;
-use crate::ids::{SeqId, SessionId};
+use crate::ids::{BatchId, BlockHeight, BlockId, SeqId, SessionId};
 use crate::keygen::{KeyShares, SessionState};
+use crate::scanner::{FinalBlock, Halt};
+use crate::batch::BatchRecord;
 
 /// Highest inbound sequence id whose effects are committed.
 pub const INBOUND_HANDLED: Table<(), SeqId> = Table::new("inbound_handled", b"link/in_handled/");
@@ -19,6 +21,23 @@ pub const KEY_SHARES: Table<SessionId, KeyShares> = Table::new("key_shares", b"k
 /// The session whose keys are active (confirmed by the coordinator), if any.
 pub const ACTIVE_SESSION: Table<(), SessionId> = Table::new("active_session", b"keygen/active/");
 
+/// The next block height to scan (set when the first keys become active).
+pub const SCANNER_NEXT: Table<(), BlockHeight> = Table::new("scanner_next", b"scan/next/");
+/// The last scanned final block, to check the next one builds on it.
+pub const LAST_SCANNED: Table<(), (BlockHeight, BlockId)> = Table::new("last_scanned", b"scan/last/");
+/// Final blocks with outputs to the group, as reported, until their Batch is published.
+pub const FINAL_BLOCKS: Table<BlockHeight, FinalBlock> = Table::new("final_blocks", b"scan/final/");
+/// Set when a final block changed: scanning stops for good.
+pub const HALTED: Table<(), Halt> = Table::new("halted", b"scan/halted/");
+/// Acknowledgements received for blocks not yet scanned here.
+pub const PENDING_ACKS: Table<BlockHeight, (BlockId, BatchId)> = Table::new("pending_acks", b"scan/pending_ack/");
+
+/// Batches this processor built, and their signatures once known.
+pub const BATCHES: Table<BatchId, BatchRecord> = Table::new("batches", b"batch/record/");
+/// Signing attempts this processor sent a preprocess for. Never preprocessed twice: the
+/// nonces of an attempt live only in memory, so after a restart the attempt is abandoned.
+pub const PREPROCESSED: Table<Vec<u8>, ()> = Table::new("preprocessed", b"sign/preprocessed/");
+
 /// All prefixes, for the layout test.
 pub const ALL_PREFIXES: &[&[u8]] = &[
     INBOUND_HANDLED.prefix(),
@@ -27,6 +46,13 @@ pub const ALL_PREFIXES: &[&[u8]] = &[
     KEYGEN_SESSIONS.prefix(),
     KEY_SHARES.prefix(),
     ACTIVE_SESSION.prefix(),
+    SCANNER_NEXT.prefix(),
+    LAST_SCANNED.prefix(),
+    FINAL_BLOCKS.prefix(),
+    HALTED.prefix(),
+    PENDING_ACKS.prefix(),
+    BATCHES.prefix(),
+    PREPROCESSED.prefix(),
 ];
 
 #[cfg(test)]

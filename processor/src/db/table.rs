@@ -1,7 +1,7 @@
 //! Typed access to one key prefix: keys through [`DbKey`], values through the wire codec.
 
 use super::{Db, DbError, Read, Txn};
-use crate::ids::{SeqId, SessionId};
+use crate::ids::{BatchId, BlockHeight, SeqId, SessionId};
 use crate::messages::{decode, encode};
 use bincode::{Decode, Encode};
 use core::marker::PhantomData;
@@ -36,6 +36,18 @@ macro_rules! int_key {
 }
 int_key!(SessionId, u32);
 int_key!(SeqId, u64);
+int_key!(BlockHeight, u64);
+int_key!(BatchId, u32);
+
+/// Raw bytes keys (already encoded by the caller).
+impl DbKey for Vec<u8> {
+    fn key_bytes(&self) -> Vec<u8> {
+        self.clone()
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(bytes.to_vec())
+    }
+}
 
 /// A typed table: `K` after a fixed prefix, `V` encoded with the wire codec.
 pub struct Table<K, V> {

@@ -20,7 +20,8 @@ pub(crate) enum DkgStream {
     Chain = 1,
 }
 
-pub(crate) fn identifier<C: Ciphersuite>(participant: Participant) -> Identifier<C> {
+/// The FROST identifier of a participant: its index as a scalar.
+pub fn identifier<C: Ciphersuite>(participant: Participant) -> Identifier<C> {
     Identifier::try_from(participant.get()).expect("participants are non-zero")
 }
 

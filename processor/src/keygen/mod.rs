@@ -18,6 +18,7 @@ mod dkg;
 pub mod keys;
 pub mod monero;
 
+pub use dkg::identifier as dkg_identifier;
 pub use keys::{active_keys, generated_keys, ChainKeyShare, KeyShare, KeyShares, ThresholdKeyPair};
 
 use crate::crypto::{pairwise, Identity, SecretSeed};
@@ -156,11 +157,14 @@ pub fn handle<D: Db>(
                 }
             }
         }
-        KeyGenCommand::Confirm { session, keys } => {
+        KeyGenCommand::Confirm { session, keys, activation } => {
             let state = load(txn, session)?;
             match state.phase {
                 Phase::Generated { keys: ours } if ours == keys => {
                     schema::ACTIVE_SESSION.set(txn, &(), &session);
+                    if schema::SCANNER_NEXT.get(txn, &())?.is_none() {
+                        schema::SCANNER_NEXT.set(txn, &(), &activation);
+                    }
                     save(txn, session, SessionState { phase: Phase::Active { keys }, ..state });
                     tracing::info!(%session, ?keys, "keys confirmed and active");
                     Ok(vec![KeyGenEvent::Activated { session, keys }])

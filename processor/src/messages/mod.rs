@@ -86,8 +86,9 @@ pub enum KeyGenCommand {
     Shares { session: SessionId, shares: Vec<(Participant, Opaque)> },
     /// The session failed: a participant was blamed. No key from it may ever be used.
     Failed { session: SessionId, blamed: Participant },
-    /// The validator set voted these keys in: they become active.
-    Confirm { session: SessionId, keys: GroupKeys },
+    /// The validator set voted these keys in: they become active, and blocks from `activation`
+    /// on are scanned for outputs to them.
+    Confirm { session: SessionId, keys: GroupKeys, activation: BlockHeight },
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
@@ -154,7 +155,7 @@ pub struct Batch {
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum ScannerCommand {
-    /// The validator group acknowledged a reported block; sign its Batch.
+    /// The validator group agreed on a reported block with InInstructions; sign its Batch.
     AcknowledgeBlock { height: BlockHeight, block: BlockId, batch: BatchId },
     /// Serai acknowledged a signed Batch; its outputs may be spent.
     BatchPublished { batch: BatchId },

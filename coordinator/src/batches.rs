@@ -1,0 +1,196 @@
+//! Block acknowledgement and Batch signing, as the coordinator drives them: a block is
+//! acknowledged once `t` processors of the active session report it identically with
+//! InInstructions; its Batch is signed by the first `t` processors to preprocess; an attempt
+//! that stalls is re-attempted with a new attempt number (new nonces everywhere), excluding
+//! anyone blamed.
+
+use crate::{Coordinator, Observation, Outbound};
+use processor::batch::batch_message;
+use processor::ids::{Attempt, BatchId, BlockHeight, BlockId, Millis, Participant, PeerKey};
+use processor::messages::{
+    Batch, CoordinatorMessage, Deposit, Opaque, ScannerCommand, ScannerEvent, SignCommand, SignEvent, SignId, SignTarget,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A signing attempt that has not completed in this long is re-attempted.
+pub const SIGN_ATTEMPT_TIMEOUT_MS: u64 = 5_000;
+
+#[derive(Default)]
+pub(crate) struct BatchState {
+    /// Per height: each participant's report.
+    reports: BTreeMap<BlockHeight, BTreeMap<Participant, (BlockId, Vec<Deposit>)>>,
+    decided: BTreeSet<BlockHeight>,
+    next_batch: u32,
+    rounds: BTreeMap<BatchId, SigningRound>,
+    signed: BTreeMap<BatchId, (Batch, [u8; 64])>,
+}
+
+struct SigningRound {
+    id: SignId,
+    started: Millis,
+    /// In arrival order.
+    preprocesses: Vec<(Participant, Opaque)>,
+    set: Option<Vec<Participant>>,
+    shares: BTreeMap<Participant, Opaque>,
+    excluded: BTreeSet<Participant>,
+}
+
+impl Coordinator {
+    /// Every Batch signed so far, by id.
+    pub fn signed_batches(&self) -> impl Iterator<Item = (&Batch, &[u8; 64])> {
+        self.batches.signed.values().map(|(batch, signature)| (batch, signature))
+    }
+
+    fn participant(&self, participants: &[PeerKey], from: PeerKey) -> Option<Participant> {
+        participants.iter().position(|p| *p == from).map(Participant::from_position)
+    }
+
+    pub(crate) fn scanner_event(&mut self, from: PeerKey, event: ScannerEvent) -> Vec<Outbound> {
+        let Some((session, participants, threshold, keys)) = self.active() else { return vec![] };
+        let Some(sender) = self.participant(&participants, from) else { return vec![] };
+        match event {
+            ScannerEvent::BlockFinal { height, block, deposits } => {
+                if self.batches.decided.contains(&height) {
+                    return vec![];
+                }
+                let reports = self.batches.reports.entry(height).or_default();
+                reports.insert(sender, (block, deposits.clone()));
+                let agreeing = reports.values().filter(|(b, d)| *b == block && *d == deposits).count();
+                if agreeing < usize::from(threshold) {
+                    return vec![];
+                }
+                self.batches.decided.insert(height);
+                self.batches.reports.remove(&height);
+                if !deposits.iter().any(|d| d.instruction.is_some()) {
+                    return vec![];
+                }
+                let batch = BatchId(self.batches.next_batch);
+                self.batches.next_batch += 1;
+                self.observations.push(Observation::BlockAcknowledged { height, batch });
+                let id = SignId { session, target: SignTarget::Batch(batch), attempt: Attempt(0) };
+                self.batches.rounds.insert(
+                    batch,
+                    SigningRound {
+                        id,
+                        started: self.now,
+                        preprocesses: vec![],
+                        set: None,
+                        shares: BTreeMap::new(),
+                        excluded: BTreeSet::new(),
+                    },
+                );
+                let command = ScannerCommand::AcknowledgeBlock { height, block, batch };
+                participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect()
+            }
+            ScannerEvent::SignedBatch { batch, signature } => {
+                if self.batches.signed.contains_key(&batch.id) || !self.batches.rounds.contains_key(&batch.id) {
+                    return vec![];
+                }
+                let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&keys.batch.0) else { return vec![] };
+                let valid = key
+                    .verify_strict(&batch_message(&batch), &ed25519_dalek::Signature::from_bytes(&signature))
+                    .is_ok();
+                if !valid {
+                    return vec![];
+                }
+                self.batches.rounds.remove(&batch.id);
+                self.batches.signed.insert(batch.id, (batch.clone(), signature));
+                self.observations.push(Observation::BatchSigned { batch: batch.clone(), signature });
+                let command = ScannerCommand::BatchPublished { batch: batch.id };
+                participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect()
+            }
+            ScannerEvent::Halted { height, .. } => {
+                self.observations.push(Observation::ChainHalted { by: sender, height });
+                vec![]
+            }
+        }
+    }
+
+    pub(crate) fn sign_event(&mut self, from: PeerKey, event: SignEvent) -> Vec<Outbound> {
+        let Some((_, participants, threshold, _)) = self.active() else { return vec![] };
+        let Some(sender) = self.participant(&participants, from) else { return vec![] };
+        let (id, batch) = match &event {
+            SignEvent::Preprocess { id, .. } | SignEvent::Share { id, .. } | SignEvent::Blame { id, .. } => match id.target {
+                SignTarget::Batch(batch) => (*id, batch),
+                SignTarget::Transaction(_) => return vec![],
+            },
+            SignEvent::Completed { .. } => return vec![],
+        };
+        let Some(round) = self.batches.rounds.get_mut(&batch) else { return vec![] };
+        if round.id != id {
+            return vec![];
+        }
+        let mut to_send: Vec<(Participant, SignCommand)> = vec![];
+        match event {
+            SignEvent::Preprocess { preprocess, .. } => {
+                if round.set.is_some() || round.excluded.contains(&sender) || round.preprocesses.iter().any(|(p, _)| *p == sender) {
+                    return vec![];
+                }
+                round.preprocesses.push((sender, preprocess));
+                if round.preprocesses.len() == usize::from(threshold) {
+                    let set: Vec<Participant> = round.preprocesses.iter().map(|(p, _)| *p).collect();
+                    let preprocesses = round.preprocesses.clone();
+                    for member in &set {
+                        to_send.push((*member, SignCommand::Preprocesses { id, preprocesses: preprocesses.clone() }));
+                    }
+                    round.set = Some(set);
+                }
+            }
+            SignEvent::Share { share, .. } => {
+                let Some(set) = &round.set else { return vec![] };
+                if !set.contains(&sender) {
+                    return vec![];
+                }
+                round.shares.insert(sender, share);
+                if round.shares.len() == set.len() {
+                    let shares: Vec<(Participant, Opaque)> = round.shares.iter().map(|(p, s)| (*p, s.clone())).collect();
+                    for member in set {
+                        to_send.push((*member, SignCommand::Shares { id, shares: shares.clone() }));
+                    }
+                }
+            }
+            SignEvent::Blame { accused, .. } => {
+                self.observations.push(Observation::SigningBlamed { id, by: sender, accused });
+                round.excluded.insert(accused);
+                return self.reattempt(batch, &participants);
+            }
+            SignEvent::Completed { .. } => {}
+        }
+        to_send
+            .into_iter()
+            .flat_map(|(member, command)| self.send(participants[member.position()], CoordinatorMessage::Sign(command)))
+            .collect()
+    }
+
+    fn reattempt(&mut self, batch: BatchId, participants: &[PeerKey]) -> Vec<Outbound> {
+        let now = self.now;
+        let Some(round) = self.batches.rounds.get_mut(&batch) else { return vec![] };
+        round.id.attempt = Attempt(round.id.attempt.0 + 1);
+        round.started = now;
+        round.preprocesses.clear();
+        round.set = None;
+        round.shares.clear();
+        let id = round.id;
+        let excluded = round.excluded.clone();
+        self.observations.push(Observation::Reattempted { id });
+        participants
+            .iter()
+            .enumerate()
+            .filter(|(position, _)| !excluded.contains(&Participant::from_position(*position)))
+            .flat_map(|(_, p)| self.send(*p, CoordinatorMessage::Sign(SignCommand::Reattempt { id })))
+            .collect::<Vec<_>>()
+    }
+
+    pub(crate) fn reattempt_stalled(&mut self) -> Vec<Outbound> {
+        let Some((_, participants, _, _)) = self.active() else { return vec![] };
+        let now = self.now;
+        let stalled: Vec<BatchId> = self
+            .batches
+            .rounds
+            .iter()
+            .filter(|(_, round)| now.0.saturating_sub(round.started.0) >= SIGN_ATTEMPT_TIMEOUT_MS)
+            .map(|(batch, _)| *batch)
+            .collect();
+        stalled.into_iter().flat_map(|batch| self.reattempt(batch, &participants)).collect()
+    }
+}

@@ -1,0 +1,284 @@
+//! Batches: once the coordinator acknowledges a final block with InInstructions, the group
+//! threshold-signs the block's Batch with the batch key (FROST Ed25519).
+//!
+//! Every honest processor builds the same Batch for the same block (the block's InInstructions
+//! in block order), so a Batch id is only ever signed with one content. Nonces live only in
+//! memory and are bound to one [`SignId`] (session, Batch, attempt); before a preprocess is
+//! sent its attempt is recorded in the DB, so an attempt is never preprocessed twice. After a
+//! restart the nonces are gone and the attempt is abandoned: the coordinator's next attempt
+//! gets fresh nonces.
+
+use crate::db::{schema, Db, DbError, Txn};
+use crate::ids::{Attempt, BatchId, BlockHeight, BlockId, ExternalChain, Participant, SessionId};
+use crate::keygen::{self, keys::Ed25519, ThresholdKeyPair};
+use crate::messages::{encode, Batch, BlameReason, ProcessorMessage, ScannerEvent, SignEvent, SignId, SignTarget};
+use crate::scanner::FinalBlock;
+use bincode::{Decode, Encode};
+use frost_core::round1::{SigningCommitments, SigningNonces};
+use frost_core::round2::SignatureShare;
+use frost_core::{Identifier, SigningPackage};
+use rand_core::{CryptoRng, RngCore};
+use std::collections::BTreeMap;
+
+/// Signing attempts held in memory at once; older ones are dropped (they can be re-attempted).
+pub const MAX_LIVE_ATTEMPTS: usize = 256;
+
+/// A Batch this processor built and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct BatchRecord {
+    pub session: SessionId,
+    pub height: BlockHeight,
+    pub batch: Batch,
+    /// The latest attempt this processor took part in.
+    pub attempt: Attempt,
+    pub signature: Option<[u8; 64]>,
+    pub published: bool,
+}
+
+/// The bytes the batch key signs: domain-separated, so no other message can be confused with it.
+pub fn batch_message(batch: &Batch) -> Vec<u8> {
+    let mut message = b"threshold-custody processor: Batch v1".to_vec();
+    message.extend(encode(batch));
+    message
+}
+
+/// The Batch of a final block: its InInstructions in block order.
+pub fn build_batch(chain: ExternalChain, id: BatchId, block: &FinalBlock) -> Batch {
+    let instructions = block
+        .outputs
+        .iter()
+        .filter_map(|output| output.instruction.clone().map(|instruction| (instruction, output.amount)))
+        .collect();
+    Batch { chain, id, block: block.id, instructions }
+}
+
+/// Why a signing command was not acted on.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("participant {accused} blamed: {reason:?}")]
+    Blame { accused: Participant, reason: BlameReason },
+    #[error("command refused: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// In-memory signing state: nonces and signing packages by attempt. Never persisted.
+#[derive(Default)]
+pub struct BatchSigner {
+    nonces: BTreeMap<SignId, SigningNonces<Ed25519>>,
+    packages: BTreeMap<SignId, SigningPackage<Ed25519>>,
+}
+
+fn participant_of(id: &Identifier<Ed25519>, n: u16) -> Option<Participant> {
+    (1 ..= n).map(|i| Participant::new(i).expect("non-zero")).find(|p| keygen::dkg_identifier::<Ed25519>(*p) == *id)
+}
+
+fn keys_for<D: Db>(txn: &Txn<'_, D>, session: SessionId) -> Result<ThresholdKeyPair, SignError> {
+    keygen::generated_keys(txn, session)?
+        .ok_or_else(|| SignError::Refused(format!("no keys for session {session}")))
+}
+
+impl BatchSigner {
+    fn remember<T>(map: &mut BTreeMap<SignId, T>, id: SignId, value: T) {
+        // Only the newest attempt of a target matters; bound the memory regardless.
+        map.retain(|other, _| other.target != id.target || other.attempt > id.attempt);
+        while map.len() >= MAX_LIVE_ATTEMPTS {
+            map.pop_first();
+        }
+        map.insert(id, value);
+    }
+
+    /// The coordinator acknowledged `block` at `height` as Batch `batch`: build and start signing.
+    pub fn acknowledged<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        chain: ExternalChain,
+        height: BlockHeight,
+        block: BlockId,
+        batch_id: BatchId,
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        if let Some(record) = schema::BATCHES.get(txn, &batch_id)? {
+            if record.height == height && record.batch.block == block {
+                return Ok(vec![]);
+            }
+            return Err(SignError::Refused(format!("Batch {batch_id} already names another block")));
+        }
+        let Some(final_block) = schema::FINAL_BLOCKS.get(txn, &height)? else {
+            let next = schema::SCANNER_NEXT.get(txn, &())?;
+            if next.is_some_and(|next| next > height) {
+                return Err(SignError::Refused(format!("block {height} had no outputs to the group here")));
+            }
+            schema::PENDING_ACKS.set(txn, &height, &(block, batch_id));
+            return Ok(vec![]);
+        };
+        if final_block.id != block {
+            return Err(SignError::Refused(format!("acknowledged block {block} at {height} is not the final block seen here")));
+        }
+        if !final_block.has_instructions() {
+            return Err(SignError::Refused(format!("block {height} has no InInstructions to batch")));
+        }
+        let keys = keygen::active_keys(txn)?.ok_or_else(|| SignError::Refused("no active keys".into()))?;
+        let batch = build_batch(chain, batch_id, &final_block);
+        let attempt = Attempt(0);
+        let record = BatchRecord { session: keys.session, height, batch, attempt, signature: None, published: false };
+        schema::BATCHES.set(txn, &batch_id, &record);
+        let id = SignId { session: keys.session, target: SignTarget::Batch(batch_id), attempt };
+        Ok(self.preprocess(txn, rng, id)?.into_iter().collect())
+    }
+
+    /// Commits to fresh nonces for `id`, unless this attempt was ever preprocessed before.
+    fn preprocess<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        id: SignId,
+    ) -> Result<Option<ProcessorMessage>, SignError> {
+        let marker = encode(&id);
+        if schema::PREPROCESSED.get(txn, &marker)?.is_some() {
+            return Ok(None);
+        }
+        let keys = keys_for(txn, id.session)?;
+        let (nonces, commitments) = frost_core::round1::commit(keys.batch.share.signing_share(), rng);
+        schema::PREPROCESSED.set(txn, &marker, &());
+        let preprocess = commitments
+            .serialize()
+            .map_err(|e| SignError::Refused(format!("serializing our commitments: {e}")))?;
+        Self::remember(&mut self.nonces, id, nonces);
+        Ok(Some(ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess })))
+    }
+
+    pub fn reattempt<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        id: SignId,
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let SignTarget::Batch(batch_id) = id.target else {
+            return Err(SignError::Refused("transaction signing is not handled yet".into()));
+        };
+        let Some(mut record) = schema::BATCHES.get(txn, &batch_id)? else {
+            return Err(SignError::Refused(format!("no Batch {batch_id} here to re-attempt")));
+        };
+        if record.signature.is_some() || id.attempt <= record.attempt || id.session != record.session {
+            return Ok(vec![]);
+        }
+        record.attempt = id.attempt;
+        schema::BATCHES.set(txn, &batch_id, &record);
+        Ok(self.preprocess(txn, rng, id)?.into_iter().collect())
+    }
+
+    /// The signing set's preprocesses: produce our signature share.
+    pub fn preprocesses<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        id: SignId,
+        preprocesses: &[(Participant, Vec<u8>)],
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let record = self.record(txn, id)?;
+        let keys = keys_for(txn, id.session)?;
+        let threshold = usize::from(*keys.batch.share.min_signers());
+        if preprocesses.len() < threshold {
+            return Err(SignError::Refused(format!("{} preprocesses, {threshold} needed", preprocesses.len())));
+        }
+        // Nonces are taken out now: whatever happens next, they are never used again.
+        let Some(nonces) = self.nonces.remove(&id) else {
+            return Err(SignError::Refused(format!("no live nonces for {id:?} (already used, or lost in a restart)")));
+        };
+        let n = keys.batch.public.verifying_shares().len() as u16;
+        let me = *keys.batch.share.identifier();
+        let mut commitments = BTreeMap::new();
+        for (participant, bytes) in preprocesses {
+            let parsed = SigningCommitments::<Ed25519>::deserialize(bytes)
+                .map_err(|_| SignError::Blame { accused: *participant, reason: BlameReason::Malformed })?;
+            if participant.get() == 0 || participant.get() > n {
+                return Err(SignError::Refused(format!("participant {participant} is not in the session")));
+            }
+            commitments.insert(keygen::dkg_identifier::<Ed25519>(*participant), parsed);
+        }
+        if commitments.len() != preprocesses.len() {
+            return Err(SignError::Refused("a participant's preprocess appears twice".into()));
+        }
+        if commitments.get(&me) != Some(nonces.commitments()) {
+            return Err(SignError::Refused("the signing set lacks our own commitments".into()));
+        }
+        let package = SigningPackage::new(commitments, &batch_message(&record.batch));
+        let share = frost_core::round2::sign(&package, &nonces, &keys.batch.share)
+            .map_err(|e| SignError::Refused(format!("signing failed: {e}")))?;
+        Self::remember(&mut self.packages, id, package);
+        Ok(vec![ProcessorMessage::Sign(SignEvent::Share { id, share: share.serialize() })])
+    }
+
+    /// The signing set's shares: aggregate, verify, and emit the signed Batch.
+    pub fn shares<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        id: SignId,
+        shares: &[(Participant, Vec<u8>)],
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let SignTarget::Batch(batch_id) = id.target else {
+            return Err(SignError::Refused("transaction signing is not handled yet".into()));
+        };
+        let mut record = self.record(txn, id)?;
+        if record.signature.is_some() {
+            return Ok(vec![]);
+        }
+        let Some(package) = self.packages.remove(&id) else {
+            return Err(SignError::Refused(format!("no signing package for {id:?} here")));
+        };
+        let keys = keys_for(txn, id.session)?;
+        let n = keys.batch.public.verifying_shares().len() as u16;
+        let mut parsed = BTreeMap::new();
+        for (participant, bytes) in shares {
+            let share = SignatureShare::<Ed25519>::deserialize(bytes)
+                .map_err(|_| SignError::Blame { accused: *participant, reason: BlameReason::Malformed })?;
+            parsed.insert(keygen::dkg_identifier::<Ed25519>(*participant), share);
+        }
+        let signature = frost_core::aggregate(&package, &parsed, &keys.batch.public).map_err(|error| {
+            match error.culprits().first().and_then(|id| participant_of(id, n)) {
+                Some(accused) => SignError::Blame { accused, reason: BlameReason::InvalidSignatureShare },
+                None => SignError::Refused(format!("aggregation failed: {error}")),
+            }
+        })?;
+        let bytes: [u8; 64] = signature
+            .serialize()
+            .map_err(|e| SignError::Refused(format!("serializing the signature: {e}")))?
+            .try_into()
+            .map_err(|_| SignError::Refused("an Ed25519 signature is 64 bytes".into()))?;
+        // Second line of defence: the aggregate verifies under the group key for this Batch.
+        keys.batch
+            .public
+            .verifying_key()
+            .verify(&batch_message(&record.batch), &signature)
+            .map_err(|e| SignError::Refused(format!("aggregate does not verify: {e}")))?;
+        record.signature = Some(bytes);
+        schema::BATCHES.set(txn, &batch_id, &record);
+        Ok(vec![ProcessorMessage::Scanner(ScannerEvent::SignedBatch { batch: record.batch, signature: bytes })])
+    }
+
+    /// Serai acknowledged the Batch: signing is over.
+    pub fn published<D: Db>(&mut self, txn: &mut Txn<'_, D>, batch_id: BatchId) -> Result<(), SignError> {
+        let Some(mut record) = schema::BATCHES.get(txn, &batch_id)? else {
+            return Err(SignError::Refused(format!("unknown Batch {batch_id}")));
+        };
+        record.published = true;
+        schema::BATCHES.set(txn, &batch_id, &record);
+        self.nonces.retain(|id, _| id.target != SignTarget::Batch(batch_id));
+        self.packages.retain(|id, _| id.target != SignTarget::Batch(batch_id));
+        Ok(())
+    }
+
+    fn record<D: Db>(&self, txn: &Txn<'_, D>, id: SignId) -> Result<BatchRecord, SignError> {
+        let SignTarget::Batch(batch_id) = id.target else {
+            return Err(SignError::Refused("transaction signing is not handled yet".into()));
+        };
+        let record = schema::BATCHES
+            .get(txn, &batch_id)?
+            .ok_or_else(|| SignError::Refused(format!("no Batch {batch_id} here")))?;
+        if record.session != id.session {
+            return Err(SignError::Refused(format!("Batch {batch_id} is not signed by session {}", id.session)));
+        }
+        Ok(record)
+    }
+}

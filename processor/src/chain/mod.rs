@@ -1,0 +1,59 @@
+//! The pure part of each external chain: parse a block's bytes, find the outputs paid to the
+//! group's keys and their InInstructions. The same code runs in production, in the simulation
+//! and in tests; fetching bytes and publishing transactions is the driver's business.
+
+pub mod bitcoin;
+pub mod instruction;
+pub mod monero;
+
+use crate::ids::{Amount, BlockId, ExternalChain, SessionId};
+use crate::messages::{ChainPublicKey, InInstruction};
+use bincode::{Decode, Encode};
+
+/// Why a block from the chain source was refused. Never a panic: these bytes are external.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("block does not decode: {0}")]
+    Malformed(String),
+    #[error("block is internally inconsistent: {0}")]
+    Inconsistent(String),
+    #[error("scanning is not supported for this key: {0}")]
+    UnsupportedKey(String),
+}
+
+/// A key the group receives to, and the session that generated it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanKey {
+    pub session: SessionId,
+    pub key: ChainPublicKey,
+}
+
+/// An output paid to one of the group's keys.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ReceivedOutput {
+    /// Chain-specific id: txid and output index for Bitcoin; txid and index for Monero.
+    pub id: Vec<u8>,
+    pub amount: Amount,
+    /// `None` when the transaction carried no valid InInstruction: the output is kept by the
+    /// group and not credited on Serai (see the crate README's deposit policy).
+    pub instruction: Option<InInstruction>,
+    /// The key-generation session whose key received it.
+    pub session: SessionId,
+}
+
+/// A block reduced to what the processor needs from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScannedBlock {
+    pub id: BlockId,
+    pub parent: BlockId,
+    /// Outputs to the group's keys, in block order (transaction, then output index).
+    pub outputs: Vec<ReceivedOutput>,
+}
+
+/// Parses `bytes` as a block of `chain` and scans it for outputs to `keys`.
+pub fn scan_block(chain: ExternalChain, bytes: &[u8], keys: &[ScanKey]) -> Result<ScannedBlock, ChainError> {
+    match chain {
+        ExternalChain::Bitcoin => bitcoin::scan_block(bytes, keys),
+        ExternalChain::Monero => monero::scan_block(bytes, keys),
+    }
+}
