@@ -50,6 +50,10 @@ impl Coordinator {
         let Some(sender) = self.participant(&participants, from) else { return vec![] };
         match event {
             ScannerEvent::BlockFinal { height, block, deposits } => {
+                if self.record_reports {
+                    let deposits = deposits.clone();
+                    self.observations.push(Observation::BlockReported { by: sender, height, block, deposits });
+                }
                 if self.batches.decided.contains(&height) {
                     return vec![];
                 }

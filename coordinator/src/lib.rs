@@ -40,6 +40,8 @@ pub enum Observation {
     Blamed { session: SessionId, by: Participant, accused: Participant, reason: BlameReason },
     Activated { session: SessionId, participant: Participant, keys: GroupKeys },
     RefusedFrame { error: String },
+    /// A processor reported a final block (only recorded with `record_reports`).
+    BlockReported { by: Participant, height: BlockHeight, block: processor::ids::BlockId, deposits: Vec<processor::messages::Deposit> },
     BlockAcknowledged { height: BlockHeight, batch: BatchId },
     BatchSigned { batch: processor::messages::Batch, signature: [u8; 64] },
     SigningBlamed { id: processor::messages::SignId, by: Participant, accused: Participant },
@@ -72,6 +74,7 @@ pub struct Coordinator {
     sessions: BTreeMap<SessionId, KeyGenRound>,
     observations: Vec<Observation>,
     retry_without_blamed: bool,
+    record_reports: bool,
     chain_tip: BlockHeight,
     now: Millis,
     batches: batches::BatchState,
@@ -82,6 +85,7 @@ impl Coordinator {
         let links = processors.iter().map(|p| (*p, Link::default())).collect();
         Coordinator { identity, links, sessions: BTreeMap::new(), observations: Vec::new(),
             retry_without_blamed: false,
+            record_reports: false,
             chain_tip: BlockHeight(0),
             now: Millis(0),
             batches: batches::BatchState::default(),
@@ -97,6 +101,11 @@ impl Coordinator {
     /// Every session and its status, in id order.
     pub fn sessions(&self) -> impl Iterator<Item = (SessionId, &SessionStatus)> {
         self.sessions.iter().map(|(id, round)| (*id, &round.status))
+    }
+
+    /// Record every block report as an [`Observation::BlockReported`] (for tests).
+    pub fn record_reports(&mut self, enabled: bool) {
+        self.record_reports = enabled;
     }
 
     /// The session most recently started.

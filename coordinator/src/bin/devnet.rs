@@ -100,6 +100,9 @@ fn print_observation(chain: ExternalChain, now: Millis, observation: &Observatio
         Observation::Blamed { by, accused, reason, .. } => format!("processor {by} blames {accused}: {reason:?}"),
         Observation::Activated { participant, .. } => format!("processor {participant} activated the keys"),
         Observation::RefusedFrame { error } => format!("refused a frame: {error}"),
+        Observation::BlockReported { by, height, deposits, .. } => {
+            format!("processor {by} reports final block {height} with {} deposits", deposits.len())
+        }
         Observation::BlockAcknowledged { height, batch } => format!("block {height} acknowledged as Batch {batch}"),
         Observation::BatchSigned { batch, .. } => {
             format!("Batch {} signed: {} InInstructions from block {}", batch.id, batch.instructions.len(), batch.block)

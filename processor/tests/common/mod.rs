@@ -1,0 +1,87 @@
+//! Shared by the integration tests: networks with generated keys, and chain sources.
+#![allow(dead_code)]
+
+use coordinator::local::{ChainSource, Faults, LocalNetwork};
+use coordinator::Observation;
+use mock_chains::bitcoin::MockBitcoin;
+use processor::batch::batch_message;
+use processor::ids::{ExternalChain, Millis, SessionId};
+use processor::keygen;
+use processor::messages::{Batch, GroupKeys};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+pub const SESSION: SessionId = SessionId(1);
+
+/// A mock Bitcoin chain the test mutates while the network reads it.
+#[derive(Clone)]
+pub struct SharedBitcoin(pub Rc<RefCell<MockBitcoin>>);
+
+impl ChainSource for SharedBitcoin {
+    fn tip(&self) -> u64 {
+        self.0.borrow().tip_height()
+    }
+    fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
+        self.0.borrow().block_bytes(height)
+    }
+}
+
+pub fn all_active(network: &LocalNetwork, members: &[usize]) -> bool {
+    members.iter().all(|i| keygen::active_keys(network.db(*i)).unwrap().is_some())
+}
+
+/// A network of `n` processors following `source`, with `t`-of-`n` keys generated and active.
+pub fn network_with_keys(
+    n: usize,
+    t: u16,
+    chain: ExternalChain,
+    seed: u64,
+    faults: Faults,
+    source: Box<dyn ChainSource>,
+    confirmations: u64,
+) -> (LocalNetwork, GroupKeys) {
+    let mut network = LocalNetwork::new(n, chain, seed, faults);
+    network.attach_chain(source, confirmations);
+    network.coordinator_mut().record_reports(true);
+    network.start_keygen(SESSION, t, None);
+    let members: Vec<usize> = (0 .. n).collect();
+    assert!(network.run_until(Millis(600_000), |net| all_active(net, &members)), "key generation did not finish");
+    let keys = keygen::active_keys(network.db(0)).unwrap().unwrap().group_keys();
+    (network, keys)
+}
+
+/// Runs a while longer.
+pub fn run_for(network: &mut LocalNetwork, ms: u64) {
+    let until = Millis(network.now().0 + ms);
+    network.run_until(until, |_| false);
+}
+
+pub fn signed_batches(network: &LocalNetwork) -> Vec<(Batch, [u8; 64])> {
+    network.coordinator().signed_batches().map(|(b, s)| (b.clone(), *s)).collect()
+}
+
+/// Verifies a Batch signature with ed25519-dalek, not the signer's implementation.
+pub fn assert_batch_signature(keys: &GroupKeys, batch: &Batch, signature: &[u8; 64]) {
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&keys.batch.0).unwrap();
+    key.verify_strict(&batch_message(batch), &ed25519_dalek::Signature::from_bytes(signature))
+        .expect("ed25519-dalek rejects the Batch signature");
+}
+
+/// Every block report the coordinator saw from one processor, in order.
+pub fn reports_by(network: &LocalNetwork, index: usize) -> Vec<(u64, [u8; 32], Vec<processor::messages::Deposit>)> {
+    let participant = processor::ids::Participant::from_position(index);
+    let mut reports: Vec<_> = network
+        .coordinator()
+        .observations()
+        .iter()
+        .filter_map(|o| match o {
+            Observation::BlockReported { by, height, block, deposits } if *by == participant => {
+                Some((height.0, block.0, deposits.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    // Redelivered reports are the same report; keep each height once.
+    reports.dedup_by_key(|(height, _, _)| *height);
+    reports
+}
