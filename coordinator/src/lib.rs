@@ -59,6 +59,8 @@ pub enum SessionStatus {
 /// The coordinator's view of one key-generation session.
 struct KeyGenRound {
     threshold: u16,
+    /// The first block scanned for the session's keys, once confirmed.
+    activation: Option<BlockHeight>,
     participants: Vec<PeerKey>,
     commitments: BTreeMap<Participant, Opaque>,
     /// (from, to) -> share.
@@ -99,7 +101,7 @@ impl Coordinator {
     }
 
     /// Every session and its status, in id order.
-    pub fn sessions(&self) -> impl Iterator<Item = (SessionId, &SessionStatus)> {
+    pub fn sessions(&self) -> impl DoubleEndedIterator<Item = (SessionId, &SessionStatus)> {
         self.sessions.iter().map(|(id, round)| (*id, &round.status))
     }
 
@@ -126,6 +128,11 @@ impl Coordinator {
         self.sessions.get(&session).map(|round| round.participants.as_slice())
     }
 
+    /// The height a confirmed session's keys are scanned from.
+    pub fn activation(&self, session: SessionId) -> Option<BlockHeight> {
+        self.sessions.get(&session).and_then(|round| round.activation)
+    }
+
     pub fn status(&self, session: SessionId) -> Option<&SessionStatus> {
         self.sessions.get(&session).map(|round| &round.status)
     }
@@ -147,6 +154,7 @@ impl Coordinator {
             session,
             KeyGenRound {
                 threshold,
+                activation: None,
                 participants,
                 commitments: BTreeMap::new(),
                 shares: BTreeMap::new(),
@@ -294,6 +302,7 @@ impl Coordinator {
                     let first = *all.next().expect("at least two participants");
                     if all.all(|k| *k == first) {
                         round.status = SessionStatus::Confirmed(first);
+                        round.activation = Some(self.chain_tip);
                         self.observations.push(Observation::KeysConfirmed { session, keys: first });
                         for peer in &round.participants {
                             to_send.push((*peer, KeyGenCommand::Confirm { session, keys: first, activation: self.chain_tip }));

@@ -21,6 +21,12 @@ pub struct Scenario {
     pub partition_per_mille: u32,
     /// The last validator sends corrupt key-generation shares.
     pub byzantine: bool,
+    /// Simulated ms between blocks.
+    pub block_interval_ms: u64,
+    /// Chance per block of (another) deposit.
+    pub deposit_per_mille: u32,
+    /// Chance per block of a reorganisation shallower than the confirmations.
+    pub reorg_per_mille: u32,
     /// How long faults are injected (simulated ms); then a quiet phase.
     pub fault_phase_ms: u64,
     /// How long the quiet phase may take before liveness is violated (simulated ms).
@@ -40,6 +46,9 @@ impl Scenario {
             coordinator_crash_per_mille: 50,
             partition_per_mille: 100,
             byzantine: false,
+            block_interval_ms: 100,
+            deposit_per_mille: 300,
+            reorg_per_mille: 50,
             fault_phase_ms: 20_000,
             liveness_deadline_ms: 60_000,
         }
@@ -57,7 +66,10 @@ impl Scenario {
             coordinator_crash_per_mille: 0,
             partition_per_mille: 0,
             byzantine: false,
-            fault_phase_ms: 0,
+            block_interval_ms: 100,
+            deposit_per_mille: 300,
+            reorg_per_mille: 0,
+            fault_phase_ms: 5_000,
             liveness_deadline_ms: 60_000,
         }
     }
@@ -79,6 +91,8 @@ impl Scenario {
             ("processor crash", self.processor_crash_per_mille),
             ("coordinator crash", self.coordinator_crash_per_mille),
             ("partition", self.partition_per_mille),
+            ("deposit", self.deposit_per_mille),
+            ("reorganisation", self.reorg_per_mille),
         ] {
             if rate > 1000 {
                 return Err(format!("{name} rate {rate} is over 1000 per mille"));
@@ -86,6 +100,12 @@ impl Scenario {
         }
         if self.loss_per_mille == 1000 {
             return Err("a network that loses every message cannot make progress".into());
+        }
+        if self.deposit_per_mille >= 1000 {
+            return Err("deposits must stop at some point: keep the deposit rate under 1000".into());
+        }
+        if self.block_interval_ms == 0 {
+            return Err("block interval must be at least 1 ms".into());
         }
         if self.max_latency_ms == 0 {
             return Err("max latency must be at least 1 ms".into());
@@ -101,6 +121,7 @@ pub struct FaultCounts {
     pub coordinator_crashes: u64,
     pub partitions: u64,
     pub duplicates: u64,
+    pub reorgs: u64,
 }
 
 /// An invariant that did not hold.
@@ -134,6 +155,8 @@ pub struct Outcome {
     pub sessions_started: u64,
     pub keys_confirmed: u64,
     pub blames: u64,
+    pub deposits: u64,
+    pub batches: u64,
     pub faults: FaultCounts,
     pub violation: Option<Violation>,
 }

@@ -1,20 +1,23 @@
-//! The simulated world: madsim nodes for the coordinator and each processor, a fault plan
-//! driven from the seed, and the invariant checks.
+//! The simulated world: madsim nodes for the coordinator and each processor, the chain and its
+//! workload, a fault plan driven from the seed, and the invariant checks.
+
+mod chain;
+mod invariants;
+mod nodes;
 
 use crate::scenario::{FaultCounts, Outcome, Scenario, Violation};
-use coordinator::{byzantine, Coordinator, Outbound, SessionStatus};
-use madsim::net::{Endpoint, NetSim};
+use chain::SimChain;
+use coordinator::{Coordinator, SessionStatus};
+use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
-use madsim::time::{sleep, timeout, Duration, Instant};
-use processor::core::{Config, Effect, Event, Processor};
+use madsim::time::{sleep, Duration, Instant};
 use processor::crypto::Identity;
 use processor::db::MemDb;
-use processor::ids::{ExternalChain, Millis, SessionId};
-use processor::keygen;
+use processor::ids::{ExternalChain, SessionId};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -22,6 +25,8 @@ const TAG: u64 = 0;
 const TICK: Duration = Duration::from_millis(100);
 /// Lines of trace kept for a violation report.
 const TRACE_TAIL: usize = 40;
+/// Blocks on top of a block before it is final, in every simulated run.
+pub const CONFIRMATIONS: u64 = 3;
 
 fn coordinator_addr() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 1)
@@ -57,19 +62,25 @@ impl Trace {
     }
 }
 
-/// What survives crashes: the processors' DBs and the coordinator's persisted state.
+/// What survives crashes (the processors' DBs, the coordinator's persisted state, the chain),
+/// and what the checks observe.
 struct Shared {
     scenario: Scenario,
-    chain: ExternalChain,
+    chain_kind: ExternalChain,
     identities: Vec<Identity>,
     dbs: Vec<MemDb>,
     coordinator: Mutex<Coordinator>,
+    chain: Option<Mutex<SimChain>>,
     trace: Mutex<Trace>,
     faults: Mutex<FaultCounts>,
     rng: Mutex<ChaCha20Rng>,
     /// Nodes crashed and not yet restarted (processors by index, then the coordinator), so a
     /// down node is not crashed again (madsim would restart it twice).
     down: Mutex<Vec<bool>>,
+    /// Every preprocess each processor sent, by the signing attempt it was for.
+    preprocesses: Mutex<BTreeMap<Vec<u8>, (usize, processor::messages::SignId)>>,
+    /// The first invariant violation seen by a node, if any.
+    violation: Mutex<Option<(String, String)>>,
 }
 
 impl Shared {
@@ -87,6 +98,17 @@ impl Shared {
 
     fn byzantine(&self) -> Option<usize> {
         self.scenario.byzantine.then(|| self.identities.len() - 1)
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        lock(&self.trace).start.elapsed().as_millis() as u64
+    }
+
+    fn violate(&self, invariant: &str, detail: String) {
+        let mut violation = lock(&self.violation);
+        if violation.is_none() {
+            *violation = Some((invariant.to_string(), detail));
+        }
     }
 }
 
@@ -107,24 +129,29 @@ pub fn run(seed: u64, scenario: &Scenario) -> Outcome {
 
 async fn world(seed: u64, scenario: Scenario) -> Outcome {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let chain = if seed % 2 == 0 { ExternalChain::Bitcoin } else { ExternalChain::Monero };
+    // Monero scanning is not simulated yet: Monero seeds run key generation only.
+    let chain_kind = if seed % 2 == 0 { ExternalChain::Bitcoin } else { ExternalChain::Monero };
     let coordinator_identity = Identity::generate(&mut rng);
     let identities: Vec<Identity> = (0 .. scenario.validators).map(|_| Identity::generate(&mut rng)).collect();
     let keys: Vec<_> = identities.iter().map(Identity::peer_key).collect();
     let mut coordinator = Coordinator::new(coordinator_identity, &keys);
     coordinator.retry_without_blamed(true);
+    let chain = (chain_kind == ExternalChain::Bitcoin).then(|| Mutex::new(SimChain::bitcoin(seed)));
     let shared = Arc::new(Shared {
-        chain,
+        chain_kind,
         dbs: identities.iter().map(|_| MemDb::new()).collect(),
         identities,
         coordinator: Mutex::new(coordinator),
+        chain,
         trace: Mutex::new(Trace { start: Instant::now(), hasher: Sha256::new(), events: 0, tail: VecDeque::new() }),
         faults: Mutex::new(FaultCounts::default()),
         rng: Mutex::new(ChaCha20Rng::seed_from_u64(rng.next_u64())),
         down: Mutex::new(vec![false; scenario.validators + 1]),
+        preprocesses: Mutex::new(BTreeMap::new()),
+        violation: Mutex::new(None),
         scenario: scenario.clone(),
     });
-    shared.record(format!("seed {seed}: {chain}, {}-of-{}", scenario.threshold, scenario.validators));
+    shared.record(format!("seed {seed}: {chain_kind}, {}-of-{}", scenario.threshold, scenario.validators));
 
     let handle = Handle::current();
     let coordinator_node = {
@@ -133,7 +160,7 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
             .create_node()
             .name("coordinator")
             .ip(coordinator_addr().ip())
-            .init(move || coordinator_node(shared.clone()))
+            .init(move || nodes::coordinator_node(shared.clone()))
             .build()
     };
     let processor_nodes: Vec<NodeHandle> = (0 .. scenario.validators)
@@ -143,27 +170,37 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
                 .create_node()
                 .name(format!("processor-{index}"))
                 .ip(processor_addr(index).ip())
-                .init(move || processor_node(shared.clone(), index))
+                .init(move || nodes::processor_node(shared.clone(), index))
                 .build()
         })
         .collect();
 
     {
-        let participants = keys.clone();
-        let out = lock(&shared.coordinator).start_keygen(SessionId(1), scenario.threshold, participants);
+        let mut coordinator = lock(&shared.coordinator);
+        if let Some(chain) = &shared.chain {
+            coordinator.observe_chain_tip(processor::ids::BlockHeight(lock(chain).tip()));
+        }
         // Delivered by the coordinator's retransmission on its next tick.
-        drop(out);
+        let _ = coordinator.start_keygen(SessionId(1), scenario.threshold, keys.clone());
         shared.record("coordinator orders key generation, session 1".into());
     }
 
     let start = Instant::now();
     let violation = drive(&shared, &handle, &coordinator_node, &processor_nodes, start).await;
     let faults = *lock(&shared.faults);
+    let (deposits, reorgs) = shared.chain.as_ref().map_or((0, 0), |c| {
+        let chain = lock(c);
+        (chain.deposits, chain.reorgs)
+    });
     let trace = lock(&shared.trace);
     let coordinator = lock(&shared.coordinator);
     let keys_confirmed =
         coordinator.sessions().filter(|(_, status)| matches!(status, SessionStatus::Confirmed(_))).count() as u64;
-    let blames = coordinator.observations().iter().filter(|o| matches!(o, coordinator::Observation::Blamed { .. })).count() as u64;
+    let blames = coordinator
+        .observations()
+        .iter()
+        .filter(|o| matches!(o, coordinator::Observation::Blamed { .. } | coordinator::Observation::SigningBlamed { .. }))
+        .count() as u64;
     let outcome = Outcome {
         seed,
         simulated_ms: start.elapsed().as_millis() as u64,
@@ -172,7 +209,9 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         sessions_started: coordinator.latest_session().map_or(0, |s| u64::from(s.0)),
         keys_confirmed,
         blames,
-        faults,
+        deposits,
+        batches: coordinator.signed_batches().count() as u64,
+        faults: FaultCounts { reorgs, ..faults },
         violation: violation.map(|(invariant, detail)| Violation {
             invariant,
             detail,
@@ -182,7 +221,8 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
     outcome
 }
 
-/// The fault plan, then the quiet phase; checks safety throughout and liveness at the end.
+/// The fault plan and workload, then the quiet phase; checks safety throughout and liveness
+/// at the end.
 async fn drive(
     shared: &Arc<Shared>,
     handle: &Handle,
@@ -193,10 +233,11 @@ async fn drive(
     let scenario = &shared.scenario;
     let net = NetSim::current();
     while start.elapsed() < Duration::from_millis(scenario.fault_phase_ms) {
-        sleep(Duration::from_millis(50 + shared.random_below(450))).await;
-        if let Err(violation) = check_safety(shared) {
+        sleep(Duration::from_millis(scenario.block_interval_ms)).await;
+        if let Err(violation) = invariants::check_safety(shared) {
             return Some(violation);
         }
+        workload(shared, true);
         if shared.roll(scenario.processor_crash_per_mille) {
             let index = shared.random_below(processor_nodes.len() as u64) as usize;
             let down = Duration::from_millis(1 + shared.random_below(2_000));
@@ -229,28 +270,68 @@ async fn drive(
         }
     }
 
-    // Quiet phase: faults stop (crashed nodes come back, partitions heal within their bounded
-    // lengths, the network stops losing messages); everything must now finish.
+    // Quiet phase: faults and deposits stop (crashed nodes come back, partitions heal within
+    // their bounded lengths, the network stops losing messages); blocks keep coming so every
+    // deposit becomes final; everything must now finish.
     net.update_config(|config| config.packet_loss_rate = 0.0);
     shared.record("quiet phase: faults stop".into());
     let quiet_start = Instant::now();
     loop {
-        sleep(Duration::from_millis(200)).await;
-        if let Err(violation) = check_safety(shared) {
+        sleep(Duration::from_millis(scenario.block_interval_ms)).await;
+        workload(shared, false);
+        if let Err(violation) = invariants::check_safety(shared) {
             return Some(violation);
         }
-        if live(shared) {
-            shared.record("all honest processors hold the confirmed keys".into());
-            return None;
-        }
-        if quiet_start.elapsed() > Duration::from_millis(scenario.liveness_deadline_ms) {
-            let status: Vec<_> = lock(&shared.coordinator).sessions().map(|(s, st)| format!("{s}: {st:?}")).collect();
-            return Some((
-                "liveness: keys confirmed and active after faults stop".into(),
-                format!("not done {} ms into the quiet phase; sessions: {status:?}", scenario.liveness_deadline_ms),
-            ));
+        match invariants::live(shared) {
+            Ok(()) => {
+                shared.record("live: every final deposit is in a signed Batch".into());
+                return None;
+            }
+            Err(waiting_for) => {
+                if quiet_start.elapsed() > Duration::from_millis(scenario.liveness_deadline_ms) {
+                    return Some((
+                        "liveness: after faults stop, keys are active and every final deposit is in a signed Batch".into(),
+                        format!("{} ms into the quiet phase: {waiting_for}", scenario.liveness_deadline_ms),
+                    ));
+                }
+            }
         }
     }
+}
+
+/// One step of the chain's life: a block, maybe deposits, maybe a shallow reorganisation.
+fn workload(shared: &Shared, faults: bool) {
+    let Some(chain) = &shared.chain else { return };
+    let scenario = &shared.scenario;
+    let confirmed = {
+        let coordinator = lock(&shared.coordinator);
+        let keys = coordinator.sessions().rev().find_map(|(_, status)| match status {
+            SessionStatus::Confirmed(keys) => Some(*keys),
+            _ => None,
+        });
+        keys
+    };
+    let mut chain = lock(chain);
+    if faults && shared.roll(scenario.reorg_per_mille) {
+        let depth = 1 + shared.random_below(CONFIRMATIONS - 1) as usize;
+        if chain.reorg(depth) {
+            shared.record(format!("chain: reorganisation of depth {depth}"));
+        }
+    }
+    if let (true, Some(keys)) = (faults, confirmed) {
+        while shared.roll(scenario.deposit_per_mille) {
+            let amount = 10_000 + shared.random_below(1_000_000);
+            let account = shared.roll(800).then(|| {
+                let mut account = [0u8; 32];
+                account[.. 8].copy_from_slice(&shared.random_below(u64::MAX).to_le_bytes());
+                account
+            });
+            if chain.deposit(&keys, amount, account) {
+                shared.record(format!("chain: deposit of {amount} ({})", if account.is_some() { "instruction" } else { "no instruction" }));
+            }
+        }
+    }
+    chain.mine();
 }
 
 /// Kills a node and restarts it after `down`, unless it is already down.
@@ -266,126 +347,4 @@ fn crash(shared: &Arc<Shared>, handle: &Handle, id: madsim::task::NodeId, slot: 
         lock(&shared.down)[slot] = false;
     });
     true
-}
-
-/// Safety: whatever any processor activated is exactly what the coordinator confirmed for
-/// that session, and nothing from a failed session is active anywhere.
-fn check_safety(shared: &Shared) -> Result<(), (String, String)> {
-    let coordinator = lock(&shared.coordinator);
-    for (index, db) in shared.dbs.iter().enumerate() {
-        let active = keygen::active_keys(db).map_err(|e| ("storage".to_string(), e.to_string()))?;
-        let Some(active) = active else { continue };
-        match coordinator.status(active.session) {
-            Some(SessionStatus::Confirmed(keys)) if *keys == active.group_keys() => {}
-            status => {
-                return Err((
-                    "agreement: active keys are the confirmed keys of a session that did not fail".into(),
-                    format!("processor {index} activated session {} with {:?}; coordinator: {status:?}", active.session, active.group_keys()),
-                ))
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Liveness: the latest session is confirmed and every one of its participants activated it.
-fn live(shared: &Shared) -> bool {
-    let coordinator = lock(&shared.coordinator);
-    let Some(session) = coordinator.latest_session() else { return false };
-    if !matches!(coordinator.status(session), Some(SessionStatus::Confirmed(_))) {
-        return false;
-    }
-    let participants = coordinator.participants(session).unwrap_or_default();
-    shared.identities.iter().zip(&shared.dbs).all(|(identity, db)| {
-        !participants.contains(&identity.peer_key())
-            || keygen::active_keys(db).ok().flatten().is_some_and(|keys| keys.session == session)
-    })
-}
-
-async fn processor_node(shared: Arc<Shared>, index: usize) {
-    let endpoint = match Endpoint::bind(processor_addr(index)).await {
-        Ok(endpoint) => endpoint,
-        Err(error) => panic!("processor {index} cannot bind: {error}"),
-    };
-    let config = Config {
-        chain: shared.chain,
-        coordinator: lock(&shared.coordinator).peer_key(),
-        confirmations: coordinator::local::DEFAULT_CONFIRMATIONS,
-    };
-    let rng = ChaCha20Rng::seed_from_u64(madsim::rand::random());
-    let mut core = Processor::new(shared.dbs[index].clone(), shared.identities[index].clone(), config, rng);
-    shared.record(format!("processor {index} starts"));
-    let mut next_tick = Instant::now() + TICK;
-    loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        let event = match timeout(wait, endpoint.recv_from_raw(TAG)).await {
-            Ok(Ok((payload, _))) => match payload.downcast::<Vec<u8>>() {
-                Ok(bytes) => {
-                    shared.record(format!("processor {index} <- {}", digest(&bytes)));
-                    Event::Inbound(*bytes)
-                }
-                Err(_) => continue,
-            },
-            Ok(Err(_)) => continue,
-            Err(_) => {
-                next_tick += TICK;
-                Event::Tick { now: Millis(lock(&shared.trace).start.elapsed().as_millis() as u64) }
-            }
-        };
-        let effects = match core.handle(event) {
-            Ok(effects) => effects,
-            Err(error) => panic!("processor {index} storage failed: {error}"),
-        };
-        for effect in effects {
-            let Effect::Send(bytes) = effect else { continue };
-            let bytes = if shared.byzantine() == Some(index) {
-                byzantine::corrupt_keygen_shares(&shared.identities[index], &lock(&shared.coordinator), bytes)
-            } else {
-                bytes
-            };
-            shared.record(format!("processor {index} -> {}", digest(&bytes)));
-            let _ = endpoint.send_to_raw(coordinator_addr(), TAG, Box::new(bytes)).await;
-        }
-    }
-}
-
-async fn coordinator_node(shared: Arc<Shared>) {
-    let endpoint = match Endpoint::bind(coordinator_addr()).await {
-        Ok(endpoint) => endpoint,
-        Err(error) => panic!("coordinator cannot bind: {error}"),
-    };
-    shared.record("coordinator starts".into());
-    let keys: Vec<_> = shared.identities.iter().map(Identity::peer_key).collect();
-    let mut next_tick = Instant::now() + TICK;
-    loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        let out: Vec<Outbound> = match timeout(wait, endpoint.recv_from_raw(TAG)).await {
-            Ok(Ok((payload, _))) => match payload.downcast::<Vec<u8>>() {
-                Ok(bytes) => {
-                    shared.record(format!("coordinator <- {}", digest(&bytes)));
-                    lock(&shared.coordinator).handle(&bytes)
-                }
-                Err(_) => continue,
-            },
-            Ok(Err(_)) => continue,
-            Err(_) => {
-                next_tick += TICK;
-                let now = Millis(lock(&shared.trace).start.elapsed().as_millis() as u64);
-                lock(&shared.coordinator).tick(now)
-            }
-        };
-        for Outbound { to, bytes } in out {
-            let Some(index) = keys.iter().position(|k| *k == to) else { continue };
-            let copies = if shared.roll(shared.scenario.duplicate_per_mille) {
-                lock(&shared.faults).duplicates += 1;
-                2
-            } else {
-                1
-            };
-            for _ in 0 .. copies {
-                shared.record(format!("coordinator -> processor {index} {}", digest(&bytes)));
-                let _ = endpoint.send_to_raw(processor_addr(index), TAG, Box::new(bytes.clone())).await;
-            }
-        }
-    }
 }

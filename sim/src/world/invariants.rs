@@ -1,0 +1,158 @@
+//! The invariants every run is checked against (DESIGN.md): safety during the whole run,
+//! liveness once faults stop.
+
+use super::{lock, Shared, CONFIRMATIONS};
+use coordinator::SessionStatus;
+use processor::chain::{self, ScanKey};
+use processor::db::schema;
+use processor::ids::{BatchId, SessionId};
+use processor::keygen;
+use processor::messages::{Batch, ChainPublicKey, GroupKeys};
+use std::collections::BTreeMap;
+
+type Failure = (String, String);
+
+fn failure(invariant: &str, detail: String) -> Failure {
+    (invariant.to_string(), detail)
+}
+
+/// The Batch each final block with InInstructions must produce, scanning the best chain
+/// directly: (height, Batch content without its id).
+fn expected_batches(shared: &Shared, session: SessionId, keys: &GroupKeys, from: u64) -> Vec<(u64, Batch)> {
+    let Some(chain) = &shared.chain else { return vec![] };
+    let chain = lock(chain);
+    let Some(last_final) = chain.tip().checked_sub(CONFIRMATIONS) else { return vec![] };
+    let scan_key = [ScanKey { session, key: keys.chain }];
+    (from ..= last_final)
+        .filter_map(|height| {
+            let bytes = chain.block_bytes(height)?;
+            let scanned = chain::scan_block(shared.chain_kind, &bytes, &scan_key).ok()?;
+            let instructions: Vec<_> = scanned
+                .outputs
+                .into_iter()
+                .filter_map(|output| output.instruction.map(|instruction| (instruction, output.amount)))
+                .collect();
+            (!instructions.is_empty()).then(|| {
+                (height, Batch { chain: shared.chain_kind, id: BatchId(0), block: scanned.id, instructions })
+            })
+        })
+        .collect()
+}
+
+/// The active session's keys and activation height, as the coordinator confirmed them.
+fn active(shared: &Shared) -> Option<(SessionId, GroupKeys, u64)> {
+    let coordinator = lock(&shared.coordinator);
+    let found = coordinator.sessions().rev().find_map(|(session, status)| match status {
+        SessionStatus::Confirmed(keys) => Some((session, *keys, coordinator.activation(session)?.0)),
+        _ => None,
+    });
+    found
+}
+
+pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
+    if let Some(violation) = lock(&shared.violation).clone() {
+        return Err(violation);
+    }
+    let storage = |e: processor::db::DbError| failure("storage", e.to_string());
+
+    // Keys: whatever a processor activated is what the coordinator confirmed for that session.
+    {
+        let coordinator = lock(&shared.coordinator);
+        for (index, db) in shared.dbs.iter().enumerate() {
+            let Some(active) = keygen::active_keys(db).map_err(storage)? else { continue };
+            match coordinator.status(active.session) {
+                Some(SessionStatus::Confirmed(keys)) if *keys == active.group_keys() => {}
+                status => {
+                    return Err(failure(
+                        "agreement: active keys are the confirmed keys of a session that did not fail",
+                        format!("processor {index} activated session {} with {:?}; coordinator: {status:?}", active.session, active.group_keys()),
+                    ))
+                }
+            }
+        }
+    }
+
+    // Batches: every processor built the same content for each Batch id, matching what the
+    // group signed; each signed Batch is exactly the InInstructions of its final block; no
+    // block is batched twice; nothing halts without a deep reorganisation.
+    let mut contents: BTreeMap<BatchId, (usize, Batch)> = BTreeMap::new();
+    for (index, db) in shared.dbs.iter().enumerate() {
+        if schema::HALTED.get(db, &()).map_err(storage)?.is_some() {
+            return Err(failure("no halt without a reorganisation deeper than the confirmations", format!("processor {index} halted")));
+        }
+        for (id, record) in schema::BATCHES.entries(db).map_err(storage)? {
+            match contents.get(&id) {
+                Some((other, batch)) if *batch != record.batch => {
+                    return Err(failure(
+                        "agreement: every honest processor builds the same Batch",
+                        format!("Batch {id}: processor {index} built {:?}, processor {other} built {batch:?}", record.batch),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    contents.insert(id, (index, record.batch));
+                }
+            }
+        }
+    }
+    let signed: Vec<Batch> = lock(&shared.coordinator).signed_batches().map(|(b, _)| b.clone()).collect();
+    let mut blocks = BTreeMap::new();
+    for batch in &signed {
+        if let Some((_, built)) = contents.get(&batch.id) {
+            if built != batch {
+                return Err(failure("agreement: the signed Batch is the one processors built", format!("Batch {}", batch.id)));
+            }
+        }
+        if let Some(other) = blocks.insert(batch.block, batch.id) {
+            return Err(failure(
+                "no output is reported twice",
+                format!("block {} is in Batches {other} and {}", batch.block, batch.id),
+            ));
+        }
+    }
+    if let Some((session, keys, activation)) = active(shared) {
+        let expected = expected_batches(shared, session, &keys, activation);
+        for batch in &signed {
+            match expected.iter().find(|(_, e)| e.block == batch.block) {
+                Some((_, e)) if e.instructions == batch.instructions => {}
+                found => {
+                    return Err(failure(
+                        "each signed Batch is exactly its final block's InInstructions",
+                        format!("Batch {} for block {}: expected {found:?}, signed {:?}", batch.id, batch.block, batch.instructions),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Liveness: the latest session's keys are active at all its participants, and every final
+/// block with InInstructions is in a signed Batch. `Err` says what is still awaited.
+pub(super) fn live(shared: &Shared) -> Result<(), String> {
+    {
+        let coordinator = lock(&shared.coordinator);
+        let Some(session) = coordinator.latest_session() else { return Err("no session".into()) };
+        if !matches!(coordinator.status(session), Some(SessionStatus::Confirmed(_))) {
+            return Err(format!("session {session} is {:?}", coordinator.status(session)));
+        }
+        let participants = coordinator.participants(session).unwrap_or_default();
+        for (index, (identity, db)) in shared.identities.iter().zip(&shared.dbs).enumerate() {
+            let active = keygen::active_keys(db).ok().flatten().is_some_and(|keys| keys.session == session);
+            if participants.contains(&identity.peer_key()) && !active {
+                return Err(format!("processor {index} has not activated session {session}"));
+            }
+        }
+    }
+    let Some((session, keys, activation)) = active(shared) else { return Err("no confirmed keys".into()) };
+    if !matches!(keys.chain, ChainPublicKey::Bitcoin { .. }) || shared.chain.is_none() {
+        return Ok(());
+    }
+    let signed: Vec<_> = lock(&shared.coordinator).signed_batches().map(|(b, _)| b.block).collect();
+    for (height, batch) in expected_batches(shared, session, &keys, activation) {
+        if !signed.contains(&batch.block) {
+            return Err(format!("the final block {height} has no signed Batch yet"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! The IO edges of the simulated nodes: the processor's and the coordinator's event loops over
+//! madsim's network, clock and the simulated chain. The cores they drive are the production ones.
+
+use super::{coordinator_addr, digest, lock, processor_addr, Shared, CONFIRMATIONS, TAG, TICK};
+use coordinator::{byzantine, Outbound};
+use madsim::net::Endpoint;
+use madsim::time::{timeout, Instant};
+use processor::core::{Config, Effect, Event, Processor};
+use processor::crypto::Identity;
+use processor::ids::{BlockHeight, Millis};
+use processor::messages::{Envelope, Frame, ProcessorMessage, SignEvent};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
+    let endpoint = match Endpoint::bind(processor_addr(index)).await {
+        Ok(endpoint) => endpoint,
+        Err(error) => panic!("processor {index} cannot bind: {error}"),
+    };
+    let config = Config {
+        chain: shared.chain_kind,
+        coordinator: lock(&shared.coordinator).peer_key(),
+        confirmations: CONFIRMATIONS,
+    };
+    // A restart is a new process: new randomness, drawn from the simulation's seeded RNG.
+    let rng = ChaCha20Rng::seed_from_u64(madsim::rand::random());
+    let mut core = Processor::new(shared.dbs[index].clone(), shared.identities[index].clone(), config, rng);
+    shared.record(format!("processor {index} starts"));
+    let mut next_tick = Instant::now() + TICK;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let mut events = VecDeque::new();
+        match timeout(wait, endpoint.recv_from_raw(TAG)).await {
+            Ok(Ok((payload, _))) => match payload.downcast::<Vec<u8>>() {
+                Ok(bytes) => {
+                    shared.record(format!("processor {index} <- {}", digest(&bytes)));
+                    events.push_back(Event::Inbound(*bytes));
+                }
+                Err(_) => continue,
+            },
+            Ok(Err(_)) => continue,
+            Err(_) => {
+                next_tick += TICK;
+                events.push_back(Event::Tick { now: Millis(shared.elapsed_ms()) });
+                if let Some(chain) = &shared.chain {
+                    events.push_back(Event::ChainTip { height: BlockHeight(lock(chain).tip()) });
+                }
+            }
+        }
+        while let Some(event) = events.pop_front() {
+            let effects = match core.handle(event) {
+                Ok(effects) => effects,
+                Err(error) => panic!("processor {index} storage failed: {error}"),
+            };
+            for effect in effects {
+                match effect {
+                    Effect::Send(bytes) => {
+                        let bytes = if shared.byzantine() == Some(index) {
+                            byzantine::corrupt_keygen_shares(&shared.identities[index], &lock(&shared.coordinator), bytes)
+                        } else {
+                            bytes
+                        };
+                        observe_outbound(&shared, index, &bytes);
+                        shared.record(format!("processor {index} -> {}", digest(&bytes)));
+                        let _ = endpoint.send_to_raw(coordinator_addr(), TAG, Box::new(bytes)).await;
+                    }
+                    Effect::FetchBlock { height } => {
+                        let bytes = shared.chain.as_ref().and_then(|chain| lock(chain).block_bytes(height.0));
+                        if let Some(bytes) = bytes {
+                            events.push_back(Event::Block { height, bytes });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Watches what a processor sends for nonce reuse: one preprocess (a commitment to nonces) must
+/// never serve two signing attempts, and an attempt must never get two preprocesses.
+fn observe_outbound(shared: &Shared, index: usize, bytes: &[u8]) {
+    let coordinator = lock(&shared.coordinator).peer_key();
+    let Ok(envelope) = Envelope::<ProcessorMessage>::open(bytes, &coordinator, |_| true) else { return };
+    let Frame::Data { message: ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess }), .. } = envelope.frame
+    else {
+        return;
+    };
+    let mut seen = lock(&shared.preprocesses);
+    if let Some((other_index, other_id)) = seen.get(&preprocess) {
+        if (*other_index, *other_id) != (index, id) {
+            shared.violate(
+                "no nonce is used twice",
+                format!("processor {index} sent for {id:?} the preprocess processor {other_index} sent for {other_id:?}"),
+            );
+        }
+        return;
+    }
+    if seen.values().any(|(other_index, other_id)| *other_index == index && *other_id == id) {
+        shared.violate("no nonce is used twice", format!("processor {index} preprocessed {id:?} twice"));
+    }
+    seen.insert(preprocess, (index, id));
+}
+
+pub(super) async fn coordinator_node(shared: Arc<Shared>) {
+    let endpoint = match Endpoint::bind(coordinator_addr()).await {
+        Ok(endpoint) => endpoint,
+        Err(error) => panic!("coordinator cannot bind: {error}"),
+    };
+    shared.record("coordinator starts".into());
+    let keys: Vec<_> = shared.identities.iter().map(Identity::peer_key).collect();
+    let mut next_tick = Instant::now() + TICK;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let out: Vec<Outbound> = match timeout(wait, endpoint.recv_from_raw(TAG)).await {
+            Ok(Ok((payload, _))) => match payload.downcast::<Vec<u8>>() {
+                Ok(bytes) => {
+                    shared.record(format!("coordinator <- {}", digest(&bytes)));
+                    lock(&shared.coordinator).handle(&bytes)
+                }
+                Err(_) => continue,
+            },
+            Ok(Err(_)) => continue,
+            Err(_) => {
+                next_tick += TICK;
+                let tip = shared.chain.as_ref().map(|chain| lock(chain).tip());
+                let mut coordinator = lock(&shared.coordinator);
+                if let Some(tip) = tip {
+                    coordinator.observe_chain_tip(BlockHeight(tip));
+                }
+                coordinator.tick(Millis(shared.elapsed_ms()))
+            }
+        };
+        for Outbound { to, bytes } in out {
+            let Some(index) = keys.iter().position(|k| *k == to) else { continue };
+            let copies = if shared.roll(shared.scenario.duplicate_per_mille) {
+                lock(&shared.faults).duplicates += 1;
+                2
+            } else {
+                1
+            };
+            for _ in 0 .. copies {
+                shared.record(format!("coordinator -> processor {index} {}", digest(&bytes)));
+                let _ = endpoint.send_to_raw(processor_addr(index), TAG, Box::new(bytes.clone())).await;
+            }
+        }
+    }
+}
