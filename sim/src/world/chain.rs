@@ -28,6 +28,12 @@ impl SimChain {
         self.bitcoin.tip_height()
     }
 
+    /// The id of the block at `height` on the best chain (cheap: no encoding).
+    pub fn block_id(&self, height: u64) -> Option<[u8; 32]> {
+        use bitcoin::hashes::Hash;
+        self.bitcoin.block_hash(height).map(|hash| hash.to_byte_array())
+    }
+
     pub fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
         self.bitcoin.block_bytes(height)
     }

@@ -23,18 +23,22 @@ fn expected_batches(shared: &Shared, session: SessionId, keys: &GroupKeys, from:
     let chain = lock(chain);
     let Some(last_final) = chain.tip().checked_sub(CONFIRMATIONS) else { return vec![] };
     let scan_key = [ScanKey { session, key: keys.chain }];
+    let mut cache = lock(&shared.scan_cache);
     (from ..= last_final)
         .filter_map(|height| {
-            let bytes = chain.block_bytes(height)?;
-            let scanned = chain::scan_block(shared.chain_kind, &bytes, &scan_key).ok()?;
-            let instructions: Vec<_> = scanned
-                .outputs
-                .into_iter()
-                .filter_map(|output| output.instruction.map(|instruction| (instruction, output.amount)))
-                .collect();
-            (!instructions.is_empty()).then(|| {
-                (height, Batch { chain: shared.chain_kind, id: BatchId(0), block: scanned.id, instructions })
-            })
+            let id = chain.block_id(height)?;
+            let batch = cache.entry((session, id)).or_insert_with(|| {
+                let bytes = chain.block_bytes(height)?;
+                let scanned = chain::scan_block(shared.chain_kind, &bytes, &scan_key).ok()?;
+                let instructions: Vec<_> = scanned
+                    .outputs
+                    .into_iter()
+                    .filter_map(|output| output.instruction.map(|instruction| (instruction, output.amount)))
+                    .collect();
+                (!instructions.is_empty())
+                    .then(|| Batch { chain: shared.chain_kind, id: BatchId(0), block: scanned.id, instructions })
+            });
+            batch.clone().map(|batch| (height, batch))
         })
         .collect()
 }

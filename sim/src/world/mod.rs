@@ -79,6 +79,9 @@ struct Shared {
     down: Mutex<Vec<bool>>,
     /// Every preprocess each processor sent, by the signing attempt it was for.
     preprocesses: Mutex<BTreeMap<Vec<u8>, (usize, processor::messages::SignId)>>,
+    /// What the checks found scanning each block for a session's keys, by block id (a block id
+    /// never changes content).
+    scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), Option<processor::messages::Batch>>>,
     /// The first invariant violation seen by a node, if any.
     violation: Mutex<Option<(String, String)>>,
 }
@@ -149,6 +152,7 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         down: Mutex::new(vec![false; scenario.validators + 1]),
         preprocesses: Mutex::new(BTreeMap::new()),
         violation: Mutex::new(None),
+        scan_cache: Mutex::new(BTreeMap::new()),
         scenario: scenario.clone(),
     });
     shared.record(format!("seed {seed}: {chain_kind}, {}-of-{}", scenario.threshold, scenario.validators));
