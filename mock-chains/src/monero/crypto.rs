@@ -15,12 +15,16 @@ use monero_wallet::{
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-static G: LazyLock<Point> =
-    LazyLock::new(|| CompressedPoint::G.decompress().expect("G is a canonical point"));
+static G: LazyLock<Point> = LazyLock::new(|| {
+    CompressedPoint::G
+        .decompress()
+        .expect("G is a canonical point")
+});
 
 /// `s * G`.
 pub(crate) fn mul_base(s: Scalar) -> Point {
-    Point::from(s.into() * G.into())
+    let g: Point = *G;
+    Point::from(s.into() * g.into())
 }
 
 /// `s * P`.
@@ -77,7 +81,10 @@ pub(crate) fn derive_output(
     uniqueness: [u8; 32],
 ) -> DerivedOutput {
     let ecdh = mul(r, to.view());
-    let mut derivation = Point::from(ecdh.into().mul_by_cofactor()).compress().to_bytes().to_vec();
+    let mut derivation = Point::from(ecdh.into().mul_by_cofactor())
+        .compress()
+        .to_bytes()
+        .to_vec();
     // Writing to a Vec cannot fail.
     let _ = VarInt::write(&o, &mut derivation);
     let view_tag = keccak256([b"view_tag".as_slice(), &derivation].concat())[0];
@@ -86,7 +93,10 @@ pub(crate) fn derive_output(
     } else {
         Scalar::hash(&derivation)
     };
-    DerivedOutput { key: add(mul_base(shared), to.spend()).compress(), view_tag }
+    DerivedOutput {
+        key: add(mul_base(shared), to.spend()).compress(),
+        view_tag,
+    }
 }
 
 /// monero-wallet's `uniqueness` for a miner transaction of block `height`.
@@ -105,7 +115,9 @@ pub struct WalletKeys {
 
 impl core::fmt::Debug for WalletKeys {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("WalletKeys").field("spend_public", &self.spend_public().compress()).finish_non_exhaustive()
+        f.debug_struct("WalletKeys")
+            .field("spend_public", &self.spend_public().compress())
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,7 +129,10 @@ impl WalletKeys {
     }
 
     pub(crate) fn random(rng: &mut ChaCha20Rng) -> Self {
-        WalletKeys { spend: Scalar::random(rng), view: Scalar::random(rng) }
+        WalletKeys {
+            spend: Scalar::random(rng),
+            view: Scalar::random(rng),
+        }
     }
 
     /// The private spend key.
@@ -149,7 +164,12 @@ impl WalletKeys {
 
     /// The standard (legacy, mainnet) address.
     pub fn address(&self) -> MoneroAddress {
-        MoneroAddress::new(Network::Mainnet, AddressType::Legacy, self.spend_public(), self.view_public())
+        MoneroAddress::new(
+            Network::Mainnet,
+            AddressType::Legacy,
+            self.spend_public(),
+            self.view_public(),
+        )
     }
 }
 
@@ -168,7 +188,9 @@ pub enum KeyError {
 /// Ed25519 key from the DKG) and a compressed public view key.
 pub fn address_from_keys(spend: [u8; 32], view: [u8; 32]) -> Result<MoneroAddress, KeyError> {
     let decode = |bytes: [u8; 32], which: &'static str| {
-        let point = CompressedPoint::from(bytes).decompress().ok_or(KeyError::NotAPoint(which))?;
+        let point = CompressedPoint::from(bytes)
+            .decompress()
+            .ok_or(KeyError::NotAPoint(which))?;
         if !is_torsion_free(point) {
             return Err(KeyError::Torsion(which));
         }

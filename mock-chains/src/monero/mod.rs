@@ -16,24 +16,28 @@
 //!   16) carrying an optional instruction as arbitrary data in the transaction extra.
 //! - [`parse_block`] / [`parse_transaction`]: total, panic-free decoders for untrusted bytes.
 //!
-//! # What [`MockMonero::submit`] verifies
+//! # What [`MockMonero::submit`] verifies, and what it cannot
 //!
-//! Checked, in this order: v2 RingCT with CLSAG + Bulletproofs+ (the only type monerod accepts
-//! today); no miner input; 2..=16 outputs with valid, torsion-free keys and no explicit amount;
-//! extra within the relay limit; proof vectors consistent with inputs/outputs; fee at least the
-//! mock's minimum for the weight; key images unique, sorted as monerod requires, not spent on
-//! chain nor in the mempool; ring size 16, strictly increasing members that exist and are
-//! unlocked (10-block window plus the member transaction's timelock, e.g. the coinbase lock);
-//! balance (sum of pseudo-outs = sum of output commitments + fee*H); the Bulletproof+ over the
-//! output commitments (monero-bulletproofs' verifier); every CLSAG over the ring's keys and
-//! commitments, its pseudo-out and the transaction's signature hash (monero-clsag's verifier,
-//! which also rejects identity/torsioned key images).
+//! In this order: not already on chain or in the mempool; version 2 with CLSAG + Bulletproofs+
+//! proofs (the only RingCT type monerod accepts today), no miner (`Gen`) input, no cleartext
+//! input amount; 2..=16 outputs, each without a cleartext amount, with a view tag and a key that
+//! decodes to a point (monerod's `check_key`; torsion is allowed there too); extra within the
+//! 1060-byte relay limit; proof vectors matching the inputs and outputs; a fee of at least the
+//! mock's fixed rate times the weight; key images strictly descending (so unique, and sorted as
+//! monerod requires), spent neither on chain nor in the mempool; rings of exactly 16 strictly
+//! increasing global indexes that exist and are unlocked for the next block (10-block window
+//! plus the creating transaction's timelock, so coinbase maturity too); balance, sum of
+//! pseudo-outs = sum of output commitments + fee*H; the Bulletproof+ over the output commitments
+//! (monero-bulletproofs' `Bulletproof::verify`); every CLSAG over its ring's keys and
+//! commitments, its pseudo-out and the transaction's signature hash (monero-clsag's
+//! `Clsag::verify`, which also rejects identity and torsioned key images).
 //!
-//! Not checked: proof-of-work and difficulty (there is none), block weight limits and the
-//! penalty/median machinery, the dynamic fee (a fixed minimum rate stands in), the 1 MB tx size
-//! cap, and `tx_extra` well-formedness beyond its length (monerod does not enforce it either).
-//! Amounts in miner transactions are whatever the mock pays (reward + fees); there is no
-//! emission curve.
+//! monero-oxide exposes verifiers for everything a transaction proves, so no cryptographic check
+//! is missing. What the mock does not model: proof-of-work and difficulty, block weight limits
+//! with the median/penalty machinery, the dynamic fee (a fixed minimum rate stands in, see
+//! [`fee_rate`]), the 1 MB transaction size cap, miner-transaction rules (the mock writes its own
+//! and nobody else can submit one) and an emission curve (each block pays a fixed reward plus
+//! fees). Encrypted amounts are, as on Monero, only checkable by the recipient.
 //!
 //! # Deviations from Monero, on purpose
 //!
@@ -84,15 +88,16 @@ pub const GENESIS_TIMESTAMP: u64 = 1_700_000_000;
 /// Seconds between blocks.
 pub const BLOCK_TIME: u64 = 120;
 
-/// Polls a future that is expected to be ready at once (every future of the mock's interface is),
-/// with a no-op waker. Returns `None` if it is still pending after a few polls.
-pub(crate) fn block_on<F: core::future::Future>(fut: F) -> Option<F::Output> {
+/// Polls a future that is expected to be ready at once (every future of the mock's interface is,
+/// and so are monero-wallet's futures over it), with a no-op waker. Returns `None` if it is still
+/// pending after a few polls. Lets synchronous code call monero-wallet's async API on the mock.
+pub fn block_on<F: core::future::Future>(fut: F) -> Option<F::Output> {
     use core::task::{Context, Poll};
     let mut fut = core::pin::pin!(fut);
     let mut cx = Context::from_waker(core::task::Waker::noop());
     // monero-wallet's futures only await the mock's ready futures, so one poll suffices; a few
     // more cost nothing and tolerate an internal yield.
-    for _ in 0 .. 8 {
+    for _ in 0..8 {
         if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
             return Some(out);
         }

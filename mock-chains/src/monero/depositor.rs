@@ -1,0 +1,326 @@
+//! A depositor wallet: scans the mock chain with monero-wallet's `Scanner` and pays with real
+//! CLSAG + Bulletproofs+ transactions built by monero-wallet's `SignableTransaction`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use monero_wallet::{
+    address::MoneroAddress,
+    ed25519::{Point, Scalar},
+    interface::TransactionsError,
+    ringct::RctType,
+    send::{Change, SendError, SignableTransaction},
+    transaction::Transaction,
+    OutputWithDecoys, ScanError, Scanner, ViewPair, WalletOutput,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use super::{
+    block_on,
+    chain::MockMonero,
+    crypto::{mul, WalletKeys},
+    interface::fee_rate,
+    MAX_INSTRUCTION_LEN, RING_LEN,
+};
+
+/// Most inputs one deposit spends.
+const MAX_INPUTS: usize = 16;
+
+/// Why a deposit could not be built.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum DepositError {
+    /// The instruction does not fit one arbitrary-data chunk.
+    #[error("instruction of {len} bytes exceeds {max}")]
+    InstructionTooLong {
+        /// Its length.
+        len: usize,
+        /// [`MAX_INSTRUCTION_LEN`].
+        max: usize,
+    },
+    /// Not enough unlocked, unspent funds for the amount plus the fee.
+    #[error("{available} spendable, {requested} requested plus the fee")]
+    InsufficientFunds {
+        /// Spendable now.
+        available: u64,
+        /// Amount asked for.
+        requested: u64,
+    },
+    /// monero-wallet's decoy selection failed (e.g. the chain is shorter than 11 blocks).
+    #[error("decoy selection failed: {0}")]
+    Decoys(TransactionsError),
+    /// monero-wallet refused to build or sign the transaction.
+    #[error("monero-wallet could not build the transaction: {0}")]
+    Send(SendError),
+    /// monero-wallet's scanner refused a block.
+    #[error("scanning failed: {0}")]
+    Scan(ScanError),
+    /// The chain changed shape under the depositor (a block vanished while scanning).
+    #[error("the chain has no block at height {0}")]
+    MissingBlock(usize),
+    /// An interface future did not complete at once (the mock's never suspend).
+    #[error("an interface future did not complete")]
+    NotReady,
+}
+
+#[derive(Clone, Debug)]
+struct Owned {
+    output: WalletOutput,
+    height: usize,
+    key_image: [u8; 32],
+}
+
+/// Key images of a transaction built but not (yet) seen on chain or in the mempool.
+#[derive(Clone, Debug)]
+struct Pending {
+    key_images: Vec<[u8; 32]>,
+    /// Once seen, a transaction that disappears (dropped after a reorg) frees its inputs.
+    seen: bool,
+}
+
+/// A depositor with its own Monero keys, funded by mining to [`Depositor::address`].
+#[derive(Clone)]
+pub struct Depositor {
+    keys: WalletKeys,
+    scanner: Scanner,
+    rng: ChaCha20Rng,
+    /// Hashes of the blocks scanned, by height: the fork point after a reorg.
+    scanned: Vec<[u8; 32]>,
+    /// Owned outputs by global index.
+    owned: BTreeMap<u64, Owned>,
+    /// Inputs of transactions built here, by transaction hash.
+    pending: BTreeMap<[u8; 32], Pending>,
+}
+
+impl core::fmt::Debug for Depositor {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Depositor")
+            .field("keys", &self.keys)
+            .field("scanned_to", &self.scanned.len())
+            .field("owned", &self.owned.len())
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Depositor {
+    /// A depositor whose keys and signing randomness come from `seed`.
+    pub fn new(seed: u64) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let keys = WalletKeys::random(&mut rng);
+        let scanner = Scanner::new(keys.view_pair());
+        Depositor {
+            keys,
+            scanner,
+            rng,
+            scanned: Vec::new(),
+            owned: BTreeMap::new(),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// The depositor's keys.
+    pub fn keys(&self) -> &WalletKeys {
+        &self.keys
+    }
+
+    /// Address to mine to (e.g. `chain.mine_to(&depositor.address())`).
+    pub fn address(&self) -> MoneroAddress {
+        self.keys.address()
+    }
+
+    /// The view pair scanning for the depositor.
+    pub fn view_pair(&self) -> ViewPair {
+        self.keys.view_pair()
+    }
+
+    /// Catches up with `chain`: rewinds past reorganised blocks, dropping outputs found there,
+    /// scans new blocks with monero-wallet's `Scanner`, and frees inputs of built transactions
+    /// that were seen and have since vanished.
+    pub fn sync(&mut self, chain: &MockMonero) -> Result<(), DepositError> {
+        // Hashes chain, so the first matching block from the top is the fork point.
+        while let Some(last) = self.scanned.last() {
+            if chain.block_hash(self.scanned.len() - 1) == Some(*last) {
+                break;
+            }
+            self.scanned.pop();
+        }
+        let kept = self.scanned.len();
+        self.owned.retain(|_, o| o.height < kept);
+
+        for height in kept..=chain.tip_height() {
+            let block = chain
+                .scannable_block_at(height)
+                .ok_or(DepositError::MissingBlock(height))?;
+            let hash = chain
+                .block_hash(height)
+                .ok_or(DepositError::MissingBlock(height))?;
+            // Timelocks are judged by the chain when spending, so take everything.
+            let found = self
+                .scanner
+                .scan(block)
+                .map_err(DepositError::Scan)?
+                .ignore_additional_timelock();
+            for output in found {
+                let key_image = self.key_image(&output);
+                self.owned.insert(
+                    output.index_on_blockchain(),
+                    Owned {
+                        output,
+                        height,
+                        key_image,
+                    },
+                );
+            }
+            self.scanned.push(hash);
+        }
+
+        for (hash, pending) in &mut self.pending {
+            if chain.contains_transaction(hash) {
+                pending.seen = true;
+            }
+        }
+        self.pending
+            .retain(|hash, p| !p.seen || chain.contains_transaction(hash));
+        Ok(())
+    }
+
+    /// `(spend + offset) * Hp(K)`, the key image spending `output`.
+    fn key_image(&self, output: &WalletOutput) -> [u8; 32] {
+        let x = Scalar::from(self.keys.spend().into() + output.key_offset().into());
+        let hp = Point::biased_hash(output.key().compress().to_bytes());
+        mul(x, hp).compress().to_bytes()
+    }
+
+    /// Owned outputs spendable in the chain's next block and not reserved by a built
+    /// transaction, largest first (ties by global index, so the choice is deterministic).
+    fn spendable(&self, chain: &MockMonero) -> Vec<&Owned> {
+        let reserved: BTreeSet<&[u8; 32]> =
+            self.pending.values().flat_map(|p| &p.key_images).collect();
+        let mut outputs: Vec<&Owned> = self
+            .owned
+            .values()
+            .filter(|o| {
+                chain.is_unlocked(o.output.index_on_blockchain())
+                    && chain.key_image_status(&o.key_image).is_none()
+                    && !reserved.contains(&o.key_image)
+            })
+            .collect();
+        outputs.sort_by(|a, b| {
+            b.output
+                .commitment()
+                .amount
+                .cmp(&a.output.commitment().amount)
+                .then(
+                    a.output
+                        .index_on_blockchain()
+                        .cmp(&b.output.index_on_blockchain()),
+                )
+        });
+        outputs
+    }
+
+    /// What the depositor can spend in the chain's next block, after syncing.
+    pub fn balance(&mut self, chain: &MockMonero) -> Result<u64, DepositError> {
+        self.sync(chain)?;
+        Ok(self.spendable(chain).iter().fold(0u64, |acc, o| {
+            acc.saturating_add(o.output.commitment().amount)
+        }))
+    }
+
+    /// Outputs found so far (spent or not), by global index.
+    pub fn outputs(&self) -> Vec<WalletOutput> {
+        self.owned.values().map(|o| o.output.clone()).collect()
+    }
+
+    /// Forgets which outputs built-but-unsubmitted transactions spend, so they may be spent
+    /// again (e.g. to build a conflicting transaction on purpose).
+    pub fn forget_pending(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Builds a real RingCT deposit of `amount` piconero to `to`: CLSAG inputs with 16-member
+    /// rings whose decoys monero-wallet selects from `chain`, a Bulletproof+, change back to the
+    /// depositor, and `instruction` (opaque, at most [`MAX_INSTRUCTION_LEN`] bytes) as one
+    /// arbitrary-data chunk in the extra. Its inputs stay reserved, so deposits can be built back
+    /// to back before any is submitted; a reservation ends once a sync has seen the transaction
+    /// (on chain or in the mempool) and a later sync no longer finds it (dropped by a reorg), or
+    /// on [`Depositor::forget_pending`]. Spent outputs are excluded through the chain's key images.
+    pub fn deposit(
+        &mut self,
+        chain: &MockMonero,
+        to: &MoneroAddress,
+        amount: u64,
+        instruction: Option<&[u8]>,
+    ) -> Result<Transaction, DepositError> {
+        if let Some(instruction) = instruction {
+            if instruction.len() > MAX_INSTRUCTION_LEN {
+                return Err(DepositError::InstructionTooLong {
+                    len: instruction.len(),
+                    max: MAX_INSTRUCTION_LEN,
+                });
+            }
+        }
+        self.sync(chain)?;
+
+        let candidates: Vec<Owned> = self.spendable(chain).into_iter().cloned().collect();
+        let available = candidates.iter().fold(0u64, |acc, o| {
+            acc.saturating_add(o.output.commitment().amount)
+        });
+        let data = instruction.map(|i| vec![i.to_vec()]).unwrap_or_default();
+        let tip = chain.tip_height();
+
+        // Fewest inputs first; add the next largest output while the fee is not covered.
+        let mut total = 0u128;
+        for n in 1..=candidates.len().min(MAX_INPUTS) {
+            total += u128::from(candidates[n - 1].output.commitment().amount);
+            if total <= u128::from(amount) {
+                continue;
+            }
+            let mut inputs = Vec::with_capacity(n);
+            for owned in &candidates[..n] {
+                let with_decoys = block_on(OutputWithDecoys::new(
+                    &mut self.rng,
+                    chain,
+                    RING_LEN,
+                    tip,
+                    owned.output.clone(),
+                ))
+                .ok_or(DepositError::NotReady)?
+                .map_err(DepositError::Decoys)?;
+                inputs.push(with_decoys);
+            }
+            // Seeds monero-wallet's per-transaction randomness (tx keys, shuffles); fresh each time.
+            let mut outgoing_view_key = [0u8; 32];
+            self.rng.fill_bytes(&mut outgoing_view_key);
+            let signable = match SignableTransaction::new(
+                RctType::ClsagBulletproofPlus,
+                Into::into(outgoing_view_key),
+                inputs,
+                vec![(*to, amount)],
+                Change::new(self.keys.view_pair(), None),
+                data.clone(),
+                fee_rate(),
+            ) {
+                Ok(signable) => signable,
+                Err(SendError::NotEnoughFunds { .. }) => continue,
+                Err(e) => return Err(DepositError::Send(e)),
+            };
+            let tx = signable
+                .sign(&mut self.rng, &Into::into(self.keys.spend()))
+                .map_err(DepositError::Send)?;
+            let key_images = candidates[..n].iter().map(|o| o.key_image).collect();
+            self.pending.insert(
+                tx.hash(),
+                Pending {
+                    key_images,
+                    seen: false,
+                },
+            );
+            return Ok(tx);
+        }
+        Err(DepositError::InsufficientFunds {
+            available,
+            requested: amount,
+        })
+    }
+}
