@@ -14,3 +14,5 @@ echo "== simulation: 50 seeds with a Byzantine validator"
 scripts/sim.sh --seed 10000 --seeds 50 --byzantine
 echo "== simulation: determinism (each seed twice, whole-trace hashes compared)"
 scripts/sim.sh --seed 20000 --seeds 10 --check-determinism
+echo "== simulation: deliberate bugs are caught"
+RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo test --release --locked -p sim

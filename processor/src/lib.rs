@@ -21,4 +21,5 @@ pub mod db;
 pub mod ids;
 pub mod keygen;
 pub mod messages;
+pub mod mutation;
 pub mod scanner;

@@ -123,7 +123,7 @@ fn a_reorganisation_deeper_than_the_confirmations_halts_and_reports_nothing_twic
     assert!(network.run_until(processor::ids::Millis(network.now().0 + 60_000), |net| net.coordinator().signed_batches().count() == 1));
     let reported_before: Vec<_> = (0 .. 4).map(|i| reports_by(&network, i)).collect();
 
-    chain.borrow_mut().reorg(usize::try_from(CONFIRMATIONS + 2).unwrap()).unwrap();
+    chain.borrow_mut().reorg(usize::try_from(CONFIRMATIONS + 1).unwrap()).unwrap();
     chain.borrow_mut().mine();
     run_for(&mut network, 20_000);
 
@@ -166,7 +166,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => Just(Step::Mine),
         2 => (1_000u64 .. 100_000, any::<bool>()).prop_map(|(sats, with_instruction)| Step::Deposit { sats, with_instruction }),
-        1 => (1usize ..= (CONFIRMATIONS as usize - 1)).prop_map(|depth| Step::Reorg { depth }),
+        1 => (1usize ..= CONFIRMATIONS as usize).prop_map(|depth| Step::Reorg { depth }),
         2 => Just(Step::Run),
     ]
 }

@@ -18,3 +18,7 @@ mod world;
 pub use scenario::{FaultCounts, Outcome, Scenario, Violation};
 #[cfg(madsim)]
 pub use world::run;
+
+/// The processor's deliberate bugs (madsim builds only), to prove the checks catch them.
+#[cfg(madsim)]
+pub use processor::mutation::{set as set_mutation, Mutation};

@@ -140,7 +140,18 @@ impl BatchSigner {
             return Ok(None);
         }
         let keys = keys_for(txn, id.session)?;
-        let (nonces, commitments) = frost_core::round1::commit(keys.batch.share.signing_share(), rng);
+        let (nonces, commitments) = if crate::mutation::active(crate::mutation::Mutation::ReuseNonce) {
+            // The deliberate bug: the same nonces for every attempt at this target.
+            let mut seed = [0u8; 32];
+            seed[.. 4].copy_from_slice(&id.session.0.to_le_bytes());
+            if let SignTarget::Batch(batch) = id.target {
+                seed[4 .. 8].copy_from_slice(&batch.0.to_le_bytes());
+            }
+            let mut fixed = <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(seed);
+            frost_core::round1::commit(keys.batch.share.signing_share(), &mut fixed)
+        } else {
+            frost_core::round1::commit(keys.batch.share.signing_share(), rng)
+        };
         schema::PREPROCESSED.set(txn, &marker, &());
         let preprocess = commitments
             .serialize()

@@ -54,9 +54,12 @@ pub enum BlockOutcome {
 pub fn heights_to_fetch(
     reader: &impl Read,
     tip: BlockHeight,
-    confirmations: u64,
+    mut confirmations: u64,
     requested_through: Option<BlockHeight>,
 ) -> Result<Vec<BlockHeight>, DbError> {
+    if crate::mutation::active(crate::mutation::Mutation::ReportBeforeFinal) {
+        confirmations = confirmations.saturating_sub(1);
+    }
     if schema::HALTED.get(reader, &())?.is_some() {
         return Ok(vec![]);
     }
@@ -78,11 +81,14 @@ pub fn heights_to_fetch(
 pub fn on_block<D: Db>(
     txn: &mut Txn<'_, D>,
     chain: ExternalChain,
-    confirmations: u64,
+    mut confirmations: u64,
     tip: Option<BlockHeight>,
     height: BlockHeight,
     bytes: &[u8],
 ) -> Result<BlockOutcome, DbError> {
+    if crate::mutation::active(crate::mutation::Mutation::ReportBeforeFinal) {
+        confirmations = confirmations.saturating_sub(1);
+    }
     if schema::HALTED.get(txn, &())?.is_some() {
         return Ok(BlockOutcome::Ignored("scanning is halted"));
     }

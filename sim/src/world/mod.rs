@@ -303,7 +303,8 @@ async fn drive(
     }
 }
 
-/// One step of the chain's life: a block, maybe deposits, maybe a shallow reorganisation.
+/// One step of the chain's life: a block, maybe deposits, maybe a reorganisation no deeper
+/// than the confirmations.
 fn workload(shared: &Shared, faults: bool) {
     let Some(chain) = &shared.chain else { return };
     let scenario = &shared.scenario;
@@ -317,7 +318,9 @@ fn workload(shared: &Shared, faults: bool) {
     };
     let mut chain = lock(chain);
     if faults && shared.roll(scenario.reorg_per_mille) {
-        let depth = 1 + shared.random_below(CONFIRMATIONS - 1) as usize;
+        // A reorganisation replacing up to CONFIRMATIONS blocks leaves every block with
+        // CONFIRMATIONS blocks on top in place: the deepest reorganisation finality absorbs.
+        let depth = 1 + shared.random_below(CONFIRMATIONS) as usize;
         if chain.reorg(depth) {
             shared.record(format!("chain: reorganisation of depth {depth}"));
         }

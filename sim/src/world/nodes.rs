@@ -8,7 +8,8 @@ use madsim::time::{timeout, Instant};
 use processor::core::{Config, Effect, Event, Processor};
 use processor::crypto::Identity;
 use processor::ids::{BlockHeight, Millis};
-use processor::messages::{Envelope, Frame, ProcessorMessage, SignEvent};
+use processor::db::{schema, Db};
+use processor::messages::{CoordinatorMessage, Envelope, Frame, ProcessorMessage, SignEvent};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::VecDeque;
@@ -50,10 +51,17 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
             }
         }
         while let Some(event) = events.pop_front() {
+            let before = match &event {
+                Event::Inbound(bytes) if redelivered(&shared, index, bytes) => Some(snapshot(&shared, index)),
+                _ => None,
+            };
             let effects = match core.handle(event) {
                 Ok(effects) => effects,
                 Err(error) => panic!("processor {index} storage failed: {error}"),
             };
+            if let Some(before) = before {
+                check_no_second_effect(&shared, index, before, &effects);
+            }
             for effect in effects {
                 match effect {
                     Effect::Send(bytes) => {
@@ -73,6 +81,36 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Whether inbound bytes are a data frame this processor already handled.
+fn redelivered(shared: &Shared, index: usize, bytes: &[u8]) -> bool {
+    let coordinator = lock(&shared.coordinator).peer_key();
+    let me = shared.identities[index].peer_key();
+    let Ok(envelope) = Envelope::<CoordinatorMessage>::open(bytes, &me, |s| *s == coordinator) else { return false };
+    let Frame::Data { seq, .. } = envelope.frame else { return false };
+    schema::INBOUND_HANDLED.get(&shared.dbs[index], &()).ok().flatten().is_some_and(|handled| seq <= handled)
+}
+
+fn snapshot(shared: &Shared, index: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    shared.dbs[index].scan_prefix(b"").unwrap_or_default()
+}
+
+/// A redelivered frame may only be acknowledged again: no state change, no new message.
+fn check_no_second_effect(shared: &Shared, index: usize, before: Vec<(Vec<u8>, Vec<u8>)>, effects: &[Effect]) {
+    const INVARIANT: &str = "a redelivered message has no second effect";
+    if snapshot(shared, index) != before {
+        shared.violate(INVARIANT, format!("processor {index} changed its state handling a redelivered frame"));
+    }
+    let coordinator = lock(&shared.coordinator).peer_key();
+    for effect in effects {
+        let Effect::Send(bytes) = effect else { continue };
+        if let Ok(envelope) = Envelope::<ProcessorMessage>::open(bytes, &coordinator, |_| true) {
+            if let Frame::Data { message, .. } = envelope.frame {
+                shared.violate(INVARIANT, format!("processor {index} sent {message:?} for a redelivered frame"));
             }
         }
     }
