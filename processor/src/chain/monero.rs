@@ -1,7 +1,115 @@
-//! Monero scanning (being written).
+//! Monero: the group's wallet has the threshold spend key and a private view key every
+//! validator derives from it (a hash of the spend key: anyone knowing the group key can see its
+//! deposits, a deliberate transparency trade-off shared with Serai's design). Outputs are found
+//! with monero-wallet's scanner; a deposit's InInstruction is the first arbitrary-data entry of
+//! its transaction's extra that decodes as one. Outputs with an additional timelock are ignored:
+//! the group could not spend them on its own schedule.
 
-use super::{ChainError, ScanKey, ScannedBlock};
+use super::instruction::decode_instruction;
+use super::{ChainError, ReceivedOutput, ScanKey, ScannedBlock};
+use crate::ids::{Amount, BlockId};
+use crate::messages::{decode, encode, ChainPublicKey};
+use bincode::{Decode, Encode};
+use monero_wallet::address::{AddressType, MoneroAddress, Network};
+use monero_wallet::block::Block;
+use monero_wallet::ed25519::{CompressedPoint, Point, Scalar};
+use monero_wallet::interface::ScannableBlock;
+use monero_wallet::transaction::{Pruned, Transaction};
+use monero_wallet::{Scanner, ViewPair};
+use zeroize::Zeroizing;
 
-pub(super) fn scan_block(_bytes: &[u8], _keys: &[ScanKey]) -> Result<ScannedBlock, ChainError> {
-    Err(ChainError::UnsupportedKey("Monero scanning is not implemented yet".into()))
+/// What the Monero chain source hands the core for one block: the block, its non-miner
+/// transactions in full, and the global index of the block's first RingCT output.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct MoneroBlockData {
+    pub block: Vec<u8>,
+    pub transactions: Vec<Vec<u8>>,
+    pub first_ringct_output_index: Option<u64>,
+}
+
+impl MoneroBlockData {
+    pub fn new(block: &Block, transactions: &[Transaction], first_ringct_output_index: Option<u64>) -> Self {
+        MoneroBlockData {
+            block: block.serialize(),
+            transactions: transactions.iter().map(Transaction::serialize).collect(),
+            first_ringct_output_index,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+}
+
+/// The group's private view key, derived from its spend key by every validator alike.
+pub fn view_key(spend_key: &[u8; 32]) -> Zeroizing<Scalar> {
+    let mut preimage = b"threshold-custody processor: Monero view key".to_vec();
+    preimage.extend(spend_key);
+    Zeroizing::new(Scalar::hash(preimage))
+}
+
+fn spend_point(spend_key: &[u8; 32]) -> Result<Point, ChainError> {
+    CompressedPoint::from(*spend_key)
+        .decompress()
+        .ok_or_else(|| ChainError::UnsupportedKey("the spend key is not a point".into()))
+}
+
+pub fn view_pair(spend_key: &[u8; 32]) -> Result<ViewPair, ChainError> {
+    ViewPair::new(spend_point(spend_key)?, view_key(spend_key))
+        .map_err(|e| ChainError::UnsupportedKey(format!("not a usable spend key: {e:?}")))
+}
+
+/// The group's standard address, where deposits go.
+pub fn group_address(spend_key: &[u8; 32], network: Network) -> Result<MoneroAddress, ChainError> {
+    let pair = view_pair(spend_key)?;
+    Ok(MoneroAddress::new(network, AddressType::Legacy, pair.spend(), pair.view()))
+}
+
+pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey]) -> Result<ScannedBlock, ChainError> {
+    let data: MoneroBlockData = decode(bytes).map_err(|e| ChainError::Malformed(e.to_string()))?;
+    let block = Block::read(&mut data.block.as_slice()).map_err(|e| ChainError::Malformed(format!("block: {e}")))?;
+    if block.transactions.len() != data.transactions.len() {
+        return Err(ChainError::Inconsistent(format!(
+            "block lists {} transactions, {} were supplied",
+            block.transactions.len(),
+            data.transactions.len()
+        )));
+    }
+    let mut transactions = Vec::with_capacity(data.transactions.len());
+    for (expected, bytes) in block.transactions.iter().zip(&data.transactions) {
+        let transaction =
+            Transaction::read(&mut bytes.as_slice()).map_err(|e| ChainError::Malformed(format!("transaction: {e}")))?;
+        if transaction.version() != 2 || transaction.hash() != *expected {
+            return Err(ChainError::Inconsistent("a transaction is not the one the block commits to".into()));
+        }
+        transactions.push(Transaction::<Pruned>::from(transaction));
+    }
+    let id = BlockId(block.hash());
+    let parent = BlockId(block.header.previous);
+
+    let mut outputs = Vec::new();
+    for key in keys {
+        let ChainPublicKey::Monero { spend_key } = key.key else {
+            return Err(ChainError::UnsupportedKey("a Bitcoin key cannot receive Monero".into()));
+        };
+        let mut scanner = Scanner::new(view_pair(&spend_key)?);
+        let scannable = ScannableBlock {
+            block: block.clone(),
+            transactions: transactions.clone(),
+            output_index_for_first_ringct_output: data.first_ringct_output_index,
+        };
+        let found = scanner.scan(scannable).map_err(|e| ChainError::Inconsistent(format!("scan: {e:?}")))?;
+        for output in found.not_additionally_locked() {
+            let mut output_id = output.transaction().to_vec();
+            output_id.extend(output.index_in_transaction().to_le_bytes());
+            let instruction = output.arbitrary_data().iter().find_map(|data| decode_instruction(data));
+            outputs.push(ReceivedOutput {
+                id: output_id,
+                amount: Amount(output.commitment().amount),
+                instruction,
+                session: key.session,
+            });
+        }
+    }
+    Ok(ScannedBlock { id, parent, outputs })
 }

@@ -85,3 +85,25 @@ pub fn reports_by(network: &LocalNetwork, index: usize) -> Vec<(u64, [u8; 32], V
     reports.dedup_by_key(|(height, _, _)| *height);
     reports
 }
+
+/// A mock Monero chain the test mutates while the network reads it.
+#[derive(Clone)]
+pub struct SharedMonero(pub Rc<RefCell<mock_chains::monero::MockMonero>>);
+
+/// The bytes a Monero chain source hands the processor for one block.
+pub fn monero_block_data(chain: &mock_chains::monero::MockMonero, height: usize) -> Option<Vec<u8>> {
+    let block = chain.block(height)?;
+    let transactions = chain.transactions(height);
+    let first = chain.scannable_block_at(height)?.output_index_for_first_ringct_output;
+    let data = processor::chain::monero::MoneroBlockData::new(block, transactions.get(1 ..).unwrap_or_default(), first);
+    Some(data.encode())
+}
+
+impl ChainSource for SharedMonero {
+    fn tip(&self) -> u64 {
+        self.0.borrow().tip_height() as u64
+    }
+    fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
+        monero_block_data(&self.0.borrow(), usize::try_from(height).ok()?)
+    }
+}
