@@ -1,14 +1,20 @@
 //! The external chain of a simulated run and the workload on it: blocks, deposits with and
 //! without InInstructions, and reorganisations.
 
-use mock_chains::bitcoin::{Depositor, MockBitcoin};
+use mock_chains::bitcoin::{Depositor as BitcoinDepositor, MockBitcoin};
+use mock_chains::monero::{Depositor as MoneroDepositor, MockMonero, MoneroConfig};
 use processor::chain::instruction::encode_instruction;
+use processor::chain::monero::{group_address, MoneroBlockData};
 use processor::messages::{ChainPublicKey, GroupKeys, InInstruction};
+
+enum Mock {
+    Bitcoin(MockBitcoin, BitcoinDepositor),
+    Monero(MockMonero, MoneroDepositor),
+}
 
 /// A simulated chain, as processors read it and as the workload drives it.
 pub(crate) struct SimChain {
-    bitcoin: MockBitcoin,
-    depositor: Depositor,
+    mock: Mock,
     pub deposits: u64,
     pub reorgs: u64,
 }
@@ -17,55 +23,109 @@ impl SimChain {
     pub fn bitcoin(seed: u64) -> SimChain {
         let mut bitcoin = MockBitcoin::new(seed);
         bitcoin.set_coinbase_maturity(1);
-        let depositor = Depositor::new(seed ^ 0x5eed);
+        let depositor = BitcoinDepositor::new(seed ^ 0x5eed);
         for _ in 0 .. 20 {
             bitcoin.mine_to(depositor.script_pubkey());
         }
-        SimChain { bitcoin, depositor, deposits: 0, reorgs: 0 }
+        SimChain { mock: Mock::Bitcoin(bitcoin, depositor), deposits: 0, reorgs: 0 }
+    }
+
+    pub fn monero(seed: u64) -> SimChain {
+        let mut monero = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
+        let depositor = MoneroDepositor::new(seed ^ 0x5eed);
+        for _ in 0 .. 20 {
+            monero.mine_to(&depositor.address());
+        }
+        SimChain { mock: Mock::Monero(monero, depositor), deposits: 0, reorgs: 0 }
     }
 
     pub fn tip(&self) -> u64 {
-        self.bitcoin.tip_height()
+        match &self.mock {
+            Mock::Bitcoin(chain, _) => chain.tip_height(),
+            Mock::Monero(chain, _) => chain.tip_height() as u64,
+        }
     }
 
     /// The id of the block at `height` on the best chain (cheap: no encoding).
     pub fn block_id(&self, height: u64) -> Option<[u8; 32]> {
         use bitcoin::hashes::Hash;
-        self.bitcoin.block_hash(height).map(|hash| hash.to_byte_array())
+        match &self.mock {
+            Mock::Bitcoin(chain, _) => chain.block_hash(height).map(|hash| hash.to_byte_array()),
+            Mock::Monero(chain, _) => chain.block_hash(usize::try_from(height).ok()?),
+        }
     }
 
+    /// The block as the chain source hands it to processors.
     pub fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
-        self.bitcoin.block_bytes(height)
+        match &self.mock {
+            Mock::Bitcoin(chain, _) => chain.block_bytes(height),
+            Mock::Monero(chain, _) => {
+                let height = usize::try_from(height).ok()?;
+                let block = chain.block(height)?;
+                let transactions = chain.transactions(height);
+                let first = chain.scannable_block_at(height)?.output_index_for_first_ringct_output;
+                Some(MoneroBlockData::new(block, transactions.get(1 ..).unwrap_or_default(), first).encode())
+            }
+        }
     }
 
     /// Mines a block; every tenth pays the depositor so it never runs dry.
     pub fn mine(&mut self) {
-        if self.bitcoin.tip_height() % 10 == 0 {
-            let script = self.depositor.script_pubkey().to_owned();
-            self.bitcoin.mine_to(&script);
-        } else {
-            self.bitcoin.mine();
+        let refill = self.tip() % 10 == 0;
+        match &mut self.mock {
+            Mock::Bitcoin(chain, depositor) if refill => {
+                let script = depositor.script_pubkey().to_owned();
+                chain.mine_to(&script);
+            }
+            Mock::Bitcoin(chain, _) => {
+                chain.mine();
+            }
+            Mock::Monero(chain, depositor) if refill => {
+                chain.mine_to(&depositor.address());
+            }
+            Mock::Monero(chain, _) => {
+                chain.mine();
+            }
         }
     }
 
     /// Pays `amount` to the group's key, with an InInstruction crediting `account` if given.
     pub fn deposit(&mut self, keys: &GroupKeys, amount: u64, account: Option<[u8; 32]>) -> bool {
-        let ChainPublicKey::Bitcoin { internal_key } = keys.chain else { return false };
-        let Ok(key) = bitcoin::key::XOnlyPublicKey::from_slice(&internal_key) else { return false };
-        let script = mock_chains::bitcoin::p2tr_script(key);
         let instruction = account.map(|account| encode_instruction(&InInstruction { account }));
-        let built = self.depositor.deposit(&self.bitcoin, &script, bitcoin::Amount::from_sat(amount), instruction.as_deref());
-        let Ok(transaction) = built else { return false };
-        let accepted = self.bitcoin.submit(transaction.clone()).is_ok();
-        if !accepted {
-            self.depositor.release(&transaction);
-        }
+        let accepted = match (&mut self.mock, keys.chain) {
+            (Mock::Bitcoin(chain, depositor), ChainPublicKey::Bitcoin { internal_key }) => {
+                let Ok(key) = bitcoin::key::XOnlyPublicKey::from_slice(&internal_key) else { return false };
+                let script = mock_chains::bitcoin::p2tr_script(key);
+                let built = depositor.deposit(chain, &script, bitcoin::Amount::from_sat(amount), instruction.as_deref());
+                let Ok(transaction) = built else { return false };
+                let accepted = chain.submit(transaction.clone()).is_ok();
+                if !accepted {
+                    depositor.release(&transaction);
+                }
+                accepted
+            }
+            (Mock::Monero(chain, depositor), ChainPublicKey::Monero { spend_key }) => {
+                let Ok(address) = group_address(&spend_key, monero_wallet::address::Network::Mainnet) else { return false };
+                let Ok(transaction) = depositor.deposit(chain, &address, amount, instruction.as_deref()) else {
+                    return false;
+                };
+                let accepted = chain.submit(transaction).is_ok();
+                if !accepted {
+                    depositor.forget_pending();
+                }
+                accepted
+            }
+            _ => false,
+        };
         self.deposits += u64::from(accepted);
         accepted
     }
 
     pub fn reorg(&mut self, depth: usize) -> bool {
-        let done = self.bitcoin.reorg(depth).is_ok();
+        let done = match &mut self.mock {
+            Mock::Bitcoin(chain, _) => chain.reorg(depth).is_ok(),
+            Mock::Monero(chain, _) => chain.reorg(depth).is_ok(),
+        };
         self.reorgs += u64::from(done);
         done
     }

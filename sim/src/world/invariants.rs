@@ -7,7 +7,7 @@ use processor::chain::{self, ScanKey};
 use processor::db::schema;
 use processor::ids::{BatchId, SessionId};
 use processor::keygen;
-use processor::messages::{Batch, ChainPublicKey, GroupKeys};
+use processor::messages::{Batch, GroupKeys};
 use std::collections::BTreeMap;
 
 type Failure = (String, String);
@@ -149,7 +149,7 @@ pub(super) fn live(shared: &Shared) -> Result<(), String> {
         }
     }
     let Some((session, keys, activation)) = active(shared) else { return Err("no confirmed keys".into()) };
-    if !matches!(keys.chain, ChainPublicKey::Bitcoin { .. }) || shared.chain.is_none() {
+    if shared.chain.is_none() {
         return Ok(());
     }
     let signed: Vec<_> = lock(&shared.coordinator).signed_batches().map(|(b, _)| b.block).collect();

@@ -132,14 +132,17 @@ pub fn run(seed: u64, scenario: &Scenario) -> Outcome {
 
 async fn world(seed: u64, scenario: Scenario) -> Outcome {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    // Monero scanning is not simulated yet: Monero seeds run key generation only.
+    // Even seeds run Bitcoin, odd seeds Monero.
     let chain_kind = if seed % 2 == 0 { ExternalChain::Bitcoin } else { ExternalChain::Monero };
     let coordinator_identity = Identity::generate(&mut rng);
     let identities: Vec<Identity> = (0 .. scenario.validators).map(|_| Identity::generate(&mut rng)).collect();
     let keys: Vec<_> = identities.iter().map(Identity::peer_key).collect();
     let mut coordinator = Coordinator::new(coordinator_identity, &keys);
     coordinator.retry_without_blamed(true);
-    let chain = (chain_kind == ExternalChain::Bitcoin).then(|| Mutex::new(SimChain::bitcoin(seed)));
+    let chain = Some(Mutex::new(match chain_kind {
+        ExternalChain::Bitcoin => SimChain::bitcoin(seed),
+        ExternalChain::Monero => SimChain::monero(seed),
+    }));
     let shared = Arc::new(Shared {
         chain_kind,
         dbs: identities.iter().map(|_| MemDb::new()).collect(),
