@@ -49,6 +49,13 @@ pub struct Args {
     /// Run each seed twice and compare the hashes of their whole event traces.
     #[arg(long)]
     check_determinism: bool,
+    /// Seeds run side by side (each seed is its own single-threaded simulation).
+    #[arg(long, default_value_t = default_jobs())]
+    jobs: usize,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Args {
@@ -105,22 +112,38 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
-    let started = Instant::now();
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut nondeterministic: Vec<u64> = Vec::new();
-    for (done, seed) in (args.seed .. args.seed.saturating_add(args.seeds)).enumerate() {
-        let outcome = sim::run(seed, &scenario);
-        if args.check_determinism {
-            let again = sim::run(seed, &scenario);
-            if again.trace_hash != outcome.trace_hash || again.events != outcome.events {
-                nondeterministic.push(seed);
-            }
-        }
-        outcomes.push(outcome);
-        progress(done as u64 + 1, args.seeds, &outcomes);
+    if args.jobs == 0 {
+        eprintln!("error: --jobs must be at least 1");
+        return ExitCode::from(2);
     }
+
+    let started = Instant::now();
+    let seeds: Vec<u64> = (args.seed .. args.seed.saturating_add(args.seeds)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::<(Outcome, bool)>::new());
+    std::thread::scope(|scope| {
+        for _ in 0 .. args.jobs.min(seeds.len()) {
+            scope.spawn(|| loop {
+                let position = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(&seed) = seeds.get(position) else { break };
+                let outcome = sim::run(seed, &scenario);
+                let deterministic = !args.check_determinism || {
+                    let again = sim::run(seed, &scenario);
+                    again.trace_hash == outcome.trace_hash && again.events == outcome.events
+                };
+                let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
+                results.push((outcome, deterministic));
+                let outcomes: Vec<&Outcome> = results.iter().map(|(o, _)| o).collect();
+                progress(outcomes.len() as u64, args.seeds, &outcomes);
+            });
+        }
+    });
     let wall = started.elapsed();
     eprintln!();
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|(outcome, _)| outcome.seed);
+    let nondeterministic: Vec<u64> = results.iter().filter(|(_, d)| !d).map(|(o, _)| o.seed).collect();
+    let outcomes: Vec<Outcome> = results.into_iter().map(|(o, _)| o).collect();
 
     summarise(&args, &outcomes, wall.as_secs_f64());
     let mut failed = false;
@@ -149,7 +172,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn progress(done: u64, total: u64, outcomes: &[Outcome]) {
+fn progress(done: u64, total: u64, outcomes: &[&Outcome]) {
     const WIDTH: u64 = 30;
     let filled = done * WIDTH / total;
     let failed = outcomes.iter().filter(|o| o.violation.is_some()).count();
