@@ -40,6 +40,12 @@ pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey]) -> Result<ScannedBlock,
     if !block.check_merkle_root() {
         return Err(ChainError::Inconsistent("merkle root does not commit to the transactions".into()));
     }
+    scan_parsed_block(&block, keys)
+}
+
+/// Scans an already parsed block whose merkle root the caller has checked (or, in benchmarks,
+/// deliberately not).
+pub fn scan_parsed_block(block: &Block, keys: &[ScanKey]) -> Result<ScannedBlock, ChainError> {
     let mut scripts = Vec::with_capacity(keys.len());
     for key in keys {
         match key.key {
@@ -73,7 +79,7 @@ pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey]) -> Result<ScannedBlock,
         }
     }
     Ok(ScannedBlock {
-        id: block_id(&block),
+        id: block_id(block),
         parent: BlockId(block.header.prev_blockhash.to_byte_array()),
         outputs,
     })
