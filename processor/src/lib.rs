@@ -23,3 +23,4 @@ pub mod keygen;
 pub mod messages;
 pub mod mutation;
 pub mod scanner;
+pub mod scheduler;
