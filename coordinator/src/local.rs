@@ -49,13 +49,7 @@ pub struct NetworkStats {
     pub crashes: u64,
 }
 
-/// Where processors read blocks from: a mock chain in tests and the devnet.
-pub trait ChainSource {
-    /// The best chain's height.
-    fn tip(&self) -> u64;
-    /// The block at `height` on the best chain, in the chain's encoding.
-    fn block_bytes(&self, height: u64) -> Option<Vec<u8>>;
-}
+pub use processor::chain::ChainSource;
 
 /// Confirmations processors wait for unless a test says otherwise.
 pub const DEFAULT_CONFIRMATIONS: u64 = 3;

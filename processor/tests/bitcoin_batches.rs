@@ -94,6 +94,14 @@ fn deposits_end_in_batches_signed_3_of_4_identically_everywhere() {
             }
         }
     }
+    // Every deposit is now spendable by the group: the attributed ones since their Batch was
+    // published, the unattributed one since its block was final.
+    for index in 0 .. 4 {
+        let scheduler = processor::scheduler::Scheduler::load(network.db(index)).unwrap();
+        let mut amounts: Vec<u64> = scheduler.available().iter().map(|u| u.amount.0).collect();
+        amounts.sort();
+        assert_eq!(amounts, vec![11_000, 50_000, 70_000, 90_000], "processor {index}");
+    }
     // The deposit without an InInstruction was reported but is in no Batch.
     let reports = reports_by(&network, 0);
     let at_deposit = reports.iter().find(|(h, _, _)| *h == deposit_height).unwrap();

@@ -13,6 +13,7 @@ use crate::ids::{Attempt, BatchId, BlockHeight, BlockId, ExternalChain, Particip
 use crate::keygen::{self, keys::Ed25519, ThresholdKeyPair};
 use crate::messages::{encode, Batch, BlameReason, ProcessorMessage, ScannerEvent, SignEvent, SignId, SignTarget};
 use crate::scanner::FinalBlock;
+use crate::scheduler::{Scheduler, Utxo};
 use bincode::{Decode, Encode};
 use frost_core::round1::{SigningCommitments, SigningNonces};
 use frost_core::round2::SignatureShare;
@@ -268,13 +269,23 @@ impl BatchSigner {
         Ok(vec![ProcessorMessage::Scanner(ScannerEvent::SignedBatch { batch: record.batch, signature: bytes })])
     }
 
-    /// Serai acknowledged the Batch: signing is over.
+    /// Serai acknowledged the Batch: signing is over, and its outputs become spendable.
     pub fn published<D: Db>(&mut self, txn: &mut Txn<'_, D>, batch_id: BatchId) -> Result<(), SignError> {
         let Some(mut record) = schema::BATCHES.get(txn, &batch_id)? else {
             return Err(SignError::Refused(format!("unknown Batch {batch_id}")));
         };
+        if record.published {
+            return Ok(());
+        }
         record.published = true;
         schema::BATCHES.set(txn, &batch_id, &record);
+        if let Some(block) = schema::FINAL_BLOCKS.take(txn, &record.height)? {
+            let mut scheduler = Scheduler::load(txn)?;
+            for output in block.outputs.into_iter().filter(|o| o.instruction.is_some()) {
+                scheduler.add_output(Utxo { id: output.id, amount: output.amount });
+            }
+            scheduler.save(txn);
+        }
         self.nonces.retain(|id, _| id.target != SignTarget::Batch(batch_id));
         self.packages.retain(|id, _| id.target != SignTarget::Batch(batch_id));
         Ok(())

@@ -40,6 +40,9 @@ pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey]) -> Result<ScannedBlock,
     if !block.check_merkle_root() {
         return Err(ChainError::Inconsistent("merkle root does not commit to the transactions".into()));
     }
+    if !block.check_witness_commitment() {
+        return Err(ChainError::Inconsistent("witness commitment does not commit to the witnesses".into()));
+    }
     scan_parsed_block(&block, keys)
 }
 
@@ -83,4 +86,51 @@ pub fn scan_parsed_block(block: &Block, keys: &[ScanKey]) -> Result<ScannedBlock
         parent: BlockId(block.header.prev_blockhash.to_byte_array()),
         outputs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{scan_block, ScanKey};
+    use crate::ids::{ExternalChain, SessionId};
+    use crate::messages::ChainPublicKey;
+    use proptest::prelude::*;
+
+    fn key() -> ScanKey {
+        // The x coordinate of secp256k1's generator: a valid x-only key.
+        let internal_key = hex_literal_generator();
+        ScanKey { session: SessionId(1), key: ChainPublicKey::Bitcoin { internal_key } }
+    }
+
+    fn hex_literal_generator() -> [u8; 32] {
+        let mut key = [0u8; 32];
+        hex::decode_to_slice("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798", &mut key).unwrap();
+        key
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_blocks_are_errors_not_panics(bytes in proptest::collection::vec(any::<u8>(), 0 .. 2048)) {
+            prop_assert!(scan_block(ExternalChain::Bitcoin, &bytes, &[key()]).is_err());
+        }
+
+        #[test]
+        fn mutated_blocks_are_errors_or_only_a_different_header(position: usize, xor in 1u8 ..) {
+            let mut chain = mock_chains::bitcoin::MockBitcoin::new(3);
+            let ours = bitcoin::key::XOnlyPublicKey::from_slice(&hex_literal_generator()).unwrap();
+            chain.set_miner_script(mock_chains::bitcoin::p2tr_script(ours));
+            chain.mine();
+            let original = chain.block_bytes(1).unwrap();
+            let expected = scan_block(ExternalChain::Bitcoin, &original, &[key()]).unwrap();
+            prop_assert_eq!(expected.outputs.len(), 1);
+            let mut bytes = original.clone();
+            let at = position % bytes.len();
+            bytes[at] ^= xor;
+            // Transactions and witnesses are committed to; only the header can change unnoticed
+            // here (proof of work and the expected hash are the chain source's checks).
+            if let Ok(scanned) = scan_block(ExternalChain::Bitcoin, &bytes, &[key()]) {
+                prop_assert!(at < 80, "byte {} of the transactions changed and scanning accepted it", at);
+                prop_assert_eq!(scanned.outputs, expected.outputs);
+            }
+        }
+    }
 }

@@ -10,6 +10,18 @@ use crate::ids::{Amount, BlockId, ExternalChain, SessionId};
 use crate::messages::{ChainPublicKey, InInstruction};
 use bincode::{Decode, Encode};
 
+/// The IO half of a chain, as the driver around the core sees it: the core asks for blocks by
+/// height ([`crate::core::Effect::FetchBlock`]) and is told the tip; the driver gets both from
+/// a source like this. In tests and the simulation it is a mock chain in memory; the daemon's
+/// sources speak the nodes' RPC.
+pub trait ChainSource {
+    /// The best chain's height.
+    fn tip(&self) -> u64;
+    /// The block at `height` on the best chain, in the form [`scan_block`] reads (Bitcoin:
+    /// consensus encoding; Monero: [`monero::MoneroBlockData`]).
+    fn block_bytes(&self, height: u64) -> Option<Vec<u8>>;
+}
+
 /// Why a block from the chain source was refused. Never a panic: these bytes are external.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {

@@ -6,6 +6,7 @@ use crate::ids::{BatchId, BlockHeight, BlockId, SeqId, SessionId};
 use crate::keygen::{KeyShares, SessionState};
 use crate::scanner::{FinalBlock, Halt};
 use crate::batch::BatchRecord;
+use crate::scheduler::Scheduler;
 
 /// Highest inbound sequence id whose effects are committed.
 pub const INBOUND_HANDLED: Table<(), SeqId> = Table::new("inbound_handled", b"link/in_handled/");
@@ -25,7 +26,7 @@ pub const ACTIVE_SESSION: Table<(), SessionId> = Table::new("active_session", b"
 pub const SCANNER_NEXT: Table<(), BlockHeight> = Table::new("scanner_next", b"scan/next/");
 /// The last scanned final block, to check the next one builds on it.
 pub const LAST_SCANNED: Table<(), (BlockHeight, BlockId)> = Table::new("last_scanned", b"scan/last/");
-/// Final blocks with outputs to the group, as reported, until their Batch is published.
+/// Final blocks with InInstructions, as reported, until their Batch is published.
 pub const FINAL_BLOCKS: Table<BlockHeight, FinalBlock> = Table::new("final_blocks", b"scan/final/");
 /// Set when a final block changed: scanning stops for good.
 pub const HALTED: Table<(), Halt> = Table::new("halted", b"scan/halted/");
@@ -37,6 +38,9 @@ pub const BATCHES: Table<BatchId, BatchRecord> = Table::new("batches", b"batch/r
 /// Signing attempts this processor sent a preprocess for. Never preprocessed twice: the
 /// nonces of an attempt live only in memory, so after a restart the attempt is abandoned.
 pub const PREPROCESSED: Table<Vec<u8>, ()> = Table::new("preprocessed", b"sign/preprocessed/");
+
+/// The group's spendable outputs and queued payments.
+pub const SCHEDULER: Table<(), Scheduler> = Table::new("scheduler", b"schedule/state/");
 
 /// All prefixes, for the layout test.
 pub const ALL_PREFIXES: &[&[u8]] = &[
@@ -53,6 +57,7 @@ pub const ALL_PREFIXES: &[&[u8]] = &[
     PENDING_ACKS.prefix(),
     BATCHES.prefix(),
     PREPROCESSED.prefix(),
+    SCHEDULER.prefix(),
 ];
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::db::{schema, Db, DbError, Read, Txn};
 use crate::ids::{BatchId, BlockHeight, BlockId, ExternalChain};
 use crate::keygen;
 use crate::messages::{Deposit, ProcessorMessage, ScannerEvent};
+use crate::scheduler::{Scheduler, Utxo};
 use bincode::{Decode, Encode};
 
 /// At most this many final blocks are requested ahead of the scanned height.
@@ -123,14 +124,25 @@ pub fn on_block<D: Db>(
 
     schema::LAST_SCANNED.set(txn, &(), &(height, scanned.id));
     schema::SCANNER_NEXT.set(txn, &(), &BlockHeight(height.0 + 1));
-    let deposits = scanned
+    let deposits: Vec<Deposit> = scanned
         .outputs
         .iter()
         .map(|output| Deposit { output_id: output.id.clone(), amount: output.amount, instruction: output.instruction.clone() })
         .collect();
     let mut acknowledged = None;
-    if !scanned.outputs.is_empty() {
-        schema::FINAL_BLOCKS.set(txn, &height, &FinalBlock { id: scanned.id, outputs: scanned.outputs });
+    // Outputs without an InInstruction are the group's at once; the others only once their
+    // Batch is published (see the batch module).
+    let unattributed: Vec<_> = scanned.outputs.iter().filter(|o| o.instruction.is_none()).collect();
+    if !unattributed.is_empty() {
+        let mut scheduler = Scheduler::load(txn)?;
+        for output in unattributed {
+            scheduler.add_output(Utxo { id: output.id.clone(), amount: output.amount });
+        }
+        scheduler.save(txn);
+    }
+    let final_block = FinalBlock { id: scanned.id, outputs: scanned.outputs };
+    if final_block.has_instructions() {
+        schema::FINAL_BLOCKS.set(txn, &height, &final_block);
         if let Some((block, batch)) = schema::PENDING_ACKS.take(txn, &height)? {
             acknowledged = Some((height, block, batch));
         }

@@ -147,11 +147,23 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// The scheduler as stored, or an empty one.
+    pub fn load(reader: &impl crate::db::Read) -> Result<Scheduler, crate::db::DbError> {
+        Ok(crate::db::schema::SCHEDULER.get(reader, &())?.unwrap_or_default())
+    }
+
+    pub fn save<D: crate::db::Db>(&self, txn: &mut crate::db::Txn<'_, D>) {
+        crate::db::schema::SCHEDULER.set(txn, &(), self);
+    }
+
+    /// Adds an output unless it is already known (a redelivered report must not add twice).
     pub fn add_output(&mut self, utxo: Utxo) {
-        let position = self
+        let Err(position) = self
             .utxos
             .binary_search_by(|probe| utxo.amount.cmp(&probe.amount).then_with(|| probe.id.cmp(&utxo.id)))
-            .unwrap_or_else(|position| position);
+        else {
+            return;
+        };
         self.utxos.insert(position, utxo);
     }
 
