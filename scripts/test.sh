@@ -10,8 +10,12 @@ cargo test --locked --workspace
 # The simulation: a madsim build (its own target dir), seeds with every fault on.
 echo "== simulation: 200 seeds, 3-of-4, all faults"
 scripts/sim.sh --seed 0 --seeds 200
-echo "== simulation: 50 seeds with a Byzantine validator"
-scripts/sim.sh --seed 10000 --seeds 50 --byzantine
+echo "== simulation: 25 seeds with a validator sending bad key-generation shares"
+scripts/sim.sh --seed 10000 --seeds 25 --byzantine keygen
+echo "== simulation: 25 seeds with a validator sending bad signature shares"
+scripts/sim.sh --seed 11000 --seeds 25 --byzantine signing
+echo "== simulation: 20 seeds with a reorganisation deeper than the confirmations (clean halt)"
+scripts/sim.sh --seed 12000 --seeds 20 --deep-reorg
 echo "== simulation: determinism (each seed twice, whole-trace hashes compared)"
 scripts/sim.sh --seed 20000 --seeds 10 --check-determinism
 echo "== simulation: deliberate bugs are caught"

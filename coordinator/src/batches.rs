@@ -23,6 +23,8 @@ pub(crate) struct BatchState {
     next_batch: u32,
     rounds: BTreeMap<BatchId, SigningRound>,
     signed: BTreeMap<BatchId, (Batch, [u8; 64])>,
+    /// Signers blamed for a bad share: left out of every later signing set.
+    excluded: BTreeSet<Participant>,
 }
 
 struct SigningRound {
@@ -80,7 +82,7 @@ impl Coordinator {
                         preprocesses: vec![],
                         set: None,
                         shares: BTreeMap::new(),
-                        excluded: BTreeSet::new(),
+                        excluded: self.batches.excluded.clone(),
                     },
                 );
                 let command = ScannerCommand::AcknowledgeBlock { height, block, batch };
@@ -156,6 +158,7 @@ impl Coordinator {
             SignEvent::Blame { accused, .. } => {
                 self.observations.push(Observation::SigningBlamed { id, by: sender, accused });
                 round.excluded.insert(accused);
+                self.batches.excluded.insert(accused);
                 return self.reattempt(batch, &participants);
             }
             SignEvent::Completed { .. } => {}

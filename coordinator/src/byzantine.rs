@@ -45,3 +45,22 @@ pub fn corrupt_keygen_shares(identity: &Identity, coordinator: &Coordinator, byt
     shares[1].1 = for_second;
     envelope.seal(identity)
 }
+
+/// Rewrites a processor's outgoing signature share into a well-formed but wrong one (the
+/// scalar 1), signed by the sender: aggregation fails and identifies the sender. Other bytes
+/// pass unchanged.
+pub fn corrupt_signature_shares(identity: &Identity, coordinator: &Coordinator, bytes: Vec<u8>) -> Vec<u8> {
+    use processor::messages::SignEvent;
+    let Ok(mut envelope) = Envelope::<ProcessorMessage>::open(&bytes, &coordinator.peer_key(), |_| true) else {
+        return bytes;
+    };
+    let Frame::Data { message: ProcessorMessage::Sign(SignEvent::Share { share, .. }), .. } = &mut envelope.frame else {
+        return bytes;
+    };
+    let mut wrong = vec![0u8; share.len()];
+    if let Some(first) = wrong.first_mut() {
+        *first = 1;
+    }
+    *share = wrong;
+    envelope.seal(identity)
+}

@@ -37,12 +37,18 @@ pub struct Args {
     /// Coordinator/processor partitions per fault step, per mille.
     #[arg(long, default_value_t = 100)]
     partition: u32,
-    /// Make the last validator Byzantine (corrupt key-generation shares).
+    /// Make the last validator Byzantine: `keygen` (corrupt DKG shares) or `signing` (wrong
+    /// signature shares).
     #[arg(long)]
-    byzantine: bool,
-    /// Simulated duration of the fault phase, ms.
-    #[arg(long, default_value_t = 20_000)]
-    fault_phase_ms: u64,
+    byzantine: Option<sim::Byzantine>,
+    /// Once during the run, reorganise the chain deeper than the confirmations (the run must
+    /// end in a clean halt).
+    #[arg(long)]
+    deep_reorg: bool,
+    /// Blocks mined during the fault phase (one every 100 simulated ms); more follow in the
+    /// quiet phase until everything is final.
+    #[arg(long, default_value_t = 200)]
+    blocks: u64,
     /// Turn every fault off.
     #[arg(long)]
     calm: bool,
@@ -70,20 +76,21 @@ impl Args {
             coordinator_crash_per_mille: self.coordinator_crash,
             partition_per_mille: self.partition,
             byzantine: self.byzantine,
-            fault_phase_ms: self.fault_phase_ms,
+            deep_reorg: self.deep_reorg,
             ..Scenario::standard()
         };
         if self.calm {
-            scenario = Scenario { byzantine: self.byzantine, ..Scenario::calm(self.validators, self.threshold) };
+            scenario = Scenario { byzantine: self.byzantine, deep_reorg: self.deep_reorg, ..Scenario::calm(self.validators, self.threshold) };
         }
+        scenario.fault_phase_ms = self.blocks.saturating_mul(scenario.block_interval_ms);
         scenario
     }
 
     /// The command reproducing one seed with these settings.
     fn reproduce(&self, seed: u64) -> String {
         let mut command = format!(
-            "scripts/sim.sh --seed {seed} --validators {} --threshold {} --fault-phase-ms {}",
-            self.validators, self.threshold, self.fault_phase_ms
+            "scripts/sim.sh --seed {seed} --validators {} --threshold {} --blocks {}",
+            self.validators, self.threshold, self.blocks
         );
         if self.calm {
             command.push_str(" --calm");
@@ -93,8 +100,14 @@ impl Args {
                 self.loss, self.latency_ms, self.duplicate, self.crash, self.coordinator_crash, self.partition
             ));
         }
-        if self.byzantine {
-            command.push_str(" --byzantine");
+        if let Some(byzantine) = self.byzantine {
+            command.push_str(match byzantine {
+                sim::Byzantine::KeyGen => " --byzantine keygen",
+                sim::Byzantine::Signing => " --byzantine signing",
+            });
+        }
+        if self.deep_reorg {
+            command.push_str(" --deep-reorg");
         }
         command
     }
@@ -189,7 +202,7 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
     let runs = if args.check_determinism { 2.0 } else { 1.0 };
     let rows = [
         ("seeds", format!("{} (from {})", outcomes.len(), args.seed)),
-        ("validators", format!("{}-of-{}{}", args.threshold, args.validators, if args.byzantine { ", one Byzantine" } else { "" })),
+        ("validators", format!("{}-of-{}{}", args.threshold, args.validators, match args.byzantine { Some(how) => format!(", one Byzantine ({how:?})"), None => String::new() })),
         ("simulated time", format!("{:.1} s total, {:.1} s per seed", simulated_ms as f64 / 1000.0, simulated_ms as f64 / 1000.0 / outcomes.len() as f64)),
         ("wall time", format!("{wall_seconds:.1} s ({:.0} simulated s per wall s, {:.0} seeds per minute)", runs * simulated_ms as f64 / 1000.0 / wall_seconds, runs * outcomes.len() as f64 * 60.0 / wall_seconds)),
         ("events", sum(&|o| o.events).to_string()),
@@ -197,6 +210,7 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
         ("deposits", sum(&|o| o.deposits).to_string()),
         ("Batches signed", sum(&|o| o.batches).to_string()),
         ("blames", sum(&|o| o.blames).to_string()),
+        ("halts reported", sum(&|o| o.halted).to_string()),
         ("chain reorganisations", sum(&|o| o.faults.reorgs).to_string()),
         ("processor crashes", sum(&|o| o.faults.processor_crashes).to_string()),
         ("coordinator crashes", sum(&|o| o.faults.coordinator_crashes).to_string()),

@@ -15,7 +15,7 @@ pub mod scenario;
 #[cfg(madsim)]
 mod world;
 
-pub use scenario::{FaultCounts, Outcome, Scenario, Violation};
+pub use scenario::{Byzantine, FaultCounts, Outcome, Scenario, Violation};
 #[cfg(madsim)]
 pub use world::run;
 

@@ -2,6 +2,27 @@
 
 use std::fmt;
 
+/// How the Byzantine validator (the last one), if any, misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Byzantine {
+    /// Sends corrupt key-generation shares: it must be blamed and the rest generate without it.
+    KeyGen,
+    /// Behaves in key generation, then sends wrong signature shares: it must be blamed and the
+    /// rest sign without it.
+    Signing,
+}
+
+impl core::str::FromStr for Byzantine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "keygen" => Ok(Byzantine::KeyGen),
+            "signing" => Ok(Byzantine::Signing),
+            other => Err(format!("unknown misbehaviour `{other}` (expected `keygen` or `signing`)")),
+        }
+    }
+}
+
 /// The shape of one run. Rates are per mille.
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -19,8 +40,11 @@ pub struct Scenario {
     pub coordinator_crash_per_mille: u32,
     /// Chance per fault-plan step of partitioning the coordinator from a processor.
     pub partition_per_mille: u32,
-    /// The last validator sends corrupt key-generation shares.
-    pub byzantine: bool,
+    /// The last validator misbehaves so.
+    pub byzantine: Option<Byzantine>,
+    /// Once, during the fault phase, the chain reorganises deeper than the confirmations: the
+    /// run must end with every processor halted cleanly and nothing reported twice.
+    pub deep_reorg: bool,
     /// Simulated ms between blocks.
     pub block_interval_ms: u64,
     /// Chance per block of (another) deposit.
@@ -45,7 +69,8 @@ impl Scenario {
             processor_crash_per_mille: 150,
             coordinator_crash_per_mille: 50,
             partition_per_mille: 100,
-            byzantine: false,
+            byzantine: None,
+            deep_reorg: false,
             block_interval_ms: 100,
             deposit_per_mille: 300,
             reorg_per_mille: 50,
@@ -65,7 +90,8 @@ impl Scenario {
             processor_crash_per_mille: 0,
             coordinator_crash_per_mille: 0,
             partition_per_mille: 0,
-            byzantine: false,
+            byzantine: None,
+            deep_reorg: false,
             block_interval_ms: 100,
             deposit_per_mille: 300,
             reorg_per_mille: 0,
@@ -82,7 +108,7 @@ impl Scenario {
         if self.threshold < 2 || usize::from(self.threshold) > self.validators {
             return Err(format!("threshold must be within 2..={}", self.validators));
         }
-        if self.byzantine && self.validators - 1 < usize::from(self.threshold) {
+        if self.byzantine.is_some() && self.validators - 1 < usize::from(self.threshold) {
             return Err("with a Byzantine validator, t honest validators must remain".into());
         }
         for (name, rate) in [
@@ -157,6 +183,7 @@ pub struct Outcome {
     pub blames: u64,
     pub deposits: u64,
     pub batches: u64,
+    pub halted: u64,
     pub faults: FaultCounts,
     pub violation: Option<Violation>,
 }
@@ -171,7 +198,7 @@ mod tests {
         assert!(Scenario { threshold: 5, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { threshold: 1, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { validators: 1, threshold: 1, ..Scenario::standard() }.validate().is_err());
-        assert!(Scenario { byzantine: true, threshold: 4, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { byzantine: Some(super::Byzantine::Signing), threshold: 4, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { loss_per_mille: 1000, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { duplicate_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
     }

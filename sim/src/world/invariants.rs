@@ -79,12 +79,24 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
     // Batches: every processor built the same content for each Batch id, matching what the
     // group signed; each signed Batch is exactly the InInstructions of its final block; no
     // block is batched twice; nothing halts without a deep reorganisation.
+    let deep_reorged = shared.deep_reorg_done();
     let mut contents: BTreeMap<BatchId, (usize, Batch)> = BTreeMap::new();
     for (index, db) in shared.dbs.iter().enumerate() {
-        if schema::HALTED.get(db, &()).map_err(storage)?.is_some() {
-            return Err(failure("no halt without a reorganisation deeper than the confirmations", format!("processor {index} halted")));
+        let may_halt = lock(&shared.deep_reorged).as_ref().is_some_and(|must_halt| must_halt[index]);
+        if !may_halt && schema::HALTED.get(db, &()).map_err(storage)?.is_some() {
+            return Err(failure(
+                "no halt unless a final block this processor reported was replaced",
+                format!("processor {index} halted"),
+            ));
         }
+        let mut heights = BTreeMap::new();
         for (id, record) in schema::BATCHES.entries(db).map_err(storage)? {
+            if let Some(other) = heights.insert(record.height, id) {
+                return Err(failure(
+                    "no output is reported twice",
+                    format!("processor {index} built Batches {other} and {id} for height {}", record.height),
+                ));
+            }
             match contents.get(&id) {
                 Some((other, batch)) if *batch != record.batch => {
                     return Err(failure(
@@ -113,6 +125,11 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
                 format!("block {} is in Batches {other} and {}", batch.block, batch.id),
             ));
         }
+    }
+    // After a deep reorganisation the best chain no longer holds the blocks Batches were signed
+    // for; the per-processor checks above still apply.
+    if deep_reorged {
+        return Ok(());
     }
     if let Some((session, keys, activation)) = active(shared) {
         let expected = expected_batches(shared, session, &keys, activation);
@@ -150,6 +167,27 @@ pub(super) fn live(shared: &Shared) -> Result<(), String> {
     }
     let Some((session, keys, activation)) = active(shared) else { return Err("no confirmed keys".into()) };
     if shared.chain.is_none() {
+        return Ok(());
+    }
+    if shared.scenario.deep_reorg {
+        // Liveness here is a clean halt everywhere, reported to the coordinator.
+        let Some(must_halt) = lock(&shared.deep_reorged).clone() else {
+            return Err("the deep reorganisation has not happened".into());
+        };
+        for (index, db) in shared.dbs.iter().enumerate() {
+            if must_halt[index] && schema::HALTED.get(db, &()).ok().flatten().is_none() {
+                return Err(format!("processor {index} reported a replaced final block but has not halted"));
+            }
+        }
+        let expected = must_halt.iter().filter(|m| **m).count();
+        let reported = lock(&shared.coordinator)
+            .observations()
+            .iter()
+            .filter(|o| matches!(o, coordinator::Observation::ChainHalted { .. }))
+            .count();
+        if reported < expected {
+            return Err(format!("{reported} of {expected} halts reported to the coordinator"));
+        }
         return Ok(());
     }
     let signed: Vec<_> = lock(&shared.coordinator).signed_batches().map(|(b, _)| b.block).collect();

@@ -82,6 +82,10 @@ struct Shared {
     /// What the checks found scanning each block for a session's keys, by block id (a block id
     /// never changes content).
     scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), Option<processor::messages::Batch>>>,
+    /// Once the deep reorganisation of a deep-reorg scenario happened: which processors had
+    /// scanned a block it replaced (they must halt; the others never saw the replaced blocks
+    /// and carry on).
+    deep_reorged: Mutex<Option<Vec<bool>>>,
     /// The first invariant violation seen by a node, if any.
     violation: Mutex<Option<(String, String)>>,
 }
@@ -99,8 +103,13 @@ impl Shared {
         lock(&self.rng).next_u64() % bound.max(1)
     }
 
-    fn byzantine(&self) -> Option<usize> {
-        self.scenario.byzantine.then(|| self.identities.len() - 1)
+    /// The Byzantine validator's index and how it misbehaves.
+    fn byzantine(&self) -> Option<(usize, crate::scenario::Byzantine)> {
+        self.scenario.byzantine.map(|how| (self.identities.len() - 1, how))
+    }
+
+    fn deep_reorg_done(&self) -> bool {
+        lock(&self.deep_reorged).is_some()
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -155,6 +164,7 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         down: Mutex::new(vec![false; scenario.validators + 1]),
         preprocesses: Mutex::new(BTreeMap::new()),
         violation: Mutex::new(None),
+        deep_reorged: Mutex::new(None),
         scan_cache: Mutex::new(BTreeMap::new()),
         scenario: scenario.clone(),
     });
@@ -218,6 +228,7 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         blames,
         deposits,
         batches: coordinator.signed_batches().count() as u64,
+        halted: coordinator.observations().iter().filter(|o| matches!(o, coordinator::Observation::ChainHalted { .. })).count() as u64,
         faults: FaultCounts { reorgs, ..faults },
         violation: violation.map(|(invariant, detail)| Violation {
             invariant,
@@ -245,6 +256,28 @@ async fn drive(
             return Some(violation);
         }
         workload(shared, true);
+        if scenario.deep_reorg && !shared.deep_reorg_done() && start.elapsed() > Duration::from_millis(scenario.fault_phase_ms / 2) {
+            let depth = CONFIRMATIONS as usize + 1 + shared.random_below(3) as usize;
+            if let Some(chain) = &shared.chain {
+                let mut chain = lock(chain);
+                let first_replaced = (chain.tip() + 1).saturating_sub(depth as u64);
+                if chain.reorg(depth) {
+                    let must_halt = shared
+                        .dbs
+                        .iter()
+                        .map(|db| {
+                            processor::db::schema::LAST_SCANNED
+                                .get(db, &())
+                                .ok()
+                                .flatten()
+                                .is_some_and(|(height, _)| height.0 >= first_replaced)
+                        })
+                        .collect();
+                    *lock(&shared.deep_reorged) = Some(must_halt);
+                    shared.record(format!("chain: reorganisation of depth {depth} from height {first_replaced}, deeper than the confirmations"));
+                }
+            }
+        }
         if shared.roll(scenario.processor_crash_per_mille) {
             let index = shared.random_below(processor_nodes.len() as u64) as usize;
             let down = Duration::from_millis(1 + shared.random_below(2_000));
@@ -291,7 +324,7 @@ async fn drive(
         }
         match invariants::live(shared) {
             Ok(()) => {
-                shared.record("live: every final deposit is in a signed Batch".into());
+                shared.record("live".into());
                 return None;
             }
             Err(waiting_for) => {

@@ -2,6 +2,7 @@
 //! madsim's network, clock and the simulated chain. The cores they drive are the production ones.
 
 use super::{coordinator_addr, digest, lock, processor_addr, Shared, CONFIRMATIONS, TAG, TICK};
+use crate::scenario::Byzantine;
 use coordinator::{byzantine, Outbound};
 use madsim::net::Endpoint;
 use madsim::time::{timeout, Instant};
@@ -65,10 +66,15 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
             for effect in effects {
                 match effect {
                     Effect::Send(bytes) => {
-                        let bytes = if shared.byzantine() == Some(index) {
-                            byzantine::corrupt_keygen_shares(&shared.identities[index], &lock(&shared.coordinator), bytes)
-                        } else {
-                            bytes
+                        let identity = &shared.identities[index];
+                        let bytes = match shared.byzantine() {
+                            Some((byzantine, Byzantine::KeyGen)) if byzantine == index => {
+                                byzantine::corrupt_keygen_shares(identity, &lock(&shared.coordinator), bytes)
+                            }
+                            Some((byzantine, Byzantine::Signing)) if byzantine == index => {
+                                byzantine::corrupt_signature_shares(identity, &lock(&shared.coordinator), bytes)
+                            }
+                            _ => bytes,
                         };
                         observe_outbound(&shared, index, &bytes);
                         shared.record(format!("processor {index} -> {}", digest(&bytes)));
