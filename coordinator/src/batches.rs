@@ -67,12 +67,19 @@ impl Coordinator {
                 }
                 self.batches.decided.insert(height);
                 self.batches.reports.remove(&height);
-                if !deposits.iter().any(|d| d.instruction.is_some()) {
+                if deposits.is_empty() {
                     return vec![];
+                }
+                if !deposits.iter().any(|d| d.instruction.is_some()) {
+                    // Outputs with no InInstruction: acknowledged (they join the group's funds)
+                    // without a Batch.
+                    self.observations.push(Observation::BlockAcknowledged { height, batch: None });
+                    let command = ScannerCommand::AcknowledgeBlock { height, block, batch: None };
+                    return participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect();
                 }
                 let batch = BatchId(self.batches.next_batch);
                 self.batches.next_batch += 1;
-                self.observations.push(Observation::BlockAcknowledged { height, batch });
+                self.observations.push(Observation::BlockAcknowledged { height, batch: Some(batch) });
                 let id = SignId { session, target: SignTarget::Batch(batch), attempt: Attempt(0) };
                 self.batches.rounds.insert(
                     batch,
@@ -85,7 +92,7 @@ impl Coordinator {
                         excluded: self.batches.excluded.clone(),
                     },
                 );
-                let command = ScannerCommand::AcknowledgeBlock { height, block, batch };
+                let command = ScannerCommand::AcknowledgeBlock { height, block, batch: Some(batch) };
                 participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect()
             }
             ScannerEvent::SignedBatch { batch, signature } => {

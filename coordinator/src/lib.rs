@@ -42,7 +42,9 @@ pub enum Observation {
     RefusedFrame { error: String },
     /// A processor reported a final block (only recorded with `record_reports`).
     BlockReported { by: Participant, height: BlockHeight, block: processor::ids::BlockId, deposits: Vec<processor::messages::Deposit> },
-    BlockAcknowledged { height: BlockHeight, batch: BatchId },
+    BlockAcknowledged { height: BlockHeight, batch: Option<BatchId> },
+    /// A processor reported a payments event (planned, rejected, forfeited).
+    Payments { by: Participant, event: processor::messages::PaymentsEvent },
     BatchSigned { batch: processor::messages::Batch, signature: [u8; 64] },
     SigningBlamed { id: processor::messages::SignId, by: Participant, accused: Participant },
     Reattempted { id: processor::messages::SignId },
@@ -215,6 +217,14 @@ impl Coordinator {
         out
     }
 
+    /// Sends Burns from Serai to every processor of the active keys, with the fee rate the
+    /// validator set agreed.
+    pub fn burn(&mut self, chain: processor::ids::ExternalChain, burns: Vec<processor::messages::Burn>, fee_rate: u64) -> Vec<Outbound> {
+        let Some((_, participants, _, _)) = self.active() else { return vec![] };
+        let command = processor::messages::PaymentsCommand::Burns { chain, burns, fee_rate };
+        participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Payments(command.clone()))).collect()
+    }
+
     /// The latest confirmed session: its participants, threshold and keys.
     fn active(&self) -> Option<(SessionId, Vec<PeerKey>, u16, GroupKeys)> {
         self.sessions.iter().rev().find_map(|(id, round)| match round.status {
@@ -242,8 +252,15 @@ impl Coordinator {
             ProcessorMessage::KeyGen(event) => self.keygen(from, event),
             ProcessorMessage::Scanner(event) => self.scanner_event(from, event),
             ProcessorMessage::Sign(event) => self.sign_event(from, event),
-            // Payments are not coordinated yet.
-            ProcessorMessage::Payments(_) => vec![],
+            ProcessorMessage::Payments(event) => {
+                if let Some((_, participants, _, _)) = self.active() {
+                    if let Some(position) = participants.iter().position(|p| *p == from) {
+                        let by = Participant::from_position(position);
+                        self.observations.push(Observation::Payments { by, event });
+                    }
+                }
+                vec![]
+            }
         }
     }
 

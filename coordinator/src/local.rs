@@ -298,6 +298,12 @@ impl LocalNetwork {
 
 
 impl LocalNetwork {
+    /// Sends Burns from Serai through the coordinator.
+    pub fn burn(&mut self, chain: ExternalChain, burns: Vec<processor::messages::Burn>, fee_rate: u64) {
+        let out = self.coordinator.burn(chain, burns, fee_rate);
+        self.from_coordinator(out);
+    }
+
     /// Lets a test act as a faulty coordinator: `act` produces messages that are then delivered.
     pub fn coordinator_acts(&mut self, act: impl FnOnce(&mut Coordinator) -> Vec<Outbound>) {
         let out = act(&mut self.coordinator);

@@ -22,5 +22,6 @@ pub mod ids;
 pub mod keygen;
 pub mod messages;
 pub mod mutation;
+pub mod payments;
 pub mod scanner;
 pub mod scheduler;

@@ -103,7 +103,9 @@ fn print_observation(chain: ExternalChain, now: Millis, observation: &Observatio
         Observation::BlockReported { by, height, deposits, .. } => {
             format!("processor {by} reports final block {height} with {} deposits", deposits.len())
         }
-        Observation::BlockAcknowledged { height, batch } => format!("block {height} acknowledged as Batch {batch}"),
+        Observation::BlockAcknowledged { height, batch: Some(batch) } => format!("block {height} acknowledged as Batch {batch}"),
+        Observation::BlockAcknowledged { height, batch: None } => format!("block {height} acknowledged (no InInstructions)"),
+        Observation::Payments { by, event } => format!("processor {by}: {event:?}"),
         Observation::BatchSigned { batch, .. } => {
             format!("Batch {} signed: {} InInstructions from block {}", batch.id, batch.instructions.len(), batch.block)
         }

@@ -90,7 +90,9 @@ impl BatchSigner {
         map.insert(id, value);
     }
 
-    /// The coordinator acknowledged `block` at `height` as Batch `batch`: build and start signing.
+    /// The coordinator acknowledged the final block `block` at `height` (scanned here: the core
+    /// holds the command back until it is). Its outputs without InInstructions join the
+    /// group's funds now; if it has a Batch, the Batch is built and signing starts.
     pub fn acknowledged<D: Db>(
         &mut self,
         txn: &mut Txn<'_, D>,
@@ -98,28 +100,34 @@ impl BatchSigner {
         chain: ExternalChain,
         height: BlockHeight,
         block: BlockId,
-        batch_id: BatchId,
+        batch: Option<BatchId>,
     ) -> Result<Vec<ProcessorMessage>, SignError> {
-        if let Some(record) = schema::BATCHES.get(txn, &batch_id)? {
-            if record.height == height && record.batch.block == block {
-                return Ok(vec![]);
+        if let Some(batch_id) = batch {
+            if let Some(record) = schema::BATCHES.get(txn, &batch_id)? {
+                if record.height == height && record.batch.block == block {
+                    return Ok(vec![]);
+                }
+                return Err(SignError::Refused(format!("Batch {batch_id} already names another block")));
             }
-            return Err(SignError::Refused(format!("Batch {batch_id} already names another block")));
         }
         let Some(final_block) = schema::FINAL_BLOCKS.get(txn, &height)? else {
-            let next = schema::SCANNER_NEXT.get(txn, &())?;
-            if next.is_some_and(|next| next > height) {
-                return Err(SignError::Refused(format!("block {height} had no outputs to the group here")));
-            }
-            schema::PENDING_ACKS.set(txn, &height, &(block, batch_id));
-            return Ok(vec![]);
+            return Err(SignError::Refused(format!("no outputs to the group at height {height} here (or already acknowledged)")));
         };
         if final_block.id != block {
             return Err(SignError::Refused(format!("acknowledged block {block} at {height} is not the final block seen here")));
         }
-        if !final_block.has_instructions() {
-            return Err(SignError::Refused(format!("block {height} has no InInstructions to batch")));
+        if final_block.has_instructions() != batch.is_some() {
+            return Err(SignError::Refused(format!("block {height}'s Batch does not match its InInstructions")));
         }
+        let mut scheduler = Scheduler::load(txn)?;
+        for output in final_block.outputs.iter().filter(|o| o.instruction.is_none()) {
+            scheduler.add_output(Utxo { id: output.id.clone(), amount: output.amount });
+        }
+        scheduler.save(txn);
+        let Some(batch_id) = batch else {
+            schema::FINAL_BLOCKS.delete(txn, &height);
+            return Ok(vec![]);
+        };
         let keys = keygen::active_keys(txn)?.ok_or_else(|| SignError::Refused("no active keys".into()))?;
         let batch = build_batch(chain, batch_id, &final_block);
         let attempt = Attempt(0);

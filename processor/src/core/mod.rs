@@ -17,6 +17,7 @@ use crate::keygen::{self, KeyGenContext, KeyGenError};
 use crate::messages::{
     CoordinatorMessage, Envelope, Frame, PaymentsCommand, ProcessorMessage, ScannerCommand, SignCommand, SignEvent,
 };
+use crate::payments;
 use crate::scanner::{self, BlockOutcome};
 use rand_core::{CryptoRng, RngCore};
 use std::collections::BTreeMap;
@@ -173,23 +174,18 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
                 return Ok(vec![]);
             }
             BlockOutcome::Halted { messages } => messages,
-            BlockOutcome::Scanned { mut messages, acknowledged } => {
+            BlockOutcome::Scanned { messages } => {
                 self.counters.blocks_scanned += 1;
-                if let Some((height, block, batch)) = acknowledged {
-                    let chain = self.config.chain;
-                    match self.signer.acknowledged(&mut txn, &mut self.rng, chain, height, block, batch) {
-                        Ok(more) => messages.extend(more),
-                        Err(SignError::Db(error)) => return Err(error.into()),
-                        Err(error) => tracing::warn!(%error, "a pending acknowledgement was refused"),
-                    }
-                }
                 messages
             }
         };
         let sealed = self.enqueue(&mut txn, messages)?;
         txn.commit()?;
         self.counters.messages_out += sealed.len() as u64;
-        Ok(sealed.into_iter().map(Effect::Send).collect())
+        let mut effects: Vec<Effect> = sealed.into_iter().map(Effect::Send).collect();
+        // A command held back for this block may now go ahead.
+        effects.extend(self.drain(None)?);
+        Ok(effects)
     }
 
     fn inbound(&mut self, bytes: &[u8]) -> Result<Vec<Effect>, CoreError> {
@@ -238,18 +234,45 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             return Ok(vec![]);
         }
 
+        self.drain(Some((seq, message)))
+    }
+
+    /// Handles `first` (the next frame in order) and then buffered frames in order, stopping
+    /// at a command that cannot be acted on yet (it waits in the buffer); acknowledges what
+    /// was handled.
+    fn drain(&mut self, first: Option<(SeqId, CoordinatorMessage)>) -> Result<Vec<Effect>, CoreError> {
+        let handled = schema::INBOUND_HANDLED.get(&self.db, &())?.unwrap_or(SeqId(0));
+        let next_seq = SeqId(handled.0 + 1);
+        let mut next = first.or_else(|| self.reorder.remove(&next_seq).map(|message| (next_seq, message)));
         let mut effects = Vec::new();
-        let mut next = Some((seq, message));
         let mut last = handled;
         while let Some((seq, message)) = next {
+            if !self.ready(&message)? {
+                self.reorder.insert(seq, message);
+                break;
+            }
             effects.extend(self.apply(seq, message)?);
             last = seq;
             let following = SeqId(seq.0 + 1);
             next = self.reorder.remove(&following).map(|message| (following, message));
         }
         self.reorder.retain(|buffered, _| *buffered > last);
-        effects.push(self.ack(last));
+        if last > handled {
+            effects.push(self.ack(last));
+        }
         Ok(effects)
+    }
+
+    /// Whether a command can be acted on now. Commands are acted on strictly in order, so
+    /// one about a block not scanned here yet holds back everything after it: every processor
+    /// then sees the group's funds change at the same point of the command stream.
+    fn ready(&self, message: &CoordinatorMessage) -> Result<bool, CoreError> {
+        match message {
+            CoordinatorMessage::Scanner(ScannerCommand::AcknowledgeBlock { height, .. }) => {
+                Ok(scanner::scanned_or_halted(&self.db, *height)?)
+            }
+            _ => Ok(true),
+        }
     }
 
     /// Handles the next inbound message in one transaction with its outbound messages.
@@ -287,7 +310,10 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
                     }
                     ScannerCommand::BatchPublished { batch } => self.signer.published(&mut txn, batch).map(|()| vec![]),
                 };
-                self.signing_result(&db, &mut txn, seq, None, result)?
+                let mut messages = self.signing_result(&db, &mut txn, seq, None, result)?;
+                // The group's funds may have grown: plan what waits.
+                messages.extend(payments::schedule(&mut txn, chain)?);
+                messages
             }
             CoordinatorMessage::Sign(command) => {
                 let (id, result) = match command {
@@ -303,9 +329,15 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
                 };
                 self.signing_result(&db, &mut txn, seq, Some(id), result)?
             }
-            CoordinatorMessage::Payments(PaymentsCommand::Burns { .. }) => {
-                self.refuse(seq, "this processor does not handle payments yet");
-                vec![]
+            CoordinatorMessage::Payments(PaymentsCommand::Burns { chain, burns, fee_rate }) => {
+                match payments::burns(&mut txn, self.config.chain, chain, burns, fee_rate)? {
+                    Ok(messages) => messages,
+                    Err(why) => {
+                        txn = db.txn();
+                        self.refuse(seq, &why);
+                        vec![]
+                    }
+                }
             }
         };
         schema::INBOUND_HANDLED.set(&mut txn, &(), &seq);

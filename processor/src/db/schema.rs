@@ -6,6 +6,7 @@ use crate::ids::{BatchId, BlockHeight, BlockId, SeqId, SessionId};
 use crate::keygen::{KeyShares, SessionState};
 use crate::scanner::{FinalBlock, Halt};
 use crate::batch::BatchRecord;
+use crate::payments::{BurnStatus, PlanRecord};
 use crate::scheduler::Scheduler;
 
 /// Highest inbound sequence id whose effects are committed.
@@ -26,12 +27,10 @@ pub const ACTIVE_SESSION: Table<(), SessionId> = Table::new("active_session", b"
 pub const SCANNER_NEXT: Table<(), BlockHeight> = Table::new("scanner_next", b"scan/next/");
 /// The last scanned final block, to check the next one builds on it.
 pub const LAST_SCANNED: Table<(), (BlockHeight, BlockId)> = Table::new("last_scanned", b"scan/last/");
-/// Final blocks with InInstructions, as reported, until their Batch is published.
+/// Final blocks with outputs to the group, as reported, until their outputs joined the funds.
 pub const FINAL_BLOCKS: Table<BlockHeight, FinalBlock> = Table::new("final_blocks", b"scan/final/");
 /// Set when a final block changed: scanning stops for good.
 pub const HALTED: Table<(), Halt> = Table::new("halted", b"scan/halted/");
-/// Acknowledgements received for blocks not yet scanned here.
-pub const PENDING_ACKS: Table<BlockHeight, (BlockId, BatchId)> = Table::new("pending_acks", b"scan/pending_ack/");
 
 /// Batches this processor built, and their signatures once known.
 pub const BATCHES: Table<BatchId, BatchRecord> = Table::new("batches", b"batch/record/");
@@ -41,6 +40,11 @@ pub const PREPROCESSED: Table<Vec<u8>, ()> = Table::new("preprocessed", b"sign/p
 
 /// The group's spendable outputs and queued payments.
 pub const SCHEDULER: Table<(), Scheduler> = Table::new("scheduler", b"schedule/state/");
+
+/// Every Burn ever received, by id, so one is never paid twice.
+pub const BURNS: Table<Vec<u8>, BurnStatus> = Table::new("burns", b"pay/burn/");
+/// Planned transactions, by plan id.
+pub const PLANS: Table<Vec<u8>, PlanRecord> = Table::new("plans", b"pay/plan/");
 
 /// All prefixes, for the layout test.
 pub const ALL_PREFIXES: &[&[u8]] = &[
@@ -54,10 +58,11 @@ pub const ALL_PREFIXES: &[&[u8]] = &[
     LAST_SCANNED.prefix(),
     FINAL_BLOCKS.prefix(),
     HALTED.prefix(),
-    PENDING_ACKS.prefix(),
     BATCHES.prefix(),
     PREPROCESSED.prefix(),
     SCHEDULER.prefix(),
+    BURNS.prefix(),
+    PLANS.prefix(),
 ];
 
 #[cfg(test)]

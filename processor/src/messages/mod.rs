@@ -155,8 +155,11 @@ pub struct Batch {
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum ScannerCommand {
-    /// The validator group agreed on a reported block with InInstructions; sign its Batch.
-    AcknowledgeBlock { height: BlockHeight, block: BlockId, batch: BatchId },
+    /// The validator group agreed on a reported final block with outputs to the group: its
+    /// outputs join the group's funds (those with InInstructions once `batch`, which names the
+    /// block's Batch if it has any, is published), and the Batch is signed. Commands are acted
+    /// on in order, so a processor that has not scanned the block yet waits for it.
+    AcknowledgeBlock { height: BlockHeight, block: BlockId, batch: Option<BatchId> },
     /// Serai acknowledged a signed Batch; its outputs may be spent.
     BatchPublished { batch: BatchId },
 }
@@ -231,7 +234,9 @@ pub struct Burn {
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum PaymentsCommand {
-    Burns { chain: ExternalChain, burns: Vec<Burn> },
+    /// Burns to pay, with the fee rate (in the chain's smallest unit per vbyte or per byte) the
+    /// validator set agreed from its chain sources, so every processor plans alike.
+    Burns { chain: ExternalChain, burns: Vec<Burn>, fee_rate: u64 },
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
@@ -239,6 +244,10 @@ pub enum PaymentsCommand {
 pub enum PaymentsEvent {
     /// A Burn could not become a payment; nothing else changed.
     BurnRejected { id: [u8; 32], reason: String },
+    /// A Burn too small to pay its share of the fee: not paid; its amount stays with the group.
+    BurnForfeited { id: [u8; 32], amount: Amount },
+    /// Burns were planned into a transaction the group will sign.
+    Planned { plan: PlanId, burns: Vec<[u8; 32]> },
 }
 
 #[cfg(test)]

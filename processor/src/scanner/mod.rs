@@ -8,10 +8,9 @@
 
 use crate::chain::{self, ChainError, ReceivedOutput, ScanKey};
 use crate::db::{schema, Db, DbError, Read, Txn};
-use crate::ids::{BatchId, BlockHeight, BlockId, ExternalChain};
+use crate::ids::{BlockHeight, BlockId, ExternalChain};
 use crate::keygen;
 use crate::messages::{Deposit, ProcessorMessage, ScannerEvent};
-use crate::scheduler::{Scheduler, Utxo};
 use bincode::{Decode, Encode};
 
 /// At most this many final blocks are requested ahead of the scanned height.
@@ -45,10 +44,18 @@ pub enum BlockOutcome {
     Ignored(&'static str),
     /// The chain source sent bytes that are not a valid block: nothing changed.
     Refused(ChainError),
-    /// Scanned and reported; `acknowledged` is a pending acknowledgement now satisfiable.
-    Scanned { messages: Vec<ProcessorMessage>, acknowledged: Option<(BlockHeight, BlockId, BatchId)> },
+    /// Scanned and reported.
+    Scanned { messages: Vec<ProcessorMessage> },
     /// A final block changed: halted.
     Halted { messages: Vec<ProcessorMessage> },
+}
+
+/// Whether block `height` was scanned here (or never will be, scanning having halted).
+pub fn scanned_or_halted(reader: &impl Read, height: BlockHeight) -> Result<bool, DbError> {
+    if schema::HALTED.get(reader, &())?.is_some() {
+        return Ok(true);
+    }
+    Ok(schema::SCANNER_NEXT.get(reader, &())?.is_some_and(|next| next > height))
 }
 
 /// The heights to fetch next, given the chain tip: final, not yet scanned, bounded.
@@ -129,24 +136,12 @@ pub fn on_block<D: Db>(
         .iter()
         .map(|output| Deposit { output_id: output.id.clone(), amount: output.amount, instruction: output.instruction.clone() })
         .collect();
-    let mut acknowledged = None;
-    // Outputs without an InInstruction are the group's at once; the others only once their
-    // Batch is published (see the batch module).
-    let unattributed: Vec<_> = scanned.outputs.iter().filter(|o| o.instruction.is_none()).collect();
-    if !unattributed.is_empty() {
-        let mut scheduler = Scheduler::load(txn)?;
-        for output in unattributed {
-            scheduler.add_output(Utxo { id: output.id.clone(), amount: output.amount });
-        }
-        scheduler.save(txn);
-    }
-    let final_block = FinalBlock { id: scanned.id, outputs: scanned.outputs };
-    if final_block.has_instructions() {
-        schema::FINAL_BLOCKS.set(txn, &height, &final_block);
-        if let Some((block, batch)) = schema::PENDING_ACKS.take(txn, &height)? {
-            acknowledged = Some((height, block, batch));
-        }
+    // Outputs join the group's funds only when the coordinator acknowledges the block (and,
+    // for those with InInstructions, publishes its Batch): at the same point of the command
+    // stream at every processor, so every processor schedules alike.
+    if !scanned.outputs.is_empty() {
+        schema::FINAL_BLOCKS.set(txn, &height, &FinalBlock { id: scanned.id, outputs: scanned.outputs });
     }
     let event = ScannerEvent::BlockFinal { height, block: scanned.id, deposits };
-    Ok(BlockOutcome::Scanned { messages: vec![ProcessorMessage::Scanner(event)], acknowledged })
+    Ok(BlockOutcome::Scanned { messages: vec![ProcessorMessage::Scanner(event)] })
 }

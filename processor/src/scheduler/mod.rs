@@ -144,6 +144,8 @@ pub struct Scheduler {
     /// Available outputs, largest first (ties by id, so the order is canonical).
     utxos: Vec<Utxo>,
     queue: VecDeque<Payment>,
+    /// The fee rate last agreed by the validator set.
+    fee_rate: u64,
 }
 
 impl Scheduler {
@@ -165,6 +167,14 @@ impl Scheduler {
             return;
         };
         self.utxos.insert(position, utxo);
+    }
+
+    pub fn fee_rate(&self) -> u64 {
+        self.fee_rate
+    }
+
+    pub fn set_fee_rate(&mut self, fee_rate: u64) {
+        self.fee_rate = fee_rate;
     }
 
     pub fn queue_payment(&mut self, payment: Payment) {

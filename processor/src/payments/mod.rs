@@ -1,0 +1,154 @@
+//! Burns become payments, and payments become planned transactions.
+//!
+//! A Burn is validated (destination parses as a payable address of the chain, amount is
+//! positive and within the chain's supply) and queued, or rejected with a message to the
+//! coordinator and nothing else changed. Each Burn id is handled once, ever. Scheduling runs
+//! only at points of the coordinator's command stream (a Burns command, a block acknowledged,
+//! a Batch published), from state those commands built, so every processor plans the same
+//! transactions with the same plan ids.
+
+use crate::db::{schema, Db, DbError, Txn};
+use crate::ids::{Amount, ExternalChain, PlanId};
+use crate::messages::{encode, Burn, PaymentsEvent, ProcessorMessage};
+use crate::scheduler::{FeeModel, Payment, Plan, Scheduler};
+use bincode::{Decode, Encode};
+use sha2::{Digest, Sha256};
+
+/// Bitcoin's supply cap in satoshi; no single payment may exceed it.
+const MAX_BITCOIN_SATS: u64 = 21_000_000 * 100_000_000;
+/// Burns handled per command (bounds the work a command can cause).
+pub const MAX_BURNS_PER_COMMAND: usize = 4096;
+
+/// What became of a Burn.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum BurnStatus {
+    Rejected,
+    Queued,
+    Planned(PlanId),
+    Forfeited,
+}
+
+/// Where a planned transaction stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum PlanState {
+    /// Waiting to be signed.
+    Planned,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct PlanRecord {
+    pub id: PlanId,
+    pub chain: ExternalChain,
+    pub plan: Plan,
+    pub state: PlanState,
+}
+
+/// The fee model of a chain.
+pub fn fee_model(chain: ExternalChain) -> &'static FeeModel {
+    match chain {
+        ExternalChain::Bitcoin => &FeeModel::BITCOIN,
+        ExternalChain::Monero => &FeeModel::MONERO,
+    }
+}
+
+/// A plan's id: a hash of everything it does, so equal plans have equal ids everywhere.
+pub fn plan_id(chain: ExternalChain, plan: &Plan) -> PlanId {
+    let mut hasher = Sha256::new();
+    hasher.update(b"threshold-custody processor: plan v1");
+    hasher.update(encode(&(chain, plan)));
+    PlanId(hasher.finalize().into())
+}
+
+/// Why a Burn cannot be paid, if it cannot.
+pub fn validate_burn(chain: ExternalChain, burn: &Burn) -> Result<(), String> {
+    if burn.amount.0 == 0 {
+        return Err("the amount is zero".into());
+    }
+    match chain {
+        ExternalChain::Bitcoin => {
+            if burn.amount.0 > MAX_BITCOIN_SATS {
+                return Err("the amount exceeds Bitcoin's supply".into());
+            }
+            let script = bitcoin::Script::from_bytes(&burn.destination);
+            let payable = script.is_p2tr() || script.is_p2wpkh() || script.is_p2wsh() || script.is_p2pkh() || script.is_p2sh();
+            if !payable {
+                return Err("the destination is not a standard output script (P2TR, P2WPKH, P2WSH, P2PKH, P2SH)".into());
+            }
+        }
+        ExternalChain::Monero => {
+            let text = core::str::from_utf8(&burn.destination).map_err(|_| "the destination is not text".to_string())?;
+            monero_wallet::address::MoneroAddress::from_str(monero_wallet::address::Network::Mainnet, text)
+                .map_err(|e| format!("the destination is not a mainnet Monero address: {e:?}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Handles a Burns command: validate, queue, schedule.
+pub fn burns<D: Db>(
+    txn: &mut Txn<'_, D>,
+    chain: ExternalChain,
+    command_chain: ExternalChain,
+    burns: Vec<Burn>,
+    fee_rate: u64,
+) -> Result<Result<Vec<ProcessorMessage>, String>, DbError> {
+    if command_chain != chain {
+        return Ok(Err(format!("Burns for {command_chain} sent to the {chain} processor")));
+    }
+    if burns.len() > MAX_BURNS_PER_COMMAND {
+        return Ok(Err(format!("{} Burns in one command exceed {MAX_BURNS_PER_COMMAND}", burns.len())));
+    }
+    let mut scheduler = Scheduler::load(txn)?;
+    scheduler.set_fee_rate(fee_rate);
+    let mut messages = Vec::new();
+    for burn in burns {
+        if schema::BURNS.get(txn, &burn.id.to_vec())?.is_some() {
+            continue;
+        }
+        match validate_burn(chain, &burn) {
+            Ok(()) => {
+                schema::BURNS.set(txn, &burn.id.to_vec(), &BurnStatus::Queued);
+                scheduler.queue_payment(Payment { id: burn.id, destination: burn.destination, amount: burn.amount });
+            }
+            Err(reason) => {
+                tracing::warn!(id = %hex::encode(burn.id), reason, "Burn rejected");
+                schema::BURNS.set(txn, &burn.id.to_vec(), &BurnStatus::Rejected);
+                messages.push(ProcessorMessage::Payments(PaymentsEvent::BurnRejected { id: burn.id, reason }));
+            }
+        }
+    }
+    scheduler.save(txn);
+    messages.extend(schedule(txn, chain)?);
+    Ok(Ok(messages))
+}
+
+/// Plans what the group's funds allow now, recording plans and forfeits.
+pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Vec<ProcessorMessage>, DbError> {
+    let mut scheduler = Scheduler::load(txn)?;
+    if scheduler.queued().next().is_none() {
+        return Ok(vec![]);
+    }
+    let scheduled = scheduler.schedule(scheduler.fee_rate(), fee_model(chain));
+    scheduler.save(txn);
+    let mut messages = Vec::new();
+    for payment in scheduled.forfeited {
+        schema::BURNS.set(txn, &payment.id.to_vec(), &BurnStatus::Forfeited);
+        messages.push(ProcessorMessage::Payments(PaymentsEvent::BurnForfeited { id: payment.id, amount: payment.amount }));
+    }
+    for plan in scheduled.plans {
+        let id = plan_id(chain, &plan);
+        let burns: Vec<[u8; 32]> = plan.payments.iter().map(|p| p.payment.id).collect();
+        for burn in &burns {
+            schema::BURNS.set(txn, &burn.to_vec(), &BurnStatus::Planned(id));
+        }
+        tracing::info!(plan = %id, kind = ?plan.kind, inputs = plan.inputs.len(), payments = burns.len(), fee = %plan.fee, "planned a transaction");
+        schema::PLANS.set(txn, &id.0.to_vec(), &PlanRecord { id, chain, plan, state: PlanState::Planned });
+        messages.push(ProcessorMessage::Payments(PaymentsEvent::Planned { plan: id, burns }));
+    }
+    Ok(messages)
+}
+
+/// The amount a plan pays out, for reports.
+pub fn paid_out(plan: &Plan) -> Amount {
+    Amount(plan.payments.iter().map(|p| p.paid.0).sum())
+}
