@@ -208,10 +208,11 @@ impl Coordinator {
     /// Time passes: re-sends everything not yet acknowledged, re-attempts stalled signing.
     pub fn tick(&mut self, now: Millis) -> Vec<Outbound> {
         self.now = self.now.max(now);
+        let now = self.now.0;
         let mut out: Vec<Outbound> = self
             .links
-            .iter()
-            .flat_map(|(to, link)| link.unacked().map(|bytes| Outbound { to: *to, bytes: bytes.clone() }))
+            .iter_mut()
+            .flat_map(|(to, link)| link.due(now).into_iter().map(|bytes| Outbound { to: *to, bytes }))
             .collect();
         out.extend(self.reattempt_stalled());
         out
@@ -243,7 +244,8 @@ impl Coordinator {
         };
         let seq = link.next_seq();
         let outbound = Outbound { to, bytes: Envelope::new(self.identity.peer_key(), to, Frame::Data { seq, message }).seal(&self.identity) };
-        self.links.get_mut(&to).expect("link exists").record_sent(seq, outbound.bytes.clone());
+        let now = self.now.0;
+        self.links.get_mut(&to).expect("link exists").record_sent(seq, outbound.bytes.clone(), now);
         vec![outbound]
     }
 

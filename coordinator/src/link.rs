@@ -8,10 +8,14 @@ use std::collections::BTreeMap;
 /// Frames further ahead than this are dropped; the sender resends them.
 const REORDER_WINDOW: u64 = 1024;
 
+/// An unacknowledged message is re-sent this long after it was last sent.
+pub(crate) const RESEND_AFTER_MS: u64 = 500;
+
 #[derive(Default)]
 pub(crate) struct Link {
     last_sent: u64,
-    unacked: BTreeMap<SeqId, Vec<u8>>,
+    /// Unacknowledged messages and when each was last sent.
+    unacked: BTreeMap<SeqId, (Vec<u8>, u64)>,
     handled: u64,
     reorder: BTreeMap<SeqId, ProcessorMessage>,
 }
@@ -22,16 +26,24 @@ impl Link {
         SeqId(self.last_sent)
     }
 
-    pub fn record_sent(&mut self, seq: SeqId, bytes: Vec<u8>) {
-        self.unacked.insert(seq, bytes);
+    pub fn record_sent(&mut self, seq: SeqId, bytes: Vec<u8>, now_ms: u64) {
+        self.unacked.insert(seq, (bytes, now_ms));
     }
 
     pub fn acknowledged(&mut self, up_to: SeqId) {
         self.unacked.retain(|seq, _| *seq > up_to);
     }
 
-    pub fn unacked(&self) -> impl Iterator<Item = &Vec<u8>> {
-        self.unacked.values()
+    /// Unacknowledged messages due for re-sending at `now_ms`, marked as sent now.
+    pub fn due(&mut self, now_ms: u64) -> Vec<Vec<u8>> {
+        self.unacked
+            .values_mut()
+            .filter(|(_, sent)| now_ms.saturating_sub(*sent) >= RESEND_AFTER_MS)
+            .map(|(bytes, sent)| {
+                *sent = now_ms;
+                bytes.clone()
+            })
+            .collect()
     }
 
     /// Returns the messages now deliverable in order, and the id to acknowledge (if any).

@@ -109,13 +109,16 @@ fn the_outbox_is_resent_until_acknowledged() {
     let Frame::Data { seq, .. } = &replies[0] else { panic!("expected the commitments") };
     assert_eq!(f.outbox_len(), 1);
 
-    for now in [100, 200] {
+    // Not before the re-send interval, then once per interval.
+    assert!(f.processor.handle(Event::Tick { now: Millis(processor::core::RESEND_AFTER_MS - 100) }).unwrap().is_empty());
+    for now in [processor::core::RESEND_AFTER_MS, 2 * processor::core::RESEND_AFTER_MS] {
         let resent = f.processor.handle(Event::Tick { now: Millis(now) }).unwrap();
         assert_eq!(f.open(resent), vec![replies[0].clone()]);
+        assert!(f.processor.handle(Event::Tick { now: Millis(now + 100) }).unwrap().is_empty());
     }
     assert!(f.deliver(f.frame(Frame::Ack { up_to: *seq })).is_empty());
     assert_eq!(f.outbox_len(), 0);
-    assert!(f.processor.handle(Event::Tick { now: Millis(300) }).unwrap().is_empty());
+    assert!(f.processor.handle(Event::Tick { now: Millis(5_000) }).unwrap().is_empty());
 }
 
 #[test]

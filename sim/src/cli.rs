@@ -28,14 +28,14 @@ pub struct Args {
     /// Coordinator duplicates, per mille.
     #[arg(long, default_value_t = 100)]
     duplicate: u32,
-    /// Processor crashes per fault step, per mille.
-    #[arg(long, default_value_t = 150)]
+    /// Processor crashes per block, per mille.
+    #[arg(long, default_value_t = 40)]
     crash: u32,
-    /// Coordinator crashes per fault step, per mille.
-    #[arg(long, default_value_t = 50)]
+    /// Coordinator crashes per block, per mille.
+    #[arg(long, default_value_t = 15)]
     coordinator_crash: u32,
-    /// Coordinator/processor partitions per fault step, per mille.
-    #[arg(long, default_value_t = 100)]
+    /// Coordinator/processor partitions per block, per mille.
+    #[arg(long, default_value_t = 30)]
     partition: u32,
     /// Make the last validator Byzantine: `keygen` (corrupt DKG shares) or `signing` (wrong
     /// signature shares).
@@ -115,6 +115,10 @@ impl Args {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    // `SIM_LOG=warn` (or any tracing filter) shows the processors' own logs, for debugging.
+    if let Ok(filter) = std::env::var("SIM_LOG") {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+    }
     let scenario = args.scenario();
     if let Err(error) = scenario.validate() {
         eprintln!("error: {error}");
@@ -209,6 +213,7 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
         ("key sessions", format!("{} started, {} confirmed", sum(&|o| o.sessions_started), sum(&|o| o.keys_confirmed))),
         ("deposits", sum(&|o| o.deposits).to_string()),
         ("Batches signed", sum(&|o| o.batches).to_string()),
+        ("Burns", format!("{} issued, {} transactions planned", sum(&|o| o.burns), sum(&|o| o.plans))),
         ("blames", sum(&|o| o.blames).to_string()),
         ("halts reported", sum(&|o| o.halted).to_string()),
         ("chain reorganisations", sum(&|o| o.faults.reorgs).to_string()),

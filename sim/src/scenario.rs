@@ -34,7 +34,7 @@ pub struct Scenario {
     pub max_latency_ms: u64,
     /// Chance that the coordinator sends a message twice.
     pub duplicate_per_mille: u32,
-    /// Chance per fault-plan step of crashing a processor.
+    /// Chance per fault-plan step (one per block) of crashing a processor.
     pub processor_crash_per_mille: u32,
     /// Chance per fault-plan step of crashing the coordinator.
     pub coordinator_crash_per_mille: u32,
@@ -49,6 +49,8 @@ pub struct Scenario {
     pub block_interval_ms: u64,
     /// Chance per block of (another) deposit.
     pub deposit_per_mille: u32,
+    /// Chance per block of Serai issuing Burns (1 to 4, a tenth with invalid destinations).
+    pub burn_per_mille: u32,
     /// Chance per block of a reorganisation shallower than the confirmations.
     pub reorg_per_mille: u32,
     /// How long faults are injected (simulated ms); then a quiet phase.
@@ -66,13 +68,14 @@ impl Scenario {
             loss_per_mille: 100,
             max_latency_ms: 300,
             duplicate_per_mille: 100,
-            processor_crash_per_mille: 150,
-            coordinator_crash_per_mille: 50,
-            partition_per_mille: 100,
+            processor_crash_per_mille: 40,
+            coordinator_crash_per_mille: 15,
+            partition_per_mille: 30,
             byzantine: None,
             deep_reorg: false,
             block_interval_ms: 100,
             deposit_per_mille: 300,
+            burn_per_mille: 100,
             reorg_per_mille: 50,
             fault_phase_ms: 20_000,
             liveness_deadline_ms: 60_000,
@@ -94,6 +97,7 @@ impl Scenario {
             deep_reorg: false,
             block_interval_ms: 100,
             deposit_per_mille: 300,
+            burn_per_mille: 100,
             reorg_per_mille: 0,
             fault_phase_ms: 5_000,
             liveness_deadline_ms: 60_000,
@@ -183,6 +187,9 @@ pub struct Outcome {
     pub blames: u64,
     pub deposits: u64,
     pub batches: u64,
+    pub burns: u64,
+    /// Transactions planned (at the first processor).
+    pub plans: u64,
     pub halted: u64,
     pub faults: FaultCounts,
     pub violation: Option<Violation>,

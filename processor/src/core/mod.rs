@@ -26,7 +26,9 @@ use std::collections::BTreeMap;
 /// this bounds the memory a coordinator can make us hold.
 pub const REORDER_WINDOW: u64 = 1024;
 /// At most this many outbox messages are re-sent per tick.
-pub const RESEND_PER_TICK: usize = 1024;
+pub const RESEND_PER_TICK: usize = 256;
+/// An unacknowledged message is re-sent this long after it was last sent.
+pub const RESEND_AFTER_MS: u64 = 500;
 
 /// What the driver hands the core.
 #[derive(Clone, Debug)]
@@ -99,6 +101,8 @@ pub struct Processor<D: Db, R: RngCore + CryptoRng> {
     counters: Counters,
     now: Millis,
     tip: Option<BlockHeight>,
+    /// When each outbox message was last sent by this incarnation (absent: not yet).
+    last_sent: BTreeMap<SeqId, Millis>,
     /// Heights already requested from the chain source and not yet scanned.
     requested_through: Option<BlockHeight>,
     signer: BatchSigner,
@@ -117,6 +121,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             counters: Counters::default(),
             now: Millis(0),
             tip: None,
+            last_sent: BTreeMap::new(),
             requested_through: None,
             signer: BatchSigner::default(),
         }
@@ -385,7 +390,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
     }
 
     /// Seals messages with fresh outbound sequence ids and stores them in the outbox.
-    fn enqueue(&self, txn: &mut Txn<'_, D>, messages: Vec<ProcessorMessage>) -> Result<Vec<Vec<u8>>, CoreError> {
+    fn enqueue(&mut self, txn: &mut Txn<'_, D>, messages: Vec<ProcessorMessage>) -> Result<Vec<Vec<u8>>, CoreError> {
         if messages.is_empty() {
             return Ok(vec![]);
         }
@@ -395,11 +400,15 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             let bytes = Envelope::new(self.peer_key(), self.config.coordinator, Frame::Data { seq: next, message })
                 .seal(&self.identity);
             schema::OUTBOX.set(txn, &next, &bytes);
-            sealed.push(bytes);
+            sealed.push((next, bytes));
             next = SeqId(next.0 + 1);
         }
         schema::OUTBOUND_NEXT.set(txn, &(), &next);
-        Ok(sealed)
+        // Sent now (if the transaction commits; if not, the driver stops anyway).
+        for (seq, _) in &sealed {
+            self.last_sent.insert(*seq, self.now);
+        }
+        Ok(sealed.into_iter().map(|(_, bytes)| bytes).collect())
     }
 
     fn ack(&self, up_to: SeqId) -> Effect {
@@ -407,9 +416,23 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         Effect::Send(Envelope::new(self.peer_key(), self.config.coordinator, frame).seal(&self.identity))
     }
 
+    /// Re-sends outbox messages not acknowledged within [`RESEND_AFTER_MS`] of their last
+    /// sending (all of them after a restart), oldest first, bounded per tick.
     fn resend(&mut self) -> Result<Vec<Effect>, CoreError> {
         let pending = schema::OUTBOX.entries(&self.db)?;
-        let effects: Vec<Effect> = pending.into_iter().take(RESEND_PER_TICK).map(|(_, bytes)| Effect::Send(bytes)).collect();
+        let now = self.now;
+        self.last_sent.retain(|seq, _| pending.iter().any(|(pending, _)| pending == seq));
+        let mut effects = Vec::new();
+        for (seq, bytes) in pending {
+            if effects.len() == RESEND_PER_TICK {
+                break;
+            }
+            let due = self.last_sent.get(&seq).is_none_or(|sent| now.0.saturating_sub(sent.0) >= RESEND_AFTER_MS);
+            if due {
+                self.last_sent.insert(seq, now);
+                effects.push(Effect::Send(bytes));
+            }
+        }
         self.counters.resent += effects.len() as u64;
         Ok(effects)
     }

@@ -121,6 +121,33 @@ impl SimChain {
         accepted
     }
 
+    /// A deposit amount typical of the chain.
+    pub fn deposit_amount(&self, draw: u64) -> u64 {
+        match &self.mock {
+            Mock::Bitcoin(..) => 10_000 + draw % 1_000_000,
+            Mock::Monero(..) => 1_000_000_000 + draw % 100_000_000_000,
+        }
+    }
+
+    /// The fee rate the chain's nodes would quote (per vbyte for Bitcoin, per byte for Monero).
+    pub fn fee_rate(&self) -> u64 {
+        match &self.mock {
+            Mock::Bitcoin(chain, _) => chain.fee_rate_sat_per_vb(),
+            Mock::Monero(..) => 20_000,
+        }
+    }
+
+    /// A Burn destination: a payable address of the chain, or (if `!valid`) something that is
+    /// not one.
+    pub fn burn_destination(&self, seed: u64, valid: bool) -> Vec<u8> {
+        match (&self.mock, valid) {
+            (Mock::Bitcoin(..), true) => BitcoinDepositor::new(seed).script_pubkey().to_bytes(),
+            (Mock::Bitcoin(..), false) => vec![0x6a, 0x01, 0x00],
+            (Mock::Monero(..), true) => mock_chains::monero::WalletKeys::from_seed(seed).address().to_string().into_bytes(),
+            (Mock::Monero(..), false) => b"not an address".to_vec(),
+        }
+    }
+
     pub fn reorg(&mut self, depth: usize) -> bool {
         let done = match &mut self.mock {
             Mock::Bitcoin(chain, _) => chain.reorg(depth).is_ok(),

@@ -126,6 +126,8 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
             ));
         }
     }
+    check_plans(shared)?;
+
     // After a deep reorganisation the best chain no longer holds the blocks Batches were signed
     // for; the per-processor checks above still apply.
     if deep_reorged {
@@ -193,7 +195,86 @@ pub(super) fn live(shared: &Shared) -> Result<(), String> {
     let signed: Vec<_> = lock(&shared.coordinator).signed_batches().map(|(b, _)| b.block).collect();
     for (height, batch) in expected_batches(shared, session, &keys, activation) {
         if !signed.contains(&batch.block) {
-            return Err(format!("the final block {height} has no signed Batch yet"));
+            let states: Vec<String> = shared
+                .dbs
+                .iter()
+                .enumerate()
+                .map(|(index, db)| {
+                    let next = schema::SCANNER_NEXT.get(db, &()).ok().flatten();
+                    let handled = schema::INBOUND_HANDLED.get(db, &()).ok().flatten();
+                    format!("processor {index}: next scan {next:?}, handled {handled:?}")
+                })
+                .collect();
+            return Err(format!("the final block {height} has no signed Batch yet ({})", states.join("; ")));
+        }
+    }
+    if shared.scenario.byzantine.is_none() {
+        plans_agree(shared)?;
+    }
+    Ok(())
+}
+
+/// Plans a processor has made.
+pub(super) fn plans_at(shared: &Shared, index: usize) -> u64 {
+    schema::PLANS.entries(&shared.dbs[index]).map_or(0, |plans| plans.len() as u64)
+}
+
+/// Payments safety: every plan conserves value; at each processor no output is spent by two
+/// plans and no Burn is in two plans; a plan id means the same transaction everywhere.
+fn check_plans(shared: &Shared) -> Result<(), Failure> {
+    let storage = |e: processor::db::DbError| failure("storage", e.to_string());
+    let mut everywhere: BTreeMap<Vec<u8>, (usize, processor::payments::PlanRecord)> = BTreeMap::new();
+    for (index, db) in shared.dbs.iter().enumerate() {
+        let mut inputs = std::collections::BTreeSet::new();
+        let mut burns = std::collections::BTreeSet::new();
+        for (id, record) in schema::PLANS.entries(db).map_err(storage)? {
+            if !record.plan.conserves_value() {
+                return Err(failure("value is conserved", format!("processor {index}'s plan {} does not conserve value", record.id)));
+            }
+            for input in &record.plan.inputs {
+                if !inputs.insert(input.id.clone()) {
+                    return Err(failure(
+                        "no input is spent by two different transactions",
+                        format!("processor {index} planned output {} twice", hex::encode(&input.id)),
+                    ));
+                }
+            }
+            for payment in &record.plan.payments {
+                if !burns.insert(payment.payment.id) {
+                    return Err(failure(
+                        "every Burn is paid exactly once",
+                        format!("processor {index} planned Burn {} twice", hex::encode(payment.payment.id)),
+                    ));
+                }
+            }
+            match everywhere.get(&id) {
+                Some((other, theirs)) if *theirs != record => {
+                    return Err(failure(
+                        "agreement: a plan id names the same transaction everywhere",
+                        format!("plan {} differs between processors {other} and {index}", record.id),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    everywhere.insert(id, (index, record));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Payments liveness (until transactions are signed): every processor of the active session
+/// reached the same plans and the same scheduler state.
+pub(super) fn plans_agree(shared: &Shared) -> Result<(), String> {
+    let reference = schema::PLANS.entries(&shared.dbs[0]).map_err(|e| e.to_string())?;
+    let scheduler = schema::SCHEDULER.get(&shared.dbs[0], &()).map_err(|e| e.to_string())?;
+    for (index, db) in shared.dbs.iter().enumerate().skip(1) {
+        if schema::PLANS.entries(db).map_err(|e| e.to_string())? != reference {
+            return Err(format!("processor {index}'s plans differ from processor 0's"));
+        }
+        if schema::SCHEDULER.get(db, &()).map_err(|e| e.to_string())? != scheduler {
+            return Err(format!("processor {index}'s scheduler differs from processor 0's"));
         }
     }
     Ok(())

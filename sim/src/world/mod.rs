@@ -23,8 +23,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 const TAG: u64 = 0;
 const TICK: Duration = Duration::from_millis(100);
-/// Lines of trace kept for a violation report.
-const TRACE_TAIL: usize = 40;
+/// Lines of trace kept for a violation report (`SIM_TRACE_TAIL` overrides, for debugging).
+fn trace_tail_len() -> usize {
+    static LEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LEN.get_or_init(|| std::env::var("SIM_TRACE_TAIL").ok().and_then(|v| v.parse().ok()).unwrap_or(40))
+}
 /// Blocks on top of a block before it is final, in every simulated run.
 pub const CONFIRMATIONS: u64 = 3;
 
@@ -55,7 +58,7 @@ impl Trace {
         self.hasher.update(line.as_bytes());
         self.hasher.update(b"\n");
         self.events += 1;
-        if self.tail.len() == TRACE_TAIL {
+        if self.tail.len() >= trace_tail_len() {
             self.tail.pop_front();
         }
         self.tail.push_back(line);
@@ -86,6 +89,8 @@ struct Shared {
     /// scanned a block it replaced (they must halt; the others never saw the replaced blocks
     /// and carry on).
     deep_reorged: Mutex<Option<Vec<bool>>>,
+    /// Burns issued by Serai.
+    burns: Mutex<u64>,
     /// The first invariant violation seen by a node, if any.
     violation: Mutex<Option<(String, String)>>,
 }
@@ -124,8 +129,30 @@ impl Shared {
     }
 }
 
-fn digest(bytes: &[u8]) -> String {
-    hex::encode(&Sha256::digest(bytes)[.. 6])
+/// A short description of a frame for the trace: its kind and sequence id, and a digest.
+/// `to_processor` says which way it travels (both directions' messages share variant indexes).
+fn describe(bytes: &[u8], to_processor: bool) -> String {
+    use processor::messages::{decode, CoordinatorMessage, Envelope, Frame, ProcessorMessage, SignedEnvelope};
+    fn kind<M: core::fmt::Debug>(frame: &Frame<M>) -> String {
+        match frame {
+            Frame::Ack { up_to } => format!("ack {up_to}"),
+            Frame::Data { seq, message } => {
+                let text = format!("{message:?}");
+                let short: String = text.chars().take(90).collect();
+                format!("#{seq} {short}")
+            }
+        }
+    }
+    let hash = hex::encode(&Sha256::digest(bytes)[.. 4]);
+    let Ok(signed) = decode::<SignedEnvelope>(bytes) else { return format!("{hash} (undecodable)") };
+    if to_processor {
+        if let Ok(envelope) = decode::<Envelope<CoordinatorMessage>>(&signed.envelope) {
+            return format!("{hash} {}", kind(&envelope.frame));
+        }
+    } else if let Ok(envelope) = decode::<Envelope<ProcessorMessage>>(&signed.envelope) {
+        return format!("{hash} {}", kind(&envelope.frame));
+    }
+    hash
 }
 
 /// Runs one seed of a scenario to completion. Deterministic: the same seed and scenario give
@@ -164,6 +191,7 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         down: Mutex::new(vec![false; scenario.validators + 1]),
         preprocesses: Mutex::new(BTreeMap::new()),
         violation: Mutex::new(None),
+        burns: Mutex::new(0),
         deep_reorged: Mutex::new(None),
         scan_cache: Mutex::new(BTreeMap::new()),
         scenario: scenario.clone(),
@@ -209,6 +237,8 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         let chain = lock(c);
         (chain.deposits, chain.reorgs)
     });
+    let burns = *lock(&shared.burns);
+    let plans = invariants::plans_at(&shared, 0);
     let trace = lock(&shared.trace);
     let coordinator = lock(&shared.coordinator);
     let keys_confirmed =
@@ -228,6 +258,8 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         blames,
         deposits,
         batches: coordinator.signed_batches().count() as u64,
+        burns,
+        plans,
         halted: coordinator.observations().iter().filter(|o| matches!(o, coordinator::Observation::ChainHalted { .. })).count() as u64,
         faults: FaultCounts { reorgs, ..faults },
         violation: violation.map(|(invariant, detail)| Violation {
@@ -257,7 +289,7 @@ async fn drive(
         }
         workload(shared, true);
         if scenario.deep_reorg && !shared.deep_reorg_done() && start.elapsed() > Duration::from_millis(scenario.fault_phase_ms / 2) {
-            let depth = CONFIRMATIONS as usize + 1 + shared.random_below(3) as usize;
+            let depth = CONFIRMATIONS as usize + 3 + shared.random_below(3) as usize;
             if let Some(chain) = &shared.chain {
                 let mut chain = lock(chain);
                 let first_replaced = (chain.tip() + 1).saturating_sub(depth as u64);
@@ -273,8 +305,10 @@ async fn drive(
                                 .is_some_and(|(height, _)| height.0 >= first_replaced)
                         })
                         .collect();
+                    shared.record(format!(
+                        "chain: reorganisation of depth {depth} from height {first_replaced}, deeper than the confirmations; must halt: {must_halt:?}"
+                    ));
                     *lock(&shared.deep_reorged) = Some(must_halt);
-                    shared.record(format!("chain: reorganisation of depth {depth} from height {first_replaced}, deeper than the confirmations"));
                 }
             }
         }
@@ -363,7 +397,7 @@ fn workload(shared: &Shared, faults: bool) {
     }
     if let (true, Some(keys)) = (faults, confirmed) {
         while shared.roll(scenario.deposit_per_mille) {
-            let amount = 10_000 + shared.random_below(1_000_000);
+            let amount = chain.deposit_amount(shared.random_below(u64::MAX));
             let account = shared.roll(800).then(|| {
                 let mut account = [0u8; 32];
                 account[.. 8].copy_from_slice(&shared.random_below(u64::MAX).to_le_bytes());
@@ -372,6 +406,29 @@ fn workload(shared: &Shared, faults: bool) {
             if chain.deposit(&keys, amount, account) {
                 shared.record(format!("chain: deposit of {amount} ({})", if account.is_some() { "instruction" } else { "no instruction" }));
             }
+        }
+    }
+    if let (true, Some(_)) = (faults, confirmed) {
+        if shared.roll(scenario.burn_per_mille) {
+            let count = 1 + shared.random_below(4) as usize;
+            let burns: Vec<processor::messages::Burn> = (0 .. count)
+                .map(|_| {
+                    let mut id = [0u8; 32];
+                    id[.. 8].copy_from_slice(&shared.random_below(u64::MAX).to_le_bytes());
+                    let valid = shared.roll(900);
+                    let amount = chain.deposit_amount(shared.random_below(u64::MAX)) / 2;
+                    processor::messages::Burn {
+                        id,
+                        destination: chain.burn_destination(shared.random_below(u64::MAX), valid),
+                        amount: processor::ids::Amount(amount),
+                    }
+                })
+                .collect();
+            let fee_rate = chain.fee_rate();
+            shared.record(format!("serai: {count} Burns at fee rate {fee_rate}"));
+            *lock(&shared.burns) += count as u64;
+            // Delivered by the coordinator's retransmission.
+            let _ = lock(&shared.coordinator).burn(shared.chain_kind, burns, fee_rate);
         }
     }
     chain.mine();

@@ -1,7 +1,7 @@
 //! The IO edges of the simulated nodes: the processor's and the coordinator's event loops over
 //! madsim's network, clock and the simulated chain. The cores they drive are the production ones.
 
-use super::{coordinator_addr, digest, lock, processor_addr, Shared, CONFIRMATIONS, TAG, TICK};
+use super::{coordinator_addr, describe, lock, processor_addr, Shared, CONFIRMATIONS, TAG, TICK};
 use crate::scenario::Byzantine;
 use coordinator::{byzantine, Outbound};
 use madsim::net::Endpoint;
@@ -32,19 +32,26 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
     shared.record(format!("processor {index} starts"));
     let mut next_tick = Instant::now() + TICK;
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
         let mut events = VecDeque::new();
-        match timeout(wait, endpoint.recv_from_raw(TAG)).await {
+        // A tick that is due fires before any more traffic is read: a steady inflow must not
+        // starve retransmission and chain polling.
+        let now = Instant::now();
+        let received = if now >= next_tick {
+            Err(())
+        } else {
+            timeout(next_tick - now, endpoint.recv_from_raw(TAG)).await.map_err(|_| ())
+        };
+        match received {
             Ok(Ok((payload, _))) => match payload.downcast::<Vec<u8>>() {
                 Ok(bytes) => {
-                    shared.record(format!("processor {index} <- {}", digest(&bytes)));
+                    shared.record(format!("processor {index} <- {}", describe(&bytes, true)));
                     events.push_back(Event::Inbound(*bytes));
                 }
                 Err(_) => continue,
             },
             Ok(Err(_)) => continue,
-            Err(_) => {
-                next_tick += TICK;
+            Err(()) => {
+                next_tick = Instant::now() + TICK;
                 events.push_back(Event::Tick { now: Millis(shared.elapsed_ms()) });
                 if let Some(chain) = &shared.chain {
                     events.push_back(Event::ChainTip { height: BlockHeight(lock(chain).tip()) });
@@ -77,7 +84,7 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                             _ => bytes,
                         };
                         observe_outbound(&shared, index, &bytes);
-                        shared.record(format!("processor {index} -> {}", digest(&bytes)));
+                        shared.record(format!("processor {index} -> {}", describe(&bytes, false)));
                         let _ = endpoint.send_to_raw(coordinator_addr(), TAG, Box::new(bytes)).await;
                     }
                     Effect::FetchBlock { height } => {
@@ -156,18 +163,23 @@ pub(super) async fn coordinator_node(shared: Arc<Shared>) {
     let keys: Vec<_> = shared.identities.iter().map(Identity::peer_key).collect();
     let mut next_tick = Instant::now() + TICK;
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        let out: Vec<Outbound> = match timeout(wait, endpoint.recv_from_raw(TAG)).await {
+        let now = Instant::now();
+        let received = if now >= next_tick {
+            Err(())
+        } else {
+            timeout(next_tick - now, endpoint.recv_from_raw(TAG)).await.map_err(|_| ())
+        };
+        let out: Vec<Outbound> = match received {
             Ok(Ok((payload, _))) => match payload.downcast::<Vec<u8>>() {
                 Ok(bytes) => {
-                    shared.record(format!("coordinator <- {}", digest(&bytes)));
+                    shared.record(format!("coordinator <- {}", describe(&bytes, false)));
                     lock(&shared.coordinator).handle(&bytes)
                 }
                 Err(_) => continue,
             },
             Ok(Err(_)) => continue,
-            Err(_) => {
-                next_tick += TICK;
+            Err(()) => {
+                next_tick = Instant::now() + TICK;
                 let tip = shared.chain.as_ref().map(|chain| lock(chain).tip());
                 let mut coordinator = lock(&shared.coordinator);
                 if let Some(tip) = tip {
@@ -185,7 +197,7 @@ pub(super) async fn coordinator_node(shared: Arc<Shared>) {
                 1
             };
             for _ in 0 .. copies {
-                shared.record(format!("coordinator -> processor {index} {}", digest(&bytes)));
+                shared.record(format!("coordinator -> processor {index} {}", describe(&bytes, true)));
                 let _ = endpoint.send_to_raw(processor_addr(index), TAG, Box::new(bytes.clone())).await;
             }
         }
