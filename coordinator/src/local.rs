@@ -51,6 +51,42 @@ pub struct NetworkStats {
 
 pub use processor::chain::ChainSource;
 
+/// A mock Bitcoin chain shared between the network (which reads it) and its driver (which
+/// mines, deposits and reorganises).
+#[derive(Clone)]
+pub struct SharedBitcoin(pub std::rc::Rc<std::cell::RefCell<mock_chains::bitcoin::MockBitcoin>>);
+
+impl ChainSource for SharedBitcoin {
+    fn tip(&self) -> u64 {
+        self.0.borrow().tip_height()
+    }
+    fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
+        self.0.borrow().block_bytes(height)
+    }
+}
+
+/// A mock Monero chain shared the same way.
+#[derive(Clone)]
+pub struct SharedMonero(pub std::rc::Rc<std::cell::RefCell<mock_chains::monero::MockMonero>>);
+
+/// The bytes a Monero chain source hands the processor for one block.
+pub fn monero_block_data(chain: &mock_chains::monero::MockMonero, height: usize) -> Option<Vec<u8>> {
+    let block = chain.block(height)?;
+    let transactions = chain.transactions(height);
+    let first = chain.scannable_block_at(height)?.output_index_for_first_ringct_output;
+    let data = processor::chain::monero::MoneroBlockData::new(block, transactions.get(1 ..).unwrap_or_default(), first);
+    Some(data.encode())
+}
+
+impl ChainSource for SharedMonero {
+    fn tip(&self) -> u64 {
+        self.0.borrow().tip_height() as u64
+    }
+    fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
+        monero_block_data(&self.0.borrow(), usize::try_from(height).ok()?)
+    }
+}
+
 /// Confirmations processors wait for unless a test says otherwise.
 pub const DEFAULT_CONFIRMATIONS: u64 = 3;
 

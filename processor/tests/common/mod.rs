@@ -3,28 +3,15 @@
 
 use coordinator::local::{ChainSource, Faults, LocalNetwork};
 use coordinator::Observation;
-use mock_chains::bitcoin::MockBitcoin;
 use processor::batch::batch_message;
 use processor::ids::{ExternalChain, Millis, SessionId};
 use processor::keygen;
 use processor::messages::{Batch, GroupKeys};
-use std::cell::RefCell;
-use std::rc::Rc;
 
 pub const SESSION: SessionId = SessionId(1);
 
-/// A mock Bitcoin chain the test mutates while the network reads it.
-#[derive(Clone)]
-pub struct SharedBitcoin(pub Rc<RefCell<MockBitcoin>>);
-
-impl ChainSource for SharedBitcoin {
-    fn tip(&self) -> u64 {
-        self.0.borrow().tip_height()
-    }
-    fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
-        self.0.borrow().block_bytes(height)
-    }
-}
+#[allow(unused_imports)]
+pub use coordinator::local::{monero_block_data, SharedBitcoin, SharedMonero};
 
 pub fn all_active(network: &LocalNetwork, members: &[usize]) -> bool {
     members.iter().all(|i| keygen::active_keys(network.db(*i)).unwrap().is_some())
@@ -86,24 +73,3 @@ pub fn reports_by(network: &LocalNetwork, index: usize) -> Vec<(u64, [u8; 32], V
     reports
 }
 
-/// A mock Monero chain the test mutates while the network reads it.
-#[derive(Clone)]
-pub struct SharedMonero(pub Rc<RefCell<mock_chains::monero::MockMonero>>);
-
-/// The bytes a Monero chain source hands the processor for one block.
-pub fn monero_block_data(chain: &mock_chains::monero::MockMonero, height: usize) -> Option<Vec<u8>> {
-    let block = chain.block(height)?;
-    let transactions = chain.transactions(height);
-    let first = chain.scannable_block_at(height)?.output_index_for_first_ringct_output;
-    let data = processor::chain::monero::MoneroBlockData::new(block, transactions.get(1 ..).unwrap_or_default(), first);
-    Some(data.encode())
-}
-
-impl ChainSource for SharedMonero {
-    fn tip(&self) -> u64 {
-        self.0.borrow().tip_height() as u64
-    }
-    fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
-        monero_block_data(&self.0.borrow(), usize::try_from(height).ok()?)
-    }
-}
