@@ -1,12 +1,13 @@
-//! Block acknowledgement and Batch signing, as the coordinator drives them: a block is
-//! acknowledged once `t` processors of the active session report it identically with
-//! InInstructions; its Batch is signed by the first `t` processors to preprocess; an attempt
-//! that stalls is re-attempted with a new attempt number (new nonces everywhere), excluding
-//! anyone blamed.
+//! Block acknowledgement and threshold signing, as the coordinator drives them: a block is
+//! acknowledged once `t` processors of the active session report it identically; its Batch
+//! (if it has InInstructions) is signed by the first `t` processors to preprocess. A plan's
+//! transaction is signed the same way from the first report that it was planned, until a
+//! processor reports it complete. An attempt that stalls is re-attempted with a new attempt
+//! number (new nonces everywhere), excluding anyone blamed.
 
 use crate::{Coordinator, Observation, Outbound};
 use processor::batch::batch_message;
-use processor::ids::{Attempt, BatchId, BlockHeight, BlockId, Millis, Participant, PeerKey};
+use processor::ids::{Attempt, BatchId, BlockHeight, BlockId, Millis, Participant, PeerKey, PlanId, SessionId};
 use processor::messages::{
     Batch, CoordinatorMessage, Deposit, Opaque, ScannerCommand, ScannerEvent, SignCommand, SignEvent, SignId, SignTarget,
 };
@@ -21,8 +22,10 @@ pub(crate) struct BatchState {
     reports: BTreeMap<BlockHeight, BTreeMap<Participant, (BlockId, Vec<Deposit>)>>,
     decided: BTreeSet<BlockHeight>,
     next_batch: u32,
-    rounds: BTreeMap<BatchId, SigningRound>,
+    rounds: BTreeMap<SignTarget, SigningRound>,
     signed: BTreeMap<BatchId, (Batch, [u8; 64])>,
+    /// Plans reported complete, with the transaction's chain id.
+    completed: BTreeMap<PlanId, Vec<u8>>,
     /// Signers blamed for a bad share: left out of every later signing set.
     excluded: BTreeSet<Participant>,
 }
@@ -38,6 +41,33 @@ struct SigningRound {
 }
 
 impl Coordinator {
+    /// Every plan reported complete so far, with its transaction's chain id.
+    pub fn completed_plans(&self) -> &BTreeMap<PlanId, Vec<u8>> {
+        &self.batches.completed
+    }
+
+    /// Starts signing a plan's transaction, unless it is being signed or done.
+    pub(crate) fn plan_signing(&mut self, session: SessionId, plan: PlanId) {
+        let target = SignTarget::Transaction(plan);
+        if self.batches.completed.contains_key(&plan) || self.batches.rounds.contains_key(&target) {
+            return;
+        }
+        let id = SignId { session, target, attempt: Attempt(0) };
+        let round = self.new_round(id);
+        self.batches.rounds.insert(target, round);
+    }
+
+    fn new_round(&self, id: SignId) -> SigningRound {
+        SigningRound {
+            id,
+            started: self.now,
+            preprocesses: vec![],
+            set: None,
+            shares: BTreeMap::new(),
+            excluded: self.batches.excluded.clone(),
+        }
+    }
+
     /// Every Batch signed so far, by id.
     pub fn signed_batches(&self) -> impl Iterator<Item = (&Batch, &[u8; 64])> {
         self.batches.signed.values().map(|(batch, signature)| (batch, signature))
@@ -81,22 +111,13 @@ impl Coordinator {
                 self.batches.next_batch += 1;
                 self.observations.push(Observation::BlockAcknowledged { height, batch: Some(batch) });
                 let id = SignId { session, target: SignTarget::Batch(batch), attempt: Attempt(0) };
-                self.batches.rounds.insert(
-                    batch,
-                    SigningRound {
-                        id,
-                        started: self.now,
-                        preprocesses: vec![],
-                        set: None,
-                        shares: BTreeMap::new(),
-                        excluded: self.batches.excluded.clone(),
-                    },
-                );
+                let round = self.new_round(id);
+                self.batches.rounds.insert(id.target, round);
                 let command = ScannerCommand::AcknowledgeBlock { height, block, batch: Some(batch) };
                 participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect()
             }
             ScannerEvent::SignedBatch { batch, signature } => {
-                if self.batches.signed.contains_key(&batch.id) || !self.batches.rounds.contains_key(&batch.id) {
+                if self.batches.signed.contains_key(&batch.id) || !self.batches.rounds.contains_key(&SignTarget::Batch(batch.id)) {
                     return vec![];
                 }
                 let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&keys.batch.0) else { return vec![] };
@@ -106,7 +127,7 @@ impl Coordinator {
                 if !valid {
                     return vec![];
                 }
-                self.batches.rounds.remove(&batch.id);
+                self.batches.rounds.remove(&SignTarget::Batch(batch.id));
                 self.batches.signed.insert(batch.id, (batch.clone(), signature));
                 self.observations.push(Observation::BatchSigned { batch: batch.clone(), signature });
                 let command = ScannerCommand::BatchPublished { batch: batch.id };
@@ -122,14 +143,17 @@ impl Coordinator {
     pub(crate) fn sign_event(&mut self, from: PeerKey, event: SignEvent) -> Vec<Outbound> {
         let Some((_, participants, threshold, _)) = self.active() else { return vec![] };
         let Some(sender) = self.participant(&participants, from) else { return vec![] };
-        let (id, batch) = match &event {
-            SignEvent::Preprocess { id, .. } | SignEvent::Share { id, .. } | SignEvent::Blame { id, .. } => match id.target {
-                SignTarget::Batch(batch) => (*id, batch),
-                SignTarget::Transaction(_) => return vec![],
-            },
-            SignEvent::Completed { .. } => return vec![],
+        let id = match &event {
+            SignEvent::Preprocess { id, .. } | SignEvent::Share { id, .. } | SignEvent::Blame { id, .. } => *id,
+            SignEvent::Completed { plan, transaction } => {
+                self.observations.push(Observation::TransactionCompleted { by: sender, plan: *plan, transaction: transaction.clone() });
+                self.batches.rounds.remove(&SignTarget::Transaction(*plan));
+                self.batches.completed.entry(*plan).or_insert_with(|| transaction.clone());
+                return vec![];
+            }
         };
-        let Some(round) = self.batches.rounds.get_mut(&batch) else { return vec![] };
+        let target = id.target;
+        let Some(round) = self.batches.rounds.get_mut(&target) else { return vec![] };
         if round.id != id {
             return vec![];
         }
@@ -166,9 +190,9 @@ impl Coordinator {
                 self.observations.push(Observation::SigningBlamed { id, by: sender, accused });
                 round.excluded.insert(accused);
                 self.batches.excluded.insert(accused);
-                return self.reattempt(batch, &participants);
+                return self.reattempt(target, &participants);
             }
-            SignEvent::Completed { .. } => {}
+            SignEvent::Completed { .. } => return vec![],
         }
         to_send
             .into_iter()
@@ -176,9 +200,9 @@ impl Coordinator {
             .collect()
     }
 
-    fn reattempt(&mut self, batch: BatchId, participants: &[PeerKey]) -> Vec<Outbound> {
+    fn reattempt(&mut self, target: SignTarget, participants: &[PeerKey]) -> Vec<Outbound> {
         let now = self.now;
-        let Some(round) = self.batches.rounds.get_mut(&batch) else { return vec![] };
+        let Some(round) = self.batches.rounds.get_mut(&target) else { return vec![] };
         round.id.attempt = Attempt(round.id.attempt.0 + 1);
         round.started = now;
         round.preprocesses.clear();
@@ -198,13 +222,13 @@ impl Coordinator {
     pub(crate) fn reattempt_stalled(&mut self) -> Vec<Outbound> {
         let Some((_, participants, _, _)) = self.active() else { return vec![] };
         let now = self.now;
-        let stalled: Vec<BatchId> = self
+        let stalled: Vec<SignTarget> = self
             .batches
             .rounds
             .iter()
             .filter(|(_, round)| now.0.saturating_sub(round.started.0) >= SIGN_ATTEMPT_TIMEOUT_MS)
-            .map(|(batch, _)| *batch)
+            .map(|(target, _)| *target)
             .collect();
-        stalled.into_iter().flat_map(|batch| self.reattempt(batch, &participants)).collect()
+        stalled.into_iter().flat_map(|target| self.reattempt(target, &participants)).collect()
     }
 }

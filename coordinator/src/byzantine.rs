@@ -47,20 +47,31 @@ pub fn corrupt_keygen_shares(identity: &Identity, coordinator: &Coordinator, byt
 }
 
 /// Rewrites a processor's outgoing signature share into a well-formed but wrong one (the
-/// scalar 1), signed by the sender: aggregation fails and identifies the sender. Other bytes
-/// pass unchanged.
+/// scalar 1; for a transaction, every input's share), signed by the sender: aggregation fails
+/// and identifies the sender. Other bytes pass unchanged.
 pub fn corrupt_signature_shares(identity: &Identity, coordinator: &Coordinator, bytes: Vec<u8>) -> Vec<u8> {
-    use processor::messages::SignEvent;
+    use processor::messages::{decode, encode, SignEvent, SignTarget};
     let Ok(mut envelope) = Envelope::<ProcessorMessage>::open(&bytes, &coordinator.peer_key(), |_| true) else {
         return bytes;
     };
-    let Frame::Data { message: ProcessorMessage::Sign(SignEvent::Share { share, .. }), .. } = &mut envelope.frame else {
+    let Frame::Data { message: ProcessorMessage::Sign(SignEvent::Share { id, share }), .. } = &mut envelope.frame else {
         return bytes;
     };
-    let mut wrong = vec![0u8; share.len()];
-    if let Some(first) = wrong.first_mut() {
-        *first = 1;
+    // A scalar 1 in the encoding of its curve: Ed25519 little endian, secp256k1 big endian.
+    let one = |len: usize, big_endian: bool| {
+        let mut wrong = vec![0u8; len];
+        let at = if big_endian { len.saturating_sub(1) } else { 0 };
+        if let Some(byte) = wrong.get_mut(at) {
+            *byte = 1;
+        }
+        wrong
+    };
+    match id.target {
+        SignTarget::Batch(_) => *share = one(share.len(), false),
+        SignTarget::Transaction(_) => {
+            let Ok(inputs) = decode::<Vec<Vec<u8>>>(share) else { return bytes };
+            *share = encode(&inputs.iter().map(|input| one(input.len(), true)).collect::<Vec<_>>());
+        }
     }
-    *share = wrong;
     envelope.seal(identity)
 }

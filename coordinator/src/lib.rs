@@ -46,6 +46,8 @@ pub enum Observation {
     /// A processor reported a payments event (planned, rejected, forfeited).
     Payments { by: Participant, event: processor::messages::PaymentsEvent },
     BatchSigned { batch: processor::messages::Batch, signature: [u8; 64] },
+    /// A processor reported a plan's transaction complete (signed there, or seen final).
+    TransactionCompleted { by: Participant, plan: processor::ids::PlanId, transaction: Vec<u8> },
     SigningBlamed { id: processor::messages::SignId, by: Participant, accused: Participant },
     Reattempted { id: processor::messages::SignId },
     ChainHalted { by: Participant, height: BlockHeight },
@@ -255,9 +257,12 @@ impl Coordinator {
             ProcessorMessage::Scanner(event) => self.scanner_event(from, event),
             ProcessorMessage::Sign(event) => self.sign_event(from, event),
             ProcessorMessage::Payments(event) => {
-                if let Some((_, participants, _, _)) = self.active() {
+                if let Some((session, participants, _, _)) = self.active() {
                     if let Some(position) = participants.iter().position(|p| *p == from) {
                         let by = Participant::from_position(position);
+                        if let processor::messages::PaymentsEvent::Planned { plan, .. } = &event {
+                            self.plan_signing(session, *plan);
+                        }
                         self.observations.push(Observation::Payments { by, event });
                     }
                 }

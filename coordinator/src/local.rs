@@ -47,6 +47,10 @@ pub struct NetworkStats {
     pub dropped: u64,
     pub duplicated: u64,
     pub crashes: u64,
+    /// Transactions handed to the chain source and accepted, or refused (already known,
+    /// already spent...).
+    pub published: u64,
+    pub publish_refused: u64,
 }
 
 pub use processor::chain::ChainSource;
@@ -62,6 +66,10 @@ impl ChainSource for SharedBitcoin {
     }
     fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
         self.0.borrow().block_bytes(height)
+    }
+    fn publish(&self, transaction: &[u8]) -> Result<(), String> {
+        let transaction = bitcoin::consensus::deserialize(transaction).map_err(|e| e.to_string())?;
+        self.0.borrow_mut().submit(transaction).map(|_| ()).map_err(|e| e.to_string())
     }
 }
 
@@ -85,10 +93,20 @@ impl ChainSource for SharedMonero {
     fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
         monero_block_data(&self.0.borrow(), usize::try_from(height).ok()?)
     }
+    fn publish(&self, _transaction: &[u8]) -> Result<(), String> {
+        Err("the processor does not sign Monero transactions yet".into())
+    }
 }
 
 /// Confirmations processors wait for unless a test says otherwise.
 pub const DEFAULT_CONFIRMATIONS: u64 = 3;
+
+/// What a Byzantine processor corrupts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Misbehaviour {
+    KeyGenShares,
+    SignatureShares,
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Destination {
@@ -113,7 +131,9 @@ pub struct LocalNetwork {
     in_flight: BTreeMap<(u64, u64), (Destination, Vec<u8>)>,
     sent: u64,
     faults: Faults,
-    byzantine: Option<usize>,
+    byzantine: Option<(usize, Misbehaviour)>,
+    /// Processors cut off from the network (nothing to or from them is delivered).
+    silent: std::collections::BTreeSet<usize>,
     stats: NetworkStats,
     confirmations: u64,
     source: Option<Box<dyn ChainSource>>,
@@ -137,6 +157,7 @@ impl LocalNetwork {
             sent: 0,
             faults,
             byzantine: None,
+            silent: Default::default(),
             stats: NetworkStats::default(),
             confirmations: DEFAULT_CONFIRMATIONS,
             source: None,
@@ -200,7 +221,21 @@ impl LocalNetwork {
     /// From now on, processor `index` corrupts the key-generation shares it sends (it gives
     /// each recipient another recipient's share), as a Byzantine validator would.
     pub fn make_byzantine(&mut self, index: usize) {
-        self.byzantine = Some(index);
+        self.byzantine = Some((index, Misbehaviour::KeyGenShares));
+    }
+
+    /// From now on, processor `index` sends well-formed but wrong signature shares.
+    pub fn make_byzantine_signer(&mut self, index: usize) {
+        self.byzantine = Some((index, Misbehaviour::SignatureShares));
+    }
+
+    /// Cuts processor `index` off the network (or reconnects it): a validator gone silent.
+    pub fn set_silent(&mut self, index: usize, silent: bool) {
+        if silent {
+            self.silent.insert(index);
+        } else {
+            self.silent.remove(&index);
+        }
     }
 
     /// Orders a key generation among the given processors (all of them if `None`).
@@ -271,6 +306,9 @@ impl LocalNetwork {
                 self.from_coordinator(out);
             }
             Destination::Processor(index) => {
+                if self.silent.contains(&index) {
+                    return;
+                }
                 let effects = self.nodes[index].processor.handle(Event::Inbound(bytes));
                 self.from_processor(index, effects.expect("the in-memory DB does not fail"));
             }
@@ -290,7 +328,13 @@ impl LocalNetwork {
         while let Some(effect) = pending.pop_front() {
             match effect {
                 Effect::Send(bytes) => {
-                    let bytes = if self.byzantine == Some(index) { self.corrupt_shares(index, bytes) } else { bytes };
+                    if self.silent.contains(&index) {
+                        continue;
+                    }
+                    let bytes = match self.byzantine {
+                        Some((byzantine, how)) if byzantine == index => self.corrupt(index, how, bytes),
+                        _ => bytes,
+                    };
                     self.transmit(Destination::Coordinator, bytes);
                 }
                 // The chain source answers at once; a missing block is simply not delivered.
@@ -300,6 +344,14 @@ impl LocalNetwork {
                     };
                     let effects = self.nodes[index].processor.handle(Event::Block { height, bytes });
                     pending.extend(effects.expect("the in-memory DB does not fail"));
+                }
+                Effect::Publish { transaction } => {
+                    if let Some(source) = &self.source {
+                        match source.publish(&transaction) {
+                            Ok(()) => self.stats.published += 1,
+                            Err(_) => self.stats.publish_refused += 1,
+                        }
+                    }
                 }
             }
         }
@@ -327,8 +379,12 @@ impl LocalNetwork {
         per_mille > 0 && (self.rng.next_u64() % 1000) < u64::from(per_mille)
     }
 
-    fn corrupt_shares(&self, index: usize, bytes: Vec<u8>) -> Vec<u8> {
-        crate::byzantine::corrupt_keygen_shares(&self.nodes[index].identity, &self.coordinator, bytes)
+    fn corrupt(&self, index: usize, how: Misbehaviour, bytes: Vec<u8>) -> Vec<u8> {
+        let identity = &self.nodes[index].identity;
+        match how {
+            Misbehaviour::KeyGenShares => crate::byzantine::corrupt_keygen_shares(identity, &self.coordinator, bytes),
+            Misbehaviour::SignatureShares => crate::byzantine::corrupt_signature_shares(identity, &self.coordinator, bytes),
+        }
     }
 }
 

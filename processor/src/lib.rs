@@ -25,3 +25,4 @@ pub mod mutation;
 pub mod payments;
 pub mod scanner;
 pub mod scheduler;
+pub mod transaction;

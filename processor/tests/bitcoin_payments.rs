@@ -1,7 +1,10 @@
 //! Burns become planned transactions, identically at every processor: invalid Burns are
 //! rejected with a message and change nothing, a Burn too small for its fee is forfeited, a
 //! repeated Burn is paid once, and every plan spends only outputs the group received and
-//! conserves value.
+//! conserves value. Then the plans are threshold-signed (3-of-4 Taproot key-path spends that
+//! the mock chain checks with libsecp256k1) and paid on chain exactly once: with every
+//! processor up, with one silent, with one sending bad shares, and with crashes between
+//! preprocess and share.
 
 mod common;
 
@@ -12,9 +15,10 @@ use coordinator::Observation;
 use mock_chains::bitcoin::{Depositor, MockBitcoin};
 use processor::chain::instruction::encode_instruction;
 use processor::db::schema;
-use processor::ids::{Amount, ExternalChain, Millis, Participant};
+use processor::ids::{Amount, ExternalChain, Millis, Participant, PlanId};
 use processor::messages::{Burn, ChainPublicKey, GroupKeys, InInstruction, PaymentsEvent};
-use processor::payments::{BurnStatus, PlanRecord};
+use processor::payments::{BurnStatus, PlanState};
+use processor::scheduler::Plan;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -35,8 +39,9 @@ fn recipient(seed: u64) -> Vec<u8> {
     Depositor::new(seed).script_pubkey().to_bytes()
 }
 
-fn plans(network: &coordinator::local::LocalNetwork, index: usize) -> Vec<PlanRecord> {
-    schema::PLANS.entries(network.db(index)).unwrap().into_iter().map(|(_, record)| record).collect()
+/// What a processor planned (ids and plans; signing progress differs between processors).
+fn plans(network: &coordinator::local::LocalNetwork, index: usize) -> Vec<(PlanId, Plan)> {
+    schema::PLANS.entries(network.db(index)).unwrap().into_iter().map(|(_, record)| (record.id, record.plan)).collect()
 }
 
 #[test]
@@ -92,12 +97,12 @@ fn burns_are_planned_identically_everywhere_and_exactly_once() {
     // Each valid Burn is planned exactly once, the invalid ones never.
     let mut planned = BTreeSet::new();
     let deposited: BTreeSet<u64> = deposits.iter().map(|(sats, _)| *sats).collect();
-    for record in &reference {
-        assert!(record.plan.conserves_value());
-        for input in &record.plan.inputs {
+    for (_, plan) in &reference {
+        assert!(plan.conserves_value());
+        for input in &plan.inputs {
             assert!(deposited.contains(&input.amount.0), "a plan spends {} which the group never received", input.amount);
         }
-        for payment in &record.plan.payments {
+        for payment in &plan.payments {
             assert!(planned.insert(payment.payment.id[0]), "Burn {} planned twice", payment.payment.id[0]);
             assert!(payment.paid < payment.payment.amount, "the fee is carried by the payment");
         }
@@ -132,4 +137,167 @@ fn burns_are_planned_identically_everywhere_and_exactly_once() {
         assert!(events.iter().any(|(who, e)| *who == by && matches!(e, PaymentsEvent::BurnForfeited { id, .. } if id[0] == 5)));
     }
     assert!(network.stats().crashes > 0, "the run should include crashes");
+}
+
+/// How a payment run is disturbed once keys and funds are in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disturbance {
+    None,
+    /// Processor 3 goes silent: 3-of-4 must still sign.
+    Silent,
+    /// Processor 3 sends bad signature shares: blamed, the others still finish.
+    BadShares,
+    /// Processor 0 is restarted right after it preprocessed a transaction.
+    CrashAfterPreprocess,
+}
+
+/// Outputs paying `script` anywhere on the best chain: (height, txid, sats).
+fn paid_to(chain: &MockBitcoin, script: &bitcoin::Script) -> Vec<(u64, bitcoin::Txid, u64)> {
+    let mut found = Vec::new();
+    for height in 0 ..= chain.tip_height() {
+        for tx in &chain.block(height).unwrap().txdata {
+            for output in tx.output.iter().filter(|o| o.script_pubkey.as_script() == script) {
+                found.push((height, tx.compute_txid(), output.value.to_sat()));
+            }
+        }
+    }
+    found
+}
+
+fn transaction_preprocessed(network: &coordinator::local::LocalNetwork, index: usize) -> bool {
+    schema::PREPROCESSED.entries(network.db(index)).unwrap().iter().any(|(marker, _)| {
+        processor::messages::decode::<processor::messages::SignId>(marker)
+            .is_ok_and(|id| matches!(id.target, processor::messages::SignTarget::Transaction(_)))
+    })
+}
+
+/// Deposits, Batches, then Burns paid on chain; returns the network for further checks.
+fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> coordinator::local::LocalNetwork {
+    let mut chain = MockBitcoin::new(seed);
+    chain.set_coinbase_maturity(1);
+    let mut depositor = Depositor::new(seed);
+    for _ in 0 .. 5 {
+        chain.mine_to(depositor.script_pubkey());
+    }
+    let chain = Rc::new(RefCell::new(chain));
+    let faults = if disturbance == Disturbance::None { Faults::crashing() } else { Faults::unreliable() };
+    let (mut network, keys) =
+        network_with_keys(4, 3, ExternalChain::Bitcoin, seed, faults, Box::new(SharedBitcoin(chain.clone())), CONFIRMATIONS);
+    for (sats, account) in [(600_000u64, Some(1u8)), (350_000, None), (450_000, Some(2))] {
+        let instruction = account.map(|a| encode_instruction(&InInstruction { account: [a; 32] }));
+        let tx = depositor
+            .deposit(&chain.borrow(), &group_script(&keys), bitcoin::Amount::from_sat(sats), instruction.as_deref())
+            .unwrap();
+        chain.borrow_mut().submit(tx).unwrap();
+    }
+    for _ in 0 ..= CONFIRMATIONS {
+        chain.borrow_mut().mine();
+    }
+    assert!(network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 1));
+    run_for(&mut network, 5_000);
+
+    match disturbance {
+        Disturbance::Silent => network.set_silent(3, true),
+        Disturbance::BadShares => network.make_byzantine_signer(3),
+        Disturbance::None | Disturbance::CrashAfterPreprocess => {}
+    }
+    // Four Burns, more than the largest deposit alone covers: several inputs, change back.
+    let burns: Vec<Burn> = (1 ..= 4u8).map(|i| burn(i, recipient(200 + u64::from(i)), 150_000 + 40_000 * u64::from(i))).collect();
+    network.burn(ExternalChain::Bitcoin, burns.clone(), FEE_RATE);
+    if disturbance == Disturbance::CrashAfterPreprocess {
+        assert!(network.run_until(Millis(network.now().0 + 30_000), |net| transaction_preprocessed(net, 0)));
+        network.restart(0);
+    }
+
+    // Mine while the group signs and publishes, until every plan is final everywhere it
+    // should be.
+    let live: Vec<usize> = if disturbance == Disturbance::Silent { vec![0, 1, 2] } else { vec![0, 1, 2, 3] };
+    let all_completed = |net: &coordinator::local::LocalNetwork| {
+        live.iter().all(|index| {
+            let plans = schema::PLANS.entries(net.db(*index)).unwrap();
+            !plans.is_empty() && plans.iter().all(|(_, record)| matches!(record.state, PlanState::Completed { .. }))
+        })
+    };
+    let deadline = network.now().0 + 600_000;
+    while !all_completed(&network) {
+        assert!(network.now().0 < deadline, "payments did not complete ({disturbance:?})");
+        run_for(&mut network, 2_000);
+        chain.borrow_mut().mine();
+    }
+
+    // Every Burn is paid exactly once, by its plan's transaction, with what the plan says.
+    let reference = schema::PLANS.entries(network.db(0)).unwrap();
+    let chain = chain.borrow();
+    for burn in &burns {
+        let Some(BurnStatus::Planned(plan)) = schema::BURNS.get(network.db(0), &burn.id.to_vec()).unwrap() else {
+            panic!("Burn {} was not planned", burn.id[0]);
+        };
+        let record = &reference.iter().find(|(_, r)| r.id == plan).unwrap().1;
+        let PlanState::Completed { transaction } = &record.state else { unreachable!() };
+        let paid = record.plan.payments.iter().find(|p| p.payment.id == burn.id).unwrap().paid.0;
+        let on_chain = paid_to(&chain, bitcoin::Script::from_bytes(&burn.destination));
+        assert_eq!(on_chain.len(), 1, "Burn {} paid {} times", burn.id[0], on_chain.len());
+        let (height, txid, sats) = on_chain[0];
+        assert_eq!(sats, paid);
+        assert!(paid > burn.amount.0 - 10_000 && paid < burn.amount.0, "the fee share is small and carried by the payment");
+        assert_eq!(txid.to_byte_array().to_vec(), *transaction);
+        assert!(chain.tip_height() - height >= CONFIRMATIONS);
+    }
+    // The change came back to the group's change address and joined its funds everywhere.
+    let change: u64 = reference.iter().filter_map(|(_, r)| r.plan.change.map(|c| c.0)).sum();
+    assert!(change > 0, "the plans should return change");
+    for index in &live {
+        let scheduler = processor::scheduler::Scheduler::load(network.db(*index)).unwrap();
+        let returned: u64 = scheduler
+            .available()
+            .iter()
+            .filter(|u| u.kind == processor::messages::OutputKind::Change)
+            .map(|u| u.amount.0)
+            .sum();
+        assert_eq!(returned, change, "processor {index} did not get the change back");
+    }
+    assert_eq!(network.coordinator().completed_plans().len(), reference.len());
+    network
+}
+
+use bitcoin::hashes::Hash;
+
+#[test]
+fn burns_are_paid_on_chain_exactly_once() {
+    let network = payments_reach_the_chain(21, Disturbance::None);
+    assert!(network.stats().crashes > 0, "the run should include crashes");
+}
+
+#[test]
+fn three_of_four_pay_while_one_is_silent() {
+    payments_reach_the_chain(22, Disturbance::Silent);
+}
+
+#[test]
+fn a_signer_sending_bad_shares_is_blamed_and_the_rest_pay() {
+    let network = payments_reach_the_chain(23, Disturbance::BadShares);
+    let blamed: Vec<_> = network
+        .coordinator()
+        .observations()
+        .iter()
+        .filter_map(|o| match o {
+            Observation::SigningBlamed { id, accused, .. }
+                if matches!(id.target, processor::messages::SignTarget::Transaction(_)) =>
+            {
+                Some(*accused)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!blamed.is_empty(), "nobody was blamed for the bad transaction shares");
+    assert!(blamed.iter().all(|accused| *accused == Participant::from_position(3)), "an honest signer was blamed: {blamed:?}");
+}
+
+#[test]
+fn a_crash_between_preprocess_and_share_neither_reuses_nonces_nor_pays_twice() {
+    let network = payments_reach_the_chain(24, Disturbance::CrashAfterPreprocess);
+    // The restarted processor lost the attempt's nonces: it cannot have shared in it, and
+    // every attempt it preprocessed was preprocessed once (the marker is in its DB).
+    assert!(network.stats().crashes >= 1);
+    assert!(transaction_preprocessed(&network, 0));
 }

@@ -279,6 +279,9 @@ fn print_observation(chain: ExternalChain, now: Millis, observation: &Observatio
         Observation::SigningBlamed { id, by, accused } => format!("processor {by} blames {accused} in {id:?}"),
         Observation::Reattempted { id } => format!("signing re-attempted: {id:?}"),
         Observation::ChainHalted { by, height } => format!("processor {by} halted its chain at {height}"),
+        Observation::TransactionCompleted { by, plan, transaction } => {
+            format!("processor {by}: {plan} complete, transaction {}", hex::encode(transaction))
+        }
     };
     println!("[{chain}] {:>7} ms  {line}", now.0);
 }

@@ -121,7 +121,7 @@ impl BatchSigner {
         }
         let mut scheduler = Scheduler::load(txn)?;
         for output in final_block.outputs.iter().filter(|o| o.instruction.is_none()) {
-            scheduler.add_output(Utxo { id: output.id.clone(), amount: output.amount });
+            scheduler.add_output(Utxo { id: output.id.clone(), amount: output.amount, kind: output.kind });
         }
         scheduler.save(txn);
         let Some(batch_id) = batch else {
@@ -290,7 +290,7 @@ impl BatchSigner {
         if let Some(block) = schema::FINAL_BLOCKS.take(txn, &record.height)? {
             let mut scheduler = Scheduler::load(txn)?;
             for output in block.outputs.into_iter().filter(|o| o.instruction.is_some()) {
-                scheduler.add_output(Utxo { id: output.id, amount: output.amount });
+                scheduler.add_output(Utxo { id: output.id, amount: output.amount, kind: output.kind });
             }
             scheduler.save(txn);
         }

@@ -7,7 +7,8 @@ pub mod instruction;
 pub mod monero;
 
 use crate::ids::{Amount, BlockId, ExternalChain, SessionId};
-use crate::messages::{ChainPublicKey, InInstruction};
+use crate::messages::{ChainPublicKey, InInstruction, OutputKind};
+use std::collections::BTreeSet;
 use bincode::{Decode, Encode};
 
 /// The IO half of a chain, as the driver around the core sees it: the core asks for blocks by
@@ -20,6 +21,9 @@ pub trait ChainSource {
     /// The block at `height` on the best chain, in the form [`scan_block`] reads (Bitcoin:
     /// consensus encoding; Monero: [`monero::MoneroBlockData`]).
     fn block_bytes(&self, height: u64) -> Option<Vec<u8>>;
+    /// Hands a signed transaction (chain encoding) to the network. An error is reported, not
+    /// fatal: the core publishes again until the transaction is final.
+    fn publish(&self, transaction: &[u8]) -> Result<(), String>;
 }
 
 /// Why a block from the chain source was refused. Never a panic: these bytes are external.
@@ -51,6 +55,14 @@ pub struct ReceivedOutput {
     pub instruction: Option<InInstruction>,
     /// The key-generation session whose key received it.
     pub session: SessionId,
+    pub kind: OutputKind,
+}
+
+/// A watched output of the group spent in a block, and the transaction that spent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spend {
+    pub output: Vec<u8>,
+    pub transaction: Vec<u8>,
 }
 
 /// A block reduced to what the processor needs from it.
@@ -60,12 +72,25 @@ pub struct ScannedBlock {
     pub parent: BlockId,
     /// Outputs to the group's keys, in block order (transaction, then output index).
     pub outputs: Vec<ReceivedOutput>,
+    /// Spends of the watched outputs, in block order.
+    pub spends: Vec<Spend>,
 }
 
 /// Parses `bytes` as a block of `chain` and scans it for outputs to `keys`.
 pub fn scan_block(chain: ExternalChain, bytes: &[u8], keys: &[ScanKey]) -> Result<ScannedBlock, ChainError> {
+    scan_block_watching(chain, bytes, keys, &BTreeSet::new())
+}
+
+/// [`scan_block`], also reporting which of the `watched` outputs (ids as in
+/// [`ReceivedOutput::id`]) the block spends: how a plan's transaction is recognised on chain.
+pub fn scan_block_watching(
+    chain: ExternalChain,
+    bytes: &[u8],
+    keys: &[ScanKey],
+    watched: &BTreeSet<Vec<u8>>,
+) -> Result<ScannedBlock, ChainError> {
     match chain {
-        ExternalChain::Bitcoin => bitcoin::scan_block(bytes, keys),
+        ExternalChain::Bitcoin => bitcoin::scan_block(bytes, keys, watched),
         ExternalChain::Monero => monero::scan_block(bytes, keys),
     }
 }

@@ -8,7 +8,7 @@
 use super::instruction::decode_instruction;
 use super::{ChainError, ReceivedOutput, ScanKey, ScannedBlock};
 use crate::ids::{Amount, BlockId};
-use crate::messages::{decode, encode, ChainPublicKey};
+use crate::messages::{decode, encode, ChainPublicKey, OutputKind};
 use bincode::{Decode, Encode};
 use monero_wallet::address::{AddressType, MoneroAddress, Network};
 use monero_wallet::block::Block;
@@ -108,8 +108,9 @@ pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey]) -> Result<ScannedBlock,
                 amount: Amount(output.commitment().amount),
                 instruction,
                 session: key.session,
+                kind: OutputKind::External,
             });
         }
     }
-    Ok(ScannedBlock { id, parent, outputs })
+    Ok(ScannedBlock { id, parent, outputs, spends: vec![] })
 }

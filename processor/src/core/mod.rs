@@ -12,10 +12,12 @@
 use crate::batch::{BatchSigner, SignError};
 use crate::crypto::Identity;
 use crate::db::{schema, Db, DbError, Txn};
-use crate::ids::{BlockHeight, ExternalChain, Millis, PeerKey, SeqId};
+use crate::ids::{BlockHeight, ExternalChain, Millis, PeerKey, PlanId, SeqId};
+use crate::transaction::TransactionSigner;
 use crate::keygen::{self, KeyGenContext, KeyGenError};
 use crate::messages::{
     CoordinatorMessage, Envelope, Frame, PaymentsCommand, ProcessorMessage, ScannerCommand, SignCommand, SignEvent,
+    SignTarget,
 };
 use crate::payments;
 use crate::scanner::{self, BlockOutcome};
@@ -29,6 +31,8 @@ pub const REORDER_WINDOW: u64 = 1024;
 pub const RESEND_PER_TICK: usize = 256;
 /// An unacknowledged message is re-sent this long after it was last sent.
 pub const RESEND_AFTER_MS: u64 = 500;
+/// A signed transaction not yet seen final is published again this long after the last time.
+pub const REPUBLISH_AFTER_MS: u64 = 10_000;
 
 /// What the driver hands the core.
 #[derive(Clone, Debug)]
@@ -52,6 +56,9 @@ pub enum Effect {
     /// [`Event::Block`]. Requests come in height order; a failed fetch may simply be dropped,
     /// it is requested again on a later tick.
     FetchBlock { height: BlockHeight },
+    /// Publish this signed transaction (chain encoding) through the chain source. Repeated
+    /// until the transaction is seen in a final block; a failure may simply be dropped.
+    Publish { transaction: Vec<u8> },
 }
 
 /// A failure the core cannot handle: the driver must stop and restart from the DB.
@@ -78,6 +85,8 @@ pub struct Counters {
     /// Blocks from the chain source that did not parse or were inconsistent.
     pub refused_blocks: u64,
     pub batches_signed: u64,
+    pub transactions_signed: u64,
+    pub transactions_published: u64,
 }
 
 /// Static configuration of one processor.
@@ -106,6 +115,9 @@ pub struct Processor<D: Db, R: RngCore + CryptoRng> {
     /// Heights already requested from the chain source and not yet scanned.
     requested_through: Option<BlockHeight>,
     signer: BatchSigner,
+    transactions: TransactionSigner,
+    /// When each unconfirmed transaction was last published by this incarnation.
+    last_published: BTreeMap<PlanId, Millis>,
 }
 
 impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
@@ -124,6 +136,8 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             last_sent: BTreeMap::new(),
             requested_through: None,
             signer: BatchSigner::default(),
+            transactions: TransactionSigner::default(),
+            last_published: BTreeMap::new(),
         }
     }
 
@@ -148,6 +162,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
                 self.requested_through = None;
                 let mut effects = self.resend()?;
                 effects.extend(self.fetches()?);
+                effects.extend(self.republish()?);
                 Ok(effects)
             }
             Event::ChainTip { height } => {
@@ -284,6 +299,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
     fn apply(&mut self, seq: SeqId, message: CoordinatorMessage) -> Result<Vec<Effect>, CoreError> {
         let db = self.db.clone();
         let mut txn = db.txn();
+        let mut publish: Option<(PlanId, Vec<u8>)> = None;
         let replies = match message {
             CoordinatorMessage::KeyGen(command) => {
                 let session = keygen::session_of(&command);
@@ -317,26 +333,47 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
                 };
                 let mut messages = self.signing_result(&db, &mut txn, seq, None, result)?;
                 // The group's funds may have grown: plan what waits.
-                messages.extend(payments::schedule(&mut txn, chain)?);
+                let scheduling = payments::schedule(&mut txn, chain)?;
+                messages.extend(self.planned(&mut txn, seq, scheduling)?);
                 messages
             }
             CoordinatorMessage::Sign(command) => {
                 let (id, result) = match command {
-                    SignCommand::Preprocesses { id, preprocesses } => (id, self.signer.preprocesses(&mut txn, id, &preprocesses)),
+                    SignCommand::Preprocesses { id, preprocesses } => match id.target {
+                        SignTarget::Batch(_) => (id, self.signer.preprocesses(&mut txn, id, &preprocesses)),
+                        SignTarget::Transaction(_) => (id, self.transactions.preprocesses(&mut txn, id, &preprocesses)),
+                    },
                     SignCommand::Shares { id, shares } => {
-                        let result = self.signer.shares(&mut txn, id, &shares);
-                        if matches!(result, Ok(ref messages) if !messages.is_empty()) {
+                        let result = match id.target {
+                            SignTarget::Batch(_) => self.signer.shares(&mut txn, id, &shares),
+                            SignTarget::Transaction(plan) => {
+                                let result = self.transactions.shares(&mut txn, id, &shares);
+                                if matches!(result, Ok(ref messages) if !messages.is_empty()) {
+                                    self.counters.transactions_signed += 1;
+                                    publish = schema::UNCONFIRMED.get(&txn, &plan.0.to_vec())?.map(|bytes| (plan, bytes));
+                                }
+                                result
+                            }
+                        };
+                        if matches!((id.target, &result), (SignTarget::Batch(_), Ok(messages)) if !messages.is_empty()) {
                             self.counters.batches_signed += 1;
                         }
                         (id, result)
                     }
-                    SignCommand::Reattempt { id } => (id, self.signer.reattempt(&mut txn, &mut self.rng, id)),
+                    SignCommand::Reattempt { id } => match id.target {
+                        SignTarget::Batch(_) => (id, self.signer.reattempt(&mut txn, &mut self.rng, id)),
+                        SignTarget::Transaction(_) => (id, self.transactions.reattempt(&mut txn, &mut self.rng, id)),
+                    },
                 };
-                self.signing_result(&db, &mut txn, seq, Some(id), result)?
+                let messages = self.signing_result(&db, &mut txn, seq, Some(id), result)?;
+                if messages.is_empty() {
+                    publish = None;
+                }
+                messages
             }
             CoordinatorMessage::Payments(PaymentsCommand::Burns { chain, burns, fee_rate }) => {
                 match payments::burns(&mut txn, self.config.chain, chain, burns, fee_rate)? {
-                    Ok(messages) => messages,
+                    Ok(scheduling) => self.planned(&mut txn, seq, scheduling)?,
                     Err(why) => {
                         txn = db.txn();
                         self.refuse(seq, &why);
@@ -349,7 +386,52 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         let sealed = self.enqueue(&mut txn, replies)?;
         txn.commit()?;
         self.counters.messages_out += sealed.len() as u64;
-        Ok(sealed.into_iter().map(Effect::Send).collect())
+        let mut effects: Vec<Effect> = sealed.into_iter().map(Effect::Send).collect();
+        if let Some((plan, transaction)) = publish {
+            self.last_published.insert(plan, self.now);
+            self.counters.transactions_published += 1;
+            effects.push(Effect::Publish { transaction });
+        }
+        Ok(effects)
+    }
+
+    /// A scheduling step's messages, with attempt 0 of each new plan's signing.
+    fn planned(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        seq: SeqId,
+        scheduling: payments::Scheduling,
+    ) -> Result<Vec<ProcessorMessage>, CoreError> {
+        let mut messages = scheduling.messages;
+        for plan in scheduling.plans {
+            match self.transactions.start(txn, &mut self.rng, plan) {
+                Ok(preprocess) => messages.extend(preprocess),
+                Err(SignError::Db(error)) => return Err(error.into()),
+                // The plan stands; the coordinator's re-attempt will try again.
+                Err(error) => {
+                    tracing::warn!(%seq, %plan, %error, "could not start signing a plan");
+                }
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Publishes signed transactions not yet seen final, each at most every
+    /// [`REPUBLISH_AFTER_MS`] (all of them after a restart).
+    fn republish(&mut self) -> Result<Vec<Effect>, CoreError> {
+        let unconfirmed = crate::transaction::unconfirmed(&self.db)?;
+        let now = self.now;
+        self.last_published.retain(|plan, _| unconfirmed.iter().any(|(pending, _)| pending == plan));
+        let mut effects = Vec::new();
+        for (plan, transaction) in unconfirmed {
+            let due = self.last_published.get(&plan).is_none_or(|at| now.0.saturating_sub(at.0) >= REPUBLISH_AFTER_MS);
+            if due {
+                self.last_published.insert(plan, now);
+                self.counters.transactions_published += 1;
+                effects.push(Effect::Publish { transaction });
+            }
+        }
+        Ok(effects)
     }
 
     /// Maps a signing step's result to the messages it sends; a refusal or blame discards the

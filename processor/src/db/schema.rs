@@ -8,6 +8,7 @@ use crate::scanner::{FinalBlock, Halt};
 use crate::batch::BatchRecord;
 use crate::payments::{BurnStatus, PlanRecord};
 use crate::scheduler::Scheduler;
+use crate::transaction::Eventuality;
 
 /// Highest inbound sequence id whose effects are committed.
 pub const INBOUND_HANDLED: Table<(), SeqId> = Table::new("inbound_handled", b"link/in_handled/");
@@ -46,6 +47,11 @@ pub const BURNS: Table<Vec<u8>, BurnStatus> = Table::new("burns", b"pay/burn/");
 /// Planned transactions, by plan id.
 pub const PLANS: Table<Vec<u8>, PlanRecord> = Table::new("plans", b"pay/plan/");
 
+/// Watched outputs: a plan's first input and the transaction that must spend it.
+pub const EVENTUALITIES: Table<Vec<u8>, Eventuality> = Table::new("eventualities", b"pay/eventuality/");
+/// Signed transactions not yet seen final, by plan id: published until they are.
+pub const UNCONFIRMED: Table<Vec<u8>, Vec<u8>> = Table::new("unconfirmed", b"pay/unconfirmed/");
+
 /// All prefixes, for the layout test.
 pub const ALL_PREFIXES: &[&[u8]] = &[
     INBOUND_HANDLED.prefix(),
@@ -63,6 +69,8 @@ pub const ALL_PREFIXES: &[&[u8]] = &[
     SCHEDULER.prefix(),
     BURNS.prefix(),
     PLANS.prefix(),
+    EVENTUALITIES.prefix(),
+    UNCONFIRMED.prefix(),
 ];
 
 #[cfg(test)]

@@ -130,15 +130,26 @@ pub struct InInstruction {
     pub account: [u8; 32],
 }
 
-/// A deposit seen in a final block.
+/// Where an output to the group was paid: the address deposits go to, or the group's change
+/// address, which only the group's own transactions pay (change and branch outputs).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Encode, Decode)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum OutputKind {
+    External,
+    Change,
+}
+
+/// An output to the group seen in a final block: a deposit, or change of the group's own
+/// transaction.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Deposit {
     /// Chain-specific output id (txid and index for Bitcoin, the output key for Monero).
     pub output_id: Opaque,
     pub amount: Amount,
-    /// `None` if the transaction carried no valid InInstruction.
+    /// `None` if the transaction carried no valid InInstruction (always for change).
     pub instruction: Option<InInstruction>,
+    pub kind: OutputKind,
 }
 
 /// The Batch the group signs for one final block.
@@ -213,7 +224,8 @@ pub enum SignEvent {
     Share { id: SignId, share: Opaque },
     /// A participant's preprocess or share was invalid.
     Blame { id: SignId, accused: Participant, reason: BlameReason },
-    /// A transaction plan completed on chain (by whoever published it).
+    /// A plan's transaction is complete: signed here (and published), or seen in a final
+    /// block (whoever published it). `transaction` is its chain id (the txid for Bitcoin).
     Completed { plan: PlanId, transaction: Opaque },
 }
 

@@ -8,7 +8,7 @@
 //! transactions with the same plan ids.
 
 use crate::db::{schema, Db, DbError, Txn};
-use crate::ids::{Amount, ExternalChain, PlanId};
+use crate::ids::{Amount, Attempt, ExternalChain, PlanId, SessionId};
 use crate::messages::{encode, Burn, PaymentsEvent, ProcessorMessage};
 use crate::scheduler::{FeeModel, Payment, Plan, Scheduler};
 use bincode::{Decode, Encode};
@@ -29,18 +29,26 @@ pub enum BurnStatus {
 }
 
 /// Where a planned transaction stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum PlanState {
-    /// Waiting to be signed.
+    /// Being signed.
     Planned,
+    /// Signed here; published until seen in a final block.
+    Signed { transaction: Vec<u8> },
+    /// Its transaction (this chain id) is in a final block.
+    Completed { transaction: Vec<u8> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct PlanRecord {
     pub id: PlanId,
     pub chain: ExternalChain,
+    /// The key-generation session whose key signs it (the one active when it was made).
+    pub session: SessionId,
     pub plan: Plan,
     pub state: PlanState,
+    /// The latest signing attempt this processor took part in.
+    pub attempt: Attempt,
 }
 
 /// The fee model of a chain.
@@ -84,6 +92,14 @@ pub fn validate_burn(chain: ExternalChain, burn: &Burn) -> Result<(), String> {
     Ok(())
 }
 
+/// What a scheduling step produced: messages to the coordinator, and the plans it made (whose
+/// signing begins now).
+#[derive(Debug, Default)]
+pub struct Scheduling {
+    pub messages: Vec<ProcessorMessage>,
+    pub plans: Vec<PlanId>,
+}
+
 /// Handles a Burns command: validate, queue, schedule.
 pub fn burns<D: Db>(
     txn: &mut Txn<'_, D>,
@@ -91,7 +107,7 @@ pub fn burns<D: Db>(
     command_chain: ExternalChain,
     burns: Vec<Burn>,
     fee_rate: u64,
-) -> Result<Result<Vec<ProcessorMessage>, String>, DbError> {
+) -> Result<Result<Scheduling, String>, DbError> {
     if command_chain != chain {
         return Ok(Err(format!("Burns for {command_chain} sent to the {chain} processor")));
     }
@@ -118,19 +134,26 @@ pub fn burns<D: Db>(
         }
     }
     scheduler.save(txn);
-    messages.extend(schedule(txn, chain)?);
-    Ok(Ok(messages))
+    let mut scheduling = schedule(txn, chain)?;
+    messages.append(&mut scheduling.messages);
+    scheduling.messages = messages;
+    Ok(Ok(scheduling))
 }
 
-/// Plans what the group's funds allow now, recording plans and forfeits.
-pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Vec<ProcessorMessage>, DbError> {
+/// Plans what the group's funds allow now, recording plans (with their eventualities) and
+/// forfeits.
+pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Scheduling, DbError> {
     let mut scheduler = Scheduler::load(txn)?;
     if scheduler.queued().next().is_none() {
-        return Ok(vec![]);
+        return Ok(Scheduling::default());
     }
+    let Some(session) = crate::db::schema::ACTIVE_SESSION.get(txn, &())? else {
+        return Ok(Scheduling::default());
+    };
     let scheduled = scheduler.schedule(scheduler.fee_rate(), fee_model(chain));
     scheduler.save(txn);
     let mut messages = Vec::new();
+    let mut plans = Vec::new();
     for payment in scheduled.forfeited {
         schema::BURNS.set(txn, &payment.id.to_vec(), &BurnStatus::Forfeited);
         messages.push(ProcessorMessage::Payments(PaymentsEvent::BurnForfeited { id: payment.id, amount: payment.amount }));
@@ -142,10 +165,16 @@ pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Vec
             schema::BURNS.set(txn, &burn.to_vec(), &BurnStatus::Planned(id));
         }
         tracing::info!(plan = %id, kind = ?plan.kind, inputs = plan.inputs.len(), payments = burns.len(), fee = %plan.fee, "planned a transaction");
-        schema::PLANS.set(txn, &id.0.to_vec(), &PlanRecord { id, chain, plan, state: PlanState::Planned });
+        let record = PlanRecord { id, chain, session, plan, state: PlanState::Planned, attempt: Attempt(0) };
+        if let Err(error) = crate::transaction::watch(txn, &record) {
+            // Only a plan that cannot be built gets here; it is kept, unsigned, for inspection.
+            tracing::error!(plan = %id, %error, "a plan's transaction cannot be built");
+        }
+        schema::PLANS.set(txn, &id.0.to_vec(), &record);
         messages.push(ProcessorMessage::Payments(PaymentsEvent::Planned { plan: id, burns }));
+        plans.push(id);
     }
-    Ok(messages)
+    Ok(Scheduling { messages, plans })
 }
 
 /// The amount a plan pays out, for reports.

@@ -110,7 +110,8 @@ pub fn on_block<D: Db>(
         return Ok(BlockOutcome::Ignored("no active keys"));
     };
     let scan_keys = [ScanKey { session: keys.session, key: keys.group_keys().chain }];
-    let scanned = match chain::scan_block(chain, bytes, &scan_keys) {
+    let watched = crate::transaction::watched(txn)?;
+    let scanned = match chain::scan_block_watching(chain, bytes, &scan_keys, &watched) {
         Ok(scanned) => scanned,
         Err(error) => return Ok(BlockOutcome::Refused(error)),
     };
@@ -134,14 +135,21 @@ pub fn on_block<D: Db>(
     let deposits: Vec<Deposit> = scanned
         .outputs
         .iter()
-        .map(|output| Deposit { output_id: output.id.clone(), amount: output.amount, instruction: output.instruction.clone() })
+        .map(|output| Deposit {
+            output_id: output.id.clone(),
+            amount: output.amount,
+            instruction: output.instruction.clone(),
+            kind: output.kind,
+        })
         .collect();
     // Outputs join the group's funds only when the coordinator acknowledges the block (and,
     // for those with InInstructions, publishes its Batch): at the same point of the command
     // stream at every processor, so every processor schedules alike.
     if !scanned.outputs.is_empty() {
-        schema::FINAL_BLOCKS.set(txn, &height, &FinalBlock { id: scanned.id, outputs: scanned.outputs });
+        schema::FINAL_BLOCKS.set(txn, &height, &FinalBlock { id: scanned.id, outputs: scanned.outputs.clone() });
     }
     let event = ScannerEvent::BlockFinal { height, block: scanned.id, deposits };
-    Ok(BlockOutcome::Scanned { messages: vec![ProcessorMessage::Scanner(event)] })
+    let mut messages = vec![ProcessorMessage::Scanner(event)];
+    messages.extend(crate::transaction::resolve(txn, &scanned.spends)?);
+    Ok(BlockOutcome::Scanned { messages })
 }

@@ -74,6 +74,8 @@ impl FeeModel {
 pub struct Utxo {
     pub id: Vec<u8>,
     pub amount: Amount,
+    /// Which of the group's addresses holds it (how it is signed for).
+    pub kind: crate::messages::OutputKind,
 }
 
 /// A payment to make (from a Burn).

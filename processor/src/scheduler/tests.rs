@@ -3,6 +3,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use crate::messages::OutputKind;
 use std::collections::BTreeSet;
 
 fn model(max_inputs: usize, max_outputs: usize, dust: u64) -> FeeModel {
@@ -61,7 +62,7 @@ proptest! {
         let mut next_id = 0u64;
         let mut fresh = |amount: Amount| {
             next_id += 1;
-            Utxo { id: next_id.to_le_bytes().to_vec(), amount }
+            Utxo { id: next_id.to_le_bytes().to_vec(), amount, kind: OutputKind::External }
         };
         let initial: u128 = holdings.iter().map(|h| *h as u128).sum();
         for amount in &holdings {
@@ -128,7 +129,7 @@ proptest! {
 fn payments_are_batched_and_carry_their_fee() {
     let model = model(10, 4, 330);
     let mut scheduler = Scheduler::default();
-    scheduler.add_output(Utxo { id: vec![1], amount: Amount(1_000_000) });
+    scheduler.add_output(Utxo { id: vec![1], amount: Amount(1_000_000), kind: OutputKind::External });
     for index in 0 .. 3 {
         scheduler.queue_payment(payment(index, 100_000));
     }
@@ -146,7 +147,7 @@ fn payments_are_batched_and_carry_their_fee() {
 fn a_payment_that_cannot_pay_its_fee_is_forfeited_and_accounted() {
     let model = model(10, 4, 330);
     let mut scheduler = Scheduler::default();
-    scheduler.add_output(Utxo { id: vec![1], amount: Amount(1_000_000) });
+    scheduler.add_output(Utxo { id: vec![1], amount: Amount(1_000_000), kind: OutputKind::External });
     scheduler.queue_payment(payment(0, 500));
     scheduler.queue_payment(payment(1, 50_000));
     let scheduled = scheduler.schedule(10, &model);
@@ -159,7 +160,7 @@ fn a_payment_that_cannot_pay_its_fee_is_forfeited_and_accounted() {
 fn too_many_payments_for_one_output_branch_first() {
     let model = model(10, 3, 330);
     let mut scheduler = Scheduler::default();
-    scheduler.add_output(Utxo { id: vec![1], amount: Amount(10_000_000) });
+    scheduler.add_output(Utxo { id: vec![1], amount: Amount(10_000_000), kind: OutputKind::External });
     for index in 0 .. 6 {
         scheduler.queue_payment(payment(index, 100_000));
     }
@@ -176,7 +177,7 @@ fn many_small_outputs_are_consolidated_when_no_selection_fits() {
     let model = model(3, 4, 330);
     let mut scheduler = Scheduler::default();
     for index in 0 .. 10u8 {
-        scheduler.add_output(Utxo { id: vec![index], amount: Amount(10_000) });
+        scheduler.add_output(Utxo { id: vec![index], amount: Amount(10_000), kind: OutputKind::External });
     }
     scheduler.queue_payment(payment(0, 50_000));
     let scheduled = scheduler.schedule(1, &model);

@@ -148,6 +148,17 @@ impl SimChain {
         }
     }
 
+    /// Submits a signed transaction to the mempool.
+    pub fn publish(&mut self, transaction: &[u8]) -> Result<(), String> {
+        match &mut self.mock {
+            Mock::Bitcoin(chain, _) => {
+                let transaction = bitcoin::consensus::deserialize(transaction).map_err(|e| e.to_string())?;
+                chain.submit(transaction).map(|_| ()).map_err(|e| e.to_string())
+            }
+            Mock::Monero(..) => Err("Monero transactions are not signed yet".into()),
+        }
+    }
+
     pub fn reorg(&mut self, depth: usize) -> bool {
         let done = match &mut self.mock {
             Mock::Bitcoin(chain, _) => chain.reorg(depth).is_ok(),

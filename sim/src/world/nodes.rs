@@ -93,6 +93,12 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                             events.push_back(Event::Block { height, bytes });
                         }
                     }
+                    Effect::Publish { transaction } => {
+                        if let Some(chain) = &shared.chain {
+                            let result = lock(chain).publish(&transaction);
+                            shared.record(format!("processor {index} publishes a transaction: {result:?}"));
+                        }
+                    }
                 }
             }
         }

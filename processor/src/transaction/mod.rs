@@ -1,0 +1,368 @@
+//! Plans become threshold-signed transactions, and their completion is recognised on chain.
+//!
+//! Signing starts when a plan is made (attempt 0) and follows the Batch protocol's shape: a
+//! preprocess per attempt, the signing set's preprocesses from the coordinator, a share, the
+//! set's shares. A plan's transaction is built deterministically from the plan, so whatever
+//! the attempt, the group only ever signs one version of it: no two transactions spending the
+//! same inputs to different outputs. Nonces live only in memory and each attempt is
+//! preprocessed at most once (the marker is shared with Batches).
+//!
+//! **Eventualities.** When a plan is made, its first input is watched, with the txid that must
+//! spend it. Scanning a final block that spends the input by that txid completes the plan
+//! (whoever published it); a spend by any other transaction is an alarm, logged as an error.
+//!
+//! Bitcoin only so far: a Monero plan is made and queued, but not signed.
+
+pub mod bitcoin;
+
+use crate::chain::Spend;
+use crate::db::{schema, Db, DbError, Txn};
+use crate::ids::{ExternalChain, Participant, PlanId};
+use crate::keygen::{self, keys::Secp256k1Tr, ChainKeyShare, ThresholdKeyPair};
+use crate::messages::{decode, encode, BlameReason, ProcessorMessage, SignEvent, SignId, SignTarget};
+use crate::payments::{PlanRecord, PlanState};
+use crate::batch::SignError;
+use frost_core::keys::{KeyPackage, PublicKeyPackage};
+use frost_core::round1::{SigningCommitments, SigningNonces};
+use frost_core::round2::SignatureShare;
+use frost_core::{Identifier, SigningPackage};
+use frost_secp256k1_tr::keys::Tweak;
+use rand_core::{CryptoRng, RngCore};
+use std::collections::BTreeMap;
+
+/// Transaction signing attempts held in memory at once.
+pub const MAX_LIVE_ATTEMPTS: usize = 64;
+/// Inputs one plan may have (bounds a preprocess's size and the signing work per command).
+pub const MAX_INPUTS: usize = 1_000;
+
+/// What watching a plan's first input expects.
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Eventuality {
+    pub plan: PlanId,
+    /// The chain id of the plan's transaction.
+    pub transaction: Vec<u8>,
+}
+
+/// The Bitcoin signing material of one plan, at one attempt.
+struct Signing {
+    nonces: Vec<SigningNonces<Secp256k1Tr>>,
+    packages: Vec<SigningPackage<Secp256k1Tr>>,
+}
+
+/// In-memory transaction signing state. Never persisted.
+#[derive(Default)]
+pub struct TransactionSigner {
+    live: BTreeMap<SignId, Signing>,
+}
+
+fn bitcoin_keys(keys: &ThresholdKeyPair) -> Result<&crate::keygen::keys::KeyShare<Secp256k1Tr>, SignError> {
+    match &keys.chain {
+        ChainKeyShare::Bitcoin(share) => Ok(share),
+        ChainKeyShare::Monero(_) => Err(SignError::Refused("threshold Monero transaction signing is not implemented".into())),
+    }
+}
+
+fn internal_key(keys: &ThresholdKeyPair) -> Result<[u8; 32], SignError> {
+    match keys.group_keys().chain {
+        crate::messages::ChainPublicKey::Bitcoin { internal_key } => Ok(internal_key),
+        crate::messages::ChainPublicKey::Monero { .. } => {
+            Err(SignError::Refused("threshold Monero transaction signing is not implemented".into()))
+        }
+    }
+}
+
+/// The plan's Bitcoin transaction as the group `keys` signs it.
+fn signable(record: &PlanRecord, keys: &ThresholdKeyPair) -> Result<bitcoin::SignableTransaction, SignError> {
+    bitcoin::build(&record.plan, &internal_key(keys)?).map_err(SignError::Refused)
+}
+
+/// The key package and public package tweaked for each input's merkle root.
+fn tweaked(
+    share: &crate::keygen::keys::KeyShare<Secp256k1Tr>,
+    roots: &[Option<[u8; 32]>],
+) -> Vec<(KeyPackage<Secp256k1Tr>, PublicKeyPackage<Secp256k1Tr>)> {
+    let mut by_root: BTreeMap<Option<[u8; 32]>, (KeyPackage<Secp256k1Tr>, PublicKeyPackage<Secp256k1Tr>)> = BTreeMap::new();
+    roots
+        .iter()
+        .map(|root| {
+            by_root
+                .entry(*root)
+                .or_insert_with(|| {
+                    let root = root.as_ref().map(|r| r.as_slice());
+                    (share.share.clone().tweak(root), share.public.clone().tweak(root))
+                })
+                .clone()
+        })
+        .collect()
+}
+
+/// Parses one participant's per-input list.
+fn per_input<T>(
+    participant: Participant,
+    bytes: &[u8],
+    inputs: usize,
+    parse: impl Fn(&[u8]) -> Option<T>,
+) -> Result<Vec<T>, SignError> {
+    let malformed = SignError::Blame { accused: participant, reason: BlameReason::Malformed };
+    let items: Vec<Vec<u8>> = decode(bytes).map_err(|_| malformed)?;
+    if items.len() != inputs {
+        return Err(SignError::Blame { accused: participant, reason: BlameReason::Malformed });
+    }
+    items
+        .iter()
+        .map(|item| parse(item).ok_or(SignError::Blame { accused: participant, reason: BlameReason::Malformed }))
+        .collect()
+}
+
+/// Records a new plan's eventuality (Bitcoin) and returns what must be watched.
+pub fn watch<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) -> Result<(), SignError> {
+    if record.chain != ExternalChain::Bitcoin {
+        return Ok(());
+    }
+    let keys = keygen::generated_keys(txn, record.session)?
+        .ok_or_else(|| SignError::Refused(format!("no keys for session {}", record.session)))?;
+    let signable = signable(record, &keys)?;
+    let first = record.plan.inputs.first().ok_or_else(|| SignError::Refused("a plan without inputs".into()))?;
+    schema::EVENTUALITIES.set(txn, &first.id, &Eventuality { plan: record.id, transaction: signable.txid().to_vec() });
+    Ok(())
+}
+
+/// The outputs whose spends scanning must report.
+pub fn watched(reader: &impl crate::db::Read) -> Result<std::collections::BTreeSet<Vec<u8>>, DbError> {
+    Ok(schema::EVENTUALITIES.entries(reader)?.into_iter().map(|(output, _)| output).collect())
+}
+
+/// Final spends of watched outputs: completes the plans they resolve.
+pub fn resolve<D: Db>(txn: &mut Txn<'_, D>, spends: &[Spend]) -> Result<Vec<ProcessorMessage>, DbError> {
+    let mut messages = Vec::new();
+    for spend in spends {
+        let Some(eventuality) = schema::EVENTUALITIES.take(txn, &spend.output)? else { continue };
+        if eventuality.transaction != spend.transaction {
+            tracing::error!(
+                plan = %eventuality.plan,
+                expected = %hex::encode(&eventuality.transaction),
+                found = %hex::encode(&spend.transaction),
+                "a group output was spent by a transaction that is not its plan's: the plan cannot complete"
+            );
+            continue;
+        }
+        let Some(mut record) = schema::PLANS.get(txn, &eventuality.plan.0.to_vec())? else { continue };
+        schema::UNCONFIRMED.delete(txn, &record.id.0.to_vec());
+        record.state = PlanState::Completed { transaction: spend.transaction.clone() };
+        tracing::info!(plan = %record.id, transaction = %hex::encode(&spend.transaction), "plan completed on chain");
+        schema::PLANS.set(txn, &record.id.0.to_vec(), &record);
+        messages.push(ProcessorMessage::Sign(SignEvent::Completed { plan: record.id, transaction: spend.transaction.clone() }));
+    }
+    Ok(messages)
+}
+
+impl TransactionSigner {
+    fn record<D: Db>(txn: &Txn<'_, D>, id: SignId) -> Result<PlanRecord, SignError> {
+        let SignTarget::Transaction(plan) = id.target else {
+            return Err(SignError::Refused("not a transaction".into()));
+        };
+        let record =
+            schema::PLANS.get(txn, &plan.0.to_vec())?.ok_or_else(|| SignError::Refused(format!("no plan {plan} here")))?;
+        if record.session != id.session {
+            return Err(SignError::Refused(format!("plan {plan} is not signed by session {}", id.session)));
+        }
+        Ok(record)
+    }
+
+    fn remember(&mut self, id: SignId, signing: Signing) {
+        self.live.retain(|other, _| other.target != id.target || other.attempt > id.attempt);
+        while self.live.len() >= MAX_LIVE_ATTEMPTS {
+            self.live.pop_first();
+        }
+        self.live.insert(id, signing);
+    }
+
+    /// A plan was just made: attempt 0 begins.
+    pub fn start<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        plan: PlanId,
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let record = schema::PLANS.get(txn, &plan.0.to_vec())?.ok_or_else(|| SignError::Refused(format!("no plan {plan}")))?;
+        if record.chain != ExternalChain::Bitcoin {
+            // Not signed yet (see the module doc).
+            return Ok(vec![]);
+        }
+        let id = SignId { session: record.session, target: SignTarget::Transaction(plan), attempt: record.attempt };
+        Ok(self.preprocess(txn, rng, &record, id)?.into_iter().collect())
+    }
+
+    fn preprocess<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        record: &PlanRecord,
+        id: SignId,
+    ) -> Result<Option<ProcessorMessage>, SignError> {
+        let marker = encode(&id);
+        if schema::PREPROCESSED.get(txn, &marker)?.is_some() {
+            return Ok(None);
+        }
+        let inputs = record.plan.inputs.len();
+        if inputs == 0 || inputs > MAX_INPUTS {
+            return Err(SignError::Refused(format!("a plan with {inputs} inputs cannot be signed")));
+        }
+        let keys = keygen::generated_keys(txn, id.session)?
+            .ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
+        let share = bitcoin_keys(&keys)?;
+        let mut nonces = Vec::with_capacity(inputs);
+        let mut commitments = Vec::with_capacity(inputs);
+        for _ in 0 .. inputs {
+            let (nonce, commitment) = frost_core::round1::commit(share.share.signing_share(), rng);
+            commitments.push(commitment.serialize().map_err(|e| SignError::Refused(format!("serializing commitments: {e}")))?);
+            nonces.push(nonce);
+        }
+        schema::PREPROCESSED.set(txn, &marker, &());
+        self.remember(id, Signing { nonces, packages: vec![] });
+        Ok(Some(ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess: encode(&commitments) })))
+    }
+
+    pub fn reattempt<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        id: SignId,
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let mut record = Self::record(txn, id)?;
+        if record.state != PlanState::Planned || id.attempt <= record.attempt {
+            return Ok(vec![]);
+        }
+        record.attempt = id.attempt;
+        schema::PLANS.set(txn, &record.id.0.to_vec(), &record);
+        Ok(self.preprocess(txn, rng, &record, id)?.into_iter().collect())
+    }
+
+    /// The signing set's preprocesses: our share of every input's signature.
+    pub fn preprocesses<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        id: SignId,
+        preprocesses: &[(Participant, Vec<u8>)],
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let record = Self::record(txn, id)?;
+        if record.state != PlanState::Planned {
+            return Ok(vec![]);
+        }
+        let keys = keygen::generated_keys(txn, id.session)?
+            .ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
+        let share = bitcoin_keys(&keys)?;
+        let threshold = usize::from(*share.share.min_signers());
+        if preprocesses.len() < threshold {
+            return Err(SignError::Refused(format!("{} preprocesses, {threshold} needed", preprocesses.len())));
+        }
+        // Nonces are taken out now: whatever happens next, they are never used again.
+        let Some(signing) = self.live.remove(&id) else {
+            return Err(SignError::Refused(format!("no live nonces for {id:?} (already used, or lost in a restart)")));
+        };
+        let signable = signable(&record, &keys)?;
+        let sighashes = signable.sighashes().map_err(SignError::Refused)?;
+        let inputs = sighashes.len();
+        let n = share.public.verifying_shares().len() as u16;
+        let mut by_input: Vec<BTreeMap<Identifier<Secp256k1Tr>, SigningCommitments<Secp256k1Tr>>> = vec![BTreeMap::new(); inputs];
+        for (participant, bytes) in preprocesses {
+            if participant.get() == 0 || participant.get() > n {
+                return Err(SignError::Refused(format!("participant {participant} is not in the session")));
+            }
+            let parsed = per_input(*participant, bytes, inputs, |item| SigningCommitments::<Secp256k1Tr>::deserialize(item).ok())?;
+            let identifier = keygen::dkg_identifier::<Secp256k1Tr>(*participant);
+            for (input, commitments) in parsed.into_iter().enumerate() {
+                if by_input[input].insert(identifier, commitments).is_some() {
+                    return Err(SignError::Refused("a participant's preprocess appears twice".into()));
+                }
+            }
+        }
+        let me = *share.share.identifier();
+        for (input, commitments) in by_input.iter().enumerate() {
+            if commitments.get(&me) != Some(signing.nonces[input].commitments()) {
+                return Err(SignError::Refused("the signing set lacks our own commitments".into()));
+            }
+        }
+        let tweaked = tweaked(share, &signable.roots);
+        let mut packages = Vec::with_capacity(inputs);
+        let mut shares = Vec::with_capacity(inputs);
+        for (input, commitments) in by_input.into_iter().enumerate() {
+            let package = SigningPackage::new(commitments, &sighashes[input]);
+            let signature_share = frost_core::round2::sign(&package, &signing.nonces[input], &tweaked[input].0)
+                .map_err(|e| SignError::Refused(format!("signing input {input} failed: {e}")))?;
+            shares.push(signature_share.serialize());
+            packages.push(package);
+        }
+        self.remember(id, Signing { nonces: vec![], packages });
+        Ok(vec![ProcessorMessage::Sign(SignEvent::Share { id, share: encode(&shares) })])
+    }
+
+    /// The signing set's shares: every input's signature, the signed transaction (kept to be
+    /// published until it is seen final), and a completion report.
+    pub fn shares<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        id: SignId,
+        shares: &[(Participant, Vec<u8>)],
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let mut record = Self::record(txn, id)?;
+        if record.state != PlanState::Planned {
+            return Ok(vec![]);
+        }
+        let Some(signing) = self.live.remove(&id).filter(|signing| !signing.packages.is_empty()) else {
+            return Err(SignError::Refused(format!("no signing packages for {id:?} here")));
+        };
+        let keys = keygen::generated_keys(txn, id.session)?
+            .ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
+        let share = bitcoin_keys(&keys)?;
+        let signable = signable(&record, &keys)?;
+        let inputs = signing.packages.len();
+        let n = share.public.verifying_shares().len() as u16;
+        let mut by_input: Vec<BTreeMap<Identifier<Secp256k1Tr>, SignatureShare<Secp256k1Tr>>> = vec![BTreeMap::new(); inputs];
+        for (participant, bytes) in shares {
+            let parsed = per_input(*participant, bytes, inputs, |item| SignatureShare::<Secp256k1Tr>::deserialize(item).ok())?;
+            for (input, signature_share) in parsed.into_iter().enumerate() {
+                by_input[input].insert(keygen::dkg_identifier::<Secp256k1Tr>(*participant), signature_share);
+            }
+        }
+        let tweaked = tweaked(share, &signable.roots);
+        let mut signatures = Vec::with_capacity(inputs);
+        for (input, package) in signing.packages.iter().enumerate() {
+            // Aggregation verifies the signature under the input's tweaked key, and names the
+            // culprit when it does not.
+            let signature = frost_core::aggregate(package, &by_input[input], &tweaked[input].1).map_err(|error| {
+                match error.culprits().first().and_then(|culprit| participant_of(culprit, n)) {
+                    Some(accused) => SignError::Blame { accused, reason: BlameReason::InvalidSignatureShare },
+                    None => SignError::Refused(format!("aggregating input {input} failed: {error}")),
+                }
+            })?;
+            let bytes: [u8; 64] = signature
+                .serialize()
+                .map_err(|e| SignError::Refused(format!("serializing a signature: {e}")))?
+                .try_into()
+                .map_err(|_| SignError::Refused("a BIP340 signature is 64 bytes".into()))?;
+            signatures.push(bytes);
+        }
+        let txid = signable.txid().to_vec();
+        let transaction = signable.complete(&signatures).map_err(SignError::Refused)?;
+        let bytes = ::bitcoin::consensus::serialize(&transaction);
+        record.state = PlanState::Signed { transaction: bytes.clone() };
+        schema::PLANS.set(txn, &record.id.0.to_vec(), &record);
+        schema::UNCONFIRMED.set(txn, &record.id.0.to_vec(), &bytes);
+        tracing::info!(plan = %record.id, txid = %hex::encode(&txid), inputs, "transaction signed");
+        Ok(vec![ProcessorMessage::Sign(SignEvent::Completed { plan: record.id, transaction: txid })])
+    }
+}
+
+fn participant_of(id: &Identifier<Secp256k1Tr>, n: u16) -> Option<Participant> {
+    (1 ..= n).filter_map(Participant::new).find(|p| keygen::dkg_identifier::<Secp256k1Tr>(*p) == *id)
+}
+
+/// Signed transactions not yet seen final, to (re)publish.
+pub fn unconfirmed(reader: &impl crate::db::Read) -> Result<Vec<(PlanId, Vec<u8>)>, DbError> {
+    Ok(schema::UNCONFIRMED
+        .entries(reader)?
+        .into_iter()
+        .filter_map(|(plan, bytes)| Some((PlanId(plan.try_into().ok()?), bytes)))
+        .collect())
+}
