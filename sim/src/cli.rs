@@ -213,7 +213,7 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
         ("key sessions", format!("{} started, {} confirmed", sum(&|o| o.sessions_started), sum(&|o| o.keys_confirmed))),
         ("deposits", sum(&|o| o.deposits).to_string()),
         ("Batches signed", sum(&|o| o.batches).to_string()),
-        ("Burns", format!("{} issued, {} transactions planned", sum(&|o| o.burns), sum(&|o| o.plans))),
+        ("Burns", format!("{} issued, {} transactions planned, {} paid on chain", sum(&|o| o.burns), sum(&|o| o.plans), sum(&|o| o.paid))),
         ("blames", sum(&|o| o.blames).to_string()),
         ("halts reported", sum(&|o| o.halted).to_string()),
         ("chain reorganisations", sum(&|o| o.faults.reorgs).to_string()),

@@ -190,6 +190,8 @@ pub struct Outcome {
     pub burns: u64,
     /// Transactions planned (at the first processor).
     pub plans: u64,
+    /// Plans whose transaction is in a final block (at the first processor).
+    pub paid: u64,
     pub halted: u64,
     pub faults: FaultCounts,
     pub violation: Option<Violation>,

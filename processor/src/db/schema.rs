@@ -49,6 +49,10 @@ pub const PLANS: Table<Vec<u8>, PlanRecord> = Table::new("plans", b"pay/plan/");
 
 /// Watched outputs: a plan's first input and the transaction that must spend it.
 pub const EVENTUALITIES: Table<Vec<u8>, Eventuality> = Table::new("eventualities", b"pay/eventuality/");
+/// Outputs to the group seen final and not yet seen spent (their spends are looked for).
+pub const GROUP_OUTPUTS: Table<Vec<u8>, ()> = Table::new("group_outputs", b"pay/output/");
+/// Group outputs seen spent before any plan here awaited the spend, with the spender's id.
+pub const SPENT: Table<Vec<u8>, Vec<u8>> = Table::new("spent", b"pay/spent/");
 /// Signed transactions not yet seen final, by plan id: published until they are.
 pub const UNCONFIRMED: Table<Vec<u8>, Vec<u8>> = Table::new("unconfirmed", b"pay/unconfirmed/");
 
@@ -71,6 +75,8 @@ pub const ALL_PREFIXES: &[&[u8]] = &[
     PLANS.prefix(),
     EVENTUALITIES.prefix(),
     UNCONFIRMED.prefix(),
+    GROUP_OUTPUTS.prefix(),
+    SPENT.prefix(),
 ];
 
 #[cfg(test)]

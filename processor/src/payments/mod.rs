@@ -165,14 +165,19 @@ pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Sch
             schema::BURNS.set(txn, &burn.to_vec(), &BurnStatus::Planned(id));
         }
         tracing::info!(plan = %id, kind = ?plan.kind, inputs = plan.inputs.len(), payments = burns.len(), fee = %plan.fee, "planned a transaction");
-        let record = PlanRecord { id, chain, session, plan, state: PlanState::Planned, attempt: Attempt(0) };
-        if let Err(error) = crate::transaction::watch(txn, &record) {
-            // Only a plan that cannot be built gets here; it is kept, unsigned, for inspection.
-            tracing::error!(plan = %id, %error, "a plan's transaction cannot be built");
-        }
+        let mut record = PlanRecord { id, chain, session, plan, state: PlanState::Planned, attempt: Attempt(0) };
         schema::PLANS.set(txn, &id.0.to_vec(), &record);
         messages.push(ProcessorMessage::Payments(PaymentsEvent::Planned { plan: id, burns }));
-        plans.push(id);
+        match crate::transaction::watch(txn, &record) {
+            Ok(None) => plans.push(id),
+            Ok(Some(transaction)) => {
+                crate::transaction::complete(txn, &mut record, transaction.clone());
+                messages.push(ProcessorMessage::Sign(crate::messages::SignEvent::Completed { plan: id, transaction }));
+            }
+            Err(crate::batch::SignError::Db(error)) => return Err(error),
+            // Only a plan that cannot be built gets here; it is kept, unsigned, for inspection.
+            Err(error) => tracing::error!(plan = %id, %error, "a plan's transaction cannot be built"),
+        }
     }
     Ok(Scheduling { messages, plans })
 }

@@ -150,6 +150,6 @@ pub fn on_block<D: Db>(
     }
     let event = ScannerEvent::BlockFinal { height, block: scanned.id, deposits };
     let mut messages = vec![ProcessorMessage::Scanner(event)];
-    messages.extend(crate::transaction::resolve(txn, &scanned.spends)?);
+    messages.extend(crate::transaction::resolve(txn, chain, &scanned.outputs, &scanned.spends)?);
     Ok(BlockOutcome::Scanned { messages })
 }

@@ -114,29 +114,57 @@ fn per_input<T>(
         .collect()
 }
 
-/// Records a new plan's eventuality (Bitcoin) and returns what must be watched.
-pub fn watch<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) -> Result<(), SignError> {
+/// Records a new plan's eventuality (Bitcoin). If scanning already saw its first input spent
+/// (a processor may scan ahead of the commands it has handled), the plan is complete at once:
+/// returns the completing transaction's id.
+pub fn watch<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) -> Result<Option<Vec<u8>>, SignError> {
     if record.chain != ExternalChain::Bitcoin {
-        return Ok(());
+        return Ok(None);
     }
     let keys = keygen::generated_keys(txn, record.session)?
         .ok_or_else(|| SignError::Refused(format!("no keys for session {}", record.session)))?;
     let signable = signable(record, &keys)?;
     let first = record.plan.inputs.first().ok_or_else(|| SignError::Refused("a plan without inputs".into()))?;
-    schema::EVENTUALITIES.set(txn, &first.id, &Eventuality { plan: record.id, transaction: signable.txid().to_vec() });
-    Ok(())
+    let eventuality = Eventuality { plan: record.id, transaction: signable.txid().to_vec() };
+    if let Some(spender) = schema::SPENT.take(txn, &first.id)? {
+        if spender == eventuality.transaction {
+            tracing::info!(plan = %record.id, "plan already completed on chain when it was made here");
+            return Ok(Some(spender));
+        }
+        tracing::error!(plan = %record.id, found = %hex::encode(&spender), "a plan's input was already spent by another transaction");
+        return Ok(None);
+    }
+    schema::EVENTUALITIES.set(txn, &first.id, &eventuality);
+    Ok(None)
 }
 
-/// The outputs whose spends scanning must report.
+/// The outputs whose spends scanning must report: every output to the group seen final and
+/// not yet seen spent.
 pub fn watched(reader: &impl crate::db::Read) -> Result<std::collections::BTreeSet<Vec<u8>>, DbError> {
-    Ok(schema::EVENTUALITIES.entries(reader)?.into_iter().map(|(output, _)| output).collect())
+    Ok(schema::GROUP_OUTPUTS.entries(reader)?.into_iter().map(|(output, ())| output).collect())
 }
 
-/// Final spends of watched outputs: completes the plans they resolve.
-pub fn resolve<D: Db>(txn: &mut Txn<'_, D>, spends: &[Spend]) -> Result<Vec<ProcessorMessage>, DbError> {
+/// A final block's outputs to the group and spends of them: completes the plans they resolve
+/// and remembers spends no plan here awaits yet.
+pub fn resolve<D: Db>(
+    txn: &mut Txn<'_, D>,
+    chain: ExternalChain,
+    outputs: &[crate::chain::ReceivedOutput],
+    spends: &[Spend],
+) -> Result<Vec<ProcessorMessage>, DbError> {
+    if chain != ExternalChain::Bitcoin {
+        return Ok(vec![]);
+    }
+    for output in outputs {
+        schema::GROUP_OUTPUTS.set(txn, &output.id, &());
+    }
     let mut messages = Vec::new();
     for spend in spends {
-        let Some(eventuality) = schema::EVENTUALITIES.take(txn, &spend.output)? else { continue };
+        schema::GROUP_OUTPUTS.delete(txn, &spend.output);
+        let Some(eventuality) = schema::EVENTUALITIES.take(txn, &spend.output)? else {
+            schema::SPENT.set(txn, &spend.output, &spend.transaction);
+            continue;
+        };
         if eventuality.transaction != spend.transaction {
             tracing::error!(
                 plan = %eventuality.plan,
@@ -147,13 +175,18 @@ pub fn resolve<D: Db>(txn: &mut Txn<'_, D>, spends: &[Spend]) -> Result<Vec<Proc
             continue;
         }
         let Some(mut record) = schema::PLANS.get(txn, &eventuality.plan.0.to_vec())? else { continue };
-        schema::UNCONFIRMED.delete(txn, &record.id.0.to_vec());
-        record.state = PlanState::Completed { transaction: spend.transaction.clone() };
-        tracing::info!(plan = %record.id, transaction = %hex::encode(&spend.transaction), "plan completed on chain");
-        schema::PLANS.set(txn, &record.id.0.to_vec(), &record);
+        complete(txn, &mut record, spend.transaction.clone());
         messages.push(ProcessorMessage::Sign(SignEvent::Completed { plan: record.id, transaction: spend.transaction.clone() }));
     }
     Ok(messages)
+}
+
+/// Marks a plan complete: signing and publishing stop.
+pub fn complete<D: Db>(txn: &mut Txn<'_, D>, record: &mut PlanRecord, transaction: Vec<u8>) {
+    schema::UNCONFIRMED.delete(txn, &record.id.0.to_vec());
+    tracing::info!(plan = %record.id, transaction = %hex::encode(&transaction), "plan completed on chain");
+    record.state = PlanState::Completed { transaction };
+    schema::PLANS.set(txn, &record.id.0.to_vec(), record);
 }
 
 impl TransactionSigner {

@@ -208,7 +208,8 @@ pub(super) fn live(shared: &Shared) -> Result<(), String> {
             return Err(format!("the final block {height} has no signed Batch yet ({})", states.join("; ")));
         }
     }
-    if shared.scenario.byzantine.is_none() {
+    // A validator excluded from the keys by a failed key generation holds no plans.
+    if shared.scenario.byzantine != Some(crate::scenario::Byzantine::KeyGen) {
         plans_agree(shared)?;
     }
     Ok(())
@@ -219,11 +220,18 @@ pub(super) fn plans_at(shared: &Shared, index: usize) -> u64 {
     schema::PLANS.entries(&shared.dbs[index]).map_or(0, |plans| plans.len() as u64)
 }
 
+/// Plans whose transaction a processor saw final.
+pub(super) fn plans_completed_at(shared: &Shared, index: usize) -> u64 {
+    schema::PLANS.entries(&shared.dbs[index]).map_or(0, |plans| {
+        plans.iter().filter(|(_, r)| matches!(r.state, processor::payments::PlanState::Completed { .. })).count() as u64
+    })
+}
+
 /// Payments safety: every plan conserves value; at each processor no output is spent by two
 /// plans and no Burn is in two plans; a plan id means the same transaction everywhere.
 fn check_plans(shared: &Shared) -> Result<(), Failure> {
     let storage = |e: processor::db::DbError| failure("storage", e.to_string());
-    let mut everywhere: BTreeMap<Vec<u8>, (usize, processor::payments::PlanRecord)> = BTreeMap::new();
+    let mut everywhere: BTreeMap<Vec<u8>, (usize, processor::scheduler::Plan)> = BTreeMap::new();
     for (index, db) in shared.dbs.iter().enumerate() {
         let mut inputs = std::collections::BTreeSet::new();
         let mut burns = std::collections::BTreeSet::new();
@@ -248,7 +256,7 @@ fn check_plans(shared: &Shared) -> Result<(), Failure> {
                 }
             }
             match everywhere.get(&id) {
-                Some((other, theirs)) if *theirs != record => {
+                Some((other, theirs)) if *theirs != record.plan => {
                     return Err(failure(
                         "agreement: a plan id names the same transaction everywhere",
                         format!("plan {} differs between processors {other} and {index}", record.id),
@@ -256,7 +264,7 @@ fn check_plans(shared: &Shared) -> Result<(), Failure> {
                 }
                 Some(_) => {}
                 None => {
-                    everywhere.insert(id, (index, record));
+                    everywhere.insert(id, (index, record.plan));
                 }
             }
         }
@@ -264,13 +272,29 @@ fn check_plans(shared: &Shared) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Payments liveness (until transactions are signed): every processor of the active session
-/// reached the same plans and the same scheduler state.
+/// What a processor planned: ids and plans (signing progress differs between processors).
+fn plan_contents(db: &processor::db::MemDb) -> Result<Vec<(Vec<u8>, processor::scheduler::Plan)>, String> {
+    Ok(schema::PLANS.entries(db).map_err(|e| e.to_string())?.into_iter().map(|(id, record)| (id, record.plan)).collect())
+}
+
+/// Payments liveness: every processor of the active session reached the same plans and the
+/// same scheduler state, and (on chains whose transactions are signed) every plan's
+/// transaction is final and recognised as complete by every processor.
 pub(super) fn plans_agree(shared: &Shared) -> Result<(), String> {
-    let reference = schema::PLANS.entries(&shared.dbs[0]).map_err(|e| e.to_string())?;
+    let reference = plan_contents(&shared.dbs[0])?;
     let scheduler = schema::SCHEDULER.get(&shared.dbs[0], &()).map_err(|e| e.to_string())?;
-    for (index, db) in shared.dbs.iter().enumerate().skip(1) {
-        if schema::PLANS.entries(db).map_err(|e| e.to_string())? != reference {
+    for (index, db) in shared.dbs.iter().enumerate() {
+        if shared.chain_kind == processor::ids::ExternalChain::Bitcoin {
+            for (_, record) in schema::PLANS.entries(db).map_err(|e| e.to_string())? {
+                if !matches!(record.state, processor::payments::PlanState::Completed { .. }) {
+                    return Err(format!("processor {index}'s plan {} is not complete ({:?})", record.id, record.attempt));
+                }
+            }
+        }
+        if index == 0 {
+            continue;
+        }
+        if plan_contents(db)? != reference {
             return Err(format!("processor {index}'s plans differ from processor 0's"));
         }
         if schema::SCHEDULER.get(db, &()).map_err(|e| e.to_string())? != scheduler {

@@ -82,6 +82,10 @@ struct Shared {
     down: Mutex<Vec<bool>>,
     /// Every preprocess each processor sent, by the signing attempt it was for.
     preprocesses: Mutex<BTreeMap<Vec<u8>, (usize, processor::messages::SignId)>>,
+    /// Every output a published transaction spends, with that transaction's id and publisher.
+    spent_by: Mutex<BTreeMap<Vec<u8>, (Vec<u8>, usize)>>,
+    /// Transactions published (first publications, by any processor).
+    published: Mutex<u64>,
     /// What the checks found scanning each block for a session's keys, by block id (a block id
     /// never changes content).
     scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), Option<processor::messages::Batch>>>,
@@ -190,6 +194,8 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         rng: Mutex::new(ChaCha20Rng::seed_from_u64(rng.next_u64())),
         down: Mutex::new(vec![false; scenario.validators + 1]),
         preprocesses: Mutex::new(BTreeMap::new()),
+        spent_by: Mutex::new(BTreeMap::new()),
+        published: Mutex::new(0),
         violation: Mutex::new(None),
         burns: Mutex::new(0),
         deep_reorged: Mutex::new(None),
@@ -239,6 +245,7 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
     });
     let burns = *lock(&shared.burns);
     let plans = invariants::plans_at(&shared, 0);
+    let paid = invariants::plans_completed_at(&shared, 0);
     let trace = lock(&shared.trace);
     let coordinator = lock(&shared.coordinator);
     let keys_confirmed =
@@ -260,6 +267,7 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         batches: coordinator.signed_batches().count() as u64,
         burns,
         plans,
+        paid,
         halted: coordinator.observations().iter().filter(|o| matches!(o, coordinator::Observation::ChainHalted { .. })).count() as u64,
         faults: FaultCounts { reorgs, ..faults },
         violation: violation.map(|(invariant, detail)| Violation {

@@ -94,6 +94,7 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                         }
                     }
                     Effect::Publish { transaction } => {
+                        observe_publication(&shared, index, &transaction);
                         if let Some(chain) = &shared.chain {
                             let result = lock(chain).publish(&transaction);
                             shared.record(format!("processor {index} publishes a transaction: {result:?}"));
@@ -132,6 +133,41 @@ fn check_no_second_effect(shared: &Shared, index: usize, before: Vec<(Vec<u8>, V
                 shared.violate(INVARIANT, format!("processor {index} sent {message:?} for a redelivered frame"));
             }
         }
+    }
+}
+
+/// Watches every signed transaction a processor publishes: the group must never sign two
+/// different transactions spending the same output (two versions of a plan, or two plans).
+fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
+    use bitcoin::hashes::Hash;
+    let Ok(transaction) = bitcoin::consensus::deserialize::<bitcoin::Transaction>(bytes) else {
+        shared.violate("every published transaction is well formed", format!("processor {index} published undecodable bytes"));
+        return;
+    };
+    let txid = transaction.compute_txid().to_byte_array().to_vec();
+    let mut spent_by = lock(&shared.spent_by);
+    let mut new = false;
+    for input in &transaction.input {
+        let output = processor::chain::bitcoin::output_id(&input.previous_output);
+        match spent_by.get(&output) {
+            Some((other, publisher)) if *other != txid => shared.violate(
+                "no output is spent by two different signed transactions",
+                format!(
+                    "output {} spent by {} (processor {publisher}) and {} (processor {index})",
+                    hex::encode(&output),
+                    hex::encode(other),
+                    hex::encode(&txid)
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                new = true;
+                spent_by.insert(output, (txid.clone(), index));
+            }
+        }
+    }
+    if new {
+        *lock(&shared.published) += 1;
     }
 }
 
