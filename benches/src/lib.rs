@@ -2,6 +2,8 @@
 //! The benchmarks themselves pair each processor path with the bare-library floor it is
 //! measured against (see `benches/README.md`).
 
+pub mod signing;
+
 use bitcoin::absolute::LockTime;
 use bitcoin::key::{Secp256k1, XOnlyPublicKey};
 use bitcoin::{transaction, Amount, Block, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};

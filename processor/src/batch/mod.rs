@@ -10,7 +10,8 @@
 
 use crate::db::{schema, Db, DbError, Txn};
 use crate::ids::{Attempt, BatchId, BlockHeight, BlockId, ExternalChain, Participant, SessionId};
-use crate::keygen::{self, keys::Ed25519, ThresholdKeyPair};
+use crate::keygen::{self, keys::Ed25519, KeyCache, ThresholdKeyPair};
+use std::sync::Arc;
 use crate::messages::{encode, Batch, BlameReason, ProcessorMessage, ScannerEvent, SignEvent, SignId, SignTarget};
 use crate::scanner::FinalBlock;
 use crate::scheduler::{Scheduler, Utxo};
@@ -69,15 +70,15 @@ pub enum SignError {
 pub struct BatchSigner {
     nonces: BTreeMap<SignId, SigningNonces<Ed25519>>,
     packages: BTreeMap<SignId, SigningPackage<Ed25519>>,
+    keys: KeyCache,
 }
 
 fn participant_of(id: &Identifier<Ed25519>, n: u16) -> Option<Participant> {
     (1 ..= n).map(|i| Participant::new(i).expect("non-zero")).find(|p| keygen::dkg_identifier::<Ed25519>(*p) == *id)
 }
 
-fn keys_for<D: Db>(txn: &Txn<'_, D>, session: SessionId) -> Result<ThresholdKeyPair, SignError> {
-    keygen::generated_keys(txn, session)?
-        .ok_or_else(|| SignError::Refused(format!("no keys for session {session}")))
+fn keys_for<D: Db>(cache: &mut KeyCache, txn: &Txn<'_, D>, session: SessionId) -> Result<Arc<ThresholdKeyPair>, SignError> {
+    cache.get(txn, session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {session}")))
 }
 
 impl BatchSigner {
@@ -148,7 +149,7 @@ impl BatchSigner {
         if schema::PREPROCESSED.get(txn, &marker)?.is_some() {
             return Ok(None);
         }
-        let keys = keys_for(txn, id.session)?;
+        let keys = keys_for(&mut self.keys, txn, id.session)?;
         let (nonces, commitments) = if crate::mutation::active(crate::mutation::Mutation::ReuseNonce) {
             // The deliberate bug: the same nonces for every attempt at this target.
             let mut seed = [0u8; 32];
@@ -197,7 +198,7 @@ impl BatchSigner {
         preprocesses: &[(Participant, Vec<u8>)],
     ) -> Result<Vec<ProcessorMessage>, SignError> {
         let record = self.record(txn, id)?;
-        let keys = keys_for(txn, id.session)?;
+        let keys = keys_for(&mut self.keys, txn, id.session)?;
         let threshold = usize::from(*keys.batch.share.min_signers());
         if preprocesses.len() < threshold {
             return Err(SignError::Refused(format!("{} preprocesses, {threshold} needed", preprocesses.len())));
@@ -247,7 +248,7 @@ impl BatchSigner {
         let Some(package) = self.packages.remove(&id) else {
             return Err(SignError::Refused(format!("no signing package for {id:?} here")));
         };
-        let keys = keys_for(txn, id.session)?;
+        let keys = keys_for(&mut self.keys, txn, id.session)?;
         let n = keys.batch.public.verifying_shares().len() as u16;
         let mut parsed = BTreeMap::new();
         for (participant, bytes) in shares {

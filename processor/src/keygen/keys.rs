@@ -123,3 +123,27 @@ pub fn active_keys(reader: &impl Read) -> Result<Option<ThresholdKeyPair>, DbErr
         None => Ok(None),
     }
 }
+
+/// Generated keys by session, parsed once. Stored keys never change, and parsing a large
+/// group's public key packages (a point decompression per participant, for both keys) was
+/// most of the cost of a signing step.
+#[derive(Default)]
+pub struct KeyCache(std::collections::BTreeMap<SessionId, std::sync::Arc<ThresholdKeyPair>>);
+
+impl KeyCache {
+    /// Sessions kept at once (keys rotate rarely; an evicted session is parsed again).
+    const CAPACITY: usize = 4;
+
+    pub fn get(&mut self, reader: &impl Read, session: SessionId) -> Result<Option<std::sync::Arc<ThresholdKeyPair>>, DbError> {
+        if let Some(keys) = self.0.get(&session) {
+            return Ok(Some(keys.clone()));
+        }
+        let Some(keys) = generated_keys(reader, session)? else { return Ok(None) };
+        let keys = std::sync::Arc::new(keys);
+        while self.0.len() >= Self::CAPACITY {
+            self.0.pop_first();
+        }
+        self.0.insert(session, keys.clone());
+        Ok(Some(keys))
+    }
+}

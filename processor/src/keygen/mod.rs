@@ -19,7 +19,7 @@ pub mod keys;
 pub mod monero;
 
 pub use dkg::identifier as dkg_identifier;
-pub use keys::{active_keys, generated_keys, ChainKeyShare, KeyShare, KeyShares, ThresholdKeyPair};
+pub use keys::{active_keys, generated_keys, ChainKeyShare, KeyCache, KeyShare, KeyShares, ThresholdKeyPair};
 
 use crate::crypto::{pairwise, Identity, SecretSeed};
 use crate::db::{schema, Db, DbError, Txn};
@@ -412,6 +412,14 @@ where
     let (share, public) = state.dkg(DkgStream::Chain, &all).finish::<C>(&chain_commitments, &chain_shares)?;
     let chain = KeyShare { share, public }.into_chain_key_share();
     Ok(ThresholdKeyPair { session, batch, chain })
+}
+
+/// Stores keys made elsewhere (a trusted dealer in benchmarks, an operator's import) as this
+/// processor's generated and active keys for `keys.session`, scanning from `activation`.
+pub fn install_keys<D: Db>(txn: &mut Txn<'_, D>, keys: &ThresholdKeyPair, activation: crate::ids::BlockHeight) {
+    schema::KEY_SHARES.set(txn, &keys.session, &keys.to_stored());
+    schema::ACTIVE_SESSION.set(txn, &(), &keys.session);
+    schema::SCANNER_NEXT.set(txn, &(), &activation);
 }
 
 /// Which [`ChainKeyShare`] variant a ciphersuite's key share is.

@@ -53,6 +53,7 @@ struct Signing {
 #[derive(Default)]
 pub struct TransactionSigner {
     live: BTreeMap<SignId, Signing>,
+    keys: crate::keygen::KeyCache,
 }
 
 fn bitcoin_keys(keys: &ThresholdKeyPair) -> Result<&crate::keygen::keys::KeyShare<Secp256k1Tr>, SignError> {
@@ -241,8 +242,7 @@ impl TransactionSigner {
         if inputs == 0 || inputs > MAX_INPUTS {
             return Err(SignError::Refused(format!("a plan with {inputs} inputs cannot be signed")));
         }
-        let keys = keygen::generated_keys(txn, id.session)?
-            .ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
+        let keys = self.keys.get(txn, id.session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
         let share = bitcoin_keys(&keys)?;
         let mut nonces = Vec::with_capacity(inputs);
         let mut commitments = Vec::with_capacity(inputs);
@@ -282,8 +282,7 @@ impl TransactionSigner {
         if record.state != PlanState::Planned {
             return Ok(vec![]);
         }
-        let keys = keygen::generated_keys(txn, id.session)?
-            .ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
+        let keys = self.keys.get(txn, id.session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
         let share = bitcoin_keys(&keys)?;
         let threshold = usize::from(*share.share.min_signers());
         if preprocesses.len() < threshold {
@@ -345,8 +344,7 @@ impl TransactionSigner {
         let Some(signing) = self.live.remove(&id).filter(|signing| !signing.packages.is_empty()) else {
             return Err(SignError::Refused(format!("no signing packages for {id:?} here")));
         };
-        let keys = keygen::generated_keys(txn, id.session)?
-            .ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
+        let keys = self.keys.get(txn, id.session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
         let share = bitcoin_keys(&keys)?;
         let signable = signable(&record, &keys)?;
         let inputs = signing.packages.len();

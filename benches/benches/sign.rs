@@ -1,0 +1,166 @@
+//! Threshold signing: the processor's whole round (every signer's preprocess, share and
+//! aggregation, with messages encoded and decoded and state committed to an in-memory DB)
+//! beside bare frost-core signing of the same message(s) with the same keys.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use processor::batch::{batch_message, BatchSigner};
+use processor::db::{schema, Db, MemDb};
+use processor::ids::{Attempt, Participant};
+use processor::messages::{decode, encode, CoordinatorMessage, ProcessorMessage, SignCommand, SignEvent, SignId, SignTarget};
+use processor::transaction::TransactionSigner;
+use processor_benches::signing::*;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeMap;
+
+/// A message as the wire carries it: encoded, then decoded on the other side.
+fn wire<T: bincode::Encode + bincode::Decode<()>>(message: T) -> T {
+    decode(&encode(&message)).expect("round trip")
+}
+
+fn opaque(message: ProcessorMessage) -> Vec<u8> {
+    match wire(message) {
+        ProcessorMessage::Sign(SignEvent::Preprocess { preprocess, .. }) => preprocess,
+        ProcessorMessage::Sign(SignEvent::Share { share, .. }) => share,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// One signing step at every signer: `step` gets the signer's index and a transaction.
+fn each<S>(dbs: &[MemDb], signers: &mut [S], mut step: impl FnMut(usize, &mut S, &mut processor::db::Txn<'_, MemDb>) -> Vec<ProcessorMessage>) -> Vec<(Participant, Vec<u8>)> {
+    signers
+        .iter_mut()
+        .enumerate()
+        .map(|(index, signer)| {
+            let mut txn = dbs[index].txn();
+            let messages = step(index, signer, &mut txn);
+            txn.commit().expect("in-memory");
+            let participant = Participant::from_position(index);
+            (participant, messages.into_iter().next().map(opaque).unwrap_or_default())
+        })
+        .collect()
+}
+
+fn batch_signing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("batch_signing");
+    group.sample_size(10);
+    for (t, n) in [(3u16, 4u16), (11, 16), (67, 100)] {
+        let dbs = bitcoin_signers(n, t, u64::from(n));
+        let dbs = &dbs[.. usize::from(t)];
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let mut signers: Vec<BatchSigner> = (0 .. t).map(|_| BatchSigner::default()).collect();
+        let mut attempt = 0u32;
+        group.bench_function(BenchmarkId::new("processor_round", format!("{t}-of-{n}")), |b| {
+            b.iter(|| {
+                attempt += 1;
+                let batch = dbs.iter().map(|db| record_batch(db, 10, attempt - 1)).last().expect("signers");
+                let id = SignId { session: SESSION, target: SignTarget::Batch(batch), attempt: Attempt(attempt) };
+                let preprocesses = each(dbs, &mut signers, |_, signer, txn| {
+                    let CoordinatorMessage::Sign(SignCommand::Reattempt { id }) = wire(CoordinatorMessage::Sign(SignCommand::Reattempt { id })) else { unreachable!() };
+                    signer.reattempt(txn, &mut rng, id).expect("preprocess")
+                });
+                let shares = each(dbs, &mut signers, |_, signer, txn| {
+                    let command = wire(CoordinatorMessage::Sign(SignCommand::Preprocesses { id, preprocesses: preprocesses.clone() }));
+                    let CoordinatorMessage::Sign(SignCommand::Preprocesses { preprocesses, .. }) = command else { unreachable!() };
+                    signer.preprocesses(txn, id, &preprocesses).expect("share")
+                });
+                for (index, signer) in signers.iter_mut().enumerate() {
+                    let mut txn = dbs[index].txn();
+                    let signed = signer.shares(&mut txn, id, &shares).expect("signature");
+                    assert!(matches!(wire(signed.into_iter().next().expect("signed")), ProcessorMessage::Scanner(_)));
+                    txn.commit().expect("in-memory");
+                }
+            })
+        });
+        let keys = batch_shares(dbs);
+        let message = {
+            let batch = record_batch(&dbs[0], 10, 0);
+            batch_message(&schema::BATCHES.get(&dbs[0], &batch).expect("in-memory").expect("recorded").batch)
+        };
+        group.bench_function(BenchmarkId::new("bare_frost", format!("{t}-of-{n}")), |b| {
+            b.iter(|| {
+                let mut nonces = BTreeMap::new();
+                let mut commitments = BTreeMap::new();
+                for key in &keys {
+                    let (nonce, commitment) = frost_core::round1::commit(key.share.signing_share(), &mut rng);
+                    nonces.insert(*key.share.identifier(), nonce);
+                    commitments.insert(*key.share.identifier(), commitment);
+                }
+                let package = frost_core::SigningPackage::new(commitments, &message);
+                let shares: BTreeMap<_, _> = keys
+                    .iter()
+                    .map(|key| (*key.share.identifier(), frost_core::round2::sign(&package, &nonces[key.share.identifier()], &key.share).expect("share")))
+                    .collect();
+                frost_core::aggregate(&package, &shares, &keys[0].public).expect("signature")
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bitcoin_transaction_signing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("bitcoin_transaction_signing");
+    group.sample_size(10);
+    let all = bitcoin_signers(4, 3, 44);
+    let dbs = &all[.. 3];
+    let keys = chain_shares(dbs);
+    for inputs in [1usize, 10, 100] {
+        let plan = bitcoin_plan(inputs);
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let mut signers: Vec<TransactionSigner> = (0 .. 3).map(|_| TransactionSigner::default()).collect();
+        let mut attempt = 0u32;
+        group.bench_function(BenchmarkId::new("processor_round_3_of_4", inputs), |b| {
+            b.iter(|| {
+                attempt += 1;
+                let plan_id = dbs.iter().map(|db| record_plan(db, &plan, attempt - 1)).last().expect("signers");
+                let id = SignId { session: SESSION, target: SignTarget::Transaction(plan_id), attempt: Attempt(attempt) };
+                let preprocesses = each(dbs, &mut signers, |_, signer, txn| signer.reattempt(txn, &mut rng, id).expect("preprocess"));
+                let shares = each(dbs, &mut signers, |_, signer, txn| {
+                    let command = wire(CoordinatorMessage::Sign(SignCommand::Preprocesses { id, preprocesses: preprocesses.clone() }));
+                    let CoordinatorMessage::Sign(SignCommand::Preprocesses { preprocesses, .. }) = command else { unreachable!() };
+                    signer.preprocesses(txn, id, &preprocesses).expect("share")
+                });
+                for (index, signer) in signers.iter_mut().enumerate() {
+                    let mut txn = dbs[index].txn();
+                    let completed = signer.shares(&mut txn, id, &shares).expect("signed transaction");
+                    assert_eq!(completed.len(), 1);
+                    txn.commit().expect("in-memory");
+                }
+            })
+        });
+        // The floor: frost-secp256k1-tr signing each input's sighash with its taproot tweak.
+        let internal_key = match processor::keygen::active_keys(&dbs[0]).expect("in-memory").expect("installed").group_keys().chain {
+            processor::messages::ChainPublicKey::Bitcoin { internal_key } => internal_key,
+            processor::messages::ChainPublicKey::Monero { .. } => unreachable!(),
+        };
+        let signable = processor::transaction::bitcoin::build(&plan, &internal_key).expect("buildable");
+        let sighashes = signable.sighashes().expect("sighashes");
+        group.bench_function(BenchmarkId::new("bare_frost_3_of_4", inputs), |b| {
+            b.iter(|| {
+                for (sighash, root) in sighashes.iter().zip(&signable.roots) {
+                    let root = root.as_ref().map(|r| r.as_slice());
+                    let mut nonces = BTreeMap::new();
+                    let mut commitments = BTreeMap::new();
+                    for key in &keys {
+                        let (nonce, commitment) = frost_secp256k1_tr::round1::commit(key.share.signing_share(), &mut rng);
+                        nonces.insert(*key.share.identifier(), nonce);
+                        commitments.insert(*key.share.identifier(), commitment);
+                    }
+                    let package = frost_secp256k1_tr::SigningPackage::new(commitments, sighash);
+                    let shares: BTreeMap<_, _> = keys
+                        .iter()
+                        .map(|key| {
+                            let share = frost_secp256k1_tr::round2::sign_with_tweak(&package, &nonces[key.share.identifier()], &key.share, root);
+                            (*key.share.identifier(), share.expect("share"))
+                        })
+                        .collect();
+                    frost_secp256k1_tr::aggregate_with_tweak(&package, &shares, &keys[0].public, root).expect("signature");
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, batch_signing, bitcoin_transaction_signing);
+criterion_main!(benches);
