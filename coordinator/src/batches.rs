@@ -47,7 +47,7 @@ impl Coordinator {
     }
 
     /// Starts signing a plan's transaction, unless it is being signed or done.
-    pub(crate) fn plan_signing(&mut self, session: SessionId, plan: PlanId) {
+    fn plan_signing(&mut self, session: SessionId, plan: PlanId) {
         let target = SignTarget::Transaction(plan);
         if self.batches.completed.contains_key(&plan) || self.batches.rounds.contains_key(&target) {
             return;
@@ -141,7 +141,7 @@ impl Coordinator {
     }
 
     pub(crate) fn sign_event(&mut self, from: PeerKey, event: SignEvent) -> Vec<Outbound> {
-        let Some((_, participants, threshold, _)) = self.active() else { return vec![] };
+        let Some((session, participants, threshold, _)) = self.active() else { return vec![] };
         let Some(sender) = self.participant(&participants, from) else { return vec![] };
         let id = match &event {
             SignEvent::Preprocess { id, .. } | SignEvent::Share { id, .. } | SignEvent::Blame { id, .. } => *id,
@@ -153,6 +153,14 @@ impl Coordinator {
             }
         };
         let target = id.target;
+        if let (SignTarget::Transaction(plan), SignEvent::Preprocess { .. }) = (target, &event) {
+            // A plan's signing round begins with the first preprocess for it (processors
+            // start signing a plan as they make it; a chain they cannot sign for yet starts
+            // no round).
+            if id.session == session && id.attempt == Attempt(0) {
+                self.plan_signing(session, plan);
+            }
+        }
         let Some(round) = self.batches.rounds.get_mut(&target) else { return vec![] };
         if round.id != id {
             return vec![];

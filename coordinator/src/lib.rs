@@ -257,12 +257,9 @@ impl Coordinator {
             ProcessorMessage::Scanner(event) => self.scanner_event(from, event),
             ProcessorMessage::Sign(event) => self.sign_event(from, event),
             ProcessorMessage::Payments(event) => {
-                if let Some((session, participants, _, _)) = self.active() {
+                if let Some((_, participants, _, _)) = self.active() {
                     if let Some(position) = participants.iter().position(|p| *p == from) {
                         let by = Participant::from_position(position);
-                        if let processor::messages::PaymentsEvent::Planned { plan, .. } = &event {
-                            self.plan_signing(session, *plan);
-                        }
                         self.observations.push(Observation::Payments { by, event });
                     }
                 }

@@ -224,12 +224,18 @@ fn run_chain(args: &Args, chain: ExternalChain) -> Result<(), String> {
         printed = observations.len();
         false
     });
-    let plans = processor::db::schema::PLANS.entries(network.db(0)).map_err(|e| e.to_string())?;
+    // Signing progress differs between processors; what they planned may not.
+    let planned = |net: &LocalNetwork, index: usize| -> Result<Vec<_>, String> {
+        let plans = processor::db::schema::PLANS.entries(net.db(index)).map_err(|e| e.to_string())?;
+        Ok(plans.into_iter().map(|(_, record)| (record.id, record.plan)).collect::<Vec<_>>())
+    };
+    let reference = planned(&network, 0)?;
     for index in 1 .. network.len() {
-        if processor::db::schema::PLANS.entries(network.db(index)).map_err(|e| e.to_string())? != plans {
+        if planned(&network, index)? != reference {
             return Err(format!("processor {} planned differently from processor 1", index + 1));
         }
     }
+    let plans = processor::db::schema::PLANS.entries(network.db(0)).map_err(|e| e.to_string())?;
     for (_, record) in &plans {
         let paid: Vec<String> = record.plan.payments.iter().map(|p| format!("{} (asked {})", p.paid, p.payment.amount)).collect();
         println!(
@@ -242,9 +248,37 @@ fn run_chain(args: &Args, chain: ExternalChain) -> Result<(), String> {
             record.plan.fee
         );
     }
+    let mut paid = 0;
+    if chain == ExternalChain::Bitcoin {
+        // Mine while the group signs, publishes and sees its transactions final everywhere.
+        let all_complete = |net: &LocalNetwork| {
+            (0 .. net.len()).all(|index| {
+                processor::db::schema::PLANS.entries(net.db(index)).is_ok_and(|plans| {
+                    plans.iter().all(|(_, r)| matches!(r.state, processor::payments::PlanState::Completed { .. }))
+                })
+            })
+        };
+        let deadline = network.now().0 + 600_000;
+        while !all_complete(&network) {
+            if network.now().0 > deadline {
+                return Err("the planned transactions were not paid on chain".into());
+            }
+            mock.mine();
+            network.run_until(Millis(network.now().0 + 2_000), |net| {
+                let observations = net.coordinator().observations();
+                for observation in &observations[printed ..] {
+                    print_observation(chain, net.now(), observation);
+                }
+                printed = observations.len();
+                false
+            });
+        }
+        paid = plans.len();
+        println!("[{chain}] every processor saw the plans' transactions in final blocks");
+    }
     let stats = network.stats();
     println!(
-        "[{chain}] summary: keys confirmed, {} Batch(es) signed, {} transaction(s) planned identically by all {} processors; {} processor crashes, {} messages dropped, {} duplicated",
+        "[{chain}] summary: keys confirmed, {} Batch(es) signed, {} transaction(s) planned identically by all {} processors, {paid} paid on chain (threshold-signed); {} processor crashes, {} messages dropped, {} duplicated",
         network.coordinator().signed_batches().count(),
         plans.len(),
         network.len(),
