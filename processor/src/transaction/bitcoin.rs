@@ -83,3 +83,96 @@ impl SignableTransaction {
         Ok(self.transaction)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Amount as Sats;
+    use crate::scheduler::{FeeModel, Payment, Scheduler, Utxo};
+    use proptest::prelude::*;
+
+    /// The x coordinate of secp256k1's generator: a valid x-only key.
+    fn internal_key() -> [u8; 32] {
+        let mut key = [0u8; 32];
+        hex::decode_to_slice("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798", &mut key).unwrap();
+        key
+    }
+
+    fn destination(kind: u8, seed: u8) -> Vec<u8> {
+        use bitcoin::hashes::Hash;
+        match kind % 3 {
+            0 => ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([seed; 20])).to_bytes(),
+            1 => ScriptBuf::new_p2pkh(&bitcoin::PubkeyHash::from_byte_array([seed; 20])).to_bytes(),
+            _ => script_of(&internal_key(), OutputKind::External).unwrap().to_bytes(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Every plan the scheduler makes builds into a transaction that spends exactly the
+        /// plan's inputs, pays exactly its outputs (the difference is the plan's fee), is no
+        /// larger once signed than the fee model charged for, and has one txid however often
+        /// it is built.
+        #[test]
+        fn plans_build_into_transactions_the_fee_model_covers(
+            holdings in proptest::collection::vec((10_000u64 .. 5_000_000, any::<bool>()), 1 .. 30),
+            payments in proptest::collection::vec((1_000u64 .. 2_000_000, any::<u8>()), 1 .. 40),
+            rate in 1u64 .. 60,
+        ) {
+            let model = FeeModel::BITCOIN;
+            let mut scheduler = Scheduler::default();
+            for (index, (amount, change)) in holdings.iter().enumerate() {
+                let mut id = [index as u8; 32].to_vec();
+                id.extend((index as u32).to_le_bytes());
+                let kind = if *change { OutputKind::Change } else { OutputKind::External };
+                scheduler.add_output(Utxo { id, amount: Sats(*amount), kind });
+            }
+            for (index, (amount, kind)) in payments.iter().enumerate() {
+                let mut id = [0u8; 32];
+                id[.. 8].copy_from_slice(&(index as u64).to_le_bytes());
+                scheduler.queue_payment(Payment { id, destination: destination(*kind, index as u8), amount: Sats(*amount) });
+            }
+            for plan in scheduler.schedule(rate, &model).plans {
+                let signable = build(&plan, &internal_key()).unwrap();
+                prop_assert_eq!(signable.txid(), build(&plan, &internal_key()).unwrap().txid());
+                let sighashes = signable.sighashes().unwrap();
+                prop_assert_eq!(sighashes.len(), plan.inputs.len());
+                let outputs: u64 = signable.transaction.output.iter().map(|o| o.value.to_sat()).sum();
+                let inputs: u64 = signable.prevouts.iter().map(|o| o.value.to_sat()).sum();
+                prop_assert_eq!(inputs, plan.input_total());
+                prop_assert_eq!(inputs - outputs, plan.fee.0);
+                prop_assert_eq!(signable.transaction.output.len(), plan.output_count());
+                let signed = signable.complete(&vec![[7u8; 64]; plan.inputs.len()]).unwrap();
+                let charged = model.fee(1, plan.inputs.len(), plan.output_count()).0;
+                prop_assert!(signed.vsize() as u64 <= charged, "{} vbytes, the model charged for {charged}", signed.vsize());
+                prop_assert!(plan.fee.0 >= signed.vsize() as u64 * rate, "fee {} below {rate} sat/vB for {} vbytes", plan.fee.0, signed.vsize());
+            }
+        }
+    }
+
+    #[test]
+    fn change_goes_to_the_change_address_and_payments_first() {
+        let plan = crate::scheduler::Plan {
+            kind: crate::scheduler::PlanKind::Payments,
+            inputs: vec![Utxo { id: [1; 36].to_vec(), amount: Sats(100_000), kind: OutputKind::External }],
+            payments: vec![crate::scheduler::PlannedPayment {
+                payment: Payment { id: [2; 32], destination: destination(0, 5), amount: Sats(40_000) },
+                paid: Sats(39_000),
+            }],
+            branches: vec![],
+            change: Some(Sats(60_000)),
+            fee: Sats(1_000),
+        };
+        let signable = build(&plan, &internal_key()).unwrap();
+        let outputs = &signable.transaction.output;
+        assert_eq!(outputs[0].script_pubkey.to_bytes(), destination(0, 5));
+        assert_eq!(outputs[1].script_pubkey, script_of(&internal_key(), OutputKind::Change).unwrap());
+        assert_ne!(outputs[1].script_pubkey, script_of(&internal_key(), OutputKind::External).unwrap());
+        assert_eq!(signable.roots, vec![None]);
+        // A plan that does not conserve value is refused.
+        let mut broken = plan;
+        broken.fee = Sats(2_000);
+        assert!(build(&broken, &internal_key()).is_err());
+    }
+}
