@@ -2,6 +2,7 @@
 //! The benchmarks themselves pair each processor path with the bare-library floor it is
 //! measured against (see `benches/README.md`).
 
+pub mod end_to_end;
 pub mod signing;
 
 use bitcoin::absolute::LockTime;
