@@ -1,8 +1,8 @@
 //! Block acknowledgement and threshold signing, as the coordinator drives them: a block is
 //! acknowledged once `t` processors of the active session report it identically; its Batch
 //! (if it has InInstructions) is signed by the first `t` processors to preprocess. A plan's
-//! transaction is signed the same way from the first report that it was planned, until a
-//! processor reports it complete. An attempt that stalls is re-attempted with a new attempt
+//! transaction is signed the same way from its first preprocess, until `t` processors report it
+//! complete. An attempt that stalls is re-attempted with a new attempt
 //! number (new nonces everywhere), excluding anyone blamed.
 
 use crate::{Coordinator, Observation, Outbound};
@@ -24,8 +24,11 @@ pub(crate) struct BatchState {
     next_batch: u32,
     rounds: BTreeMap<SignTarget, SigningRound>,
     signed: BTreeMap<BatchId, (Batch, [u8; 64])>,
-    /// Plans reported complete, with the transaction's chain id.
+    /// Plans `t` processors reported complete, with the transaction's chain id.
     completed: BTreeMap<PlanId, Vec<u8>>,
+    /// Who has claimed each plan complete so far (a claim alone is not trusted: a Byzantine
+    /// processor could make one to stall a payment).
+    claims: BTreeMap<PlanId, BTreeSet<Participant>>,
     /// Signers blamed for a bad share: left out of every later signing set.
     excluded: BTreeSet<Participant>,
 }
@@ -147,8 +150,15 @@ impl Coordinator {
             SignEvent::Preprocess { id, .. } | SignEvent::Share { id, .. } | SignEvent::Blame { id, .. } => *id,
             SignEvent::Completed { plan, transaction } => {
                 self.observations.push(Observation::TransactionCompleted { by: sender, plan: *plan, transaction: transaction.clone() });
-                self.batches.rounds.remove(&SignTarget::Transaction(*plan));
-                self.batches.completed.entry(*plan).or_insert_with(|| transaction.clone());
+                // Done once t processors say so: at least one of them is honest. Until then the
+                // round goes on (processors holding the signed transaction ignore re-attempts).
+                let claims = self.batches.claims.entry(*plan).or_default();
+                claims.insert(sender);
+                if claims.len() >= usize::from(threshold) {
+                    self.batches.claims.remove(plan);
+                    self.batches.rounds.remove(&SignTarget::Transaction(*plan));
+                    self.batches.completed.entry(*plan).or_insert_with(|| transaction.clone());
+                }
                 return vec![];
             }
         };
