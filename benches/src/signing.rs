@@ -86,7 +86,7 @@ pub fn bitcoin_plan(inputs: usize) -> Plan {
 /// Records `plan` at `db` as planned, awaiting attempt `attempt`.
 pub fn record_plan(db: &MemDb, plan: &Plan, attempt: u32) -> PlanId {
     let id = processor::payments::plan_id(ExternalChain::Bitcoin, plan);
-    let record = PlanRecord { id, chain: ExternalChain::Bitcoin, session: SESSION, plan: plan.clone(), state: PlanState::Planned, attempt: Attempt(attempt) };
+    let record = PlanRecord { id, chain: ExternalChain::Bitcoin, session: SESSION, plan: plan.clone(), state: PlanState::Planned, attempt: Attempt(attempt), fee_rate: 10 };
     let mut txn = db.txn();
     schema::PLANS.set(&mut txn, &id.0.to_vec(), &record);
     txn.commit().expect("in-memory");

@@ -68,10 +68,15 @@ pub fn corrupt_signature_shares(identity: &Identity, coordinator: &Coordinator, 
     };
     match id.target {
         SignTarget::Batch(_) => *share = one(share.len(), false),
-        SignTarget::Transaction(_) => {
-            let Ok(inputs) = decode::<Vec<Vec<u8>>>(share) else { return bytes };
-            *share = encode(&inputs.iter().map(|input| one(input.len(), true)).collect::<Vec<_>>());
-        }
+        SignTarget::Transaction(_) => match decode::<Vec<Vec<u8>>>(share) {
+            // Bitcoin: a list of per-input secp256k1 shares.
+            Ok(inputs) if encode(&inputs) == *share => {
+                *share = encode(&inputs.iter().map(|input| one(input.len(), true)).collect::<Vec<_>>());
+            }
+            // Monero: monero-wallet's concatenated per-input Ed25519 shares.
+            _ if share.len() % 32 == 0 => *share = share.chunks(32).flat_map(|_| one(32, false)).collect(),
+            _ => return bytes,
+        },
     }
     envelope.seal(identity)
 }

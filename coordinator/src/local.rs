@@ -93,8 +93,14 @@ impl ChainSource for SharedMonero {
     fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
         monero_block_data(&self.0.borrow(), usize::try_from(height).ok()?)
     }
-    fn publish(&self, _transaction: &[u8]) -> Result<(), String> {
-        Err("the processor does not sign Monero transactions yet".into())
+    fn publish(&self, transaction: &[u8]) -> Result<(), String> {
+        let transaction = monero_wallet::transaction::Transaction::read(&mut &*transaction).map_err(|e| e.to_string())?;
+        self.0.borrow_mut().submit(transaction).map(|_| ()).map_err(|e| format!("{e:?}"))
+    }
+    fn select_decoys(&self, request: &processor::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
+        let chain = self.0.borrow();
+        mock_chains::monero::block_on(processor::transaction::monero::select_decoys(&*chain, request))
+            .ok_or("the mock chain's futures did not complete")?
     }
 }
 
@@ -343,6 +349,14 @@ impl LocalNetwork {
                         continue;
                     };
                     let effects = self.nodes[index].processor.handle(Event::Block { height, bytes });
+                    pending.extend(effects.expect("the in-memory DB does not fail"));
+                }
+                Effect::SelectDecoys(request) => {
+                    let Some(Ok(inputs)) = self.source.as_ref().map(|source| source.select_decoys(&request)) else {
+                        continue;
+                    };
+                    let event = Event::Decoys { plan: request.plan, inputs };
+                    let effects = self.nodes[index].processor.handle(event);
                     pending.extend(effects.expect("the in-memory DB does not fail"));
                 }
                 Effect::Publish { transaction } => {

@@ -225,6 +225,8 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> coordinator:
         chain.borrow_mut().mine();
     }
 
+    // The change's block is acknowledged a little after it is scanned.
+    run_for(&mut network, 10_000);
     // Every Burn is paid exactly once, by its plan's transaction, with what the plan says.
     let reference = schema::PLANS.entries(network.db(0)).unwrap();
     let chain = chain.borrow();

@@ -143,6 +143,7 @@ pub fn scan_parsed_block(block: &Block, keys: &[ScanKey]) -> Result<ScannedBlock
                 instruction: if *kind == OutputKind::External { instruction.clone() } else { None },
                 session: *session,
                 kind: *kind,
+                spend_data: vec![],
             });
         }
     }
@@ -151,6 +152,7 @@ pub fn scan_parsed_block(block: &Block, keys: &[ScanKey]) -> Result<ScannedBlock
         parent: BlockId(block.header.prev_blockhash.to_byte_array()),
         outputs,
         spends: vec![],
+        own_transactions: vec![],
     })
 }
 

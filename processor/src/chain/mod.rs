@@ -24,6 +24,11 @@ pub trait ChainSource {
     /// Hands a signed transaction (chain encoding) to the network. An error is reported, not
     /// fatal: the core publishes again until the transaction is final.
     fn publish(&self, transaction: &[u8]) -> Result<(), String>;
+    /// Monero: selects the rings of a plan's inputs (see
+    /// [`crate::transaction::monero::select_decoys`]).
+    fn select_decoys(&self, _request: &crate::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
+        Err("this chain has no rings".into())
+    }
 }
 
 /// Why a block from the chain source was refused. Never a panic: these bytes are external.
@@ -56,6 +61,19 @@ pub struct ReceivedOutput {
     /// The key-generation session whose key received it.
     pub session: SessionId,
     pub kind: OutputKind,
+    /// What spending it needs beyond its id, chain-encoded: nothing for Bitcoin; the
+    /// monero-wallet `WalletOutput` for Monero.
+    pub spend_data: Vec<u8>,
+}
+
+/// What scanning looks for besides outputs to the group.
+#[derive(Clone, Debug, Default)]
+pub struct Watched {
+    /// Bitcoin: outputs whose spends are reported (by output id).
+    pub outputs: BTreeSet<Vec<u8>>,
+    /// Monero: serialized monero-wallet `Eventuality`s by key; a transaction matching one is
+    /// reported as a [`Spend`] of that key.
+    pub eventualities: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A watched output of the group spent in a block, and the transaction that spent it.
@@ -74,23 +92,26 @@ pub struct ScannedBlock {
     pub outputs: Vec<ReceivedOutput>,
     /// Spends of the watched outputs, in block order.
     pub spends: Vec<Spend>,
+    /// Monero: the group's own transactions (those paying its change address), by hash, pruned
+    /// and serialized, so a plan made later can still recognise its completion.
+    pub own_transactions: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Parses `bytes` as a block of `chain` and scans it for outputs to `keys`.
 pub fn scan_block(chain: ExternalChain, bytes: &[u8], keys: &[ScanKey]) -> Result<ScannedBlock, ChainError> {
-    scan_block_watching(chain, bytes, keys, &BTreeSet::new())
+    scan_block_watching(chain, bytes, keys, &Watched::default())
 }
 
-/// [`scan_block`], also reporting which of the `watched` outputs (ids as in
-/// [`ReceivedOutput::id`]) the block spends: how a plan's transaction is recognised on chain.
+/// [`scan_block`], also reporting what of `watched` the block resolves: how a plan's
+/// transaction is recognised on chain.
 pub fn scan_block_watching(
     chain: ExternalChain,
     bytes: &[u8],
     keys: &[ScanKey],
-    watched: &BTreeSet<Vec<u8>>,
+    watched: &Watched,
 ) -> Result<ScannedBlock, ChainError> {
     match chain {
-        ExternalChain::Bitcoin => bitcoin::scan_block(bytes, keys, watched),
-        ExternalChain::Monero => monero::scan_block(bytes, keys),
+        ExternalChain::Bitcoin => bitcoin::scan_block(bytes, keys, &watched.outputs),
+        ExternalChain::Monero => monero::scan_block(bytes, keys, &watched.eventualities),
     }
 }

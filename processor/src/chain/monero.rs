@@ -6,7 +6,7 @@
 //! the group could not spend them on its own schedule.
 
 use super::instruction::decode_instruction;
-use super::{ChainError, ReceivedOutput, ScanKey, ScannedBlock};
+use super::{ChainError, ReceivedOutput, ScanKey, ScannedBlock, Spend};
 use crate::ids::{Amount, BlockId};
 use crate::messages::{decode, encode, ChainPublicKey, OutputKind};
 use bincode::{Decode, Encode};
@@ -15,6 +15,7 @@ use monero_wallet::block::Block;
 use monero_wallet::ed25519::{CompressedPoint, Point, Scalar};
 use monero_wallet::interface::ScannableBlock;
 use monero_wallet::transaction::{Pruned, Transaction};
+use monero_wallet::address::SubaddressIndex;
 use monero_wallet::{Scanner, ViewPair};
 use zeroize::Zeroizing;
 
@@ -59,13 +60,23 @@ pub fn view_pair(spend_key: &[u8; 32]) -> Result<ViewPair, ChainError> {
         .map_err(|e| ChainError::UnsupportedKey(format!("not a usable spend key: {e:?}")))
 }
 
+/// The subaddress the group's own transactions send change and branch outputs to; deposits go
+/// to the standard address, so change is never mistaken for a deposit.
+pub const CHANGE_SUBADDRESS: Option<SubaddressIndex> = SubaddressIndex::new(0, 1);
+
+/// The group's change address.
+pub fn change_address(spend_key: &[u8; 32], network: Network) -> Result<MoneroAddress, ChainError> {
+    let index = CHANGE_SUBADDRESS.ok_or_else(|| ChainError::UnsupportedKey("no change subaddress".into()))?;
+    Ok(view_pair(spend_key)?.subaddress(network, index))
+}
+
 /// The group's standard address, where deposits go.
 pub fn group_address(spend_key: &[u8; 32], network: Network) -> Result<MoneroAddress, ChainError> {
     let pair = view_pair(spend_key)?;
     Ok(MoneroAddress::new(network, AddressType::Legacy, pair.spend(), pair.view()))
 }
 
-pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey]) -> Result<ScannedBlock, ChainError> {
+pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey], eventualities: &[(Vec<u8>, Vec<u8>)]) -> Result<ScannedBlock, ChainError> {
     let data: MoneroBlockData = decode(bytes).map_err(|e| ChainError::Malformed(e.to_string()))?;
     let block = Block::read(&mut data.block.as_slice()).map_err(|e| ChainError::Malformed(format!("block: {e}")))?;
     if block.transactions.len() != data.transactions.len() {
@@ -93,6 +104,9 @@ pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey]) -> Result<ScannedBlock,
             return Err(ChainError::UnsupportedKey("a Bitcoin key cannot receive Monero".into()));
         };
         let mut scanner = Scanner::new(view_pair(&spend_key)?);
+        if let Some(change) = CHANGE_SUBADDRESS {
+            scanner.register_subaddress(change);
+        }
         let scannable = ScannableBlock {
             block: block.clone(),
             transactions: transactions.clone(),
@@ -102,15 +116,43 @@ pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey]) -> Result<ScannedBlock,
         for output in found.not_additionally_locked() {
             let mut output_id = output.transaction().to_vec();
             output_id.extend(output.index_in_transaction().to_le_bytes());
-            let instruction = output.arbitrary_data().iter().find_map(|data| decode_instruction(data));
+            let kind = if output.subaddress().is_some() && output.subaddress() == CHANGE_SUBADDRESS {
+                OutputKind::Change
+            } else {
+                OutputKind::External
+            };
+            let instruction = match kind {
+                OutputKind::External => output.arbitrary_data().iter().find_map(|data| decode_instruction(data)),
+                OutputKind::Change => None,
+            };
             outputs.push(ReceivedOutput {
                 id: output_id,
                 amount: Amount(output.commitment().amount),
                 instruction,
                 session: key.session,
-                kind: OutputKind::External,
+                kind,
+                spend_data: output.serialize(),
             });
         }
     }
-    Ok(ScannedBlock { id, parent, outputs, spends: vec![] })
+    let mut spends = Vec::new();
+    let mut parsed = Vec::with_capacity(eventualities.len());
+    for (key, bytes) in eventualities {
+        let eventuality = monero_wallet::send::Eventuality::read(&mut bytes.as_slice())
+            .map_err(|e| ChainError::UnsupportedKey(format!("a stored eventuality does not parse: {e}")))?;
+        parsed.push((key, eventuality));
+    }
+    let mut own_transactions = Vec::new();
+    for (transaction, hash) in transactions.iter().zip(&block.transactions) {
+        for (key, eventuality) in &parsed {
+            if eventuality.matches(transaction) {
+                spends.push(Spend { output: (*key).clone(), transaction: hash.to_vec() });
+            }
+        }
+        let change_paid = outputs.iter().any(|o| o.kind == OutputKind::Change && o.id.starts_with(hash));
+        if change_paid {
+            own_transactions.push((hash.to_vec(), transaction.serialize()));
+        }
+    }
+    Ok(ScannedBlock { id, parent, outputs, spends, own_transactions })
 }

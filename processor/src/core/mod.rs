@@ -33,6 +33,8 @@ pub const RESEND_PER_TICK: usize = 256;
 pub const RESEND_AFTER_MS: u64 = 500;
 /// A signed transaction not yet seen final is published again this long after the last time.
 pub const REPUBLISH_AFTER_MS: u64 = 10_000;
+/// An unanswered ring selection is asked for again this long after the last time.
+pub const DECOYS_AGAIN_AFTER_MS: u64 = 2_000;
 
 /// What the driver hands the core.
 #[derive(Clone, Debug)]
@@ -45,6 +47,9 @@ pub enum Event {
     ChainTip { height: BlockHeight },
     /// A block the core asked for with [`Effect::FetchBlock`], as the chain source returned it.
     Block { height: BlockHeight, bytes: Vec<u8> },
+    /// The inputs with rings the core asked for with [`Effect::SelectDecoys`] (Monero), each a
+    /// serialized monero-wallet `OutputWithDecoys`, in request order.
+    Decoys { plan: PlanId, inputs: Vec<Vec<u8>> },
 }
 
 /// What the core asks the driver to do.
@@ -59,6 +64,10 @@ pub enum Effect {
     /// Publish this signed transaction (chain encoding) through the chain source. Repeated
     /// until the transaction is seen in a final block; a failure may simply be dropped.
     Publish { transaction: Vec<u8> },
+    /// Select rings for a Monero plan's inputs
+    /// ([`crate::transaction::monero::select_decoys`]) and hand them back as [`Event::Decoys`].
+    /// Asked again until answered; a failure may simply be dropped.
+    SelectDecoys(crate::transaction::monero::DecoyRequest),
 }
 
 /// A failure the core cannot handle: the driver must stop and restart from the DB.
@@ -118,6 +127,8 @@ pub struct Processor<D: Db, R: RngCore + CryptoRng> {
     transactions: TransactionSigner,
     /// When each unconfirmed transaction was last published by this incarnation.
     last_published: BTreeMap<PlanId, Millis>,
+    /// When each Monero plan's rings were last asked for by this incarnation.
+    decoys_asked: BTreeMap<PlanId, Millis>,
 }
 
 impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
@@ -138,6 +149,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             signer: BatchSigner::default(),
             transactions: TransactionSigner::default(),
             last_published: BTreeMap::new(),
+            decoys_asked: BTreeMap::new(),
         }
     }
 
@@ -163,6 +175,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
                 let mut effects = self.resend()?;
                 effects.extend(self.fetches()?);
                 effects.extend(self.republish()?);
+                effects.extend(self.ask_decoys()?);
                 Ok(effects)
             }
             Event::ChainTip { height } => {
@@ -170,6 +183,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
                 self.fetches()
             }
             Event::Block { height, bytes } => self.block(height, &bytes),
+            Event::Decoys { plan, inputs } => self.decoys(plan, &inputs),
         }
     }
 
@@ -414,6 +428,54 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             }
         }
         Ok(messages)
+    }
+
+    /// Asks for the rings of Monero plans whose decoy height is final, each at most every
+    /// [`DECOYS_AGAIN_AFTER_MS`].
+    fn ask_decoys(&mut self) -> Result<Vec<Effect>, CoreError> {
+        let Some(tip) = self.tip else { return Ok(vec![]) };
+        let requests = crate::transaction::decoy_requests(&self.db)?;
+        let now = self.now;
+        self.decoys_asked.retain(|plan, _| requests.iter().any(|r| r.plan == *plan));
+        let mut effects = Vec::new();
+        for request in requests {
+            if tip.0 < request.block_number.saturating_add(self.config.confirmations) {
+                continue;
+            }
+            let due = self.decoys_asked.get(&request.plan).is_none_or(|at| now.0.saturating_sub(at.0) >= DECOYS_AGAIN_AFTER_MS);
+            if due {
+                self.decoys_asked.insert(request.plan, now);
+                effects.push(Effect::SelectDecoys(request));
+            }
+        }
+        Ok(effects)
+    }
+
+    /// A Monero plan's rings arrived: its transaction is fixed and signing begins.
+    fn decoys(&mut self, plan: PlanId, inputs: &[Vec<u8>]) -> Result<Vec<Effect>, CoreError> {
+        let db = self.db.clone();
+        let mut txn = db.txn();
+        let mut messages = match crate::transaction::decoys_arrived(&mut txn, plan, inputs) {
+            Ok(Some(messages)) => messages,
+            Ok(None) => return Ok(vec![]),
+            Err(SignError::Db(error)) => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(%plan, %error, "refused the chain source's rings");
+                return Ok(vec![]);
+            }
+        };
+        if messages.is_empty() {
+            match self.transactions.start(&mut txn, &mut self.rng, plan) {
+                Ok(preprocess) => messages.extend(preprocess),
+                Err(SignError::Db(error)) => return Err(error.into()),
+                Err(error) => tracing::warn!(%plan, %error, "could not start signing a plan"),
+            }
+        }
+        let sealed = self.enqueue(&mut txn, messages)?;
+        txn.commit()?;
+        self.decoys_asked.remove(&plan);
+        self.counters.messages_out += sealed.len() as u64;
+        Ok(sealed.into_iter().map(Effect::Send).collect())
     }
 
     /// Publishes signed transactions not yet seen final, each at most every

@@ -53,6 +53,17 @@ pub const EVENTUALITIES: Table<Vec<u8>, Eventuality> = Table::new("eventualities
 pub const GROUP_OUTPUTS: Table<Vec<u8>, ()> = Table::new("group_outputs", b"pay/output/");
 /// Group outputs seen spent before any plan here awaited the spend, with the spender's id.
 pub const SPENT: Table<Vec<u8>, Vec<u8>> = Table::new("spent", b"pay/spent/");
+/// Monero outputs to the group: the height they were final at and the `WalletOutput` needed
+/// to spend them.
+pub const MONERO_OUTPUTS: Table<Vec<u8>, (BlockHeight, Vec<u8>)> = Table::new("monero_outputs", b"pay/monero_output/");
+/// Monero plans waiting for their inputs' rings from the chain source.
+pub const AWAITING_DECOYS: Table<Vec<u8>, ()> = Table::new("awaiting_decoys", b"pay/awaiting_decoys/");
+/// Monero plans' inputs with their rings (`OutputWithDecoys`), once selected.
+pub const MONERO_INPUTS: Table<Vec<u8>, Vec<Vec<u8>>> = Table::new("monero_inputs", b"pay/monero_inputs/");
+/// Monero plans' Eventualities (serialized), until resolved.
+pub const MONERO_EVENTUALITIES: Table<Vec<u8>, Vec<u8>> = Table::new("monero_eventualities", b"pay/monero_eventuality/");
+/// The group's own Monero transactions seen final that no pending plan matched yet.
+pub const OWN_TRANSACTIONS: Table<Vec<u8>, Vec<u8>> = Table::new("own_transactions", b"pay/own_transaction/");
 /// Signed transactions not yet seen final, by plan id: published until they are.
 pub const UNCONFIRMED: Table<Vec<u8>, Vec<u8>> = Table::new("unconfirmed", b"pay/unconfirmed/");
 
@@ -77,6 +88,11 @@ pub const ALL_PREFIXES: &[&[u8]] = &[
     UNCONFIRMED.prefix(),
     GROUP_OUTPUTS.prefix(),
     SPENT.prefix(),
+    MONERO_OUTPUTS.prefix(),
+    AWAITING_DECOYS.prefix(),
+    MONERO_INPUTS.prefix(),
+    MONERO_EVENTUALITIES.prefix(),
+    OWN_TRANSACTIONS.prefix(),
 ];
 
 #[cfg(test)]

@@ -49,6 +49,9 @@ pub struct PlanRecord {
     pub state: PlanState,
     /// The latest signing attempt this processor took part in.
     pub attempt: Attempt,
+    /// The fee rate the plan was made at (what a chain whose transaction builder sets the fee
+    /// itself, Monero, builds with).
+    pub fee_rate: u64,
 }
 
 /// The fee model of a chain.
@@ -165,7 +168,8 @@ pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Sch
             schema::BURNS.set(txn, &burn.to_vec(), &BurnStatus::Planned(id));
         }
         tracing::info!(plan = %id, kind = ?plan.kind, inputs = plan.inputs.len(), payments = burns.len(), fee = %plan.fee, "planned a transaction");
-        let mut record = PlanRecord { id, chain, session, plan, state: PlanState::Planned, attempt: Attempt(0) };
+        let fee_rate = scheduler.fee_rate();
+        let mut record = PlanRecord { id, chain, session, plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate };
         schema::PLANS.set(txn, &id.0.to_vec(), &record);
         messages.push(ProcessorMessage::Payments(PaymentsEvent::Planned { plan: id, burns }));
         match crate::transaction::watch(txn, &record) {

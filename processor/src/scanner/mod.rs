@@ -110,7 +110,7 @@ pub fn on_block<D: Db>(
         return Ok(BlockOutcome::Ignored("no active keys"));
     };
     let scan_keys = [ScanKey { session: keys.session, key: keys.group_keys().chain }];
-    let watched = crate::transaction::watched(txn)?;
+    let watched = crate::transaction::watched(txn, chain)?;
     let scanned = match chain::scan_block_watching(chain, bytes, &scan_keys, &watched) {
         Ok(scanned) => scanned,
         Err(error) => return Ok(BlockOutcome::Refused(error)),
@@ -150,6 +150,6 @@ pub fn on_block<D: Db>(
     }
     let event = ScannerEvent::BlockFinal { height, block: scanned.id, deposits };
     let mut messages = vec![ProcessorMessage::Scanner(event)];
-    messages.extend(crate::transaction::resolve(txn, chain, &scanned.outputs, &scanned.spends)?);
+    messages.extend(crate::transaction::resolve(txn, chain, height, &scanned)?);
     Ok(BlockOutcome::Scanned { messages })
 }

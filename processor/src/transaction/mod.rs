@@ -11,11 +11,14 @@
 //! spend it. Scanning a final block that spends the input by that txid completes the plan
 //! (whoever published it); a spend by any other transaction is an alarm, logged as an error.
 //!
-//! Bitcoin only so far: a Monero plan is made and queued, but not signed.
+//! Monero (see [`monero`]) differs in two ways: a plan's inputs need rings from the chain,
+//! which the core asks the driver for ([`crate::core::Effect::SelectDecoys`]) before signing
+//! can begin, and its Eventuality is monero-wallet's, matched against every transaction of a
+//! final block.
 
 pub mod bitcoin;
+pub mod monero;
 
-use crate::chain::Spend;
 use crate::db::{schema, Db, DbError, Txn};
 use crate::ids::{ExternalChain, Participant, PlanId};
 use crate::keygen::{self, keys::Secp256k1Tr, ChainKeyShare, ThresholdKeyPair};
@@ -49,11 +52,31 @@ struct Signing {
     packages: Vec<SigningPackage<Secp256k1Tr>>,
 }
 
+/// Where a Monero signing attempt stands: monero-wallet's machines, in memory only.
+enum MoneroSigning {
+    Preprocessed { machine: monero_wallet::send::TransactionSignMachine, signable: [u8; 32] },
+    Shared(monero_wallet::send::TransactionSignatureMachine),
+}
+
 /// In-memory transaction signing state. Never persisted.
 #[derive(Default)]
 pub struct TransactionSigner {
     live: BTreeMap<SignId, Signing>,
+    monero: BTreeMap<SignId, MoneroSigning>,
     keys: crate::keygen::KeyCache,
+}
+
+/// The processor's own participant index in a key share.
+fn me<C: frost_core::Ciphersuite>(share: &crate::keygen::keys::KeyShare<C>) -> Option<Participant> {
+    let n = share.public.verifying_shares().len() as u16;
+    (1 ..= n).filter_map(Participant::new).find(|p| keygen::dkg_identifier::<C>(*p) == *share.share.identifier())
+}
+
+fn monero_share(keys: &ThresholdKeyPair) -> Result<&crate::keygen::keys::KeyShare<crate::keygen::keys::Ed25519>, SignError> {
+    match &keys.chain {
+        ChainKeyShare::Monero(share) => Ok(share),
+        ChainKeyShare::Bitcoin(_) => Err(SignError::Refused("a Monero plan under a Bitcoin key".into())),
+    }
 }
 
 fn bitcoin_keys(keys: &ThresholdKeyPair) -> Result<&crate::keygen::keys::KeyShare<Secp256k1Tr>, SignError> {
@@ -119,7 +142,9 @@ fn per_input<T>(
 /// (a processor may scan ahead of the commands it has handled), the plan is complete at once:
 /// returns the completing transaction's id.
 pub fn watch<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) -> Result<Option<Vec<u8>>, SignError> {
-    if record.chain != ExternalChain::Bitcoin {
+    if record.chain == ExternalChain::Monero {
+        // Its transaction, hence its Eventuality, exists once the rings are selected.
+        schema::AWAITING_DECOYS.set(txn, &record.id.0.to_vec(), &());
         return Ok(None);
     }
     let keys = keygen::generated_keys(txn, record.session)?
@@ -139,10 +164,18 @@ pub fn watch<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) -> Result<Option<
     Ok(None)
 }
 
-/// The outputs whose spends scanning must report: every output to the group seen final and
-/// not yet seen spent.
-pub fn watched(reader: &impl crate::db::Read) -> Result<std::collections::BTreeSet<Vec<u8>>, DbError> {
-    Ok(schema::GROUP_OUTPUTS.entries(reader)?.into_iter().map(|(output, ())| output).collect())
+/// What scanning must look for: (Bitcoin) every output to the group seen final and not yet
+/// seen spent; (Monero) the pending plans' Eventualities.
+pub fn watched(reader: &impl crate::db::Read, chain: ExternalChain) -> Result<crate::chain::Watched, DbError> {
+    Ok(match chain {
+        ExternalChain::Bitcoin => crate::chain::Watched {
+            outputs: schema::GROUP_OUTPUTS.entries(reader)?.into_iter().map(|(output, ())| output).collect(),
+            eventualities: vec![],
+        },
+        ExternalChain::Monero => {
+            crate::chain::Watched { outputs: Default::default(), eventualities: schema::MONERO_EVENTUALITIES.entries(reader)? }
+        }
+    })
 }
 
 /// A final block's outputs to the group and spends of them: completes the plans they resolve
@@ -150,11 +183,12 @@ pub fn watched(reader: &impl crate::db::Read) -> Result<std::collections::BTreeS
 pub fn resolve<D: Db>(
     txn: &mut Txn<'_, D>,
     chain: ExternalChain,
-    outputs: &[crate::chain::ReceivedOutput],
-    spends: &[Spend],
+    height: crate::ids::BlockHeight,
+    scanned: &crate::chain::ScannedBlock,
 ) -> Result<Vec<ProcessorMessage>, DbError> {
-    if chain != ExternalChain::Bitcoin {
-        return Ok(vec![]);
+    let (outputs, spends) = (&scanned.outputs, &scanned.spends);
+    if chain == ExternalChain::Monero {
+        return resolve_monero(txn, height, scanned);
     }
     for output in outputs {
         schema::GROUP_OUTPUTS.set(txn, &output.id, &());
@@ -180,6 +214,81 @@ pub fn resolve<D: Db>(
         messages.push(ProcessorMessage::Sign(SignEvent::Completed { plan: record.id, transaction: spend.transaction.clone() }));
     }
     Ok(messages)
+}
+
+fn resolve_monero<D: Db>(
+    txn: &mut Txn<'_, D>,
+    height: crate::ids::BlockHeight,
+    scanned: &crate::chain::ScannedBlock,
+) -> Result<Vec<ProcessorMessage>, DbError> {
+    for output in &scanned.outputs {
+        schema::MONERO_OUTPUTS.set(txn, &output.id, &(height, output.spend_data.clone()));
+    }
+    let mut messages = Vec::new();
+    let mut resolved = Vec::new();
+    for spend in &scanned.spends {
+        if schema::MONERO_EVENTUALITIES.take(txn, &spend.output)?.is_none() {
+            continue;
+        }
+        resolved.push(spend.transaction.clone());
+        let Some(mut record) = schema::PLANS.get(txn, &spend.output)? else { continue };
+        complete(txn, &mut record, spend.transaction.clone());
+        messages.push(ProcessorMessage::Sign(SignEvent::Completed { plan: record.id, transaction: spend.transaction.clone() }));
+    }
+    for (hash, transaction) in &scanned.own_transactions {
+        if !resolved.contains(hash) {
+            schema::OWN_TRANSACTIONS.set(txn, hash, transaction);
+        }
+    }
+    Ok(messages)
+}
+
+/// The inputs with rings for a Monero plan arrived from the driver: the transaction is fixed
+/// now; its Eventuality is watched (or already met), and signing begins.
+pub fn decoys_arrived<D: Db>(
+    txn: &mut Txn<'_, D>,
+    plan: PlanId,
+    inputs: &[Vec<u8>],
+) -> Result<Option<Vec<ProcessorMessage>>, SignError> {
+    let key = plan.0.to_vec();
+    if schema::AWAITING_DECOYS.get(txn, &key)?.is_none() {
+        return Ok(None);
+    }
+    let mut record = schema::PLANS.get(txn, &key)?.ok_or_else(|| SignError::Refused(format!("no plan {plan}")))?;
+    let request = monero::decoy_request(txn, &record).map_err(SignError::Refused)?;
+    let parsed = monero::parse_inputs(&request, inputs).map_err(SignError::Refused)?;
+    let keys = keygen::generated_keys(txn, record.session)?
+        .ok_or_else(|| SignError::Refused(format!("no keys for session {}", record.session)))?;
+    let crate::messages::ChainPublicKey::Monero { spend_key } = keys.group_keys().chain else {
+        return Err(SignError::Refused("a Monero plan under a Bitcoin key".into()));
+    };
+    let signable = monero::signable(&record, &spend_key, parsed).map_err(SignError::Refused)?;
+    let eventuality = monero::eventuality(&signable);
+    schema::AWAITING_DECOYS.delete(txn, &key);
+    schema::MONERO_INPUTS.set(txn, &key, &inputs.to_vec());
+    // Scanning may have seen the transaction already (it ran ahead of the commands here).
+    for (hash, transaction) in schema::OWN_TRANSACTIONS.entries(txn)? {
+        if monero::completes(&eventuality, &transaction) {
+            schema::OWN_TRANSACTIONS.delete(txn, &hash);
+            complete(txn, &mut record, hash.clone());
+            return Ok(Some(vec![ProcessorMessage::Sign(SignEvent::Completed { plan, transaction: hash })]));
+        }
+    }
+    schema::MONERO_EVENTUALITIES.set(txn, &key, &eventuality);
+    Ok(Some(vec![]))
+}
+
+/// Monero plans waiting for rings, with what to ask the driver.
+pub fn decoy_requests(reader: &impl crate::db::Read) -> Result<Vec<monero::DecoyRequest>, DbError> {
+    let mut requests = Vec::new();
+    for (plan, ()) in schema::AWAITING_DECOYS.entries(reader)? {
+        let Some(record) = schema::PLANS.get(reader, &plan)? else { continue };
+        match monero::decoy_request(reader, &record) {
+            Ok(request) => requests.push(request),
+            Err(error) => tracing::error!(plan = %record.id, %error, "a Monero plan's inputs are unknown here"),
+        }
+    }
+    Ok(requests)
 }
 
 /// Marks a plan complete: signing and publishing stop.
@@ -219,8 +328,11 @@ impl TransactionSigner {
         plan: PlanId,
     ) -> Result<Vec<ProcessorMessage>, SignError> {
         let record = schema::PLANS.get(txn, &plan.0.to_vec())?.ok_or_else(|| SignError::Refused(format!("no plan {plan}")))?;
-        if record.chain != ExternalChain::Bitcoin {
-            // Not signed yet (see the module doc).
+        if record.state != PlanState::Planned {
+            return Ok(vec![]);
+        }
+        if record.chain == ExternalChain::Monero && schema::MONERO_INPUTS.get(txn, &plan.0.to_vec())?.is_none() {
+            // Signing begins once the rings are known.
             return Ok(vec![]);
         }
         let id = SignId { session: record.session, target: SignTarget::Transaction(plan), attempt: record.attempt };
@@ -243,6 +355,14 @@ impl TransactionSigner {
             return Err(SignError::Refused(format!("a plan with {inputs} inputs cannot be signed")));
         }
         let keys = self.keys.get(txn, id.session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
+        if record.chain == ExternalChain::Monero {
+            let Some(inputs) = schema::MONERO_INPUTS.get(txn, &record.id.0.to_vec())? else {
+                return Ok(None);
+            };
+            let preprocess = self.monero_preprocess(&keys, record, id, &inputs, rng)?;
+            schema::PREPROCESSED.set(txn, &marker, &());
+            return Ok(Some(ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess })));
+        }
         let share = bitcoin_keys(&keys)?;
         let mut nonces = Vec::with_capacity(inputs);
         let mut commitments = Vec::with_capacity(inputs);
@@ -283,6 +403,10 @@ impl TransactionSigner {
             return Ok(vec![]);
         }
         let keys = self.keys.get(txn, id.session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
+        if record.chain == ExternalChain::Monero {
+            let share = self.monero_share_step(&keys, id, preprocesses)?;
+            return Ok(vec![ProcessorMessage::Sign(SignEvent::Share { id, share })]);
+        }
         let share = bitcoin_keys(&keys)?;
         let threshold = usize::from(*share.share.min_signers());
         if preprocesses.len() < threshold {
@@ -341,6 +465,17 @@ impl TransactionSigner {
         if record.state != PlanState::Planned {
             return Ok(vec![]);
         }
+        if record.chain == ExternalChain::Monero {
+            let keys = self.keys.get(txn, id.session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))?;
+            let transaction = self.monero_complete(&keys, id, shares)?;
+            let hash = transaction.hash().to_vec();
+            let bytes = transaction.serialize();
+            record.state = PlanState::Signed { transaction: bytes.clone() };
+            schema::PLANS.set(txn, &record.id.0.to_vec(), &record);
+            schema::UNCONFIRMED.set(txn, &record.id.0.to_vec(), &bytes);
+            tracing::info!(plan = %record.id, hash = %hex::encode(&hash), "Monero transaction signed");
+            return Ok(vec![ProcessorMessage::Sign(SignEvent::Completed { plan: record.id, transaction: hash })]);
+        }
         let Some(signing) = self.live.remove(&id).filter(|signing| !signing.packages.is_empty()) else {
             return Err(SignError::Refused(format!("no signing packages for {id:?} here")));
         };
@@ -382,6 +517,129 @@ impl TransactionSigner {
         schema::UNCONFIRMED.set(txn, &record.id.0.to_vec(), &bytes);
         tracing::info!(plan = %record.id, txid = %hex::encode(&txid), inputs, "transaction signed");
         Ok(vec![ProcessorMessage::Sign(SignEvent::Completed { plan: record.id, transaction: txid })])
+    }
+}
+
+impl TransactionSigner {
+    fn remember_monero(&mut self, id: SignId, signing: MoneroSigning) {
+        self.monero.retain(|other, _| other.target != id.target || other.attempt > id.attempt);
+        while self.monero.len() >= MAX_LIVE_ATTEMPTS {
+            self.monero.pop_first();
+        }
+        self.monero.insert(id, signing);
+    }
+
+    /// Builds the plan's transaction and monero-wallet's machine; returns the preprocess
+    /// (the transaction's hash, then the machine's preprocess).
+    fn monero_preprocess(
+        &mut self,
+        keys: &ThresholdKeyPair,
+        record: &PlanRecord,
+        id: SignId,
+        inputs: &[Vec<u8>],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vec<u8>, SignError> {
+        use modular_frost::sign::{PreprocessMachine, Writable};
+        let share = monero_share(keys)?;
+        let me = me(share).ok_or_else(|| SignError::Refused("our share is not in the group".into()))?;
+        let threshold_keys = crate::keygen::monero::monero_threshold_keys(share, me).map_err(|e| SignError::Refused(e.to_string()))?;
+        let crate::messages::ChainPublicKey::Monero { spend_key } = keys.group_keys().chain else {
+            return Err(SignError::Refused("a Monero plan under a Bitcoin key".into()));
+        };
+        // Checked against the plan's outputs when they were stored.
+        let parsed = inputs
+            .iter()
+            .map(|bytes| monero_wallet::OutputWithDecoys::read(&mut bytes.as_slice()).map_err(|e| SignError::Refused(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        let signable = monero::signable(record, &spend_key, parsed).map_err(SignError::Refused)?;
+        let hash = monero::signable_hash(&signable);
+        let machine = signable.multisig(threshold_keys).map_err(|e| SignError::Refused(format!("multisig: {e:?}")))?;
+        let (machine, preprocess) = machine.preprocess(rng);
+        self.remember_monero(id, MoneroSigning::Preprocessed { machine, signable: hash });
+        Ok(encode(&(hash, preprocess.serialize())))
+    }
+
+    fn monero_share_step(&mut self, keys: &ThresholdKeyPair, id: SignId, preprocesses: &[(Participant, Vec<u8>)]) -> Result<Vec<u8>, SignError> {
+        use modular_frost::sign::{SignMachine, Writable};
+        let share = monero_share(keys)?;
+        let me = me(share).ok_or_else(|| SignError::Refused("our share is not in the group".into()))?;
+        let threshold = usize::from(*share.share.min_signers());
+        if preprocesses.len() < threshold {
+            return Err(SignError::Refused(format!("{} preprocesses, {threshold} needed", preprocesses.len())));
+        }
+        if !preprocesses.iter().any(|(p, _)| *p == me) {
+            return Err(SignError::Refused("the signing set lacks us".into()));
+        }
+        // Taken out now: whatever happens next, these nonces are never used again.
+        let Some(MoneroSigning::Preprocessed { machine, signable }) = self.monero.remove(&id) else {
+            return Err(SignError::Refused(format!("no live machine for {id:?} (already used, or lost in a restart)")));
+        };
+        let mut parsed = std::collections::HashMap::new();
+        for (participant, bytes) in preprocesses {
+            if *participant == me {
+                continue;
+            }
+            let malformed = SignError::Blame { accused: *participant, reason: BlameReason::Malformed };
+            let (theirs, preprocess): ([u8; 32], Vec<u8>) = decode(bytes).map_err(|_| malformed)?;
+            if theirs != signable {
+                return Err(SignError::Refused(format!("participant {participant} signs another transaction (different rings?)")));
+            }
+            let preprocess = machine
+                .read_preprocess(&mut preprocess.as_slice())
+                .map_err(|_| SignError::Blame { accused: *participant, reason: BlameReason::Malformed })?;
+            let frost_participant =
+                modular_frost::Participant::new(participant.get()).ok_or_else(|| SignError::Refused("participant 0".into()))?;
+            if parsed.insert(frost_participant, preprocess).is_some() {
+                return Err(SignError::Refused("a participant's preprocess appears twice".into()));
+            }
+        }
+        let (machine, share) = machine.sign(parsed, &[]).map_err(|error| frost_error(error, "signing"))?;
+        self.remember_monero(id, MoneroSigning::Shared(machine));
+        Ok(share.serialize())
+    }
+
+    fn monero_complete(
+        &mut self,
+        keys: &ThresholdKeyPair,
+        id: SignId,
+        shares: &[(Participant, Vec<u8>)],
+    ) -> Result<monero_wallet::transaction::Transaction, SignError> {
+        use modular_frost::sign::SignatureMachine;
+        let me = me(monero_share(keys)?).ok_or_else(|| SignError::Refused("our share is not in the group".into()))?;
+        let Some(MoneroSigning::Shared(machine)) = self.monero.remove(&id) else {
+            return Err(SignError::Refused(format!("no signature machine for {id:?} here")));
+        };
+        // modular-frost wants everyone's shares but ours.
+        let mut parsed = std::collections::HashMap::new();
+        let mut mine = false;
+        for (participant, bytes) in shares {
+            if *participant == me {
+                mine = true;
+                continue;
+            }
+            let frost_participant =
+                modular_frost::Participant::new(participant.get()).ok_or_else(|| SignError::Refused("participant 0".into()))?;
+            let share = machine
+                .read_share(&mut bytes.as_slice())
+                .map_err(|_| SignError::Blame { accused: *participant, reason: BlameReason::Malformed })?;
+            parsed.insert(frost_participant, share);
+        }
+        if !mine {
+            return Err(SignError::Refused("the signing set lacks us".into()));
+        }
+        machine.complete(parsed).map_err(|error| frost_error(error, "completing"))
+    }
+}
+
+fn frost_error(error: modular_frost::FrostError, step: &str) -> SignError {
+    match error {
+        modular_frost::FrostError::InvalidPreprocess(participant) | modular_frost::FrostError::InvalidShare(participant) => {
+            match Participant::new(u16::from(participant)) {
+                Some(accused) => SignError::Blame { accused, reason: BlameReason::InvalidSignatureShare },
+                None => SignError::Refused(format!("{step}: {error:?}")),
+            }
+        }
+        other => SignError::Refused(format!("{step}: {other:?}")),
     }
 }
 
