@@ -71,9 +71,11 @@ pub struct ReceivedOutput {
 pub struct Watched {
     /// Bitcoin: outputs whose spends are reported (by output id).
     pub outputs: BTreeSet<Vec<u8>>,
-    /// Monero: serialized monero-wallet `Eventuality`s by key; a transaction matching one is
-    /// reported as a [`Spend`] of that key.
-    pub eventualities: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Monero: by key, the extra a matching transaction must have and the serialized
+    /// monero-wallet `Eventuality` (parsed only for a transaction with that extra: parsing one
+    /// rebuilds the whole transaction); a transaction matching one is reported as a [`Spend`]
+    /// of that key.
+    pub eventualities: Vec<(Vec<u8>, (Vec<u8>, Vec<u8>))>,
 }
 
 /// A watched output of the group spent in a block, and the transaction that spent it.

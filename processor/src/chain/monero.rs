@@ -76,7 +76,11 @@ pub fn group_address(spend_key: &[u8; 32], network: Network) -> Result<MoneroAdd
     Ok(MoneroAddress::new(network, AddressType::Legacy, pair.spend(), pair.view()))
 }
 
-pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey], eventualities: &[(Vec<u8>, Vec<u8>)]) -> Result<ScannedBlock, ChainError> {
+pub(super) fn scan_block(
+    bytes: &[u8],
+    keys: &[ScanKey],
+    eventualities: &[(Vec<u8>, (Vec<u8>, Vec<u8>))],
+) -> Result<ScannedBlock, ChainError> {
     let data: MoneroBlockData = decode(bytes).map_err(|e| ChainError::Malformed(e.to_string()))?;
     let block = Block::read(&mut data.block.as_slice()).map_err(|e| ChainError::Malformed(format!("block: {e}")))?;
     if block.transactions.len() != data.transactions.len() {
@@ -136,17 +140,16 @@ pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey], eventualities: &[(Vec<u
         }
     }
     let mut spends = Vec::new();
-    let mut parsed = Vec::with_capacity(eventualities.len());
-    for (key, bytes) in eventualities {
-        let eventuality = monero_wallet::send::Eventuality::read(&mut bytes.as_slice())
-            .map_err(|e| ChainError::UnsupportedKey(format!("a stored eventuality does not parse: {e}")))?;
-        parsed.push((key, eventuality));
-    }
     let mut own_transactions = Vec::new();
     for (transaction, hash) in transactions.iter().zip(&block.transactions) {
-        for (key, eventuality) in &parsed {
+        for (key, (extra, eventuality)) in eventualities {
+            if *extra != transaction.prefix().extra {
+                continue;
+            }
+            let eventuality = monero_wallet::send::Eventuality::read(&mut eventuality.as_slice())
+                .map_err(|e| ChainError::UnsupportedKey(format!("a stored eventuality does not parse: {e}")))?;
             if eventuality.matches(transaction) {
-                spends.push(Spend { output: (*key).clone(), transaction: hash.to_vec() });
+                spends.push(Spend { output: key.clone(), transaction: hash.to_vec() });
             }
         }
         let change_paid = outputs.iter().any(|o| o.kind == OutputKind::Change && o.id.starts_with(hash));

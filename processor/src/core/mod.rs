@@ -129,6 +129,8 @@ pub struct Processor<D: Db, R: RngCore + CryptoRng> {
     last_published: BTreeMap<PlanId, Millis>,
     /// When each Monero plan's rings were last asked for by this incarnation.
     decoys_asked: BTreeMap<PlanId, Millis>,
+    /// Parsed keys, for scanning.
+    keys: keygen::KeyCache,
 }
 
 impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
@@ -150,6 +152,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             transactions: TransactionSigner::default(),
             last_published: BTreeMap::new(),
             decoys_asked: BTreeMap::new(),
+            keys: keygen::KeyCache::default(),
         }
     }
 
@@ -199,7 +202,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
     fn block(&mut self, height: BlockHeight, bytes: &[u8]) -> Result<Vec<Effect>, CoreError> {
         let db = self.db.clone();
         let mut txn = db.txn();
-        let messages = match scanner::on_block(&mut txn, self.config.chain, self.config.confirmations, self.tip, height, bytes)? {
+        let messages = match scanner::on_block(&mut txn, &mut self.keys, self.config.chain, self.config.confirmations, self.tip, height, bytes)? {
             BlockOutcome::Ignored(_) => return Ok(vec![]),
             BlockOutcome::Refused(error) => {
                 self.counters.refused_blocks += 1;

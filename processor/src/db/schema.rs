@@ -60,8 +60,9 @@ pub const MONERO_OUTPUTS: Table<Vec<u8>, (BlockHeight, Vec<u8>)> = Table::new("m
 pub const AWAITING_DECOYS: Table<Vec<u8>, ()> = Table::new("awaiting_decoys", b"pay/awaiting_decoys/");
 /// Monero plans' inputs with their rings (`OutputWithDecoys`), once selected.
 pub const MONERO_INPUTS: Table<Vec<u8>, Vec<Vec<u8>>> = Table::new("monero_inputs", b"pay/monero_inputs/");
-/// Monero plans' Eventualities (serialized), until resolved.
-pub const MONERO_EVENTUALITIES: Table<Vec<u8>, Vec<u8>> = Table::new("monero_eventualities", b"pay/monero_eventuality/");
+/// Monero plans' Eventualities until resolved: the transaction's extra (a cheap first filter)
+/// and the serialized Eventuality.
+pub const MONERO_EVENTUALITIES: Table<Vec<u8>, (Vec<u8>, Vec<u8>)> = Table::new("monero_eventualities", b"pay/monero_eventuality/");
 /// The group's own Monero transactions seen final that no pending plan matched yet.
 pub const OWN_TRANSACTIONS: Table<Vec<u8>, Vec<u8>> = Table::new("own_transactions", b"pay/own_transaction/");
 /// Signed transactions not yet seen final, by plan id: published until they are.

@@ -146,4 +146,12 @@ impl KeyCache {
         self.0.insert(session, keys.clone());
         Ok(Some(keys))
     }
+
+    /// The active keys (see [`active_keys`]), parsed once.
+    pub fn active(&mut self, reader: &impl Read) -> Result<Option<std::sync::Arc<ThresholdKeyPair>>, DbError> {
+        match schema::ACTIVE_SESSION.get(reader, &())? {
+            Some(session) => self.get(reader, session),
+            None => Ok(None),
+        }
+    }
 }

@@ -88,6 +88,7 @@ pub fn heights_to_fetch(
 /// Scans block `height` if it is the next final block, in the caller's transaction.
 pub fn on_block<D: Db>(
     txn: &mut Txn<'_, D>,
+    key_cache: &mut keygen::KeyCache,
     chain: ExternalChain,
     mut confirmations: u64,
     tip: Option<BlockHeight>,
@@ -106,7 +107,7 @@ pub fn on_block<D: Db>(
     if !tip.is_some_and(|tip| tip.0.saturating_sub(height.0) >= confirmations) {
         return Ok(BlockOutcome::Ignored("not final"));
     }
-    let Some(keys) = keygen::active_keys(txn)? else {
+    let Some(keys) = key_cache.active(txn)? else {
         return Ok(BlockOutcome::Ignored("no active keys"));
     };
     let scan_keys = [ScanKey { session: keys.session, key: keys.group_keys().chain }];

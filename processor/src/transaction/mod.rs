@@ -263,7 +263,7 @@ pub fn decoys_arrived<D: Db>(
         return Err(SignError::Refused("a Monero plan under a Bitcoin key".into()));
     };
     let signable = monero::signable(&record, &spend_key, parsed).map_err(SignError::Refused)?;
-    let eventuality = monero::eventuality(&signable);
+    let (extra, eventuality) = monero::eventuality(&signable);
     schema::AWAITING_DECOYS.delete(txn, &key);
     schema::MONERO_INPUTS.set(txn, &key, &inputs.to_vec());
     // Scanning may have seen the transaction already (it ran ahead of the commands here).
@@ -274,7 +274,7 @@ pub fn decoys_arrived<D: Db>(
             return Ok(Some(vec![ProcessorMessage::Sign(SignEvent::Completed { plan, transaction: hash })]));
         }
     }
-    schema::MONERO_EVENTUALITIES.set(txn, &key, &eventuality);
+    schema::MONERO_EVENTUALITIES.set(txn, &key, &(extra, eventuality.serialize()));
     Ok(Some(vec![]))
 }
 

@@ -146,16 +146,16 @@ pub fn signable_hash(signable: &SignableTransaction) -> [u8; 32] {
     hash(&[b"threshold-custody processor: Monero signable", &signable.serialize()])
 }
 
-/// The plan's Eventuality, serialized.
-pub fn eventuality(signable: &SignableTransaction) -> Vec<u8> {
-    Eventuality::from(signable.clone()).serialize()
+/// The plan's Eventuality: the extra its transaction has, and the Eventuality serialized.
+pub fn eventuality(signable: &SignableTransaction) -> (Vec<u8>, Eventuality) {
+    let eventuality = Eventuality::from(signable.clone());
+    (eventuality.extra(), eventuality)
 }
 
 /// Whether a stored own transaction (pruned, serialized) completes the eventuality.
-pub fn completes(eventuality: &[u8], transaction: &[u8]) -> bool {
-    let Ok(eventuality) = Eventuality::read(&mut &*eventuality) else { return false };
+pub fn completes(eventuality: &Eventuality, transaction: &[u8]) -> bool {
     let Ok(transaction) = monero_wallet::transaction::Transaction::<monero_wallet::transaction::Pruned>::read(&mut &*transaction) else {
         return false;
     };
-    eventuality.matches(&transaction)
+    transaction.prefix().extra == eventuality.extra() && eventuality.matches(&transaction)
 }

@@ -155,7 +155,19 @@ impl SimChain {
                 let transaction = bitcoin::consensus::deserialize(transaction).map_err(|e| e.to_string())?;
                 chain.submit(transaction).map(|_| ()).map_err(|e| e.to_string())
             }
-            Mock::Monero(..) => Err("Monero transactions are not signed yet".into()),
+            Mock::Monero(chain, _) => {
+                let transaction = monero_wallet::transaction::Transaction::read(&mut &*transaction).map_err(|e| e.to_string())?;
+                chain.submit(transaction).map(|_| ()).map_err(|e| format!("{e:?}"))
+            }
+        }
+    }
+
+    /// Selects the rings of a Monero plan's inputs, as a node's RPC would.
+    pub fn select_decoys(&self, request: &processor::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
+        match &self.mock {
+            Mock::Monero(chain, _) => mock_chains::monero::block_on(processor::transaction::monero::select_decoys(chain, request))
+                .ok_or("the mock chain's futures did not complete")?,
+            Mock::Bitcoin(..) => Err("Bitcoin has no rings".into()),
         }
     }
 

@@ -278,13 +278,13 @@ fn plan_contents(db: &processor::db::MemDb) -> Result<Vec<(Vec<u8>, processor::s
 }
 
 /// Payments liveness: every processor of the active session reached the same plans and the
-/// same scheduler state, and (on chains whose transactions are signed) every plan's
-/// transaction is final and recognised as complete by every processor.
+/// same scheduler state, and every plan's transaction is final and recognised as complete by
+/// every processor.
 pub(super) fn plans_agree(shared: &Shared) -> Result<(), String> {
     let reference = plan_contents(&shared.dbs[0])?;
     let scheduler = schema::SCHEDULER.get(&shared.dbs[0], &()).map_err(|e| e.to_string())?;
     for (index, db) in shared.dbs.iter().enumerate() {
-        if shared.chain_kind == processor::ids::ExternalChain::Bitcoin {
+        {
             for (_, record) in schema::PLANS.entries(db).map_err(|e| e.to_string())? {
                 if !matches!(record.state, processor::payments::PlanState::Completed { .. }) {
                     return Err(format!("processor {index}'s plan {} is not complete ({:?})", record.id, record.attempt));

@@ -93,6 +93,13 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                             events.push_back(Event::Block { height, bytes });
                         }
                     }
+                    Effect::SelectDecoys(request) => {
+                        let inputs = shared.chain.as_ref().map(|chain| lock(chain).select_decoys(&request));
+                        match inputs {
+                            Some(Ok(inputs)) => events.push_back(Event::Decoys { plan: request.plan, inputs }),
+                            other => shared.record(format!("processor {index}: ring selection failed: {other:?}")),
+                        }
+                    }
                     Effect::Publish { transaction } => {
                         observe_publication(&shared, index, &transaction);
                         if let Some(chain) = &shared.chain {
@@ -140,15 +147,36 @@ fn check_no_second_effect(shared: &Shared, index: usize, before: Vec<(Vec<u8>, V
 /// different transactions spending the same output (two versions of a plan, or two plans).
 fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
     use bitcoin::hashes::Hash;
-    let Ok(transaction) = bitcoin::consensus::deserialize::<bitcoin::Transaction>(bytes) else {
-        shared.violate("every published transaction is well formed", format!("processor {index} published undecodable bytes"));
-        return;
+    // What each transaction spends: Bitcoin outpoints; Monero key images.
+    let (txid, spent): (Vec<u8>, Vec<Vec<u8>>) = match shared.chain_kind {
+        processor::ids::ExternalChain::Bitcoin => {
+            let Ok(transaction) = bitcoin::consensus::deserialize::<bitcoin::Transaction>(bytes) else {
+                shared.violate("every published transaction is well formed", format!("processor {index} published undecodable bytes"));
+                return;
+            };
+            let spent = transaction.input.iter().map(|input| processor::chain::bitcoin::output_id(&input.previous_output)).collect();
+            (transaction.compute_txid().to_byte_array().to_vec(), spent)
+        }
+        processor::ids::ExternalChain::Monero => {
+            let Ok(transaction) = monero_wallet::transaction::Transaction::read(&mut &*bytes) else {
+                shared.violate("every published transaction is well formed", format!("processor {index} published undecodable bytes"));
+                return;
+            };
+            let spent = transaction
+                .prefix()
+                .inputs
+                .iter()
+                .filter_map(|input| match input {
+                    monero_wallet::transaction::Input::ToKey { key_image, .. } => Some(key_image.to_bytes().to_vec()),
+                    monero_wallet::transaction::Input::Gen(_) => None,
+                })
+                .collect();
+            (transaction.hash().to_vec(), spent)
+        }
     };
-    let txid = transaction.compute_txid().to_byte_array().to_vec();
     let mut spent_by = lock(&shared.spent_by);
     let mut new = false;
-    for input in &transaction.input {
-        let output = processor::chain::bitcoin::output_id(&input.previous_output);
+    for output in spent {
         match spent_by.get(&output) {
             Some((other, publisher)) if *other != txid => shared.violate(
                 "no output is spent by two different signed transactions",
