@@ -248,8 +248,8 @@ fn run_chain(args: &Args, chain: ExternalChain) -> Result<(), String> {
             record.plan.fee
         );
     }
-    let mut paid = 0;
-    if chain == ExternalChain::Bitcoin {
+    let paid;
+    {
         // Mine while the group signs, publishes and sees its transactions final everywhere.
         let all_complete = |net: &LocalNetwork| {
             (0 .. net.len()).all(|index| {
