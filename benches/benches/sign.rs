@@ -162,5 +162,69 @@ fn bitcoin_transaction_signing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, batch_signing, bitcoin_transaction_signing);
+fn monero_transaction_signing(c: &mut Criterion) {
+    use modular_frost::sign::{PreprocessMachine, SignMachine, SignatureMachine};
+    let mut group = c.benchmark_group("monero_transaction_signing");
+    group.sample_size(10);
+    for inputs in [1usize, 4] {
+        let fixture = monero_signing(inputs, 50 + inputs as u64);
+        let dbs = &fixture.dbs;
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut signers: Vec<TransactionSigner> = (0 .. 3).map(|_| TransactionSigner::default()).collect();
+        let mut attempt = 0u32;
+        group.bench_function(BenchmarkId::new("processor_round_3_of_4", inputs), |b| {
+            b.iter(|| {
+                attempt += 1;
+                for db in dbs {
+                    reset_plan(db, &fixture.record, attempt - 1);
+                }
+                let id = SignId { session: SESSION, target: SignTarget::Transaction(fixture.record.id), attempt: Attempt(attempt) };
+                let preprocesses = each(dbs, &mut signers, |_, signer, txn| signer.reattempt(txn, &mut rng, id).expect("preprocess"));
+                let shares = each(dbs, &mut signers, |_, signer, txn| {
+                    let command = wire(CoordinatorMessage::Sign(SignCommand::Preprocesses { id, preprocesses: preprocesses.clone() }));
+                    let CoordinatorMessage::Sign(SignCommand::Preprocesses { preprocesses, .. }) = command else { unreachable!() };
+                    signer.preprocesses(txn, id, &preprocesses).expect("share")
+                });
+                for (index, signer) in signers.iter_mut().enumerate() {
+                    let mut txn = dbs[index].txn();
+                    let completed = signer.shares(&mut txn, id, &shares).expect("signed transaction");
+                    assert_eq!(completed.len(), 1);
+                    txn.commit().expect("in-memory");
+                }
+            })
+        });
+        // The floor: monero-wallet's own multisig machines on the same transaction, no wire, no
+        // DB, one completion.
+        let parsed: Vec<monero_wallet::OutputWithDecoys> =
+            fixture.inputs.iter().map(|bytes| monero_wallet::OutputWithDecoys::read(&mut bytes.as_slice()).expect("parses")).collect();
+        let signable =
+            processor::transaction::monero::signable(&fixture.record, &fixture.spend_key, parsed).expect("buildable");
+        group.bench_function(BenchmarkId::new("bare_monero_wallet_3_of_4", inputs), |b| {
+            b.iter(|| {
+                let mut machines = Vec::new();
+                let mut preprocesses = Vec::new();
+                for keys in &fixture.threshold_keys {
+                    let machine = signable.clone().multisig(keys.clone()).expect("machine");
+                    let (machine, preprocess) = machine.preprocess(&mut rng);
+                    machines.push((keys.params().i(), machine));
+                    preprocesses.push((keys.params().i(), preprocess));
+                }
+                let mut signature_machines = Vec::new();
+                let mut shares = Vec::new();
+                for (me, machine) in machines {
+                    let others = preprocesses.iter().filter(|(p, _)| *p != me).cloned().collect();
+                    let (machine, share) = machine.sign(others, &[]).expect("share");
+                    signature_machines.push((me, machine));
+                    shares.push((me, share));
+                }
+                let (me, machine) = signature_machines.into_iter().next().expect("signers");
+                let others = shares.into_iter().filter(|(p, _)| *p != me).collect();
+                machine.complete(others).expect("signed")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, batch_signing, bitcoin_transaction_signing, monero_transaction_signing);
 criterion_main!(benches);

@@ -107,3 +107,115 @@ pub fn chain_shares(dbs: &[MemDb]) -> Vec<KeyShare<Secp256k1Tr>> {
 pub fn batch_shares(dbs: &[MemDb]) -> Vec<KeyShare<Ed25519>> {
     dbs.iter().map(|db| processor::keygen::active_keys(db).expect("in-memory").expect("installed").batch).collect()
 }
+
+/// A 3-of-4 Monero group holding `inputs` spendable outputs on a mock chain, with a plan
+/// spending all of them, recorded (with its rings) at the three signers' DBs.
+pub struct MoneroSigning {
+    pub dbs: Vec<MemDb>,
+    pub record: PlanRecord,
+    pub inputs: Vec<Vec<u8>>,
+    pub spend_key: [u8; 32],
+    /// monero-wallet's multisig keys of the three signers (for the bare-library floor).
+    pub threshold_keys: Vec<modular_frost::ThresholdKeys<modular_frost::curve::Ed25519>>,
+}
+
+pub fn monero_signing(inputs: usize, seed: u64) -> MoneroSigning {
+    use mock_chains::monero::{block_on, Depositor, MockMonero, MoneroConfig};
+    use processor::chain::monero::{group_address, MoneroBlockData};
+    use processor::chain::{scan_block, ScanKey};
+    use processor::messages::ChainPublicKey;
+    use processor::transaction::monero as xmr;
+
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let batch = dealer::<Ed25519>(4, 3, &mut rng);
+    let chain_keys = dealer::<Ed25519>(4, 3, &mut rng);
+    let pairs: Vec<ThresholdKeyPair> = batch
+        .into_iter()
+        .zip(chain_keys)
+        .take(3)
+        .map(|(batch, chain)| ThresholdKeyPair { session: SESSION, batch, chain: ChainKeyShare::Monero(chain) })
+        .collect();
+    let ChainPublicKey::Monero { spend_key } = pairs[0].group_keys().chain else { unreachable!("a Monero key") };
+    let threshold_keys = pairs
+        .iter()
+        .enumerate()
+        .map(|(index, pair)| {
+            let ChainKeyShare::Monero(share) = &pair.chain else { unreachable!() };
+            processor::keygen::monero::monero_threshold_keys(share, processor::ids::Participant::from_position(index)).expect("converts")
+        })
+        .collect();
+    let dbs: Vec<MemDb> = pairs
+        .iter()
+        .map(|pair| {
+            let db = MemDb::default();
+            let mut txn = db.txn();
+            install_keys(&mut txn, pair, BlockHeight(0));
+            txn.commit().expect("in-memory");
+            db
+        })
+        .collect();
+
+    let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
+    let mut depositor = Depositor::new(seed ^ 0xd0d0);
+    for _ in 0 .. 12 + inputs {
+        chain.mine_to(&depositor.address());
+    }
+    let group = group_address(&spend_key, monero_wallet::address::Network::Mainnet).expect("a valid key");
+    let first_height = chain.tip_height() + 1;
+    for _ in 0 .. inputs {
+        let deposit = depositor.deposit(&chain, &group, 100_000_000_000, None).expect("funded");
+        chain.submit(deposit).expect("valid");
+        chain.mine();
+    }
+    for _ in 0 .. 12 {
+        chain.mine();
+    }
+    let key = [ScanKey { session: SESSION, key: ChainPublicKey::Monero { spend_key } }];
+    let mut utxos = Vec::new();
+    for height in first_height .. first_height + inputs {
+        let block = chain.block(height).expect("mined");
+        let transactions = chain.transactions(height);
+        let first = chain.scannable_block_at(height).expect("mined").output_index_for_first_ringct_output;
+        let bytes = MoneroBlockData::new(block, &transactions[1 ..], first).encode();
+        for output in scan_block(ExternalChain::Monero, &bytes, &key).expect("scans").outputs {
+            for db in &dbs {
+                let mut txn = db.txn();
+                schema::MONERO_OUTPUTS.set(&mut txn, &output.id, &(BlockHeight(height as u64), output.spend_data.clone()));
+                txn.commit().expect("in-memory");
+            }
+            utxos.push(Utxo { id: output.id, amount: output.amount, kind: output.kind });
+        }
+    }
+    assert_eq!(utxos.len(), inputs);
+    let total: u64 = utxos.iter().map(|u| u.amount.0).sum();
+    let fee = 100_000_000;
+    let destination = mock_chains::monero::WalletKeys::from_seed(seed ^ 7).address().to_string().into_bytes();
+    let plan = Plan {
+        kind: PlanKind::Payments,
+        inputs: utxos,
+        payments: vec![PlannedPayment { payment: Payment { id: [1; 32], destination, amount: Amount(total / 2) }, paid: Amount(total / 2 - fee) }],
+        branches: vec![],
+        change: Some(Amount(total - total / 2)),
+        fee: Amount(fee),
+    };
+    let id = processor::payments::plan_id(ExternalChain::Monero, &plan);
+    let record = PlanRecord { id, chain: ExternalChain::Monero, session: SESSION, plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate: 20_000 };
+    let request = xmr::decoy_request(&dbs[0], &record).expect("outputs stored");
+    let inputs = block_on(xmr::select_decoys(&chain, &request)).expect("ready").expect("rings");
+    for db in &dbs {
+        let mut txn = db.txn();
+        schema::PLANS.set(&mut txn, &id.0.to_vec(), &record);
+        schema::MONERO_INPUTS.set(&mut txn, &id.0.to_vec(), &inputs);
+        txn.commit().expect("in-memory");
+    }
+    MoneroSigning { dbs, record, inputs, spend_key, threshold_keys }
+}
+
+/// Records `record` at `db` as planned, awaiting attempt `attempt`.
+pub fn reset_plan(db: &MemDb, record: &PlanRecord, attempt: u32) {
+    let mut record = record.clone();
+    record.attempt = Attempt(attempt);
+    let mut txn = db.txn();
+    schema::PLANS.set(&mut txn, &record.id.0.to_vec(), &record);
+    txn.commit().expect("in-memory");
+}
