@@ -48,22 +48,23 @@ fn monero(c: &mut Criterion) {
     use curve25519_dalek::{constants::ED25519_BASEPOINT_POINT, Scalar};
     let mut group = c.benchmark_group("monero_scan");
     group.sample_size(20);
-    let transactions = 100;
-    let (bytes, scannable, key) = monero_block(transactions, 10, 7);
-    group.throughput(Throughput::Elements(transactions as u64));
-    group.bench_function(BenchmarkId::new("floor_one_scalar_mult_per_tx", transactions), |b| {
-        let point = ED25519_BASEPOINT_POINT * Scalar::from(12345u64);
-        let scalar = Scalar::from(987654321u64);
-        b.iter(|| (0 .. transactions).map(|_| black_box(scalar) * black_box(point)).fold(point, |a, p| a + p))
-    });
-    group.bench_function(BenchmarkId::new("monero_wallet_scanner", transactions), |b| {
-        let ChainPublicKey::Monero { spend_key } = key.key else { unreachable!() };
-        let pair = chain::monero::view_pair(&spend_key).unwrap();
-        b.iter(|| monero_wallet::Scanner::new(pair.clone()).scan(black_box(scannable.clone())).unwrap())
-    });
-    group.bench_function(BenchmarkId::new("scan_block", transactions), |b| {
-        b.iter(|| chain::scan_block(ExternalChain::Monero, black_box(&bytes), &[key]).unwrap())
-    });
+    for transactions in [100usize, 1_000] {
+        let (bytes, scannable, key) = monero_block(transactions, 10, 7);
+        group.throughput(Throughput::Elements(transactions as u64));
+        group.bench_function(BenchmarkId::new("floor_one_scalar_mult_per_tx", transactions), |b| {
+            let point = ED25519_BASEPOINT_POINT * Scalar::from(12345u64);
+            let scalar = Scalar::from(987654321u64);
+            b.iter(|| (0 .. transactions).map(|_| black_box(scalar) * black_box(point)).fold(point, |a, p| a + p))
+        });
+        group.bench_function(BenchmarkId::new("monero_wallet_scanner", transactions), |b| {
+            let ChainPublicKey::Monero { spend_key } = key.key else { unreachable!() };
+            let pair = chain::monero::view_pair(&spend_key).unwrap();
+            b.iter(|| monero_wallet::Scanner::new(pair.clone()).scan(black_box(scannable.clone())).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("scan_block", transactions), |b| {
+            b.iter(|| chain::scan_block(ExternalChain::Monero, black_box(&bytes), &[key]).unwrap())
+        });
+    }
     group.finish();
 }
 

@@ -113,3 +113,46 @@ fn curve_point_bytes() -> &'static [u8; 32] {
         0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
     ]
 }
+
+/// A block large enough to be scanned on two threads finds exactly what monero-wallet's
+/// scanner finds scanning it whole, in the same order, with the same global output indexes.
+#[test]
+fn a_large_block_scanned_in_halves_equals_a_whole_scan() {
+    use mock_chains::monero::WalletKeys;
+    use processor::chain::monero::{view_pair, PARALLEL_FROM_TRANSACTIONS};
+    use processor::chain::{scan_block, ScanKey};
+    use processor::ids::SessionId;
+    let mut chain = MockMonero::with_config(8, MoneroConfig { coinbase_lock: 1, ..MoneroConfig::default() });
+    let mut depositor = Depositor::new(8);
+    let transactions = PARALLEL_FROM_TRANSACTIONS + 6;
+    for _ in 0 .. transactions + 12 {
+        chain.mine_to(&depositor.address());
+    }
+    let spend_key = WalletKeys::from_seed(99).spend_public().compress().to_bytes();
+    let group = group_address(&spend_key, monero_wallet::address::Network::Mainnet).unwrap();
+    let stranger = WalletKeys::from_seed(98).address();
+    for index in 0 .. transactions {
+        let to = if index % 3 == 0 { &group } else { &stranger };
+        let instruction = encode_instruction(&InInstruction { account: [index as u8; 32] });
+        let transaction = depositor.deposit(&chain, to, 1_000_000 + index as u64, Some(&instruction)).unwrap();
+        chain.submit(transaction).unwrap();
+    }
+    chain.mine();
+    let height = chain.tip_height();
+    assert_eq!(chain.transactions(height).len(), transactions + 1);
+
+    let key = [ScanKey { session: SessionId(1), key: ChainPublicKey::Monero { spend_key } }];
+    let bytes = monero_block_data(&chain, height).unwrap();
+    let found = scan_block(ExternalChain::Monero, &bytes, &key).unwrap().outputs;
+
+    let mut reference = monero_wallet::Scanner::new(view_pair(&spend_key).unwrap());
+    let whole = reference.scan(chain.scannable_block_at(height).unwrap()).unwrap().not_additionally_locked();
+    assert_eq!(found.len(), transactions.div_ceil(3));
+    assert_eq!(found.len(), whole.len());
+    for (ours, theirs) in found.iter().zip(&whole) {
+        assert_eq!(&ours.id[.. 32], theirs.transaction().as_slice());
+        assert_eq!(ours.amount.0, theirs.commitment().amount);
+        let parsed = monero_wallet::WalletOutput::read(&mut ours.spend_data.as_slice()).unwrap();
+        assert_eq!(parsed.index_on_blockchain(), theirs.index_on_blockchain(), "global output index differs");
+    }
+}

@@ -16,7 +16,7 @@ use monero_wallet::ed25519::{CompressedPoint, Point, Scalar};
 use monero_wallet::interface::ScannableBlock;
 use monero_wallet::transaction::{Pruned, Transaction};
 use monero_wallet::address::SubaddressIndex;
-use monero_wallet::{Scanner, ViewPair};
+use monero_wallet::{Scanner, ViewPair, WalletOutput};
 use zeroize::Zeroizing;
 
 /// What the Monero chain source hands the core for one block: the block, its non-miner
@@ -76,6 +76,68 @@ pub fn group_address(spend_key: &[u8; 32], network: Network) -> Result<MoneroAdd
     Ok(MoneroAddress::new(network, AddressType::Legacy, pair.spend(), pair.view()))
 }
 
+/// Blocks with at least this many transactions are scanned on two threads (outside the
+/// simulation, whose nodes are single-threaded by design).
+pub const PARALLEL_FROM_TRANSACTIONS: usize = 64;
+
+fn scan_part(
+    pair: &ViewPair,
+    block: &Block,
+    transactions: &[Transaction<Pruned>],
+    first_ringct_output_index: Option<u64>,
+) -> Result<Vec<WalletOutput>, ChainError> {
+    let mut scanner = Scanner::new(pair.clone());
+    if let Some(change) = CHANGE_SUBADDRESS {
+        scanner.register_subaddress(change);
+    }
+    let scannable = ScannableBlock {
+        block: block.clone(),
+        transactions: transactions.to_vec(),
+        output_index_for_first_ringct_output: first_ringct_output_index,
+    };
+    let found = scanner.scan(scannable).map_err(|e| ChainError::Inconsistent(format!("scan: {e:?}")))?;
+    Ok(found.not_additionally_locked())
+}
+
+/// The outputs to `pair` in the block, in block order. Large blocks are split in two halves
+/// scanned at once: the second half is scanned as a block of its own transactions (the miner
+/// transaction comes along and is dropped from its results) whose first RingCT output index
+/// is shifted by the first half's outputs, so the result is exactly the whole block's scan.
+fn find_outputs(
+    pair: &ViewPair,
+    block: &Block,
+    transactions: &[Transaction<Pruned>],
+    first_ringct_output_index: Option<u64>,
+) -> Result<Vec<WalletOutput>, ChainError> {
+    let parallel = cfg!(not(madsim)) && transactions.len() >= PARALLEL_FROM_TRANSACTIONS;
+    let Some(first) = first_ringct_output_index.filter(|_| parallel) else {
+        return scan_part(pair, block, transactions, first_ringct_output_index);
+    };
+    let middle = transactions.len() / 2;
+    let first_half_outputs: u64 = transactions[.. middle]
+        .iter()
+        .filter(|tx| matches!(tx, Transaction::V2 { .. }))
+        .map(|tx| tx.prefix().outputs.len() as u64)
+        .sum();
+    let second_first = first
+        .checked_add(first_half_outputs)
+        .ok_or_else(|| ChainError::Inconsistent("RingCT output indexes overflow".into()))?;
+    let mut first_block = block.clone();
+    first_block.transactions.truncate(middle);
+    let mut second_block = block.clone();
+    second_block.transactions.drain(.. middle);
+    let miner = block.miner_transaction().hash();
+    let (first_found, second_found) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| scan_part(pair, &second_block, &transactions[middle ..], Some(second_first)));
+        let first_found = scan_part(pair, &first_block, &transactions[.. middle], Some(first));
+        let second_found = second.join().unwrap_or_else(|_| Err(ChainError::Inconsistent("the scanning thread panicked".into())));
+        (first_found, second_found)
+    });
+    let mut outputs = first_found?;
+    outputs.extend(second_found?.into_iter().filter(|output| output.transaction() != miner));
+    Ok(outputs)
+}
+
 pub(super) fn scan_block(
     bytes: &[u8],
     keys: &[ScanKey],
@@ -107,17 +169,8 @@ pub(super) fn scan_block(
         let ChainPublicKey::Monero { spend_key } = key.key else {
             return Err(ChainError::UnsupportedKey("a Bitcoin key cannot receive Monero".into()));
         };
-        let mut scanner = Scanner::new(view_pair(&spend_key)?);
-        if let Some(change) = CHANGE_SUBADDRESS {
-            scanner.register_subaddress(change);
-        }
-        let scannable = ScannableBlock {
-            block: block.clone(),
-            transactions: transactions.clone(),
-            output_index_for_first_ringct_output: data.first_ringct_output_index,
-        };
-        let found = scanner.scan(scannable).map_err(|e| ChainError::Inconsistent(format!("scan: {e:?}")))?;
-        for output in found.not_additionally_locked() {
+        let pair = view_pair(&spend_key)?;
+        for output in find_outputs(&pair, &block, &transactions, data.first_ringct_output_index)? {
             let mut output_id = output.transaction().to_vec();
             output_id.extend(output.index_in_transaction().to_le_bytes());
             let kind = if output.subaddress().is_some() && output.subaddress() == CHANGE_SUBADDRESS {
