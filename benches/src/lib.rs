@@ -73,9 +73,33 @@ pub fn synthetic_bitcoin_block(outputs: usize, ours_every: usize, seed: u64) -> 
         },
         txdata: transactions,
     };
+    commit_witnesses(&mut block);
     block.header.merkle_root = block.compute_merkle_root().expect("the block has transactions");
     let key = ScanKey { session: SessionId(1), key: ChainPublicKey::Bitcoin { internal_key: group.serialize() } };
     (bitcoin::consensus::serialize(&block), key)
+}
+
+/// Puts a coinbase committing to the block's witnesses (BIP141) in front of its transactions.
+fn commit_witnesses(block: &mut Block) {
+    let reserved = [0u8; 32];
+    let coinbase = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::null(),
+            script_sig: ScriptBuf::from_bytes(vec![1, 1]),
+            sequence: Sequence::MAX,
+            witness: Witness::from_slice(&[reserved.as_slice()]),
+        }],
+        output: vec![],
+    };
+    block.txdata.insert(0, coinbase);
+    // The coinbase's own wtxid counts as zero, so the root can be taken before its output exists.
+    let root = block.witness_root().expect("the block has transactions");
+    let commitment = Block::compute_witness_commitment(&root, &reserved);
+    let mut script = vec![0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed];
+    script.extend(bitcoin::hashes::Hash::as_byte_array(&commitment));
+    block.txdata[0].output.push(TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(script) });
 }
 
 trait AllZeros {
