@@ -138,9 +138,10 @@ fn per_input<T>(
         .collect()
 }
 
-/// Records a new plan's eventuality (Bitcoin). If scanning already saw its first input spent
+/// Records a new plan's eventuality. Bitcoin: if scanning already saw its first input spent
 /// (a processor may scan ahead of the commands it has handled), the plan is complete at once:
-/// returns the completing transaction's id.
+/// returns the completing transaction's id. Monero: the plan waits for its rings first (see
+/// [`decoys_arrived`]).
 pub fn watch<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) -> Result<Option<Vec<u8>>, SignError> {
     if record.chain == ExternalChain::Monero {
         // Its transaction, hence its Eventuality, exists once the rings are selected.
@@ -291,9 +292,14 @@ pub fn decoy_requests(reader: &impl crate::db::Read) -> Result<Vec<monero::Decoy
     Ok(requests)
 }
 
-/// Marks a plan complete: signing and publishing stop.
+/// Marks a plan complete: signing and publishing stop, and what spending its inputs needed is
+/// dropped.
 pub fn complete<D: Db>(txn: &mut Txn<'_, D>, record: &mut PlanRecord, transaction: Vec<u8>) {
     schema::UNCONFIRMED.delete(txn, &record.id.0.to_vec());
+    schema::MONERO_INPUTS.delete(txn, &record.id.0.to_vec());
+    for input in &record.plan.inputs {
+        schema::MONERO_OUTPUTS.delete(txn, &input.id);
+    }
     tracing::info!(plan = %record.id, transaction = %hex::encode(&transaction), "plan completed on chain");
     record.state = PlanState::Completed { transaction };
     schema::PLANS.set(txn, &record.id.0.to_vec(), record);

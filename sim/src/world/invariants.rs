@@ -208,10 +208,7 @@ pub(super) fn live(shared: &Shared) -> Result<(), String> {
             return Err(format!("the final block {height} has no signed Batch yet ({})", states.join("; ")));
         }
     }
-    // A validator excluded from the keys by a failed key generation holds no plans.
-    if shared.scenario.byzantine != Some(crate::scenario::Byzantine::KeyGen) {
-        plans_agree(shared)?;
-    }
+    plans_agree(shared)?;
     Ok(())
 }
 
@@ -281,24 +278,31 @@ fn plan_contents(db: &processor::db::MemDb) -> Result<Vec<(Vec<u8>, processor::s
 /// same scheduler state, and every plan's transaction is final and recognised as complete by
 /// every processor.
 pub(super) fn plans_agree(shared: &Shared) -> Result<(), String> {
-    let reference = plan_contents(&shared.dbs[0])?;
-    let scheduler = schema::SCHEDULER.get(&shared.dbs[0], &()).map_err(|e| e.to_string())?;
-    for (index, db) in shared.dbs.iter().enumerate() {
-        {
-            for (_, record) in schema::PLANS.entries(db).map_err(|e| e.to_string())? {
-                if !matches!(record.state, processor::payments::PlanState::Completed { .. }) {
-                    return Err(format!("processor {index}'s plan {} is not complete ({:?})", record.id, record.attempt));
-                }
+    // The processors holding the latest session's keys (a validator a failed key generation
+    // excluded holds no plans).
+    let Some(session) = lock(&shared.coordinator).latest_session() else { return Err("no session".into()) };
+    let members: Vec<usize> = shared
+        .dbs
+        .iter()
+        .enumerate()
+        .filter(|(_, db)| keygen::active_keys(*db).ok().flatten().is_some_and(|keys| keys.session == session))
+        .map(|(index, _)| index)
+        .collect();
+    let Some(&first) = members.first() else { return Err("no processor holds the latest keys".into()) };
+    let reference = plan_contents(&shared.dbs[first])?;
+    let scheduler = schema::SCHEDULER.get(&shared.dbs[first], &()).map_err(|e| e.to_string())?;
+    for &index in &members {
+        let db = &shared.dbs[index];
+        for (_, record) in schema::PLANS.entries(db).map_err(|e| e.to_string())? {
+            if !matches!(record.state, processor::payments::PlanState::Completed { .. }) {
+                return Err(format!("processor {index}'s plan {} is not complete ({:?})", record.id, record.attempt));
             }
         }
-        if index == 0 {
-            continue;
-        }
         if plan_contents(db)? != reference {
-            return Err(format!("processor {index}'s plans differ from processor 0's"));
+            return Err(format!("processor {index}'s plans differ from processor {first}'s"));
         }
         if schema::SCHEDULER.get(db, &()).map_err(|e| e.to_string())? != scheduler {
-            return Err(format!("processor {index}'s scheduler differs from processor 0's"));
+            return Err(format!("processor {index}'s scheduler differs from processor {first}'s"));
         }
     }
     Ok(())
