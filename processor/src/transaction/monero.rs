@@ -96,7 +96,7 @@ pub async fn select_decoys(rpc: &impl ProvidesDecoys, request: &DecoyRequest) ->
 
 /// Parses the driver's answer and checks it is the request's inputs, in order.
 pub fn parse_inputs(request: &DecoyRequest, inputs: &[Vec<u8>]) -> Result<Vec<OutputWithDecoys>, String> {
-    if inputs.len() != request.outputs.len() {
+    if inputs.len() != request.outputs.len() || inputs.is_empty() {
         return Err(format!("{} inputs for {} outputs", inputs.len(), request.outputs.len()));
     }
     let mut parsed = Vec::with_capacity(inputs.len());
@@ -158,4 +158,30 @@ pub fn completes(eventuality: &Eventuality, transaction: &[u8]) -> bool {
         return false;
     };
     transaction.prefix().extra == eventuality.extra() && eventuality.matches(&transaction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a chain source answers for a ring selection, parsing it is an error or a
+        /// checked list, never a panic.
+        #[test]
+        fn arbitrary_ring_answers_are_refused_not_panicked_on(
+            outputs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0 .. 300), 0 .. 3),
+            answers in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0 .. 600), 0 .. 3),
+        ) {
+            let request = DecoyRequest { plan: PlanId([1; 32]), block_number: 10, outputs, seed: [2; 32] };
+            prop_assert!(parse_inputs(&request, &answers).is_err());
+        }
+
+        /// Garbage where a stored own transaction is expected is never a panic (fuzzing the
+        /// parser the completion check relies on).
+        #[test]
+        fn garbage_transaction_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0 .. 600)) {
+            let _ = monero_wallet::transaction::Transaction::<monero_wallet::transaction::Pruned>::read(&mut bytes.as_slice());
+        }
+    }
 }
