@@ -9,6 +9,11 @@
 //! - [`db`]: persistence with atomic transactions and typed tables, in memory or RocksDB;
 //! - [`core`]: the deterministic state machine (events in, effects out, no IO);
 //! - [`keygen`]: the threshold key generation the core runs;
+//! - [`chain`] and [`scanner`]: parsing and scanning Bitcoin and Monero blocks, finality, halts;
+//! - [`batch`]: threshold-signed Batches of the deposits' InInstructions;
+//! - [`scheduler`] and [`payments`]: Burns into planned transactions;
+//! - [`transaction`]: plans into threshold-signed Bitcoin and Monero transactions, and their
+//!   Eventualities;
 //! - [`crypto`] and [`ids`]: key material and the small types everything is written in.
 //!
 //! The `processor` binary is the daemon around this core.
