@@ -1,0 +1,100 @@
+//! The Monero fee model charges at least what monero-wallet computes for the real transaction
+//! (CLSAG rings of 16, a Bulletproof+ over every output, the change output), for every input
+//! and output count the scheduler can plan; otherwise a plan could not be built.
+
+mod common;
+
+use mock_chains::monero::{block_on, Depositor, MockMonero, MoneroConfig, WalletKeys};
+use processor::chain::monero::{group_address, MoneroBlockData};
+use processor::chain::{scan_block, ScanKey};
+use processor::db::{schema, Db, MemDb};
+use processor::ids::{Amount, Attempt, BlockHeight, ExternalChain, SessionId};
+use processor::messages::ChainPublicKey;
+use processor::payments::{fee_model, PlanRecord, PlanState};
+use processor::scheduler::{Payment, Plan, PlanKind, PlannedPayment, Utxo};
+use processor::transaction::monero as xmr;
+
+const FEE_RATE: u64 = 20_000;
+
+#[test]
+fn the_monero_fee_model_covers_real_transactions() {
+    let mut chain = MockMonero::with_config(61, MoneroConfig { coinbase_lock: 1, ..MoneroConfig::default() });
+    let mut depositor = Depositor::new(61);
+    let inputs_wanted = 4;
+    for _ in 0 .. 14 {
+        chain.mine_to(&depositor.address());
+    }
+    let group_keys = WalletKeys::from_seed(62);
+    let spend_key = group_keys.spend_public().compress().to_bytes();
+    let group = group_address(&spend_key, monero_wallet::address::Network::Mainnet).unwrap();
+    let first = chain.tip_height() + 1;
+    for _ in 0 .. inputs_wanted {
+        let deposit = depositor.deposit(&chain, &group, 50_000_000_000, None).unwrap();
+        chain.submit(deposit).unwrap();
+        chain.mine();
+    }
+    for _ in 0 .. 12 {
+        chain.mine();
+    }
+    let db = MemDb::default();
+    let key = [ScanKey { session: SessionId(1), key: ChainPublicKey::Monero { spend_key } }];
+    let mut utxos = Vec::new();
+    for height in first .. first + inputs_wanted {
+        let bytes = MoneroBlockData::new(
+            chain.block(height).unwrap(),
+            &chain.transactions(height)[1 ..],
+            chain.scannable_block_at(height).unwrap().output_index_for_first_ringct_output,
+        )
+        .encode();
+        for output in scan_block(ExternalChain::Monero, &bytes, &key).unwrap().outputs {
+            let mut txn = db.txn();
+            schema::MONERO_OUTPUTS.set(&mut txn, &output.id, &(BlockHeight(height as u64), output.spend_data.clone()));
+            txn.commit().unwrap();
+            utxos.push(Utxo { id: output.id, amount: output.amount, kind: output.kind });
+        }
+    }
+    let model = fee_model(ExternalChain::Monero);
+    let recipient = WalletKeys::from_seed(63).address().to_string().into_bytes();
+    for inputs in [1, 2, 4] {
+        for payments in [1, 2, 3, 4, 7, 8, 12, model.max_outputs - 1] {
+            let spent = &utxos[.. inputs];
+            let total: u64 = spent.iter().map(|u| u.amount.0).sum();
+            let fee = model.fee(FEE_RATE, inputs, payments + 1);
+            let each = 1_000_000_000;
+            let plan = Plan {
+                kind: PlanKind::Payments,
+                inputs: spent.to_vec(),
+                payments: (0 .. payments)
+                    .map(|i| PlannedPayment {
+                        payment: Payment { id: [i as u8; 32], destination: recipient.clone(), amount: Amount(each) },
+                        paid: Amount(each),
+                    })
+                    .collect(),
+                branches: vec![],
+                change: Some(Amount(total - fee.0 - each * payments as u64)),
+                fee,
+            };
+            assert!(plan.conserves_value());
+            let id = processor::payments::plan_id(ExternalChain::Monero, &plan);
+            let record = PlanRecord {
+                id,
+                chain: ExternalChain::Monero,
+                session: SessionId(1),
+                plan,
+                state: PlanState::Planned,
+                attempt: Attempt(0),
+                fee_rate: FEE_RATE,
+            };
+            let request = xmr::decoy_request(&db, &record).unwrap();
+            let rings = block_on(xmr::select_decoys(&chain, &request)).unwrap().unwrap();
+            let parsed = xmr::parse_inputs(&request, &rings).unwrap();
+            let signable = xmr::signable(&record, &spend_key, parsed).unwrap();
+            assert!(
+                signable.necessary_fee() <= fee.0,
+                "{inputs} inputs, {payments} payments: monero-wallet needs {} piconero, the model charged {}",
+                signable.necessary_fee(),
+                fee.0
+            );
+        }
+    }
+}
