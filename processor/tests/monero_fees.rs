@@ -14,6 +14,27 @@ use processor::payments::{fee_model, PlanRecord, PlanState};
 use processor::scheduler::{Payment, Plan, PlanKind, PlannedPayment, Utxo};
 use processor::transaction::monero as xmr;
 
+/// Installs participant 1's share of a dealt 2-of-2 Monero key set as active keys; returns the
+/// group's spend key.
+fn install_dealer_keys(db: &MemDb, seed: u64) -> [u8; 32] {
+    use frost_core::keys::{IdentifierList, KeyPackage};
+    use processor::keygen::keys::{Ed25519, KeyShare};
+    use processor::keygen::{install_keys, ChainKeyShare, ThresholdKeyPair};
+    use rand_chacha::rand_core::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let mut deal = || {
+        let (shares, public) = frost_core::keys::generate_with_dealer::<Ed25519, _>(2, 2, IdentifierList::Default, &mut rng).unwrap();
+        let share = shares.into_values().next().unwrap();
+        KeyShare { share: KeyPackage::try_from(share).unwrap(), public }
+    };
+    let keys = ThresholdKeyPair { session: SessionId(1), batch: deal(), chain: ChainKeyShare::Monero(deal()) };
+    let mut txn = db.txn();
+    install_keys(&mut txn, &keys, BlockHeight(0));
+    txn.commit().unwrap();
+    let ChainPublicKey::Monero { spend_key } = keys.group_keys().chain else { unreachable!() };
+    spend_key
+}
+
 const FEE_RATE: u64 = 20_000;
 
 #[test]
@@ -24,8 +45,8 @@ fn the_monero_fee_model_covers_real_transactions() {
     for _ in 0 .. 14 {
         chain.mine_to(&depositor.address());
     }
-    let group_keys = WalletKeys::from_seed(62);
-    let spend_key = group_keys.spend_public().compress().to_bytes();
+    let db = MemDb::default();
+    let spend_key = install_dealer_keys(&db, 62);
     let group = group_address(&spend_key, monero_wallet::address::Network::Mainnet).unwrap();
     let first = chain.tip_height() + 1;
     for _ in 0 .. inputs_wanted {
@@ -36,7 +57,6 @@ fn the_monero_fee_model_covers_real_transactions() {
     for _ in 0 .. 12 {
         chain.mine();
     }
-    let db = MemDb::default();
     let key = [ScanKey { session: SessionId(1), key: ChainPublicKey::Monero { spend_key } }];
     let mut utxos = Vec::new();
     for height in first .. first + inputs_wanted {
@@ -97,4 +117,38 @@ fn the_monero_fee_model_covers_real_transactions() {
             );
         }
     }
+
+    // A plan whose transaction cannot be built (it leaves less than the real fee and no
+    // change) fails once, with a report, instead of asking for rings forever.
+    let spent = &utxos[.. 1];
+    let total = spent[0].amount.0;
+    let plan = Plan {
+        kind: PlanKind::Payments,
+        inputs: spent.to_vec(),
+        payments: vec![PlannedPayment {
+            payment: Payment { id: [9; 32], destination: recipient.clone(), amount: Amount(total - 10) },
+            paid: Amount(total - 10),
+        }],
+        branches: vec![],
+        change: None,
+        fee: Amount(10),
+    };
+    let id = processor::payments::plan_id(ExternalChain::Monero, &plan);
+    let record = PlanRecord { id, chain: ExternalChain::Monero, session: SessionId(1), plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate: FEE_RATE };
+    let mut txn = db.txn();
+    schema::PLANS.set(&mut txn, &id.0.to_vec(), &record);
+    processor::transaction::watch(&mut txn, &record).unwrap();
+    txn.commit().unwrap();
+    assert_eq!(processor::transaction::decoy_requests(&db).unwrap().len(), 1);
+    let request = xmr::decoy_request(&db, &record).unwrap();
+    let rings = block_on(xmr::select_decoys(&chain, &request)).unwrap().unwrap();
+    let mut txn = db.txn();
+    let messages = processor::transaction::decoys_arrived(&mut txn, id, &rings).unwrap().unwrap();
+    txn.commit().unwrap();
+    assert!(matches!(
+        messages.as_slice(),
+        [processor::messages::ProcessorMessage::Payments(processor::messages::PaymentsEvent::PlanFailed { plan, .. })] if *plan == id
+    ));
+    assert!(matches!(schema::PLANS.get(&db, &id.0.to_vec()).unwrap().unwrap().state, PlanState::Failed { .. }));
+    assert!(processor::transaction::decoy_requests(&db).unwrap().is_empty(), "a failed plan is not asked about again");
 }

@@ -306,6 +306,7 @@ fn print_observation(chain: ExternalChain, now: Millis, observation: &Observatio
             processor::messages::PaymentsEvent::BurnRejected { reason, .. } => format!("processor {by} rejects a Burn: {reason}"),
             processor::messages::PaymentsEvent::BurnForfeited { amount, .. } => format!("processor {by} forfeits a Burn of {amount} (cannot pay its fee)"),
             processor::messages::PaymentsEvent::Planned { plan, burns } => format!("processor {by} planned {plan} paying {} Burn(s)", burns.len()),
+            processor::messages::PaymentsEvent::PlanFailed { plan, reason } => format!("processor {by}: {plan} cannot be built: {reason}"),
         },
         Observation::BatchSigned { batch, .. } => {
             format!("Batch {} signed: {} InInstructions from block {}", batch.id, batch.instructions.len(), batch.block)

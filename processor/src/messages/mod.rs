@@ -260,6 +260,10 @@ pub enum PaymentsEvent {
     BurnForfeited { id: [u8; 32], amount: Amount },
     /// Burns were planned into a transaction the group will sign.
     Planned { plan: PlanId, burns: Vec<[u8; 32]> },
+    /// A plan's transaction cannot be built here (the chain's transaction builder refused it):
+    /// it is not signed, and its inputs stay out of the group's spendable funds until an
+    /// operator acts.
+    PlanFailed { plan: PlanId, reason: String },
 }
 
 #[cfg(test)]

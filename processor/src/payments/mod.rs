@@ -37,6 +37,8 @@ pub enum PlanState {
     Signed { transaction: Vec<u8> },
     /// Its transaction (this chain id) is in a final block.
     Completed { transaction: Vec<u8> },
+    /// Its transaction cannot be built (see `PaymentsEvent::PlanFailed`).
+    Failed { reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]

@@ -263,7 +263,18 @@ pub fn decoys_arrived<D: Db>(
     let crate::messages::ChainPublicKey::Monero { spend_key } = keys.group_keys().chain else {
         return Err(SignError::Refused("a Monero plan under a Bitcoin key".into()));
     };
-    let signable = monero::signable(&record, &spend_key, parsed).map_err(SignError::Refused)?;
+    let signable = match monero::signable(&record, &spend_key, parsed) {
+        Ok(signable) => signable,
+        Err(reason) => {
+            // Deterministic given the plan and the (validated) rings: asking again would only
+            // repeat the work. Reported; the inputs stay out of the spendable funds.
+            tracing::error!(%plan, %reason, "a Monero plan's transaction cannot be built");
+            schema::AWAITING_DECOYS.delete(txn, &key);
+            record.state = PlanState::Failed { reason: reason.clone() };
+            schema::PLANS.set(txn, &key, &record);
+            return Ok(Some(vec![ProcessorMessage::Payments(crate::messages::PaymentsEvent::PlanFailed { plan, reason })]));
+        }
+    };
     let (extra, eventuality) = monero::eventuality(&signable);
     schema::AWAITING_DECOYS.delete(txn, &key);
     schema::MONERO_INPUTS.set(txn, &key, &inputs.to_vec());
