@@ -28,6 +28,8 @@ pub mod keygen;
 pub mod messages;
 pub mod mutation;
 pub mod payments;
+#[cfg(not(madsim))]
+pub mod rpc;
 pub mod scanner;
 pub mod scheduler;
 pub mod transaction;

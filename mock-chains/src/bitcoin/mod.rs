@@ -19,6 +19,8 @@ mod chain;
 mod depositor;
 mod parse;
 mod sign;
+#[cfg(not(madsim))]
+pub mod rpc;
 
 pub use chain::{
     block_subsidy, MockBitcoin, ReorgError, TxRejected, COINBASE_TAG, DEFAULT_COINBASE_MATURITY,
