@@ -145,8 +145,11 @@ fn check_no_second_effect(shared: &Shared, index: usize, before: Vec<(Vec<u8>, V
 
 /// Watches every signed transaction a processor publishes: the group must never sign two
 /// different transactions spending the same output (two versions of a plan, or two plans).
+/// For Monero "different" means different inputs, outputs, amounts or fee: two signing attempts
+/// of one plan differ only in their signatures and proofs.
 fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
     use bitcoin::hashes::Hash;
+    use sha2::Digest;
     // What each transaction spends: Bitcoin outpoints; Monero key images.
     let (txid, spent): (Vec<u8>, Vec<Vec<u8>>) = match shared.chain_kind {
         processor::ids::ExternalChain::Bitcoin => {
@@ -158,7 +161,7 @@ fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
             (transaction.compute_txid().to_byte_array().to_vec(), spent)
         }
         processor::ids::ExternalChain::Monero => {
-            let Ok(transaction) = monero_wallet::transaction::Transaction::read(&mut &*bytes) else {
+            let Ok(transaction) = monero_wallet::transaction::Transaction::<monero_wallet::transaction::NotPruned>::read(&mut &*bytes) else {
                 shared.violate("every published transaction is well formed", format!("processor {index} published undecodable bytes"));
                 return;
             };
@@ -171,7 +174,21 @@ fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
                     monero_wallet::transaction::Input::Gen(_) => None,
                 })
                 .collect();
-            (transaction.hash().to_vec(), spent)
+            // Signatures and proofs differ between two signing attempts of the same plan (Monero's
+            // hash covers them); what must never differ is everything else: inputs, outputs,
+            // amounts, fee.
+            let mut version = Vec::new();
+            for input in &transaction.prefix().inputs {
+                version.extend(input.serialize());
+            }
+            for output in &transaction.prefix().outputs {
+                version.extend(output.serialize());
+            }
+            version.extend(&transaction.prefix().extra);
+            if let monero_wallet::transaction::Transaction::V2 { proofs: Some(proofs), .. } = &transaction {
+                let _ = proofs.base.write(&mut version, proofs.rct_type());
+            }
+            (sha2::Sha256::digest(&version).to_vec(), spent)
         }
     };
     let mut spent_by = lock(&shared.spent_by);
