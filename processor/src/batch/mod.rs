@@ -73,8 +73,31 @@ pub struct BatchSigner {
     keys: KeyCache,
 }
 
-fn participant_of(id: &Identifier<Ed25519>, n: u16) -> Option<Participant> {
-    (1 ..= n).map(|i| Participant::new(i).expect("non-zero")).find(|p| keygen::dkg_identifier::<Ed25519>(*p) == *id)
+/// The participant a FROST identifier names among `n`.
+pub(crate) fn participant_of<C: frost_core::Ciphersuite>(id: &Identifier<C>, n: u16) -> Option<Participant> {
+    (1 ..= n).filter_map(Participant::new).find(|p| keygen::dkg_identifier::<C>(*p) == *id)
+}
+
+/// Aggregates a signing set's shares (which verifies the signature under `public`), blaming
+/// the culprit of an invalid share; returns the signature and its 64-byte encoding.
+pub(crate) fn aggregate<C: frost_core::Ciphersuite>(
+    package: &SigningPackage<C>,
+    shares: &BTreeMap<Identifier<C>, SignatureShare<C>>,
+    public: &frost_core::keys::PublicKeyPackage<C>,
+) -> Result<(frost_core::Signature<C>, [u8; 64]), SignError> {
+    let n = public.verifying_shares().len() as u16;
+    let signature = frost_core::aggregate(package, shares, public).map_err(|error| {
+        match error.culprits().first().and_then(|id| participant_of(id, n)) {
+            Some(accused) => SignError::Blame { accused, reason: BlameReason::InvalidSignatureShare },
+            None => SignError::Refused(format!("aggregation failed: {error}")),
+        }
+    })?;
+    let bytes: [u8; 64] = signature
+        .serialize()
+        .map_err(|e| SignError::Refused(format!("serializing the signature: {e}")))?
+        .try_into()
+        .map_err(|_| SignError::Refused("a signature is 64 bytes".into()))?;
+    Ok((signature, bytes))
 }
 
 fn keys_for<D: Db>(cache: &mut KeyCache, txn: &Txn<'_, D>, session: SessionId) -> Result<Arc<ThresholdKeyPair>, SignError> {
@@ -249,24 +272,13 @@ impl BatchSigner {
             return Err(SignError::Refused(format!("no signing package for {id:?} here")));
         };
         let keys = keys_for(&mut self.keys, txn, id.session)?;
-        let n = keys.batch.public.verifying_shares().len() as u16;
         let mut parsed = BTreeMap::new();
         for (participant, bytes) in shares {
             let share = SignatureShare::<Ed25519>::deserialize(bytes)
                 .map_err(|_| SignError::Blame { accused: *participant, reason: BlameReason::Malformed })?;
             parsed.insert(keygen::dkg_identifier::<Ed25519>(*participant), share);
         }
-        let signature = frost_core::aggregate(&package, &parsed, &keys.batch.public).map_err(|error| {
-            match error.culprits().first().and_then(|id| participant_of(id, n)) {
-                Some(accused) => SignError::Blame { accused, reason: BlameReason::InvalidSignatureShare },
-                None => SignError::Refused(format!("aggregation failed: {error}")),
-            }
-        })?;
-        let bytes: [u8; 64] = signature
-            .serialize()
-            .map_err(|e| SignError::Refused(format!("serializing the signature: {e}")))?
-            .try_into()
-            .map_err(|_| SignError::Refused("an Ed25519 signature is 64 bytes".into()))?;
+        let (signature, bytes) = aggregate(&package, &parsed, &keys.batch.public)?;
         // Second line of defence: the aggregate verifies under the group key for this Batch.
         keys.batch
             .public

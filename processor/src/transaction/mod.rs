@@ -68,8 +68,7 @@ pub struct TransactionSigner {
 
 /// The processor's own participant index in a key share.
 fn me<C: frost_core::Ciphersuite>(share: &crate::keygen::keys::KeyShare<C>) -> Option<Participant> {
-    let n = share.public.verifying_shares().len() as u16;
-    (1 ..= n).filter_map(Participant::new).find(|p| keygen::dkg_identifier::<C>(*p) == *share.share.identifier())
+    crate::batch::participant_of(share.share.identifier(), share.public.verifying_shares().len() as u16)
 }
 
 fn monero_share(keys: &ThresholdKeyPair) -> Result<&crate::keygen::keys::KeyShare<crate::keygen::keys::Ed25519>, SignError> {
@@ -500,7 +499,6 @@ impl TransactionSigner {
         let share = bitcoin_keys(&keys)?;
         let signable = signable(&record, &keys)?;
         let inputs = signing.packages.len();
-        let n = share.public.verifying_shares().len() as u16;
         let mut by_input: Vec<BTreeMap<Identifier<Secp256k1Tr>, SignatureShare<Secp256k1Tr>>> = vec![BTreeMap::new(); inputs];
         for (participant, bytes) in shares {
             let parsed = per_input(*participant, bytes, inputs, |item| SignatureShare::<Secp256k1Tr>::deserialize(item).ok())?;
@@ -513,17 +511,7 @@ impl TransactionSigner {
         for (input, package) in signing.packages.iter().enumerate() {
             // Aggregation verifies the signature under the input's tweaked key, and names the
             // culprit when it does not.
-            let signature = frost_core::aggregate(package, &by_input[input], &tweaked[input].1).map_err(|error| {
-                match error.culprits().first().and_then(|culprit| participant_of(culprit, n)) {
-                    Some(accused) => SignError::Blame { accused, reason: BlameReason::InvalidSignatureShare },
-                    None => SignError::Refused(format!("aggregating input {input} failed: {error}")),
-                }
-            })?;
-            let bytes: [u8; 64] = signature
-                .serialize()
-                .map_err(|e| SignError::Refused(format!("serializing a signature: {e}")))?
-                .try_into()
-                .map_err(|_| SignError::Refused("a BIP340 signature is 64 bytes".into()))?;
+            let (_, bytes) = crate::batch::aggregate(package, &by_input[input], &tweaked[input].1)?;
             signatures.push(bytes);
         }
         let txid = signable.txid().to_vec();
@@ -660,9 +648,6 @@ fn frost_error(error: modular_frost::FrostError, step: &str) -> SignError {
     }
 }
 
-fn participant_of(id: &Identifier<Secp256k1Tr>, n: u16) -> Option<Participant> {
-    (1 ..= n).filter_map(Participant::new).find(|p| keygen::dkg_identifier::<Secp256k1Tr>(*p) == *id)
-}
 
 /// Signed transactions not yet seen final, to (re)publish.
 pub fn unconfirmed(reader: &impl crate::db::Read) -> Result<Vec<(PlanId, Vec<u8>)>, DbError> {
