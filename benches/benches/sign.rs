@@ -98,6 +98,22 @@ fn batch_signing(c: &mut Criterion) {
     group.finish();
 }
 
+/// One whole transaction signing round at every signer: preprocess, share, signed transaction.
+fn transaction_round(dbs: &[MemDb], signers: &mut [TransactionSigner], rng: &mut ChaCha20Rng, id: SignId) {
+    let preprocesses = each(dbs, signers, |_, signer, txn| signer.reattempt(txn, rng, id).expect("preprocess"));
+    let shares = each(dbs, signers, |_, signer, txn| {
+        let command = wire(CoordinatorMessage::Sign(SignCommand::Preprocesses { id, preprocesses: preprocesses.clone() }));
+        let CoordinatorMessage::Sign(SignCommand::Preprocesses { preprocesses, .. }) = command else { unreachable!() };
+        signer.preprocesses(txn, id, &preprocesses).expect("share")
+    });
+    for (index, signer) in signers.iter_mut().enumerate() {
+        let mut txn = dbs[index].txn();
+        let completed = signer.shares(&mut txn, id, &shares).expect("signed transaction");
+        assert_eq!(completed.len(), 1);
+        txn.commit().expect("in-memory");
+    }
+}
+
 fn bitcoin_transaction_signing(c: &mut Criterion) {
     let mut group = c.benchmark_group("bitcoin_transaction_signing");
     group.sample_size(10);
@@ -114,18 +130,7 @@ fn bitcoin_transaction_signing(c: &mut Criterion) {
                 attempt += 1;
                 let plan_id = dbs.iter().map(|db| record_plan(db, &plan, attempt - 1)).last().expect("signers");
                 let id = SignId { session: SESSION, target: SignTarget::Transaction(plan_id), attempt: Attempt(attempt) };
-                let preprocesses = each(dbs, &mut signers, |_, signer, txn| signer.reattempt(txn, &mut rng, id).expect("preprocess"));
-                let shares = each(dbs, &mut signers, |_, signer, txn| {
-                    let command = wire(CoordinatorMessage::Sign(SignCommand::Preprocesses { id, preprocesses: preprocesses.clone() }));
-                    let CoordinatorMessage::Sign(SignCommand::Preprocesses { preprocesses, .. }) = command else { unreachable!() };
-                    signer.preprocesses(txn, id, &preprocesses).expect("share")
-                });
-                for (index, signer) in signers.iter_mut().enumerate() {
-                    let mut txn = dbs[index].txn();
-                    let completed = signer.shares(&mut txn, id, &shares).expect("signed transaction");
-                    assert_eq!(completed.len(), 1);
-                    txn.commit().expect("in-memory");
-                }
+                transaction_round(dbs, &mut signers, &mut rng, id);
             })
         });
         // The floor: frost-secp256k1-tr signing each input's sighash with its taproot tweak.
@@ -179,18 +184,7 @@ fn monero_transaction_signing(c: &mut Criterion) {
                     reset_plan(db, &fixture.record, attempt - 1);
                 }
                 let id = SignId { session: SESSION, target: SignTarget::Transaction(fixture.record.id), attempt: Attempt(attempt) };
-                let preprocesses = each(dbs, &mut signers, |_, signer, txn| signer.reattempt(txn, &mut rng, id).expect("preprocess"));
-                let shares = each(dbs, &mut signers, |_, signer, txn| {
-                    let command = wire(CoordinatorMessage::Sign(SignCommand::Preprocesses { id, preprocesses: preprocesses.clone() }));
-                    let CoordinatorMessage::Sign(SignCommand::Preprocesses { preprocesses, .. }) = command else { unreachable!() };
-                    signer.preprocesses(txn, id, &preprocesses).expect("share")
-                });
-                for (index, signer) in signers.iter_mut().enumerate() {
-                    let mut txn = dbs[index].txn();
-                    let completed = signer.shares(&mut txn, id, &shares).expect("signed transaction");
-                    assert_eq!(completed.len(), 1);
-                    txn.commit().expect("in-memory");
-                }
+                transaction_round(dbs, &mut signers, &mut rng, id);
             })
         });
         // The floor: monero-wallet's own multisig machines on the same transaction, no wire, no
