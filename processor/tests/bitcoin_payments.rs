@@ -212,31 +212,15 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> coordinator:
     // Mine while the group signs and publishes, until every plan is final everywhere it
     // should be.
     let live: Vec<usize> = if disturbance == Disturbance::Silent { vec![0, 1, 2] } else { vec![0, 1, 2, 3] };
-    let all_completed = |net: &coordinator::local::LocalNetwork| {
-        live.iter().all(|index| {
-            let plans = schema::PLANS.entries(net.db(*index)).unwrap();
-            !plans.is_empty() && plans.iter().all(|(_, record)| matches!(record.state, PlanState::Completed { .. }))
-        })
-    };
-    let deadline = network.now().0 + 600_000;
-    while !all_completed(&network) {
-        assert!(network.now().0 < deadline, "payments did not complete ({disturbance:?})");
-        run_for(&mut network, 2_000);
+    mine_until_paid(&mut network, &live, 600_000, || {
         chain.borrow_mut().mine();
-    }
-
-    // The change's block is acknowledged a little after it is scanned.
-    run_for(&mut network, 10_000);
+    });
     // Every Burn is paid exactly once, by its plan's transaction, with what the plan says.
     let reference = schema::PLANS.entries(network.db(0)).unwrap();
     let chain = chain.borrow();
     for burn in &burns {
-        let Some(BurnStatus::Planned(plan)) = schema::BURNS.get(network.db(0), &burn.id.to_vec()).unwrap() else {
-            panic!("Burn {} was not planned", burn.id[0]);
-        };
-        let record = &reference.iter().find(|(_, r)| r.id == plan).unwrap().1;
+        let (record, paid) = plan_paying(&network, 0, burn);
         let PlanState::Completed { transaction } = &record.state else { unreachable!() };
-        let paid = record.plan.payments.iter().find(|p| p.payment.id == burn.id).unwrap().paid.0;
         let on_chain = paid_to(&chain, bitcoin::Script::from_bytes(&burn.destination));
         assert_eq!(on_chain.len(), 1, "Burn {} paid {} times", burn.id[0], on_chain.len());
         let (height, txid, sats) = on_chain[0];

@@ -12,10 +12,9 @@ use mock_chains::monero::{Depositor, MockMonero, MoneroConfig, WalletKeys};
 use monero_wallet::address::Network;
 use processor::chain::instruction::encode_instruction;
 use processor::chain::monero::group_address;
-use processor::db::schema;
 use processor::ids::{Amount, ExternalChain, Millis, Participant};
 use processor::messages::{Burn, ChainPublicKey, InInstruction, OutputKind};
-use processor::payments::{BurnStatus, PlanState};
+use processor::payments::PlanState;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -84,29 +83,12 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> LocalNetwork
     network.burn(ExternalChain::Monero, burns.clone(), FEE_RATE);
 
     let live: Vec<usize> = if disturbance == Disturbance::Silent { vec![0, 1, 2] } else { vec![0, 1, 2, 3] };
-    let all_completed = |net: &LocalNetwork| {
-        live.iter().all(|index| {
-            let plans = schema::PLANS.entries(net.db(*index)).unwrap();
-            !plans.is_empty() && plans.iter().all(|(_, record)| matches!(record.state, PlanState::Completed { .. }))
-        })
-    };
-    let deadline = network.now().0 + 900_000;
-    while !all_completed(&network) {
-        assert!(network.now().0 < deadline, "Monero payments did not complete ({disturbance:?})");
-        run_for(&mut network, 2_000);
+    mine_until_paid(&mut network, &live, 900_000, || {
         chain.borrow_mut().mine();
-    }
-
-    // The change's block is acknowledged a little after it is scanned.
-    run_for(&mut network, 10_000);
-    let reference = schema::PLANS.entries(network.db(0)).unwrap();
+    });
     let chain = chain.borrow();
     for (burn, wallet) in burns.iter().zip(&recipients) {
-        let Some(BurnStatus::Planned(plan)) = schema::BURNS.get(network.db(0), &burn.id.to_vec()).unwrap() else {
-            panic!("Burn {} was not planned", burn.id[0]);
-        };
-        let record = &reference.iter().find(|(_, r)| r.id == plan).unwrap().1;
-        let paid = record.plan.payments.iter().find(|p| p.payment.id == burn.id).unwrap().paid.0;
+        let (record, paid) = plan_paying(&network, 0, burn);
         assert_eq!(received(&chain, wallet), paid, "Burn {} was not paid exactly once", burn.id[0]);
         assert!(paid < burn.amount.0 && paid > burn.amount.0 - XMR / 100, "the fee share is small and carried by the payment");
         let PlanState::Completed { transaction } = &record.state else { unreachable!() };

@@ -73,3 +73,36 @@ pub fn reports_by(network: &LocalNetwork, index: usize) -> Vec<(u64, [u8; 32], V
     reports
 }
 
+
+/// Whether every processor in `live` has plans and all of them are complete on chain.
+pub fn plans_completed(network: &LocalNetwork, live: &[usize]) -> bool {
+    live.iter().all(|index| {
+        let plans = processor::db::schema::PLANS.entries(network.db(*index)).unwrap();
+        !plans.is_empty() && plans.iter().all(|(_, record)| matches!(record.state, processor::payments::PlanState::Completed { .. }))
+    })
+}
+
+/// Runs the network, mining a block every 2 s, until every processor in `live` completed its
+/// plans (panics after `within_ms`), then a little longer so the change's block is
+/// acknowledged too.
+pub fn mine_until_paid(network: &mut LocalNetwork, live: &[usize], within_ms: u64, mut mine: impl FnMut()) {
+    let deadline = network.now().0 + within_ms;
+    while !plans_completed(network, live) {
+        assert!(network.now().0 < deadline, "payments did not complete");
+        run_for(network, 2_000);
+        mine();
+    }
+    run_for(network, 10_000);
+}
+
+/// Processor `index`'s plan paying `burn`, and what it pays.
+pub fn plan_paying(network: &LocalNetwork, index: usize, burn: &processor::messages::Burn) -> (processor::payments::PlanRecord, u64) {
+    let Some(processor::payments::BurnStatus::Planned(plan)) =
+        processor::db::schema::BURNS.get(network.db(index), &burn.id.to_vec()).unwrap()
+    else {
+        panic!("Burn {} was not planned", burn.id[0]);
+    };
+    let record = processor::db::schema::PLANS.get(network.db(index), &plan.0.to_vec()).unwrap().unwrap();
+    let paid = record.plan.payments.iter().find(|p| p.payment.id == burn.id).unwrap().paid.0;
+    (record, paid)
+}
