@@ -14,6 +14,7 @@ mod batches;
 pub mod byzantine;
 mod link;
 pub mod local;
+pub mod service;
 
 use link::Link;
 use processor::crypto::Identity;

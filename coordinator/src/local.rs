@@ -104,6 +104,34 @@ impl ChainSource for SharedMonero {
     }
 }
 
+/// A mock Monero chain shared across threads (the devnet's daemons run on a thread pool).
+#[derive(Clone)]
+pub struct SyncMonero(pub std::sync::Arc<std::sync::Mutex<mock_chains::monero::MockMonero>>);
+
+impl SyncMonero {
+    fn lock(&self) -> std::sync::MutexGuard<'_, mock_chains::monero::MockMonero> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl ChainSource for SyncMonero {
+    fn tip(&self) -> u64 {
+        self.lock().tip_height() as u64
+    }
+    fn block_bytes(&self, height: u64) -> Option<Vec<u8>> {
+        monero_block_data(&self.lock(), usize::try_from(height).ok()?)
+    }
+    fn publish(&self, transaction: &[u8]) -> Result<(), String> {
+        let transaction = monero_wallet::transaction::Transaction::read(&mut &*transaction).map_err(|e| e.to_string())?;
+        self.lock().submit(transaction).map(|_| ()).map_err(|e| format!("{e:?}"))
+    }
+    fn select_decoys(&self, request: &processor::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
+        let chain = self.lock();
+        mock_chains::monero::block_on(processor::transaction::monero::select_decoys(&*chain, request))
+            .ok_or("the mock chain's futures did not complete")?
+    }
+}
+
 /// Confirmations processors wait for unless a test says otherwise.
 pub const DEFAULT_CONFIRMATIONS: u64 = 3;
 

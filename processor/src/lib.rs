@@ -14,7 +14,10 @@
 //! - [`scheduler`] and [`payments`]: Burns into planned transactions;
 //! - [`transaction`]: plans into threshold-signed Bitcoin and Monero transactions, and their
 //!   Eventualities;
-//! - [`crypto`] and [`ids`]: key material and the small types everything is written in.
+//! - [`crypto`] and [`ids`]: key material and the small types everything is written in;
+//! - [`link`]: the coordinator link (in-process channels, NATS JetStream);
+//! - `daemon` and `rpc` (not in the simulation build): the production daemon around the core,
+//!   its configuration, metrics, and the nodes' RPC clients.
 //!
 //! The `processor` binary is the daemon around this core.
 
@@ -22,9 +25,12 @@ pub mod batch;
 pub mod chain;
 pub mod core;
 pub mod crypto;
+#[cfg(not(madsim))]
+pub mod daemon;
 pub mod db;
 pub mod ids;
 pub mod keygen;
+pub mod link;
 pub mod messages;
 pub mod mutation;
 pub mod payments;

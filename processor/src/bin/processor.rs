@@ -1,13 +1,18 @@
-//! The `processor` binary. Today it manages the processor's network identity; the daemon that
-//! follows a chain and talks to the coordinator is added on top of the same core.
+//! The `processor` binary: the daemon (`processor run`) and its identity management.
 
 use clap::{Parser, Subcommand};
 use processor::crypto::Identity;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use processor::daemon::config::{DaemonConfig, LinkConfig, LogFormat, RunArgs};
+use processor::daemon::metrics::Metrics;
+use processor::daemon::source::{BitcoinSource, MoneroSource, NodeSource};
+use processor::daemon::{check_network, read_identity, write_identity, Daemon};
+use processor::ids::ExternalChain;
+use processor::link::nats::NatsProcessorLink;
+use processor::rpc::bitcoin::BitcoinRpc;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 #[derive(Parser)]
 #[command(version, about = "Threshold-custody processor")]
@@ -18,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the processor for one chain until SIGTERM or SIGINT.
+    Run(RunArgs),
     /// Create a new network identity (Ed25519) and print its public key, which the coordinator
     /// is configured with. Refuses to overwrite an existing file.
     NewIdentity {
@@ -33,7 +40,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let result = match Cli::parse().command {
+        Command::Run(args) => run(args),
+        Command::NewIdentity { out } => {
+            let identity = Identity::generate(&mut rand_core::OsRng);
+            write_identity(&out, &identity).map(|()| println!("{}", identity.peer_key()))
+        }
+        Command::ShowIdentity { path } => read_identity(&path).map(|identity| println!("{}", identity.peer_key())),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -42,34 +57,85 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    match cli.command {
-        Command::NewIdentity { out } => {
-            let identity = Identity::generate(&mut rand_core::OsRng);
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&out)
-                .map_err(|e| format!("creating {}: {e}", out.display()))?;
-            let secret = zeroize::Zeroizing::new(hex::encode(&identity.secret_bytes()[..]));
-            file.write_all(secret.as_bytes()).map_err(|e| format!("writing {}: {e}", out.display()))?;
-            println!("{}", identity.peer_key());
-            Ok(())
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let config = DaemonConfig::load(&args)?;
+    init_logs(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    runtime.block_on(run_daemon(config))
+}
+
+async fn run_daemon(config: DaemonConfig) -> Result<(), String> {
+    let identity = read_identity(&config.identity)?;
+    let metrics = Arc::new(Metrics::default());
+    if let Some(listen) = config.metrics_listen {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("metrics: binding {listen}: {e}"))?;
+        tracing::info!(%listen, "serving /metrics and /health");
+        tokio::spawn(processor::daemon::metrics::serve(listener, metrics.clone()));
+    }
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping (signal)");
+        let _ = stop.send(true);
+    });
+    let LinkConfig::Nats(nats) = &config.link else {
+        return Err("no link configured: set nats_url (the in-process link exists only inside the devnet)".into());
+    };
+    tracing::info!(url = %nats.url, stream = %nats.stream, "connecting to the broker");
+    let link = NatsProcessorLink::connect(nats, &identity.peer_key()).await.map_err(|e| e.to_string())?;
+    match config.chain {
+        ExternalChain::Bitcoin => {
+            let credentials = config.node_credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+            let address = config.node_url.trim_start_matches("http://").trim_end_matches('/').to_string();
+            let rpc = BitcoinRpc::new(address, credentials, config.node_timeout);
+            check_network(&config, &rpc).await?;
+            start(&config, identity, BitcoinSource(rpc), link, metrics, shutdown).await
         }
-        Command::ShowIdentity { path } => {
-            println!("{}", read_identity(&path)?.peer_key());
-            Ok(())
+        ExternalChain::Monero => {
+            let url = match &config.node_credentials {
+                Some((user, password)) => config.node_url.replacen("://", &format!("://{user}:{password}@"), 1),
+                None => config.node_url.clone(),
+            };
+            let source = MoneroSource::connect(&url, config.node_timeout).await.map_err(|e| e.to_string())?;
+            start(&config, identity, source, link, metrics, shutdown).await
         }
     }
 }
 
-fn read_identity(path: &PathBuf) -> Result<Identity, String> {
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
-    );
-    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(text.trim(), secret.as_mut())
-        .map_err(|_| format!("{} does not hold a 32-byte hex secret key", path.display()))?;
-    Ok(Identity::from_secret_bytes(&secret))
+async fn start<S: NodeSource>(
+    config: &DaemonConfig,
+    identity: Identity,
+    source: S,
+    link: NatsProcessorLink,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let daemon = Daemon::open(config, identity, source, link, metrics).map_err(|e| e.to_string())?;
+    daemon.run(shutdown).await.map_err(|e| e.to_string())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

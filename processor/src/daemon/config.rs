@@ -1,0 +1,285 @@
+//! The daemon's configuration: a TOML file, overridden by environment variables
+//! (`PROCESSOR_*`), overridden by flags. Everything is checked before anything starts.
+
+use crate::ids::{ExternalChain, PeerKey};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags of `processor run`; each also reads an environment variable.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct RunArgs {
+    /// A TOML file with the settings below (flags and environment override it).
+    #[arg(long, env = "PROCESSOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// `bitcoin` or `monero`.
+    #[arg(long, env = "PROCESSOR_CHAIN")]
+    pub chain: Option<String>,
+    /// The RocksDB directory (created if missing).
+    #[arg(long, env = "PROCESSOR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The identity file (`processor new-identity`).
+    #[arg(long, env = "PROCESSOR_IDENTITY")]
+    pub identity: Option<PathBuf>,
+    /// The coordinator's public key (hex): the only signer commands are accepted from.
+    #[arg(long, env = "PROCESSOR_COORDINATOR_KEY")]
+    pub coordinator_key: Option<String>,
+    /// Blocks on top of a block before it is final.
+    #[arg(long, env = "PROCESSOR_CONFIRMATIONS")]
+    pub confirmations: Option<u64>,
+    /// The node's RPC URL (`http://host:port`).
+    #[arg(long, env = "PROCESSOR_NODE_URL")]
+    pub node_url: Option<String>,
+    #[arg(long, env = "PROCESSOR_NODE_USER")]
+    pub node_user: Option<String>,
+    #[arg(long, env = "PROCESSOR_NODE_PASSWORD", hide_env_values = true)]
+    pub node_password: Option<String>,
+    /// Bitcoin-family network profile: bitcoin, testnet, signet, regtest, litecoin-regtest,
+    /// devnet (the mock chain).
+    #[arg(long, env = "PROCESSOR_NETWORK")]
+    pub network: Option<String>,
+    /// The broker (`nats://host:port`).
+    #[arg(long, env = "PROCESSOR_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// The JetStream stream the link uses.
+    #[arg(long, env = "PROCESSOR_NATS_STREAM")]
+    pub nats_stream: Option<String>,
+    /// Where to serve /metrics and /health (`127.0.0.1:9100`); off if unset.
+    #[arg(long, env = "PROCESSOR_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// `human` or `json`.
+    #[arg(long, env = "PROCESSOR_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The TOML file's shape (every field optional here; required ones are checked after merging).
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    chain: Option<String>,
+    data_dir: Option<PathBuf>,
+    identity: Option<PathBuf>,
+    coordinator_key: Option<String>,
+    confirmations: Option<u64>,
+    network: Option<String>,
+    tick_ms: Option<u64>,
+    #[serde(default)]
+    node: NodeSection,
+    #[serde(default)]
+    nats: NatsSection,
+    #[serde(default)]
+    metrics: MetricsSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct NodeSection {
+    url: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct NatsSection {
+    url: Option<String>,
+    stream: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct MetricsSection {
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    format: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A Bitcoin-family network: how addresses are shown and which genesis the node must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BitcoinProfile {
+    pub name: &'static str,
+    /// Bech32 human-readable part of segwit addresses.
+    pub hrp: &'static str,
+    /// The genesis block hash (display order); `None` skips the check (the mock chain).
+    pub genesis: Option<&'static str>,
+}
+
+pub const BITCOIN_PROFILES: &[BitcoinProfile] = &[
+    BitcoinProfile { name: "bitcoin", hrp: "bc", genesis: Some("000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f") },
+    BitcoinProfile { name: "testnet", hrp: "tb", genesis: Some("000000000933ea01ad0ee984209779baaec3ced90fa3f408719526f8d77f4943") },
+    BitcoinProfile { name: "signet", hrp: "tb", genesis: Some("00000008819873e925422c1ff0f99f7cc9bbb232af63a077a480a3633bee1ef6") },
+    BitcoinProfile { name: "regtest", hrp: "bcrt", genesis: Some("0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206") },
+    // Litecoin Core 0.21: bech32 prefix `rltc`; its own genesis; blocks without MWEB data
+    // parse as Bitcoin blocks (MWEB is not activated on a fresh regtest chain).
+    BitcoinProfile { name: "litecoin-regtest", hrp: "rltc", genesis: Some("530827f38f93b43ed12af0b3ad25a288dc02ed74d6d7857862df51fc56c416f9") },
+    BitcoinProfile { name: "devnet", hrp: "bcrt", genesis: None },
+];
+
+#[derive(Clone, Debug)]
+pub enum LinkConfig {
+    Nats(crate::link::nats::NatsConfig),
+    /// In-process (the devnet); only usable when the daemon is started as a library.
+    Embedded,
+}
+
+/// The checked configuration.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub chain: ExternalChain,
+    pub data_dir: PathBuf,
+    pub identity: PathBuf,
+    pub coordinator: PeerKey,
+    pub confirmations: u64,
+    pub node_url: String,
+    pub node_credentials: Option<(String, String)>,
+    pub node_timeout: Duration,
+    pub bitcoin_profile: BitcoinProfile,
+    pub link: LinkConfig,
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    pub tick: Duration,
+}
+
+pub fn parse_chain(text: &str) -> Result<ExternalChain, String> {
+    match text {
+        "bitcoin" => Ok(ExternalChain::Bitcoin),
+        "monero" => Ok(ExternalChain::Monero),
+        other => Err(format!("unknown chain {other:?} (bitcoin or monero)")),
+    }
+}
+
+pub fn parse_peer_key(text: &str) -> Result<PeerKey, String> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut key).map_err(|_| format!("{text:?} is not a 32-byte hex key"))?;
+    Ok(PeerKey(key))
+}
+
+impl DaemonConfig {
+    /// Merges the file (if any) under the flags and environment, then checks everything.
+    pub fn load(args: &RunArgs) -> Result<DaemonConfig, String> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let required = |name: &str| format!("{name} is not set (flag --{}, file or environment)", name.replace('_', "-"));
+        let chain = parse_chain(&args.chain.clone().or(file.chain).ok_or_else(|| required("chain"))?)?;
+        let coordinator =
+            parse_peer_key(&args.coordinator_key.clone().or(file.coordinator_key).ok_or_else(|| required("coordinator_key"))?)
+                .map_err(|e| format!("coordinator_key: {e}"))?;
+        let confirmations = args.confirmations.or(file.confirmations).unwrap_or(match chain {
+            ExternalChain::Bitcoin => 6,
+            ExternalChain::Monero => 10,
+        });
+        if confirmations == 0 {
+            return Err("confirmations must be at least 1".into());
+        }
+        let network = args.network.clone().or(file.network).unwrap_or_else(|| "bitcoin".into());
+        let bitcoin_profile = *BITCOIN_PROFILES
+            .iter()
+            .find(|p| p.name == network)
+            .ok_or_else(|| format!("unknown network {network:?}; one of: {}", profile_names()))?;
+        let user = args.node_user.clone().or(file.node.user);
+        let password = args.node_password.clone().or(file.node.password);
+        let node_credentials = match (user, password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => return Err("node user and password go together".into()),
+        };
+        let nats_url = args.nats_url.clone().or(file.nats.url);
+        let link = match nats_url {
+            Some(url) => LinkConfig::Nats(crate::link::nats::NatsConfig {
+                url,
+                stream: args.nats_stream.clone().or(file.nats.stream).unwrap_or_else(|| "CUSTODY".into()),
+            }),
+            None => LinkConfig::Embedded,
+        };
+        let log_format = match args.log_format.clone().or(file.log.format).as_deref() {
+            None | Some("human") => LogFormat::Human,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(format!("unknown log format {other:?} (human or json)")),
+        };
+        Ok(DaemonConfig {
+            chain,
+            data_dir: args.data_dir.clone().or(file.data_dir).ok_or_else(|| required("data_dir"))?,
+            identity: args.identity.clone().or(file.identity).ok_or_else(|| required("identity"))?,
+            coordinator,
+            confirmations,
+            node_url: args.node_url.clone().or(file.node.url).ok_or_else(|| required("node_url"))?,
+            node_credentials,
+            node_timeout: Duration::from_millis(file.node.timeout_ms.unwrap_or(10_000)),
+            bitcoin_profile,
+            link,
+            metrics_listen: args.metrics_listen.or(file.metrics.listen),
+            log_format,
+            tick: Duration::from_millis(file.tick_ms.unwrap_or(250).max(10)),
+        })
+    }
+}
+
+fn profile_names() -> String {
+    BITCOIN_PROFILES.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> RunArgs {
+        RunArgs {
+            chain: Some("bitcoin".into()),
+            data_dir: Some("db".into()),
+            identity: Some("id".into()),
+            coordinator_key: Some("11".repeat(32)),
+            node_url: Some("http://127.0.0.1:1".into()),
+            ..RunArgs::default()
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_missing_settings_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("processor.toml");
+        std::fs::write(&path, "chain = \"monero\"\nconfirmations = 3\n[nats]\nurl = \"nats://h:1\"\n").unwrap();
+        let config = DaemonConfig::load(&RunArgs { config: Some(path.clone()), ..args() }).unwrap();
+        assert_eq!(config.chain, ExternalChain::Bitcoin, "the flag wins");
+        assert_eq!(config.confirmations, 3, "the file fills what flags leave unset");
+        assert!(matches!(config.link, LinkConfig::Nats(ref nats) if nats.url == "nats://h:1" && nats.stream == "CUSTODY"));
+
+        let error = DaemonConfig::load(&RunArgs { node_url: None, ..args() }).unwrap_err();
+        assert!(error.contains("node_url"), "{error}");
+        std::fs::write(&path, "chian = \"bitcoin\"\n").unwrap();
+        let error = DaemonConfig::load(&RunArgs { config: Some(path), ..args() }).unwrap_err();
+        assert!(error.contains("chian"), "an unknown key is refused: {error}");
+        let error = DaemonConfig::load(&RunArgs { network: Some("dogecoin".into()), ..args() }).unwrap_err();
+        assert!(error.contains("litecoin-regtest"), "{error}");
+        let error = DaemonConfig::load(&RunArgs { coordinator_key: Some("zz".into()), ..args() }).unwrap_err();
+        assert!(error.contains("coordinator_key"), "{error}");
+    }
+
+    #[test]
+    fn known_profiles_match_the_bitcoin_crate() {
+        use bitcoin::Network;
+        for (name, network) in [("bitcoin", Network::Bitcoin), ("testnet", Network::Testnet), ("signet", Network::Signet), ("regtest", Network::Regtest)] {
+            let profile = BITCOIN_PROFILES.iter().find(|p| p.name == name).unwrap();
+            let genesis = bitcoin::constants::genesis_block(network).block_hash().to_string();
+            assert_eq!(profile.genesis, Some(genesis.as_str()), "{name}");
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The daemon's metrics (Prometheus text format) and health, served over plain HTTP.
+
+use crate::core::Counters;
+use crate::db::{schema, DbError, Read};
+use crate::payments::PlanState;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// What the state in the DB says, sampled by the daemon.
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub struct StateGauges {
+    /// The next height to scan (0 before keys exist).
+    pub next_to_scan: u64,
+    pub tip: u64,
+    pub final_height: u64,
+    pub halted: bool,
+    pub batches_pending: u64,
+    pub batches_signed: u64,
+    pub plans_planned: u64,
+    pub plans_signed: u64,
+    pub plans_completed: u64,
+    pub plans_failed: u64,
+    /// Signing attempts beyond the first, over unfinished Batches and plans.
+    pub reattempts_pending: u64,
+    pub outbox: u64,
+}
+
+impl StateGauges {
+    pub fn read(db: &impl Read, tip: u64, confirmations: u64) -> Result<StateGauges, DbError> {
+        let mut gauges = StateGauges {
+            next_to_scan: schema::SCANNER_NEXT.get(db, &())?.map_or(0, |h| h.0),
+            tip,
+            final_height: (tip + 1).saturating_sub(confirmations),
+            halted: schema::HALTED.get(db, &())?.is_some(),
+            outbox: schema::OUTBOX.entries(db)?.len() as u64,
+            ..StateGauges::default()
+        };
+        for (_, record) in schema::BATCHES.entries(db)? {
+            if record.signature.is_some() {
+                gauges.batches_signed += 1;
+            } else {
+                gauges.batches_pending += 1;
+                gauges.reattempts_pending += u64::from(record.attempt.0);
+            }
+        }
+        for (_, plan) in schema::PLANS.entries(db)? {
+            match plan.state {
+                PlanState::Planned => {
+                    gauges.plans_planned += 1;
+                    gauges.reattempts_pending += u64::from(plan.attempt.0);
+                }
+                PlanState::Signed { .. } => gauges.plans_signed += 1,
+                PlanState::Completed { .. } => gauges.plans_completed += 1,
+                PlanState::Failed { .. } => gauges.plans_failed += 1,
+            }
+        }
+        Ok(gauges)
+    }
+}
+
+/// Failures at the daemon's edges, by kind.
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub struct EdgeCounters {
+    pub node_errors: u64,
+    pub node_timeouts: u64,
+    pub node_malformed: u64,
+    pub link_errors: u64,
+    pub published: u64,
+    pub publish_refused: u64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Snapshot>,
+}
+
+#[derive(Clone, Default, Debug)]
+pub struct Snapshot {
+    pub chain: String,
+    pub core: Counters,
+    pub state: StateGauges,
+    pub edges: EdgeCounters,
+    /// Why the daemon is unhealthy, if it is.
+    pub unhealthy: Option<String>,
+    /// Milliseconds since start at the last loop iteration.
+    pub last_loop_ms: u64,
+}
+
+impl Metrics {
+    pub fn update(&self, change: impl FnOnce(&mut Snapshot)) {
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut inner);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub fn render(&self) -> String {
+        let s = self.snapshot();
+        let mut out = String::new();
+        let chain = &s.chain;
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP processor_{name} {help}\n# TYPE processor_{name} {kind}");
+            let _ = writeln!(out, "processor_{name}{{chain=\"{chain}\"}} {value}");
+        };
+        metric("chain_tip_height", "gauge", "Best height the node reported.", s.state.tip);
+        metric("final_height", "gauge", "Highest final height (tip minus confirmations).", s.state.final_height);
+        metric("scanned_height", "gauge", "Next height to scan.", s.state.next_to_scan);
+        metric("halted", "gauge", "1 once a final block changed: scanning stopped for good.", u64::from(s.state.halted));
+        metric("batches_pending", "gauge", "Batches built and not yet signed.", s.state.batches_pending);
+        metric("batches_signed", "gauge", "Batches signed.", s.state.batches_signed);
+        metric("plans_planned", "gauge", "Plans being signed.", s.state.plans_planned);
+        metric("plans_signed", "gauge", "Plans signed, not yet final.", s.state.plans_signed);
+        metric("plans_completed", "gauge", "Plans whose transaction is final.", s.state.plans_completed);
+        metric("plans_failed", "gauge", "Plans that cannot be built.", s.state.plans_failed);
+        metric("signing_reattempts_pending", "gauge", "Attempts beyond the first of unfinished signings.", s.state.reattempts_pending);
+        metric("outbox_messages", "gauge", "Messages to the coordinator not yet acknowledged.", s.state.outbox);
+        metric("frames_in_total", "counter", "Frames received from the coordinator link.", s.core.frames_in);
+        metric("frames_refused_total", "counter", "Frames refused (malformed, not signed by the coordinator).", s.core.refused_frames);
+        metric("frames_duplicate_total", "counter", "Redelivered frames recognised.", s.core.duplicates);
+        metric("commands_refused_total", "counter", "Authentic commands refused as inconsistent.", s.core.refused_commands);
+        metric("messages_out_total", "counter", "Messages sent to the coordinator.", s.core.messages_out);
+        metric("messages_resent_total", "counter", "Messages re-sent for lack of acknowledgement.", s.core.resent);
+        metric("blames_total", "counter", "Participants blamed.", s.core.blames);
+        metric("blocks_scanned_total", "counter", "Final blocks scanned.", s.core.blocks_scanned);
+        metric("blocks_refused_total", "counter", "Blocks from the node that did not parse or were inconsistent.", s.core.refused_blocks);
+        metric("transactions_signed_total", "counter", "Transactions signed.", s.core.transactions_signed);
+        metric("node_errors_total", "counter", "Failed node calls (all kinds).", s.edges.node_errors);
+        metric("node_timeouts_total", "counter", "Node calls that timed out.", s.edges.node_timeouts);
+        metric("node_malformed_total", "counter", "Node replies that were malformed or lied.", s.edges.node_malformed);
+        metric("link_errors_total", "counter", "Failed sends or receives on the coordinator link.", s.edges.link_errors);
+        metric("published_total", "counter", "Transactions the node accepted.", s.edges.published);
+        metric("publish_refused_total", "counter", "Transactions the node refused (often: already known).", s.edges.publish_refused);
+        metric("healthy", "gauge", "1 when the daemon is healthy (see /health).", u64::from(s.unhealthy.is_none()));
+        out
+    }
+}
+
+/// Serves `GET /metrics` and `GET /health` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let read = match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request)).await {
+                Ok(Ok(read)) => read,
+                _ => return,
+            };
+            let line = String::from_utf8_lossy(&request[.. read]);
+            let path = line.split_whitespace().nth(1).unwrap_or("");
+            let (status, body) = match path {
+                "/metrics" => ("200 OK", metrics.render()),
+                "/health" => match metrics.snapshot().unhealthy {
+                    None => ("200 OK", "ok\n".to_string()),
+                    Some(reason) => ("503 Service Unavailable", format!("{reason}\n")),
+                },
+                _ => ("404 Not Found", "see /metrics and /health\n".to_string()),
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        });
+    }
+}

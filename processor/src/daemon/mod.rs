@@ -1,0 +1,336 @@
+//! The production daemon: the deterministic core driven by real time, a node's RPC, a
+//! coordinator link and RocksDB.
+//!
+//! One loop owns the core. It wakes on a tick (retransmission, tip polling) or on an inbound
+//! frame, hands the event to the core, and performs the effects the core returns: sends on the
+//! link, block fetches, publications and ring selections against the node. Every event's state
+//! change and outbound messages are committed by the core in one DB transaction before any
+//! effect is performed, so stopping (or being killed) between two events loses nothing: the core
+//! resends what was not acknowledged and asks again for what was not delivered.
+//!
+//! Node failures back off (doubling up to [`MAX_BACKOFF`]); they are counted by kind in the
+//! metrics. A final block that changed halts scanning for good (the core's decision); the daemon
+//! keeps serving the link and reports itself unhealthy.
+
+pub mod config;
+pub mod metrics;
+pub mod source;
+
+use crate::core::{Config, CoreError, Effect, Event, Processor};
+use crate::crypto::Identity;
+use crate::db::RocksDb;
+use crate::ids::{BlockHeight, Millis};
+use crate::link::{LinkError, ProcessorLink};
+use crate::rpc::RpcError;
+use config::DaemonConfig;
+use metrics::{Metrics, StateGauges};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use source::NodeSource;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The longest wait between node calls after failures.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// How often the state gauges are read from the DB.
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
+/// Unhealthy when the node has failed for this long.
+const NODE_UNHEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("storage failed: {0}")]
+    Core(#[from] CoreError),
+    #[error("the coordinator link closed")]
+    LinkClosed,
+    #[error("cannot start: {0}")]
+    Start(String),
+}
+
+/// Exponential backoff for node calls.
+struct Backoff {
+    delay: Duration,
+    until: Option<Instant>,
+    failing_since: Option<Instant>,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { delay: FIRST_BACKOFF, until: None, failing_since: None }
+    }
+    fn ready(&self) -> bool {
+        self.until.is_none_or(|until| Instant::now() >= until)
+    }
+    fn failed(&mut self) {
+        let now = Instant::now();
+        self.until = Some(now + self.delay);
+        self.delay = (self.delay * 2).min(MAX_BACKOFF);
+        self.failing_since.get_or_insert(now);
+    }
+    fn succeeded(&mut self) {
+        *self = Backoff::new();
+    }
+}
+
+pub struct Daemon<S: NodeSource, L: ProcessorLink> {
+    core: Processor<RocksDb, ChaCha20Rng>,
+    db: RocksDb,
+    source: S,
+    link: L,
+    metrics: Arc<Metrics>,
+    tick: Duration,
+    confirmations: u64,
+    started: Instant,
+    backoff: Backoff,
+    tip: Option<u64>,
+    last_gauges: Option<Instant>,
+    halt_logged: bool,
+}
+
+impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
+    /// Opens the core on the data dir's RocksDB (creating it if missing).
+    pub fn open(
+        config: &DaemonConfig,
+        identity: Identity,
+        source: S,
+        link: L,
+        metrics: Arc<Metrics>,
+    ) -> Result<Daemon<S, L>, DaemonError> {
+        let db = RocksDb::open(&config.data_dir)
+            .map_err(|e| DaemonError::Start(format!("opening {}: {e}", config.data_dir.display())))?;
+        let core_config =
+            Config { chain: config.chain, coordinator: config.coordinator, confirmations: config.confirmations };
+        // Fresh randomness per start (nonces never outlive a process).
+        let rng = ChaCha20Rng::from_rng(rand_core::OsRng).map_err(|e| DaemonError::Start(format!("no randomness: {e}")))?;
+        let core = Processor::new(db.clone(), identity, core_config, rng);
+        metrics.update(|m| m.chain = format!("{:?}", config.chain).to_lowercase());
+        Ok(Daemon {
+            core,
+            db,
+            source,
+            link,
+            metrics,
+            tick: config.tick,
+            confirmations: config.confirmations,
+            started: Instant::now(),
+            backoff: Backoff::new(),
+            tip: None,
+            last_gauges: None,
+            halt_logged: false,
+        })
+    }
+
+    /// Runs until `shutdown` turns true (or its sender is dropped). Returns after the event in
+    /// hand is fully handled: nothing committed is lost, nothing half-done is committed.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), DaemonError> {
+        tracing::info!(key = %self.core.peer_key(), "processor running");
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let inbound = tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() { break }
+                    continue;
+                }
+                _ = ticker.tick() => None,
+                received = self.link.recv() => match received {
+                    Ok(bytes) => Some(bytes),
+                    Err(LinkError::Closed) => return Err(DaemonError::LinkClosed),
+                    Err(LinkError::Transient(error)) => {
+                        tracing::warn!(%error, "coordinator link");
+                        self.metrics.update(|m| m.edges.link_errors += 1);
+                        tokio::time::sleep(FIRST_BACKOFF).await;
+                        continue;
+                    }
+                },
+            };
+            match inbound {
+                Some(bytes) => {
+                    self.handle(Event::Inbound(bytes)).await?;
+                    self.link.handled().await;
+                }
+                None => self.on_tick().await?,
+            }
+        }
+        tracing::info!("processor stopped");
+        Ok(())
+    }
+
+    fn now(&self) -> Millis {
+        Millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    async fn on_tick(&mut self) -> Result<(), DaemonError> {
+        self.handle(Event::Tick { now: self.now() }).await?;
+        if self.backoff.ready() {
+            match self.source.tip().await {
+                Ok(height) => {
+                    self.backoff.succeeded();
+                    self.tip = Some(height);
+                    self.handle(Event::ChainTip { height: BlockHeight(height) }).await?;
+                }
+                Err(error) => self.node_failed("tip", &error),
+            }
+        }
+        let due = self.last_gauges.is_none_or(|at| at.elapsed() >= GAUGES_EVERY);
+        if due {
+            self.last_gauges = Some(Instant::now());
+            self.refresh_gauges();
+        }
+        Ok(())
+    }
+
+    fn refresh_gauges(&mut self) {
+        let state = match StateGauges::read(&self.db, self.tip.unwrap_or(0), self.confirmations) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::error!(%error, "reading the state for metrics");
+                return;
+            }
+        };
+        if state.halted && !self.halt_logged {
+            self.halt_logged = true;
+            tracing::error!("a final block changed: scanning has halted for good; operator action needed");
+        }
+        let node_down = self.backoff.failing_since.is_some_and(|since| since.elapsed() >= NODE_UNHEALTHY_AFTER);
+        let unhealthy = if state.halted {
+            Some("halted: a final block changed".to_string())
+        } else if node_down {
+            Some("the node has been failing for over a minute".to_string())
+        } else {
+            None
+        };
+        let counters = self.core.counters().clone();
+        let now = self.now().0;
+        self.metrics.update(|m| {
+            m.state = state;
+            m.core = counters;
+            m.unhealthy = unhealthy;
+            m.last_loop_ms = now;
+        });
+    }
+
+    fn node_failed(&mut self, call: &str, error: &RpcError) {
+        tracing::warn!(call, %error, "node call failed");
+        self.backoff.failed();
+        self.metrics.update(|m| {
+            m.edges.node_errors += 1;
+            match error {
+                RpcError::Timeout => m.edges.node_timeouts += 1,
+                RpcError::Malformed(_) => m.edges.node_malformed += 1,
+                _ => {}
+            }
+        });
+    }
+
+    /// Hands `event` to the core and performs the effects, feeding the answers back in.
+    async fn handle(&mut self, event: Event) -> Result<(), DaemonError> {
+        let mut events = VecDeque::from([event]);
+        while let Some(event) = events.pop_front() {
+            let blocks_refused = self.core.counters().refused_blocks;
+            let effects = self.core.handle(event)?;
+            if self.core.counters().refused_blocks > blocks_refused {
+                tracing::warn!("the node served a block the core refused");
+                self.backoff.failed();
+            }
+            // Once a node call fails, the rest of this round's node calls wait for the backoff.
+            for effect in effects {
+                match effect {
+                    Effect::Send(bytes) => {
+                        if let Err(error) = self.link.send(bytes).await {
+                            // The core resends until acknowledged.
+                            tracing::debug!(%error, "send failed");
+                            self.metrics.update(|m| m.edges.link_errors += 1);
+                        }
+                    }
+                    Effect::FetchBlock { height } => {
+                        if !self.backoff.ready() {
+                            continue;
+                        }
+                        match self.source.block(height.0).await {
+                            Ok(bytes) => events.push_back(Event::Block { height, bytes }),
+                            Err(error) => self.node_failed("block", &error),
+                        }
+                    }
+                    Effect::Publish { transaction } => match self.source.publish(&transaction).await {
+                        Ok(()) => {
+                            tracing::info!("transaction published");
+                            self.metrics.update(|m| m.edges.published += 1);
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "publication refused (often: already known)");
+                            self.metrics.update(|m| m.edges.publish_refused += 1);
+                        }
+                    },
+                    Effect::SelectDecoys(request) => {
+                        if !self.backoff.ready() {
+                            continue;
+                        }
+                        match self.source.select_decoys(&request).await {
+                            Ok(inputs) => events.push_back(Event::Decoys { plan: request.plan, inputs }),
+                            Err(error) => self.node_failed("select decoys", &error),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads an identity file (hex secret key).
+pub fn read_identity(path: &std::path::Path) -> Result<Identity, String> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
+    );
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), secret.as_mut())
+        .map_err(|_| format!("{} does not hold a 32-byte hex secret key", path.display()))?;
+    Ok(Identity::from_secret_bytes(&secret))
+}
+
+/// Writes a new identity file (mode 0600, never overwriting).
+pub fn write_identity(path: &std::path::Path, identity: &Identity) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+    let secret = zeroize::Zeroizing::new(hex::encode(&identity.secret_bytes()[..]));
+    file.write_all(secret.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Checks the node serves the configured network (Bitcoin-family: the genesis hash).
+pub async fn check_network(config: &DaemonConfig, rpc: &crate::rpc::bitcoin::BitcoinRpc) -> Result<(), String> {
+    let Some(expected) = config.bitcoin_profile.genesis else { return Ok(()) };
+    let genesis = rpc.block_hash(0).await.map_err(|e| format!("asking the node for its genesis: {e}"))?;
+    if genesis.to_string() != expected {
+        return Err(format!(
+            "the node's genesis is {genesis}, not {}'s ({expected}): wrong node or wrong `network`",
+            config.bitcoin_profile.name
+        ));
+    }
+    Ok(())
+}
+
+/// The group's Bitcoin deposit address in the configured network's encoding.
+pub fn bitcoin_address(profile: &config::BitcoinProfile, script: &bitcoin::Script) -> Option<String> {
+    use bitcoin::bech32::{segwit, Fe32, Hrp};
+    if !script.is_p2tr() {
+        return None;
+    }
+    let hrp = Hrp::parse(profile.hrp).ok()?;
+    let program = &script.as_bytes()[2 ..];
+    segwit::encode(hrp, Fe32::P, program).ok()
+}

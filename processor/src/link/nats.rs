@@ -1,0 +1,189 @@
+//! The coordinator link over NATS JetStream.
+//!
+//! One stream holds both directions: the coordinator's inbox subject `<prefix>.coordinator`
+//! and one inbox subject per processor, `<prefix>.processor.<peer key>`. Each end reads its
+//! inbox through a durable pull consumer with explicit acks, so a daemon or the broker
+//! restarting loses nothing (messages not acked are redelivered; the core recognises
+//! redelivered frames by sequence id). Every publish carries a `Nats-Msg-Id` (a hash of the
+//! sealed bytes), so the broker drops a resend it already holds. The broker is not trusted:
+//! anyone able to publish can reach an inbox, and the core refuses (and counts) every frame not
+//! signed by the configured peer.
+
+use super::{CoordinatorLink, LinkError, ProcessorLink};
+use crate::ids::PeerKey;
+use async_nats::jetstream::{self, consumer::pull, context::Publish, stream::StorageType, AckKind};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// Where the link lives on the broker.
+#[derive(Clone, Debug)]
+pub struct NatsConfig {
+    /// e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// Stream name; its subjects are `<stream lowercased>.>`.
+    pub stream: String,
+}
+
+/// How long the broker keeps a message (unacknowledged ones are redelivered until then).
+const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+/// Publishes of the same bytes within this window are stored once.
+const DEDUP_WINDOW: Duration = Duration::from_secs(120);
+/// A delivered message not acked within this is delivered again.
+const ACK_WAIT: Duration = Duration::from_secs(10);
+
+struct Endpoint {
+    context: jetstream::Context,
+    subjects: String,
+    consumer: pull::Stream,
+    /// The message last handed out, acked once handled.
+    unacked: Option<jetstream::Message>,
+}
+
+fn prefix(config: &NatsConfig) -> String {
+    config.stream.to_lowercase()
+}
+
+fn processor_subject(config: &NatsConfig, key: &PeerKey) -> String {
+    format!("{}.processor.{key}", prefix(config))
+}
+
+fn coordinator_subject(config: &NatsConfig) -> String {
+    format!("{}.coordinator", prefix(config))
+}
+
+fn transient(what: &str, error: impl std::fmt::Display) -> LinkError {
+    LinkError::Transient(format!("{what}: {error}"))
+}
+
+impl Endpoint {
+    /// Connects (retrying until the broker answers), makes sure the stream exists and opens the
+    /// durable consumer `durable` on `inbox`.
+    async fn open(config: &NatsConfig, inbox: String, durable: String) -> Result<Endpoint, LinkError> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| transient("connecting to the broker", e))?;
+        let context = jetstream::new(client);
+        let subjects = format!("{}.>", prefix(config));
+        let stream = context
+            .get_or_create_stream(jetstream::stream::Config {
+                name: config.stream.clone(),
+                subjects: vec![subjects.clone()],
+                storage: StorageType::File,
+                max_age: RETENTION,
+                duplicate_window: DEDUP_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| transient("creating the stream", e))?;
+        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+            .get_or_create_consumer(
+                &durable,
+                pull::Config {
+                    durable_name: Some(durable.clone()),
+                    filter_subject: inbox,
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| transient("creating the consumer", e))?;
+        let consumer = consumer.messages().await.map_err(|e| transient("reading the consumer", e))?;
+        Ok(Endpoint { context, subjects, consumer, unacked: None })
+    }
+
+    async fn publish(&self, subject: String, bytes: Vec<u8>) -> Result<(), LinkError> {
+        debug_assert!(subject.starts_with(self.subjects.trim_end_matches('>')));
+        let id = hex::encode(Sha256::digest(&bytes));
+        let publish = Publish::build().payload(bytes.into()).message_id(id);
+        let ack = self.context.send_publish(subject, publish).await.map_err(|e| transient("publishing", e))?;
+        ack.await.map_err(|e| transient("publish not acknowledged", e))?;
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> Result<Vec<u8>, LinkError> {
+        // A message handed out and never reported handled (its handler failed) is redelivered.
+        if let Some(message) = self.unacked.take() {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+        }
+        loop {
+            match self.consumer.next().await {
+                Some(Ok(message)) => {
+                    let bytes = message.payload.to_vec();
+                    self.unacked = Some(message);
+                    return Ok(bytes);
+                }
+                // Heartbeats missed while the broker restarts: the stream recovers by itself.
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "broker consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                None => return Err(LinkError::Closed),
+            }
+        }
+    }
+
+    async fn handled(&mut self) {
+        if let Some(message) = self.unacked.take() {
+            if let Err(error) = message.ack().await {
+                // Not fatal: the message is delivered again and recognised as handled.
+                tracing::debug!(%error, "ack failed");
+            }
+        }
+    }
+}
+
+/// A processor's end over NATS.
+pub struct NatsProcessorLink {
+    endpoint: Endpoint,
+    coordinator: String,
+}
+
+impl NatsProcessorLink {
+    pub async fn connect(config: &NatsConfig, me: &PeerKey) -> Result<NatsProcessorLink, LinkError> {
+        let durable = format!("processor-{me}");
+        let endpoint = Endpoint::open(config, processor_subject(config, me), durable).await?;
+        Ok(NatsProcessorLink { endpoint, coordinator: coordinator_subject(config) })
+    }
+}
+
+impl ProcessorLink for NatsProcessorLink {
+    async fn send(&mut self, bytes: Vec<u8>) -> Result<(), LinkError> {
+        self.endpoint.publish(self.coordinator.clone(), bytes).await
+    }
+    async fn recv(&mut self) -> Result<Vec<u8>, LinkError> {
+        self.endpoint.recv().await
+    }
+    async fn handled(&mut self) {
+        self.endpoint.handled().await
+    }
+}
+
+/// The coordinator's end over NATS.
+pub struct NatsCoordinatorLink {
+    endpoint: Endpoint,
+    config: NatsConfig,
+}
+
+impl NatsCoordinatorLink {
+    pub async fn connect(config: &NatsConfig) -> Result<NatsCoordinatorLink, LinkError> {
+        let endpoint = Endpoint::open(config, coordinator_subject(config), "coordinator".into()).await?;
+        Ok(NatsCoordinatorLink { endpoint, config: config.clone() })
+    }
+}
+
+impl CoordinatorLink for NatsCoordinatorLink {
+    async fn send_to(&mut self, to: PeerKey, bytes: Vec<u8>) -> Result<(), LinkError> {
+        self.endpoint.publish(processor_subject(&self.config, &to), bytes).await
+    }
+    async fn recv(&mut self) -> Result<Vec<u8>, LinkError> {
+        self.endpoint.recv().await
+    }
+    async fn handled(&mut self) {
+        self.endpoint.handled().await
+    }
+}
