@@ -1,4 +1,178 @@
-//! End-to-end tests of the `processor` daemon: against a real `monerod` and `litecoind` in
-//! regtest, a real `nats-server` broker, RocksDB under SIGKILL, and a lying RPC node. They
-//! arrive with the daemon; until then the deterministic paths are covered by the processor's
-//! own tests and the simulation.
+//! End-to-end tests of the `processor` daemon as an operator runs it: separate processes with
+//! RocksDB data dirs, talking to a real `nats-server` (JetStream), to a mock chain served over
+//! Bitcoin Core's JSON-RPC, to a real `litecoind` and a real `monerod` in regtest.
+//!
+//! This library is the harness: starting and killing processes, reading their metrics. The
+//! nodes are Debian packages that `scripts/setup.sh` installs; a test whose node is missing is
+//! skipped with a message, unless `REQUIRE_NODES=1` (the test command sets it), then it fails.
+
+pub mod cluster;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether `binary` can be run; if not, either skip (message) or fail under `REQUIRE_NODES=1`.
+pub fn require(binary: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()));
+    if !found {
+        assert!(std::env::var_os("REQUIRE_NODES").is_none(), "{binary} is not installed (scripts/setup.sh installs it)");
+        eprintln!("SKIPPED: {binary} is not installed (scripts/setup.sh installs it)");
+    }
+    found
+}
+
+/// A local port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free local port")
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// One HTTP GET on localhost: (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").ok()?;
+    let mut reply = Vec::new();
+    // A reset after the whole reply arrived still leaves the reply.
+    let _ = stream.read_to_end(&mut reply);
+    let reply = String::from_utf8(reply).ok()?;
+    let status = reply.split_whitespace().nth(1)?.parse().ok()?;
+    let body = reply.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// A metric's value from Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find(|line| line.split(['{', ' ']).next() == Some(name))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// A child process that is killed when dropped.
+pub struct Process {
+    child: Option<Child>,
+    command: Vec<String>,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `command` with stdout and stderr appended to `log`.
+    pub fn start(command: Vec<String>, log: &Path) -> Process {
+        let mut process = Process { child: None, command, log: log.to_path_buf() };
+        process.spawn();
+        process
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("the log file opens");
+        let child = Command::new(&self.command[0])
+            .args(&self.command[1 ..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the log file clones"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.command[0]));
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited successfully in time.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The last `lines` lines of its log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines) ..].join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `nats-server` with JetStream, its store in `dir`.
+pub struct Nats {
+    pub process: Process,
+    pub port: u16,
+}
+
+impl Nats {
+    pub fn start(dir: &Path) -> Nats {
+        let port = free_port();
+        let store = dir.join("jetstream");
+        let command = vec![
+            "nats-server".into(),
+            "-js".into(),
+            "-sd".into(),
+            store.display().to_string(),
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ];
+        let process = Process::start(command, &dir.join("nats.log"));
+        assert!(wait_for_port(port, Duration::from_secs(10)), "nats-server did not start:\n{}", process.log_tail(20));
+        Nats { process, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (SIGKILL) and starts it again on the same port and store.
+    pub fn crash_and_restart(&mut self) {
+        self.process.restart();
+        assert!(wait_for_port(self.port, Duration::from_secs(10)), "nats-server did not restart:\n{}", self.process.log_tail(20));
+    }
+}
+

@@ -165,6 +165,7 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
                 body.len()
             );
             let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
         });
     }
 }

@@ -12,6 +12,7 @@
 //! metrics. A final block that changed halts scanning for good (the core's decision); the daemon
 //! keeps serving the link and reports itself unhealthy.
 
+pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod source;

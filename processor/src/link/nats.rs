@@ -68,10 +68,34 @@ impl Endpoint {
             .map_err(|e| transient("connecting to the broker", e))?;
         let context = jetstream::new(client);
         let subjects = format!("{}.>", prefix(config));
+        // Several ends may create the stream and their consumers at once: a lost race is
+        // retried (the winner's stream is then found).
+        let mut attempt = 0;
+        let consumer = loop {
+            match Endpoint::consumer(&context, config, &subjects, &inbox, &durable).await {
+                Ok(consumer) => break consumer,
+                Err(error) if attempt < 10 => {
+                    tracing::debug!(%error, "setting up the stream, again");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        Ok(Endpoint { context, subjects, consumer, unacked: None })
+    }
+
+    async fn consumer(
+        context: &jetstream::Context,
+        config: &NatsConfig,
+        subjects: &str,
+        inbox: &str,
+        durable: &str,
+    ) -> Result<pull::Stream, LinkError> {
         let stream = context
             .get_or_create_stream(jetstream::stream::Config {
                 name: config.stream.clone(),
-                subjects: vec![subjects.clone()],
+                subjects: vec![subjects.to_string()],
                 storage: StorageType::File,
                 max_age: RETENTION,
                 duplicate_window: DEDUP_WINDOW,
@@ -81,10 +105,10 @@ impl Endpoint {
             .map_err(|e| transient("creating the stream", e))?;
         let consumer: jetstream::consumer::Consumer<pull::Config> = stream
             .get_or_create_consumer(
-                &durable,
+                durable,
                 pull::Config {
-                    durable_name: Some(durable.clone()),
-                    filter_subject: inbox,
+                    durable_name: Some(durable.to_string()),
+                    filter_subject: inbox.to_string(),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: ACK_WAIT,
                     ..Default::default()
@@ -92,8 +116,7 @@ impl Endpoint {
             )
             .await
             .map_err(|e| transient("creating the consumer", e))?;
-        let consumer = consumer.messages().await.map_err(|e| transient("reading the consumer", e))?;
-        Ok(Endpoint { context, subjects, consumer, unacked: None })
+        consumer.messages().await.map_err(|e| transient("reading the consumer", e))
     }
 
     async fn publish(&self, subject: String, bytes: Vec<u8>) -> Result<(), LinkError> {

@@ -1,0 +1,163 @@
+//! The `processor` command line: the daemon (`processor run`) and its identity management. A
+//! library module so that any binary (the `processor` one, test harnesses) runs the same thing.
+
+use clap::{Parser, Subcommand};
+use crate::crypto::Identity;
+use crate::daemon::config::{DaemonConfig, LinkConfig, LogFormat, RunArgs};
+use crate::daemon::metrics::Metrics;
+use crate::daemon::source::{BitcoinSource, MoneroSource, NodeSource};
+use crate::daemon::{check_network, read_identity, write_identity, Daemon};
+use crate::ids::ExternalChain;
+use crate::link::nats::NatsProcessorLink;
+use crate::rpc::bitcoin::BitcoinRpc;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(version, about = "Threshold-custody processor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the processor for one chain until SIGTERM or SIGINT.
+    Run(RunArgs),
+    /// Create a new network identity (Ed25519) and print its public key, which the coordinator
+    /// is configured with. Refuses to overwrite an existing file.
+    NewIdentity {
+        /// Where to write the secret key (hex, mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the public key of an identity file.
+    ShowIdentity {
+        #[arg(long)]
+        path: PathBuf,
+    },
+}
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Run(args) => run(args),
+        Command::NewIdentity { out } => {
+            let identity = Identity::generate(&mut rand_core::OsRng);
+            write_identity(&out, &identity).map(|()| println!("{}", identity.peer_key()))
+        }
+        Command::ShowIdentity { path } => read_identity(&path).map(|identity| println!("{}", identity.peer_key())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let config = DaemonConfig::load(&args)?;
+    init_logs(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    runtime.block_on(run_daemon(config))
+}
+
+async fn run_daemon(config: DaemonConfig) -> Result<(), String> {
+    let identity = read_identity(&config.identity)?;
+    let metrics = Arc::new(Metrics::default());
+    if let Some(listen) = config.metrics_listen {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("metrics: binding {listen}: {e}"))?;
+        tracing::info!(%listen, "serving /metrics and /health");
+        tokio::spawn(crate::daemon::metrics::serve(listener, metrics.clone()));
+    }
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping (signal)");
+        let _ = stop.send(true);
+    });
+    let LinkConfig::Nats(nats) = &config.link else {
+        return Err("no link configured: set nats_url (the in-process link exists only inside the devnet)".into());
+    };
+    tracing::info!(url = %nats.url, stream = %nats.stream, "connecting to the broker");
+    let link = connect(nats, &identity, shutdown.clone()).await?;
+    match config.chain {
+        ExternalChain::Bitcoin => {
+            let credentials = config.node_credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+            let address = config.node_url.trim_start_matches("http://").trim_end_matches('/').to_string();
+            let rpc = BitcoinRpc::new(address, credentials, config.node_timeout);
+            check_network(&config, &rpc).await?;
+            start(&config, identity, BitcoinSource(rpc), link, metrics, shutdown).await
+        }
+        ExternalChain::Monero => {
+            let url = match &config.node_credentials {
+                Some((user, password)) => config.node_url.replacen("://", &format!("://{user}:{password}@"), 1),
+                None => config.node_url.clone(),
+            };
+            let source = MoneroSource::connect(&url, config.node_timeout).await.map_err(|e| e.to_string())?;
+            start(&config, identity, source, link, metrics, shutdown).await
+        }
+    }
+}
+
+async fn start<S: NodeSource>(
+    config: &DaemonConfig,
+    identity: Identity,
+    source: S,
+    link: NatsProcessorLink,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let daemon = Daemon::open(config, identity, source, link, metrics).map_err(|e| e.to_string())?;
+    daemon.run(shutdown).await.map_err(|e| e.to_string())
+}
+
+/// Connects to the broker, retrying with backoff until it answers or the daemon is stopped.
+async fn connect(
+    nats: &crate::link::nats::NatsConfig,
+    identity: &Identity,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<NatsProcessorLink, String> {
+    let mut delay = std::time::Duration::from_millis(250);
+    loop {
+        match NatsProcessorLink::connect(nats, &identity.peer_key()).await {
+            Ok(link) => return Ok(link),
+            Err(error) => tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach the broker"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return Err("stopped before the broker answered".into()),
+        }
+        delay = (delay * 2).min(crate::daemon::MAX_BACKOFF);
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

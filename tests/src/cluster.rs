@@ -1,0 +1,167 @@
+//! A cluster as operators would run it: N `processor run` daemons (separate processes, RocksDB
+//! data dirs, metrics ports) for one chain, a coordinator service in this process, all on a real
+//! NATS JetStream broker; the chain is the mock Bitcoin chain served over Bitcoin Core's JSON-RPC
+//! from this process, or a real node the test provides.
+
+use crate::{http_get, metric, wait_for_port, free_port, Nats, Process};
+use coordinator::service::{Service, ServiceHandle};
+use coordinator::{Coordinator, Observation, SessionStatus};
+use processor::crypto::Identity;
+use processor::ids::{BlockHeight, ExternalChain, PeerKey, SessionId};
+use processor::link::nats::{NatsConfig, NatsCoordinatorLink};
+use processor::messages::{Batch, GroupKeys};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// What a daemon is pointed at.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub chain: ExternalChain,
+    pub url: String,
+    pub credentials: Option<(String, String)>,
+    pub network: &'static str,
+    pub confirmations: u64,
+}
+
+pub struct Daemon {
+    pub process: Process,
+    pub identity: Identity,
+    pub metrics_port: u16,
+}
+
+impl Daemon {
+    /// The daemon's metrics, if it answers.
+    pub fn metrics(&self) -> Option<String> {
+        http_get(self.metrics_port, "/metrics").map(|(_, body)| body)
+    }
+
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        metric(&self.metrics()?, name)
+    }
+}
+
+pub struct Cluster {
+    pub nats: Nats,
+    pub coordinator: ServiceHandle,
+    pub daemons: Vec<Daemon>,
+    pub keys: Vec<PeerKey>,
+    stop_service: watch::Sender<bool>,
+    service: tokio::task::JoinHandle<()>,
+}
+
+impl Cluster {
+    /// Starts the broker, the coordinator service and `validators` daemons of `binary`.
+    pub async fn start(binary: &str, dir: &Path, validators: usize, seed: u64, node: &NodeSettings) -> Cluster {
+        let nats = Nats::start(dir);
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let coordinator_identity = Identity::generate(&mut rng);
+        let identities: Vec<Identity> = (0 .. validators).map(|_| Identity::generate(&mut rng)).collect();
+        let keys: Vec<PeerKey> = identities.iter().map(Identity::peer_key).collect();
+        let nats_config = NatsConfig { url: nats.url(), stream: "CUSTODY".into() };
+        let mut daemons = Vec::new();
+        for (index, identity) in identities.into_iter().enumerate() {
+            let identity_file = dir.join(format!("processor-{index}.key"));
+            processor::daemon::write_identity(&identity_file, &identity).expect("the identity file is written");
+            let metrics_port = free_port();
+            let mut command = vec![
+                binary.to_string(),
+                "run".into(),
+                "--chain".into(),
+                match node.chain {
+                    ExternalChain::Bitcoin => "bitcoin".into(),
+                    ExternalChain::Monero => "monero".into(),
+                },
+                "--data-dir".into(),
+                dir.join(format!("processor-{index}")).display().to_string(),
+                "--identity".into(),
+                identity_file.display().to_string(),
+                "--coordinator-key".into(),
+                coordinator_identity.peer_key().to_string(),
+                "--confirmations".into(),
+                node.confirmations.to_string(),
+                "--node-url".into(),
+                node.url.clone(),
+                "--network".into(),
+                node.network.into(),
+                "--nats-url".into(),
+                nats.url(),
+                "--metrics-listen".into(),
+                format!("127.0.0.1:{metrics_port}"),
+            ];
+            if let Some((user, password)) = &node.credentials {
+                command.extend(["--node-user".into(), user.clone(), "--node-password".into(), password.clone()]);
+            }
+            let process = Process::start(command, &dir.join(format!("processor-{index}.log")));
+            daemons.push(Daemon { process, identity, metrics_port });
+        }
+        for daemon in &daemons {
+            assert!(
+                wait_for_port(daemon.metrics_port, Duration::from_secs(30)),
+                "a daemon did not come up:\n{}",
+                daemon.process.log_tail(30)
+            );
+        }
+        let link = NatsCoordinatorLink::connect(&nats_config).await.expect("the coordinator connects to the broker");
+        let (service, coordinator) = Service::new(Coordinator::new(coordinator_identity, &keys));
+        let (stop_service, shutdown) = watch::channel(false);
+        let service = tokio::spawn(async move {
+            let _ = service.run(link, shutdown).await;
+        });
+        Cluster { nats, coordinator, daemons, keys, stop_service, service }
+    }
+
+    /// Stops the coordinator service (the daemons stop when the cluster is dropped).
+    pub async fn stop_coordinator(&mut self) {
+        let _ = self.stop_service.send(true);
+        let _ = (&mut self.service).await;
+    }
+
+    /// Orders key generation and waits until every daemon activated the keys.
+    pub async fn keygen(&self, threshold: u16, tip: u64, within: Duration) -> GroupKeys {
+        let session = SessionId(1);
+        let keys = self.keys.clone();
+        self.coordinator.act(|c| {
+            c.observe_chain_tip(BlockHeight(tip));
+            c.start_keygen(session, threshold, keys)
+        });
+        let validators = self.daemons.len();
+        self.wait("key generation", within, |c| {
+            let activated = c.observations().iter().filter(|o| matches!(o, Observation::Activated { .. })).count();
+            activated >= validators || matches!(c.status(session), Some(SessionStatus::Failed { .. }))
+        })
+        .await;
+        match self.coordinator.read(|c| c.status(session).cloned()) {
+            Some(SessionStatus::Confirmed(keys)) => keys,
+            other => panic!("key generation did not complete: {other:?}"),
+        }
+    }
+
+    /// Polls the coordinator until `done`; panics with the daemons' logs after `within`.
+    pub async fn wait(&self, what: &str, within: Duration, mut done: impl FnMut(&Coordinator) -> bool) {
+        let started = Instant::now();
+        while !self.coordinator.read(&mut done) {
+            if started.elapsed() > within {
+                self.fail(&format!("timed out waiting for {what}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Panics with `message` and the end of every daemon's log.
+    pub fn fail(&self, message: &str) -> ! {
+        let logs: Vec<String> =
+            self.daemons.iter().enumerate().map(|(i, d)| format!("--- processor {i}:\n{}", d.process.log_tail(15))).collect();
+        panic!("{message}\n{}", logs.join("\n"))
+    }
+
+    /// Signed Batches, without their signatures (those differ run to run), by id.
+    pub fn batches(&self) -> Vec<Batch> {
+        let mut batches: Vec<Batch> = self.coordinator.read(|c| c.signed_batches().map(|(batch, _)| batch.clone()).collect());
+        batches.sort_by_key(|batch| batch.id);
+        batches.dedup();
+        batches
+    }
+}
