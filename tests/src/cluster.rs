@@ -24,6 +24,8 @@ pub struct NodeSettings {
     pub credentials: Option<(String, String)>,
     pub network: &'static str,
     pub confirmations: u64,
+    /// How long one node call may take (ms).
+    pub timeout_ms: u64,
 }
 
 pub struct Daemon {
@@ -86,6 +88,8 @@ impl Cluster {
                 node.url.clone(),
                 "--network".into(),
                 node.network.into(),
+                "--node-timeout-ms".into(),
+                node.timeout_ms.to_string(),
                 "--nats-url".into(),
                 nats.url(),
                 "--metrics-listen".into(),

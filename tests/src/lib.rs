@@ -46,7 +46,8 @@ pub fn wait_for_port(port: u16, within: Duration) -> bool {
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut reply = Vec::new();
     // A reset after the whole reply arrived still leaves the reply.
     let _ = stream.read_to_end(&mut reply);

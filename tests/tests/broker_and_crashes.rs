@@ -150,6 +150,7 @@ async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
         credentials: Some(("user".into(), "password".into())),
         network: "devnet",
         confirmations: CONFIRMATIONS,
+        timeout_ms: 5_000,
     };
     let mut cluster = Cluster::start(env!("CARGO_BIN_EXE_e2e-processor"), dir.path(), 4, seed, &settings).await;
 

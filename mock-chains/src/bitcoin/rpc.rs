@@ -20,6 +20,9 @@ pub enum Behaviour {
     WrongHeight,
     /// Accepts connections and never answers.
     Stall,
+    /// `getblock` returns the block asked for with its header intact but a transaction's
+    /// output changed (the header no longer commits to the transactions).
+    CorruptBlock,
 }
 
 /// A running mock node.
@@ -140,8 +143,13 @@ fn respond(chain: &mut MockBitcoin, behaviour: Behaviour, method: &str, params: 
             if behaviour == Behaviour::WrongBlock && height < chain.tip_height() {
                 height += 1;
             }
-            let bytes = chain.block_bytes(height).ok_or((-5, "Block not found".to_string()))?;
-            Ok(json!(hex::encode(bytes)))
+            let mut block = chain.block(height).cloned().ok_or((-5, "Block not found".to_string()))?;
+            if behaviour == Behaviour::CorruptBlock {
+                if let Some(output) = block.txdata.last_mut().and_then(|tx| tx.output.first_mut()) {
+                    output.value = output.value + bitcoin::Amount::from_sat(1);
+                }
+            }
+            Ok(json!(hex::encode(bitcoin::consensus::serialize(&block))))
         }
         "sendrawtransaction" => {
             let text = param(0).as_str().map(str::to_string).ok_or((-1, "hex expected".to_string()))?;

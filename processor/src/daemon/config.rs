@@ -35,6 +35,9 @@ pub struct RunArgs {
     pub node_user: Option<String>,
     #[arg(long, env = "PROCESSOR_NODE_PASSWORD", hide_env_values = true)]
     pub node_password: Option<String>,
+    /// How long one node call may take.
+    #[arg(long, env = "PROCESSOR_NODE_TIMEOUT_MS")]
+    pub node_timeout_ms: Option<u64>,
     /// Bitcoin-family network profile: bitcoin, testnet, signet, regtest, litecoin-regtest,
     /// devnet (the mock chain).
     #[arg(long, env = "PROCESSOR_NETWORK")]
@@ -223,7 +226,7 @@ impl DaemonConfig {
             confirmations,
             node_url: args.node_url.clone().or(file.node.url).ok_or_else(|| required("node_url"))?,
             node_credentials,
-            node_timeout: Duration::from_millis(file.node.timeout_ms.unwrap_or(10_000)),
+            node_timeout: Duration::from_millis(args.node_timeout_ms.or(file.node.timeout_ms).unwrap_or(10_000).max(1)),
             bitcoin_profile,
             link,
             metrics_listen: args.metrics_listen.or(file.metrics.listen),

@@ -145,12 +145,17 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let mut request = [0u8; 1024];
-            let read = match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request)).await {
-                Ok(Ok(read)) => read,
-                _ => return,
-            };
-            let line = String::from_utf8_lossy(&request[.. read]);
+            // The request line and headers (a request may arrive in several segments).
+            let mut request = Vec::new();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                let mut buffer = [0u8; 1024];
+                match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+                    Ok(Ok(read)) if read > 0 => request.extend_from_slice(&buffer[.. read]),
+                    _ => return,
+                }
+            }
+            let line = String::from_utf8_lossy(&request);
             let path = line.split_whitespace().nth(1).unwrap_or("");
             let (status, body) = match path {
                 "/metrics" => ("200 OK", metrics.render()),

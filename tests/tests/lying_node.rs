@@ -1,0 +1,178 @@
+//! Four daemons follow a mock Bitcoin node that, on command, answers garbage, serves another
+//! block than asked, serves a block whose transactions do not match its header, claims a
+//! height it does not have, stalls, and finally changes a final block. Each lie must show as
+//! errors in the metrics and never as a panic or a wrong report; the changed final block must
+//! halt scanning cleanly (processes up, health failing, the halt reported).
+
+use coordinator::Observation;
+use mock_chains::bitcoin::rpc::{Behaviour, RpcNode};
+use mock_chains::bitcoin::{Depositor, MockBitcoin};
+use processor::chain::instruction::encode_instruction;
+use processor::ids::{BlockHeight, ExternalChain, SessionId};
+use processor::messages::{ChainPublicKey, InInstruction};
+use processor_e2e::cluster::{Cluster, NodeSettings};
+use processor_e2e::{http_get, require};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+const CONFIRMATIONS: u64 = 2;
+
+fn lock(chain: &Mutex<MockBitcoin>) -> std::sync::MutexGuard<'_, MockBitcoin> {
+    chain.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sums a metric over the daemons.
+fn total(cluster: &Cluster, name: &str) -> u64 {
+    cluster.daemons.iter().filter_map(|d| d.metric(name)).sum()
+}
+
+/// Waits until `done`, failing with the logs after `within`.
+async fn until(cluster: &Cluster, what: &str, within: Duration, mut done: impl FnMut(&Cluster) -> bool) {
+    let started = Instant::now();
+    while !done(cluster) {
+        if started.elapsed() > within {
+            cluster.fail(&format!("timed out waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every block any processor reported is the honest chain's block at that height.
+fn reports_are_true(cluster: &Cluster, chain: &Mutex<MockBitcoin>) {
+    let reports: Vec<(BlockHeight, processor::ids::BlockId)> = cluster.coordinator.read(|c| {
+        c.observations()
+            .iter()
+            .filter_map(|o| match o {
+                Observation::BlockReported { height, block, .. } => Some((*height, *block)),
+                _ => None,
+            })
+            .collect()
+    });
+    assert!(!reports.is_empty(), "blocks were reported");
+    let chain = lock(chain);
+    for (height, block) in reports {
+        let honest = chain.block_hash(height.0).map(|hash| bitcoin::hashes::Hash::to_byte_array(hash));
+        assert_eq!(honest, Some(block.0), "the report for height {height} names the chain's block");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lies_give_errors_and_a_changed_final_block_halts_cleanly() {
+    if !require("nats-server") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut mock = MockBitcoin::new(11);
+    mock.set_coinbase_maturity(1);
+    let mut depositor = Depositor::new(11);
+    for _ in 0 .. 5 {
+        mock.mine_to(depositor.script_pubkey());
+    }
+    let chain = Arc::new(Mutex::new(mock));
+    let node = RpcNode::start(chain.clone(), "user", "password").await.expect("the mock node serves");
+    let settings = NodeSettings {
+        chain: ExternalChain::Bitcoin,
+        url: format!("http://{}", node.address),
+        credentials: Some(("user".into(), "password".into())),
+        network: "devnet",
+        confirmations: CONFIRMATIONS,
+        timeout_ms: 1_000,
+    };
+    let cluster = Cluster::start(env!("CARGO_BIN_EXE_e2e-processor"), dir.path(), 4, 11, &settings).await;
+    cluster.coordinator.act(|c| {
+        c.record_reports(true);
+        vec![]
+    });
+    let tip = lock(&chain).tip_height();
+    let keys = cluster.keys.clone();
+    cluster.coordinator.act(|c| {
+        c.observe_chain_tip(BlockHeight(tip));
+        c.start_keygen(SessionId(1), 3, keys)
+    });
+    cluster
+        .wait("keys", Duration::from_secs(60), |c| matches!(c.status(SessionId(1)), Some(coordinator::SessionStatus::Confirmed(_))))
+        .await;
+    let keys = cluster.coordinator.read(|c| match c.status(SessionId(1)) {
+        Some(coordinator::SessionStatus::Confirmed(keys)) => *keys,
+        _ => unreachable!("waited for it"),
+    });
+    let ChainPublicKey::Bitcoin { internal_key } = keys.chain else { cluster.fail("not Bitcoin keys") };
+    let script = processor::chain::bitcoin::group_script(&internal_key).expect("a valid key");
+    let deposit = |account: u8, depositor: &mut Depositor| {
+        let instruction = encode_instruction(&InInstruction { account: [account; 32] });
+        let mut mock = lock(&chain);
+        let tx = depositor.deposit(&mock, &script, bitcoin::Amount::from_sat(50_000), Some(&instruction)).expect("funded");
+        mock.submit(tx).expect("valid");
+        mock.mine();
+        for _ in 0 .. CONFIRMATIONS {
+            mock.mine();
+        }
+    };
+
+    // Honest first: a deposit ends in a Batch.
+    deposit(1, &mut depositor);
+    cluster.wait("the first Batch", Duration::from_secs(60), |c| c.signed_batches().count() == 1).await;
+
+    // Each lie in turn, while a new deposit waits to be reported: errors counted, nothing
+    // reported, nobody down.
+    deposit(2, &mut depositor);
+    // (A node claiming a higher tip does serve real blocks for the heights that exist, and
+    // the deposit's block is final, so its Batch may be signed meanwhile: no wrong report. The
+    // node is trusted for finality; a node lying about its tip can make a block count as final
+    // early, which is why the operator runs their own.)
+    for (lie, metric, blocks_reports) in [
+        (Behaviour::Garbage, "processor_node_malformed_total", true),
+        (Behaviour::WrongBlock, "processor_node_malformed_total", true),
+        (Behaviour::CorruptBlock, "processor_blocks_refused_total", true),
+        (Behaviour::Stall, "processor_node_timeouts_total", true),
+        (Behaviour::WrongHeight, "processor_node_errors_total", false),
+    ] {
+        let before = total(&cluster, metric);
+        node.set_behaviour(lie);
+        // WrongBlock and CorruptBlock only show when a block is fetched: let one become final.
+        lock(&chain).mine();
+        until(&cluster, &format!("{lie:?} counted in {metric}"), Duration::from_secs(60), |cluster| {
+            total(cluster, metric) > before
+        })
+        .await;
+        println!("{lie:?}: {metric} {before} -> {}", total(&cluster, metric));
+        if blocks_reports {
+            assert_eq!(cluster.coordinator.read(|c| c.signed_batches().count()), 1, "no Batch from a lying node");
+        }
+    }
+    node.set_behaviour(Behaviour::Honest);
+    cluster.wait("the second Batch, once the node is honest again", Duration::from_secs(120), |c| c.signed_batches().count() == 2).await;
+    reports_are_true(&cluster, &chain);
+
+    // A final block changes: every processor halts scanning, stays up and says so.
+    let reported_before = cluster.coordinator.read(|c| c.observations().len());
+    {
+        let mut mock = lock(&chain);
+        mock.reorg(CONFIRMATIONS as usize + 3).expect("the reorg happens");
+        for _ in 0 .. 3 {
+            mock.mine();
+        }
+    }
+    until(&cluster, "every processor halted", Duration::from_secs(60), |cluster| {
+        total(cluster, "processor_halted") == cluster.daemons.len() as u64
+    })
+    .await;
+    for daemon in &cluster.daemons {
+        let (status, body) = http_get(daemon.metrics_port, "/health").expect("the daemon answers");
+        assert_eq!(status, 503, "a halted processor is unhealthy: {body}");
+        assert!(body.contains("halted"), "{body}");
+    }
+    cluster
+        .wait("the halts reported", Duration::from_secs(30), |c| {
+            c.observations()[reported_before ..].iter().filter(|o| matches!(o, Observation::ChainHalted { .. })).count() >= 3
+        })
+        .await;
+    let mut cluster = cluster;
+    for (index, daemon) in cluster.daemons.iter_mut().enumerate() {
+        assert!(daemon.process.running(), "processor {index} is still running:\n{}", daemon.process.log_tail(20));
+        let log = daemon.process.log_tail(10_000);
+        assert!(!log.contains("panicked"), "processor {index} panicked:\n{log}");
+        assert!(daemon.process.terminate(Duration::from_secs(20)), "processor {index} stops cleanly");
+    }
+    cluster.stop_coordinator().await;
+}
