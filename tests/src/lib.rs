@@ -177,3 +177,55 @@ impl Nats {
     }
 }
 
+
+/// A `litecoind` in regtest (Litecoin Core 0.21, the Bitcoin Core-family node installable
+/// here), with a wallet to fund deposits and receive payments.
+pub struct Litecoind {
+    pub process: Process,
+    pub rpc_port: u16,
+    pub rpc: processor::rpc::bitcoin::BitcoinRpc,
+}
+
+impl Litecoind {
+    pub const USER: &'static str = "e2e";
+    pub const PASSWORD: &'static str = "e2e-password";
+
+    pub async fn start(dir: &Path) -> Litecoind {
+        let data = dir.join("litecoind");
+        std::fs::create_dir_all(&data).expect("the data dir is created");
+        let rpc_port = free_port();
+        let command = vec![
+            "litecoind".into(),
+            "-regtest".into(),
+            format!("-datadir={}", data.display()),
+            format!("-rpcport={rpc_port}"),
+            format!("-port={}", free_port()),
+            format!("-rpcuser={}", Self::USER),
+            format!("-rpcpassword={}", Self::PASSWORD),
+            "-listen=0".into(),
+            "-server".into(),
+            "-fallbackfee=0.0001".into(),
+            "-printtoconsole".into(),
+        ];
+        let process = Process::start(command, &dir.join("litecoind.log"));
+        let rpc = processor::rpc::bitcoin::BitcoinRpc::new(
+            format!("127.0.0.1:{rpc_port}"),
+            Some((Self::USER, Self::PASSWORD)),
+            Duration::from_secs(30),
+        );
+        let started = Instant::now();
+        while rpc.block_count().await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(60), "litecoind did not start:\n{}", process.log_tail(20));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Litecoind { process, rpc_port, rpc }
+    }
+
+    /// One RPC call, panicking with the node's answer if it fails.
+    pub async fn call(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        match self.rpc.call(method, params.clone()).await {
+            Ok(result) => result,
+            Err(error) => panic!("litecoind {method} {params}: {error}"),
+        }
+    }
+}
