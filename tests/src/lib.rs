@@ -229,3 +229,43 @@ impl Litecoind {
         }
     }
 }
+
+/// A `monerod` in regtest, offline, at fixed difficulty 1 (a block costs ~0.1 s of RandomX).
+pub struct Monerod {
+    pub process: Process,
+    pub rpc_port: u16,
+}
+
+impl Monerod {
+    pub async fn start(dir: &Path) -> Monerod {
+        let data = dir.join("monerod");
+        let rpc_port = free_port();
+        let command = vec![
+            "monerod".into(),
+            "--regtest".into(),
+            "--offline".into(),
+            "--fixed-difficulty=1".into(),
+            "--non-interactive".into(),
+            "--no-igd".into(),
+            "--rpc-bind-ip".into(),
+            "127.0.0.1".into(),
+            "--rpc-bind-port".into(),
+            rpc_port.to_string(),
+            "--p2p-bind-port".into(),
+            free_port().to_string(),
+            "--zmq-rpc-bind-port".into(),
+            free_port().to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--log-level".into(),
+            "0".into(),
+        ];
+        let process = Process::start(command, &dir.join("monerod.log"));
+        assert!(wait_for_port(rpc_port, Duration::from_secs(60)), "monerod did not start:\n{}", process.log_tail(30));
+        Monerod { process, rpc_port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.rpc_port)
+    }
+}

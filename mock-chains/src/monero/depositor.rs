@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use monero_wallet::{
     address::MoneroAddress,
     ed25519::{Point, Scalar},
-    interface::TransactionsError,
+    interface::{FeeRate, ProvidesDecoys, ScannableBlock, TransactionsError},
     ringct::RctType,
     send::{Change, SendError, SignableTransaction},
     transaction::Transaction,
@@ -252,6 +252,48 @@ impl Depositor {
         amount: u64,
         instruction: Option<&[u8]>,
     ) -> Result<Transaction, DepositError> {
+        self.sync(chain)?;
+        let candidates: Vec<Owned> = self.spendable(chain).into_iter().cloned().collect();
+        let outputs: Vec<WalletOutput> = candidates.iter().map(|o| o.output.clone()).collect();
+        let built = block_on(self.build(chain, &outputs, chain.tip_height(), to, amount, instruction, fee_rate()))
+            .ok_or(DepositError::NotReady)?;
+        let (tx, used) = built?;
+        let key_images = candidates[..used].iter().map(|o| o.key_image).collect();
+        self.pending.insert(
+            tx.hash(),
+            Pending {
+                key_images,
+                seen: false,
+            },
+        );
+        Ok(tx)
+    }
+
+    /// Finds the depositor's outputs in a block from any source (a real node's RPC); coinbase
+    /// timelocks are the spender's to respect.
+    pub fn scan(&mut self, block: ScannableBlock) -> Result<Vec<WalletOutput>, DepositError> {
+        Ok(self
+            .scanner
+            .scan(block)
+            .map_err(DepositError::Scan)?
+            .ignore_additional_timelock())
+    }
+
+    /// Builds and signs a deposit from `candidates` (spendable, largest first) with rings
+    /// selected from `interface` as of block `tip`: the fewest leading candidates covering the
+    /// amount and the fee. Returns the transaction and how many candidates it spends. Works
+    /// against the mock chain and a real node alike.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn build(
+        &mut self,
+        interface: &impl ProvidesDecoys,
+        candidates: &[WalletOutput],
+        tip: usize,
+        to: &MoneroAddress,
+        amount: u64,
+        instruction: Option<&[u8]>,
+        fee_rate: FeeRate,
+    ) -> Result<(Transaction, usize), DepositError> {
         if let Some(instruction) = instruction {
             if instruction.len() > MAX_INSTRUCTION_LEN {
                 return Err(DepositError::InstructionTooLong {
@@ -260,33 +302,21 @@ impl Depositor {
                 });
             }
         }
-        self.sync(chain)?;
-
-        let candidates: Vec<Owned> = self.spendable(chain).into_iter().cloned().collect();
-        let available = candidates.iter().fold(0u64, |acc, o| {
-            acc.saturating_add(o.output.commitment().amount)
-        });
+        let available = candidates.iter().fold(0u64, |acc, o| acc.saturating_add(o.commitment().amount));
         let data = instruction.map(|i| vec![i.to_vec()]).unwrap_or_default();
-        let tip = chain.tip_height();
 
         // Fewest inputs first; add the next largest output while the fee is not covered.
         let mut total = 0u128;
         for n in 1..=candidates.len().min(MAX_INPUTS) {
-            total += u128::from(candidates[n - 1].output.commitment().amount);
+            total += u128::from(candidates[n - 1].commitment().amount);
             if total <= u128::from(amount) {
                 continue;
             }
             let mut inputs = Vec::with_capacity(n);
-            for owned in &candidates[..n] {
-                let with_decoys = block_on(OutputWithDecoys::new(
-                    &mut self.rng,
-                    chain,
-                    RING_LEN,
-                    tip,
-                    owned.output.clone(),
-                ))
-                .ok_or(DepositError::NotReady)?
-                .map_err(DepositError::Decoys)?;
+            for output in &candidates[..n] {
+                let with_decoys = OutputWithDecoys::new(&mut self.rng, interface, RING_LEN, tip, output.clone())
+                    .await
+                    .map_err(DepositError::Decoys)?;
                 inputs.push(with_decoys);
             }
             // Seeds monero-wallet's per-transaction randomness (tx keys, shuffles); fresh each time.
@@ -299,7 +329,7 @@ impl Depositor {
                 vec![(*to, amount)],
                 Change::new(self.keys.view_pair(), None),
                 data.clone(),
-                fee_rate(),
+                fee_rate,
             ) {
                 Ok(signable) => signable,
                 Err(SendError::NotEnoughFunds { .. }) => continue,
@@ -308,15 +338,7 @@ impl Depositor {
             let tx = signable
                 .sign(&mut self.rng, &Into::into(self.keys.spend()))
                 .map_err(DepositError::Send)?;
-            let key_images = candidates[..n].iter().map(|o| o.key_image).collect();
-            self.pending.insert(
-                tx.hash(),
-                Pending {
-                    key_images,
-                    seen: false,
-                },
-            );
-            return Ok(tx);
+            return Ok((tx, n));
         }
         Err(DepositError::InsufficientFunds {
             available,
