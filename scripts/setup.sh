@@ -5,6 +5,10 @@ set -euo pipefail
 
 # libclang-dev: rocksdb's bindings are generated with bindgen at build time.
 packages=(libclang-dev)
+# With --nodes: the real nodes and broker the end-to-end tests run against.
+if [ "${1:-}" = "--nodes" ]; then
+  packages+=(litecoind monero nats-server)
+fi
 
 missing=()
 for package in "${packages[@]}"; do

@@ -2,10 +2,10 @@
 # The whole test suite, on a fresh machine: installs prerequisites, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --nodes
 
-echo "== workspace tests"
-cargo test --locked --workspace
+echo "== workspace tests (end-to-end ones against litecoind, monerod and nats-server included)"
+REQUIRE_NODES=1 cargo test --locked --workspace
 
 # The simulation: a madsim build (its own target dir), seeds with every fault on.
 echo "== simulation: 200 seeds, 3-of-4, all faults"

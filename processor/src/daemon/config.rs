@@ -277,6 +277,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("processor.example.toml");
+        let config = DaemonConfig::load(&RunArgs { config: Some(path), ..RunArgs::default() }).unwrap();
+        assert_eq!(config.chain, ExternalChain::Bitcoin);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.node_credentials, Some(("processor".into(), "change-me".into())));
+        assert!(config.metrics_listen.is_some());
+    }
+
+    #[test]
     fn known_profiles_match_the_bitcoin_crate() {
         use bitcoin::Network;
         for (name, network) in [("bitcoin", Network::Bitcoin), ("testnet", Network::Testnet), ("signet", Network::Signet), ("regtest", Network::Regtest)] {

@@ -3,6 +3,7 @@
 
 mod chain;
 mod invariants;
+mod link;
 mod nodes;
 
 use crate::scenario::{FaultCounts, Outcome, Scenario, Violation};

@@ -1,10 +1,12 @@
 //! The IO edges of the simulated nodes: the processor's and the coordinator's event loops over
 //! madsim's network, clock and the simulated chain. The cores they drive are the production ones.
 
-use super::{coordinator_addr, describe, lock, processor_addr, Shared, CONFIRMATIONS, TAG, TICK};
+use super::link::{SimCoordinatorLink, SimProcessorLink};
+use super::{coordinator_addr, describe, lock, processor_addr, Shared, CONFIRMATIONS, TICK};
 use crate::scenario::Byzantine;
 use coordinator::{byzantine, Outbound};
 use madsim::net::Endpoint;
+use processor::link::{CoordinatorLink, ProcessorLink};
 use madsim::time::{timeout, Instant};
 use processor::core::{Config, Effect, Event, Processor};
 use processor::crypto::Identity;
@@ -21,6 +23,7 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
         Ok(endpoint) => endpoint,
         Err(error) => panic!("processor {index} cannot bind: {error}"),
     };
+    let mut link = SimProcessorLink { endpoint };
     let config = Config {
         chain: shared.chain_kind,
         coordinator: lock(&shared.coordinator).peer_key(),
@@ -39,16 +42,13 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
         let received = if now >= next_tick {
             Err(())
         } else {
-            timeout(next_tick - now, endpoint.recv_from_raw(TAG)).await.map_err(|_| ())
+            timeout(next_tick - now, link.recv()).await.map_err(|_| ())
         };
         match received {
-            Ok(Ok((payload, _))) => match payload.downcast::<Vec<u8>>() {
-                Ok(bytes) => {
-                    shared.record(format!("processor {index} <- {}", describe(&bytes, true)));
-                    events.push_back(Event::Inbound(*bytes));
-                }
-                Err(_) => continue,
-            },
+            Ok(Ok(bytes)) => {
+                shared.record(format!("processor {index} <- {}", describe(&bytes, true)));
+                events.push_back(Event::Inbound(bytes));
+            }
             Ok(Err(_)) => continue,
             Err(()) => {
                 next_tick = Instant::now() + TICK;
@@ -85,7 +85,7 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                         };
                         observe_outbound(&shared, index, &bytes);
                         shared.record(format!("processor {index} -> {}", describe(&bytes, false)));
-                        let _ = endpoint.send_to_raw(coordinator_addr(), TAG, Box::new(bytes)).await;
+                        let _ = link.send(bytes).await;
                     }
                     Effect::FetchBlock { height } => {
                         let bytes = shared.chain.as_ref().and_then(|chain| lock(chain).block_bytes(height.0));
@@ -248,22 +248,20 @@ pub(super) async fn coordinator_node(shared: Arc<Shared>) {
     };
     shared.record("coordinator starts".into());
     let keys: Vec<_> = shared.identities.iter().map(Identity::peer_key).collect();
+    let mut link = SimCoordinatorLink { endpoint, processors: keys.clone() };
     let mut next_tick = Instant::now() + TICK;
     loop {
         let now = Instant::now();
         let received = if now >= next_tick {
             Err(())
         } else {
-            timeout(next_tick - now, endpoint.recv_from_raw(TAG)).await.map_err(|_| ())
+            timeout(next_tick - now, link.recv()).await.map_err(|_| ())
         };
         let out: Vec<Outbound> = match received {
-            Ok(Ok((payload, _))) => match payload.downcast::<Vec<u8>>() {
-                Ok(bytes) => {
-                    shared.record(format!("coordinator <- {}", describe(&bytes, false)));
-                    lock(&shared.coordinator).handle(&bytes)
-                }
-                Err(_) => continue,
-            },
+            Ok(Ok(bytes)) => {
+                shared.record(format!("coordinator <- {}", describe(&bytes, false)));
+                lock(&shared.coordinator).handle(&bytes)
+            }
             Ok(Err(_)) => continue,
             Err(()) => {
                 next_tick = Instant::now() + TICK;
@@ -285,7 +283,7 @@ pub(super) async fn coordinator_node(shared: Arc<Shared>) {
             };
             for _ in 0 .. copies {
                 shared.record(format!("coordinator -> processor {index} {}", describe(&bytes, true)));
-                let _ = endpoint.send_to_raw(processor_addr(index), TAG, Box::new(bytes.clone())).await;
+                let _ = link.send_to(to, bytes.clone()).await;
             }
         }
     }
