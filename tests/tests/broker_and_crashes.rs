@@ -166,6 +166,11 @@ async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
         cluster.coordinator.read(|c| matches!(c.status(session), Some(coordinator::SessionStatus::Confirmed(_))))
     })
     .await;
+    // Anyone who can publish on the broker can reach a processor's inbox: a frame sealed by
+    // another key than the coordinator's is refused and counted.
+    if chaos.kills_left == 0 {
+        forge_a_command(&cluster).await;
+    }
     let group = match cluster.coordinator.read(|c| c.status(session).cloned()) {
         Some(coordinator::SessionStatus::Confirmed(keys)) => keys,
         other => cluster.fail(&format!("keys not confirmed: {other:?}")),
@@ -234,6 +239,26 @@ async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
     }
     cluster.stop_coordinator().await;
     (outcome, chaos)
+}
+
+/// Publishes to processor 0's inbox a well-formed command sealed by an impostor, and waits for
+/// the processor to count it as refused.
+async fn forge_a_command(cluster: &Cluster) {
+    use processor::messages::{CoordinatorMessage, Envelope, Frame, PaymentsCommand};
+    let impostor = processor::crypto::Identity::generate(&mut ChaCha20Rng::seed_from_u64(666));
+    let to = cluster.keys[0];
+    let command = CoordinatorMessage::Payments(PaymentsCommand::Burns { chain: ExternalChain::Bitcoin, burns: vec![], fee_rate: 1 });
+    let frame = Frame::Data { seq: processor::ids::SeqId(1_000), message: command };
+    let bytes = Envelope::new(impostor.peer_key(), to, frame).seal(&impostor);
+    let client = async_nats::connect(cluster.nats.url()).await.expect("the broker answers");
+    let context = async_nats::jetstream::new(client);
+    let ack = context.publish(format!("custody.processor.{to}"), bytes.into()).await.expect("published");
+    ack.await.expect("stored by the stream");
+    let started = Instant::now();
+    while cluster.daemons[0].metric("processor_frames_refused_total").unwrap_or(0) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the forged frame was not refused and counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Every daemon up, with `plans` plans complete and nothing in flight.

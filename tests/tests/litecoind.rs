@@ -130,6 +130,15 @@ async fn a_deposit_and_a_burn_on_litecoind() {
         bitcoin::consensus::encode::deserialize_hex(&text(&wallet_view, "hex")).expect("litecoind's transaction parses");
     assert!(payment.input.iter().all(|input| input.witness.len() == 1 && input.witness[0].len() == 64), "key-path spends");
 
+    // Steady memory while following the chain: more blocks, then each daemon's RSS.
+    for _ in 0 .. 30 {
+        mine(1).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rss: Vec<u64> = cluster.daemons.iter().filter_map(|d| d.process.rss_kib()).collect();
+    println!("daemon resident memory while following litecoind (KiB): {rss:?}");
+    assert_eq!(rss.len(), 4);
+
     let mut cluster = cluster;
     for (index, daemon) in cluster.daemons.iter_mut().enumerate() {
         assert!(daemon.process.terminate(Duration::from_secs(20)), "processor {index} stops cleanly");

@@ -131,6 +131,9 @@ async fn a_deposit_and_a_burn_on_monerod() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let rss: Vec<u64> = cluster.daemons.iter().filter_map(|d| d.process.rss_kib()).collect();
+    println!("daemon resident memory while following monerod (KiB): {rss:?}");
+
     let mut cluster = cluster;
     for (index, daemon) in cluster.daemons.iter_mut().enumerate() {
         assert!(daemon.process.terminate(Duration::from_secs(20)), "processor {index} stops cleanly");
