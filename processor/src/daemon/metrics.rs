@@ -174,3 +174,35 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::MemDb;
+
+    #[test]
+    fn an_empty_processor_reads_as_zeros_and_renders_every_metric() {
+        let state = StateGauges::read(&MemDb::new(), 100, 6).unwrap();
+        assert_eq!(state, StateGauges { tip: 100, final_height: 95, ..StateGauges::default() });
+        let metrics = Metrics::default();
+        metrics.update(|m| {
+            m.chain = "bitcoin".into();
+            m.state = state;
+            m.edges.node_timeouts = 3;
+            m.unhealthy = Some("halted".into());
+        });
+        let text = metrics.render();
+        assert!(text.contains("processor_final_height{chain=\"bitcoin\"} 95\n"), "{text}");
+        assert!(text.contains("processor_node_timeouts_total{chain=\"bitcoin\"} 3\n"), "{text}");
+        assert!(text.contains("processor_healthy{chain=\"bitcoin\"} 0\n"), "{text}");
+        // Every sample has its HELP and TYPE lines.
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), samples);
+    }
+
+    #[test]
+    fn a_tip_below_the_confirmations_has_no_final_height() {
+        let state = StateGauges::read(&MemDb::new(), 3, 6).unwrap();
+        assert_eq!(state.final_height, 0);
+    }
+}

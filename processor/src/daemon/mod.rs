@@ -335,3 +335,42 @@ pub fn bitcoin_address(profile: &config::BitcoinProfile, script: &bitcoin::Scrip
     let program = &script.as_bytes()[2 ..];
     segwit::encode(hrp, Fe32::P, program).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_follow_the_profile_and_match_rust_bitcoin_on_bitcoin() {
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let key = bitcoin::key::XOnlyPublicKey::from_slice(&[2; 32]).unwrap();
+        let address = bitcoin::Address::p2tr(&secp, key, None, bitcoin::Network::Bitcoin);
+        let script = address.script_pubkey();
+        let bitcoin_profile = config::BITCOIN_PROFILES.iter().find(|p| p.name == "bitcoin").unwrap();
+        assert_eq!(bitcoin_address(bitcoin_profile, &script), Some(address.to_string()));
+        let litecoin = config::BITCOIN_PROFILES.iter().find(|p| p.name == "litecoin-regtest").unwrap();
+        let encoded = bitcoin_address(litecoin, &script).unwrap();
+        assert!(encoded.starts_with("rltc1p"), "{encoded}");
+        // Only Taproot outputs are the group's.
+        use bitcoin::hashes::Hash;
+        let p2wpkh = bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([1; 20]));
+        assert_eq!(bitcoin_address(bitcoin_profile, &p2wpkh), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut backoff = Backoff::new();
+        assert!(backoff.ready());
+        backoff.failed();
+        assert!(!backoff.ready());
+        tokio::time::advance(FIRST_BACKOFF).await;
+        assert!(backoff.ready());
+        for _ in 0 .. 20 {
+            backoff.failed();
+        }
+        assert_eq!(backoff.delay, MAX_BACKOFF);
+        assert!(backoff.failing_since.is_some());
+        backoff.succeeded();
+        assert!(backoff.ready() && backoff.failing_since.is_none());
+    }
+}
