@@ -5,16 +5,60 @@
 
 use crate::{http_get, metric, wait_for_port, free_port, Nats, Process};
 use coordinator::service::{Service, ServiceHandle};
-use coordinator::{Coordinator, Observation, SessionStatus};
+use coordinator::{Coordinator, SessionStatus};
 use processor::crypto::Identity;
 use processor::ids::{BlockHeight, ExternalChain, PeerKey, SessionId};
 use processor::link::nats::{NatsConfig, NatsCoordinatorLink};
 use processor::messages::{Batch, GroupKeys};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use mock_chains::bitcoin::rpc::RpcNode;
+use mock_chains::bitcoin::{Depositor, MockBitcoin};
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// The key-generation session the tests order.
+pub const KEYGEN_SESSION: SessionId = SessionId(1);
+
+/// The mock Bitcoin chain served over Bitcoin Core's JSON-RPC from this process, with a funded
+/// depositor (coinbases mature after one block).
+pub struct ServedBitcoin {
+    pub chain: Arc<Mutex<MockBitcoin>>,
+    pub node: RpcNode,
+    pub depositor: Depositor,
+}
+
+impl ServedBitcoin {
+    pub async fn start(seed: u64) -> ServedBitcoin {
+        let mut mock = MockBitcoin::new(seed);
+        mock.set_coinbase_maturity(1);
+        let depositor = Depositor::new(seed);
+        for _ in 0 .. 5 {
+            mock.mine_to(depositor.script_pubkey());
+        }
+        let chain = Arc::new(Mutex::new(mock));
+        let node = RpcNode::start(chain.clone(), "user", "password").await.expect("the mock node serves");
+        ServedBitcoin { chain, node, depositor }
+    }
+
+    /// How daemons reach it.
+    pub fn settings(&self, confirmations: u64, timeout_ms: u64) -> NodeSettings {
+        NodeSettings {
+            chain: ExternalChain::Bitcoin,
+            url: format!("http://{}", self.node.address),
+            credentials: Some(("user".into(), "password".into())),
+            network: "devnet",
+            confirmations,
+            timeout_ms,
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, MockBitcoin> {
+        self.chain.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// What a daemon is pointed at.
 #[derive(Clone, Debug)]
@@ -123,23 +167,31 @@ impl Cluster {
         let _ = (&mut self.service).await;
     }
 
-    /// Orders key generation and waits until every daemon activated the keys.
+    /// Orders key generation (session 1, the chain's keys active from `tip`) and waits until
+    /// the coordinator confirms the keys.
     pub async fn keygen(&self, threshold: u16, tip: u64, within: Duration) -> GroupKeys {
-        let session = SessionId(1);
+        self.order_keygen(threshold, tip);
+        self.wait("key generation", within, |c| {
+            matches!(c.status(KEYGEN_SESSION), Some(SessionStatus::Confirmed(_) | SessionStatus::Failed { .. }))
+        })
+        .await;
+        self.confirmed_keys()
+    }
+
+    /// Orders key generation without waiting.
+    pub fn order_keygen(&self, threshold: u16, tip: u64) {
         let keys = self.keys.clone();
         self.coordinator.act(|c| {
             c.observe_chain_tip(BlockHeight(tip));
-            c.start_keygen(session, threshold, keys)
+            c.start_keygen(KEYGEN_SESSION, threshold, keys)
         });
-        let validators = self.daemons.len();
-        self.wait("key generation", within, |c| {
-            let activated = c.observations().iter().filter(|o| matches!(o, Observation::Activated { .. })).count();
-            activated >= validators || matches!(c.status(session), Some(SessionStatus::Failed { .. }))
-        })
-        .await;
-        match self.coordinator.read(|c| c.status(session).cloned()) {
+    }
+
+    /// The confirmed keys (panics if key generation did not succeed).
+    pub fn confirmed_keys(&self) -> GroupKeys {
+        match self.coordinator.read(|c| c.status(KEYGEN_SESSION).cloned()) {
             Some(SessionStatus::Confirmed(keys)) => keys,
-            other => panic!("key generation did not complete: {other:?}"),
+            other => self.fail(&format!("key generation did not complete: {other:?}")),
         }
     }
 

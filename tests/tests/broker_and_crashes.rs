@@ -4,16 +4,15 @@
 //! again while daemons are SIGKILLed at random moments (at least 20 kills, RocksDB under them)
 //! and the broker is killed and restarted twice: the outcome must be the same.
 
-use mock_chains::bitcoin::rpc::RpcNode;
 use mock_chains::bitcoin::{Depositor, MockBitcoin};
 use processor::chain::instruction::encode_instruction;
 use processor::ids::{Amount, ExternalChain};
 use processor::messages::{Burn, ChainPublicKey, InInstruction};
-use processor_e2e::cluster::{Cluster, NodeSettings};
+use processor_e2e::cluster::{Cluster, ServedBitcoin, KEYGEN_SESSION};
 use processor_e2e::require;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 const CONFIRMATIONS: u64 = 2;
@@ -136,34 +135,16 @@ async fn drive(
 
 async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut mock = MockBitcoin::new(seed);
-    mock.set_coinbase_maturity(1);
-    let mut depositor = Depositor::new(seed);
-    for _ in 0 .. 5 {
-        mock.mine_to(depositor.script_pubkey());
-    }
-    let chain = Arc::new(Mutex::new(mock));
-    let node = RpcNode::start(chain.clone(), "user", "password").await.expect("the mock node serves");
-    let settings = NodeSettings {
-        chain: ExternalChain::Bitcoin,
-        url: format!("http://{}", node.address),
-        credentials: Some(("user".into(), "password".into())),
-        network: "devnet",
-        confirmations: CONFIRMATIONS,
-        timeout_ms: 5_000,
-    };
+    let served = ServedBitcoin::start(seed).await;
+    let (chain, mut depositor) = (served.chain.clone(), served.depositor.clone());
+    let settings = served.settings(CONFIRMATIONS, 5_000);
     let mut cluster = Cluster::start(env!("CARGO_BIN_EXE_e2e-processor"), dir.path(), 4, seed, &settings).await;
 
     // Key generation, with faults.
-    let session = processor::ids::SessionId(1);
-    let keys = cluster.keys.clone();
     let tip = lock(&chain).tip_height();
-    cluster.coordinator.act(|c| {
-        c.observe_chain_tip(processor::ids::BlockHeight(tip));
-        c.start_keygen(session, 3, keys)
-    });
+    cluster.order_keygen(3, tip);
     drive(&mut cluster, &mut chaos, &chain, "key generation", None, |cluster, _| {
-        cluster.coordinator.read(|c| matches!(c.status(session), Some(coordinator::SessionStatus::Confirmed(_))))
+        cluster.coordinator.read(|c| matches!(c.status(KEYGEN_SESSION), Some(coordinator::SessionStatus::Confirmed(_))))
     })
     .await;
     // Anyone who can publish on the broker can reach a processor's inbox: a frame sealed by
@@ -171,10 +152,7 @@ async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
     if chaos.kills_left == 0 {
         forge_a_command(&cluster).await;
     }
-    let group = match cluster.coordinator.read(|c| c.status(session).cloned()) {
-        Some(coordinator::SessionStatus::Confirmed(keys)) => keys,
-        other => cluster.fail(&format!("keys not confirmed: {other:?}")),
-    };
+    let group = cluster.confirmed_keys();
     let ChainPublicKey::Bitcoin { internal_key } = group.chain else { cluster.fail("not Bitcoin keys") };
     let script = processor::chain::bitcoin::group_script(&internal_key).expect("a valid group key");
 

@@ -6,7 +6,7 @@
 use bitcoin::Transaction;
 use processor::chain::instruction::encode_instruction;
 use processor::daemon::config::BITCOIN_PROFILES;
-use processor::ids::{Amount, BlockHeight, ExternalChain, SessionId};
+use processor::ids::{Amount, ExternalChain};
 use processor::messages::{Burn, ChainPublicKey, InInstruction};
 use processor_e2e::cluster::{Cluster, NodeSettings};
 use processor_e2e::{require, Litecoind};
@@ -49,18 +49,7 @@ async fn a_deposit_and_a_burn_on_litecoind() {
     };
     let cluster = Cluster::start(env!("CARGO_BIN_EXE_e2e-processor"), dir.path(), 4, 21, &settings).await;
     let tip = node.rpc.block_count().await.expect("the tip");
-    let keys = cluster.keys.clone();
-    cluster.coordinator.act(|c| {
-        c.observe_chain_tip(BlockHeight(tip));
-        c.start_keygen(SessionId(1), 3, keys)
-    });
-    cluster
-        .wait("keys", Duration::from_secs(60), |c| matches!(c.status(SessionId(1)), Some(coordinator::SessionStatus::Confirmed(_))))
-        .await;
-    let keys = cluster.coordinator.read(|c| match c.status(SessionId(1)) {
-        Some(coordinator::SessionStatus::Confirmed(keys)) => *keys,
-        _ => unreachable!("waited for it"),
-    });
+    let keys = cluster.keygen(3, tip, Duration::from_secs(60)).await;
     let ChainPublicKey::Bitcoin { internal_key } = keys.chain else { cluster.fail("not Bitcoin keys") };
     let script = processor::chain::bitcoin::group_script(&internal_key).expect("a valid key");
 

@@ -5,14 +5,14 @@
 //! halt scanning cleanly (processes up, health failing, the halt reported).
 
 use coordinator::Observation;
-use mock_chains::bitcoin::rpc::{Behaviour, RpcNode};
+use mock_chains::bitcoin::rpc::Behaviour;
 use mock_chains::bitcoin::{Depositor, MockBitcoin};
 use processor::chain::instruction::encode_instruction;
-use processor::ids::{BlockHeight, ExternalChain, SessionId};
+use processor::ids::BlockHeight;
 use processor::messages::{ChainPublicKey, InInstruction};
-use processor_e2e::cluster::{Cluster, NodeSettings};
+use processor_e2e::cluster::{Cluster, ServedBitcoin};
 use processor_e2e::{http_get, require};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 const CONFIRMATIONS: u64 = 2;
@@ -62,40 +62,16 @@ async fn lies_give_errors_and_a_changed_final_block_halts_cleanly() {
         return;
     }
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut mock = MockBitcoin::new(11);
-    mock.set_coinbase_maturity(1);
-    let mut depositor = Depositor::new(11);
-    for _ in 0 .. 5 {
-        mock.mine_to(depositor.script_pubkey());
-    }
-    let chain = Arc::new(Mutex::new(mock));
-    let node = RpcNode::start(chain.clone(), "user", "password").await.expect("the mock node serves");
-    let settings = NodeSettings {
-        chain: ExternalChain::Bitcoin,
-        url: format!("http://{}", node.address),
-        credentials: Some(("user".into(), "password".into())),
-        network: "devnet",
-        confirmations: CONFIRMATIONS,
-        timeout_ms: 1_000,
-    };
+    let served = ServedBitcoin::start(11).await;
+    let (chain, node, mut depositor) = (served.chain.clone(), &served.node, served.depositor.clone());
+    let settings = served.settings(CONFIRMATIONS, 1_000);
     let cluster = Cluster::start(env!("CARGO_BIN_EXE_e2e-processor"), dir.path(), 4, 11, &settings).await;
     cluster.coordinator.act(|c| {
         c.record_reports(true);
         vec![]
     });
-    let tip = lock(&chain).tip_height();
-    let keys = cluster.keys.clone();
-    cluster.coordinator.act(|c| {
-        c.observe_chain_tip(BlockHeight(tip));
-        c.start_keygen(SessionId(1), 3, keys)
-    });
-    cluster
-        .wait("keys", Duration::from_secs(60), |c| matches!(c.status(SessionId(1)), Some(coordinator::SessionStatus::Confirmed(_))))
-        .await;
-    let keys = cluster.coordinator.read(|c| match c.status(SessionId(1)) {
-        Some(coordinator::SessionStatus::Confirmed(keys)) => *keys,
-        _ => unreachable!("waited for it"),
-    });
+    let tip = served.lock().tip_height();
+    let keys = cluster.keygen(3, tip, Duration::from_secs(60)).await;
     let ChainPublicKey::Bitcoin { internal_key } = keys.chain else { cluster.fail("not Bitcoin keys") };
     let script = processor::chain::bitcoin::group_script(&internal_key).expect("a valid key");
     let deposit = |account: u8, depositor: &mut Depositor| {

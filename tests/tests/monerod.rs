@@ -8,7 +8,7 @@ use monero_simple_request_rpc::prelude::*;
 use monero_simple_request_rpc::SimpleRequestTransport;
 use monero_wallet::{Scanner, WalletOutput};
 use processor::chain::instruction::encode_instruction;
-use processor::ids::{Amount, BlockHeight, ExternalChain, SessionId};
+use processor::ids::{Amount, ExternalChain};
 use processor::messages::{Burn, ChainPublicKey, InInstruction};
 use processor_e2e::cluster::{Cluster, NodeSettings};
 use processor_e2e::{require, Monerod};
@@ -62,18 +62,7 @@ async fn a_deposit_and_a_burn_on_monerod() {
     };
     let cluster = Cluster::start(env!("CARGO_BIN_EXE_e2e-processor"), dir.path(), 4, 31, &settings).await;
     let tip = rpc.latest_block_number().await.expect("the tip") as u64;
-    let keys = cluster.keys.clone();
-    cluster.coordinator.act(|c| {
-        c.observe_chain_tip(BlockHeight(tip));
-        c.start_keygen(SessionId(1), 3, keys)
-    });
-    cluster
-        .wait("keys", Duration::from_secs(60), |c| matches!(c.status(SessionId(1)), Some(coordinator::SessionStatus::Confirmed(_))))
-        .await;
-    let keys = cluster.coordinator.read(|c| match c.status(SessionId(1)) {
-        Some(coordinator::SessionStatus::Confirmed(keys)) => *keys,
-        _ => unreachable!("waited for it"),
-    });
+    let keys = cluster.keygen(3, tip, Duration::from_secs(60)).await;
     let ChainPublicKey::Monero { spend_key } = keys.chain else { cluster.fail("not Monero keys") };
     let group = processor::chain::monero::group_address(&spend_key, monero_wallet::address::Network::Mainnet).expect("a valid key");
 
