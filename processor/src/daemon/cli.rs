@@ -104,7 +104,7 @@ async fn run_daemon(config: DaemonConfig) -> Result<(), String> {
             let credentials = config.node_credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
             let address = config.node_url.trim_start_matches("http://").trim_end_matches('/').to_string();
             let rpc = BitcoinRpc::new(address, credentials, config.node_timeout);
-            check_network(&config, &rpc).await?;
+            check_network(&config, &rpc, shutdown.clone()).await?;
             start(&config, identity, BitcoinSource(rpc), link, metrics, shutdown).await
         }
         ExternalChain::Monero => {
@@ -112,7 +112,19 @@ async fn run_daemon(config: DaemonConfig) -> Result<(), String> {
                 Some((user, password)) => config.node_url.replacen("://", &format!("://{user}:{password}@"), 1),
                 None => config.node_url.clone(),
             };
-            let source = MoneroSource::connect(&url, config.node_timeout).await.map_err(|e| e.to_string())?;
+            let mut delay = std::time::Duration::from_millis(250);
+            let mut stopping = shutdown.clone();
+            let source = loop {
+                match MoneroSource::connect(&url, config.node_timeout).await {
+                    Ok(source) => break source,
+                    Err(error) => tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach monerod"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopping.changed() => return Err("stopped before monerod answered".into()),
+                }
+                delay = (delay * 2).min(crate::daemon::MAX_BACKOFF);
+            };
             start(&config, identity, source, link, metrics, shutdown).await
         }
     }
@@ -137,8 +149,14 @@ async fn connect(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<NatsProcessorLink, String> {
     let mut delay = std::time::Duration::from_millis(250);
+    let me = identity.peer_key();
     loop {
-        match NatsProcessorLink::connect(nats, &identity.peer_key()).await {
+        // The client retries an unreachable broker by itself: a stop must not wait for it.
+        let attempt = tokio::select! {
+            attempt = NatsProcessorLink::connect(nats, &me) => attempt,
+            _ = shutdown.changed() => return Err("stopped before the broker answered".into()),
+        };
+        match attempt {
             Ok(link) => return Ok(link),
             Err(error) => tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach the broker"),
         }

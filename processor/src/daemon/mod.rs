@@ -312,10 +312,29 @@ pub fn write_identity(path: &std::path::Path, identity: &Identity) -> Result<(),
     file.write_all(secret.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-/// Checks the node serves the configured network (Bitcoin-family: the genesis hash).
-pub async fn check_network(config: &DaemonConfig, rpc: &crate::rpc::bitcoin::BitcoinRpc) -> Result<(), String> {
+/// Checks the node serves the configured network (Bitcoin-family: the genesis hash). A node
+/// that does not answer yet is waited for (with backoff, until `shutdown`); a node on another
+/// network is an error.
+pub async fn check_network(
+    config: &DaemonConfig,
+    rpc: &crate::rpc::bitcoin::BitcoinRpc,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
     let Some(expected) = config.bitcoin_profile.genesis else { return Ok(()) };
-    let genesis = rpc.block_hash(0).await.map_err(|e| format!("asking the node for its genesis: {e}"))?;
+    let mut backoff = Backoff::new();
+    let genesis = loop {
+        match rpc.block_hash(0).await {
+            Ok(genesis) => break genesis,
+            Err(error) => {
+                backoff.failed();
+                tracing::warn!(%error, retry_in_ms = backoff.delay.as_millis() as u64, "cannot ask the node for its genesis");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.delay) => {}
+                    _ = shutdown.changed() => return Err("stopped before the node answered".into()),
+                }
+            }
+        }
+    };
     if genesis.to_string() != expected {
         return Err(format!(
             "the node's genesis is {genesis}, not {}'s ({expected}): wrong node or wrong `network`",
