@@ -7,8 +7,9 @@
 //!
 //! [`local::LocalNetwork`] wires one coordinator and several processor cores together in one
 //! process, delivering every message with seeded delays, duplicates and drops, and can crash
-//! and restart processors and make one of them Byzantine. Tests, the devnet and the simulation
-//! build on it.
+//! and restart processors and make one of them Byzantine. Tests and the simulation build on it.
+//! [`service::Service`] runs the same coordinator on a real link (in-process channels for the
+//! devnet's daemons, NATS JetStream for the end-to-end tests).
 
 mod batches;
 pub mod byzantine;
