@@ -14,10 +14,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Where `binary` is installed: on the `PATH`, or in the sbin directories Debian puts daemons
+/// in (`nats-server` is in /usr/sbin, which a normal user's `PATH` lacks).
+pub fn find_binary(binary: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(binary))
+        .find(|candidate| candidate.is_file())
+}
+
 /// Whether `binary` can be run; if not, either skip (message) or fail under `REQUIRE_NODES=1`.
 pub fn require(binary: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()));
+    let found = find_binary(binary).is_some();
     if !found {
         assert!(std::env::var_os("REQUIRE_NODES").is_none(), "{binary} is not installed (scripts/setup.sh installs it)");
         eprintln!("SKIPPED: {binary} is not installed (scripts/setup.sh installs it)");
@@ -159,8 +168,9 @@ impl Nats {
     pub fn start(dir: &Path) -> Nats {
         let port = free_port();
         let store = dir.join("jetstream");
+        let binary = find_binary("nats-server").expect("nats-server is installed");
         let command = vec![
-            "nats-server".into(),
+            binary.display().to_string(),
             "-js".into(),
             "-sd".into(),
             store.display().to_string(),
@@ -202,8 +212,9 @@ impl Litecoind {
         let data = dir.join("litecoind");
         std::fs::create_dir_all(&data).expect("the data dir is created");
         let rpc_port = free_port();
+        let binary = find_binary("litecoind").expect("litecoind is installed");
         let command = vec![
-            "litecoind".into(),
+            binary.display().to_string(),
             "-regtest".into(),
             format!("-datadir={}", data.display()),
             format!("-rpcport={rpc_port}"),
@@ -248,8 +259,9 @@ impl Monerod {
     pub async fn start(dir: &Path) -> Monerod {
         let data = dir.join("monerod");
         let rpc_port = free_port();
+        let binary = find_binary("monerod").expect("monerod is installed");
         let command = vec![
-            "monerod".into(),
+            binary.display().to_string(),
             "--regtest".into(),
             "--offline".into(),
             "--fixed-difficulty=1".into(),
