@@ -194,3 +194,21 @@ impl Snapshot for MemDb {
         self.scan_prefix(b"").unwrap()
     }
 }
+
+#[test]
+fn a_frame_held_in_memory_is_pending_until_committed() {
+    let mut f = fixture();
+    // Ahead of order: held in memory, not committed.
+    f.deliver(f.start(2, 2));
+    assert!(f.processor.inbound_pending(), "an early frame is only in memory");
+    // In order: committed, and the early one with it.
+    f.deliver(f.start(1, 1));
+    assert!(!f.processor.inbound_pending());
+    assert_eq!(schema::INBOUND_HANDLED.get(&f.db, &()).unwrap(), Some(SeqId(2)));
+    // The early frame delivered again (a broker's redelivery): a duplicate, settled.
+    f.deliver(f.start(2, 2));
+    assert!(!f.processor.inbound_pending());
+    // Bytes that are not a frame are settled too (refused, nothing to wait for).
+    f.deliver(b"garbage".to_vec());
+    assert!(!f.processor.inbound_pending());
+}

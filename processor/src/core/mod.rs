@@ -131,6 +131,9 @@ pub struct Processor<D: Db, R: RngCore + CryptoRng> {
     decoys_asked: BTreeMap<PlanId, Millis>,
     /// Parsed keys, for scanning.
     keys: keygen::KeyCache,
+    /// Whether the last inbound frame is a command whose effects are not committed yet (held
+    /// in memory: ahead of the next expected id, or waiting for the chain).
+    inbound_pending: bool,
 }
 
 impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
@@ -153,7 +156,15 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             last_published: BTreeMap::new(),
             decoys_asked: BTreeMap::new(),
             keys: keygen::KeyCache::default(),
+            inbound_pending: false,
         }
+    }
+
+    /// Whether the last [`Event::Inbound`] is a command not yet committed (held in memory
+    /// only). A link that de-duplicates resends (a broker) must deliver such a frame again
+    /// rather than forget it: a crash loses what is held in memory.
+    pub fn inbound_pending(&self) -> bool {
+        self.inbound_pending
     }
 
     pub fn peer_key(&self) -> PeerKey {
@@ -227,6 +238,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
 
     fn inbound(&mut self, bytes: &[u8]) -> Result<Vec<Effect>, CoreError> {
         self.counters.frames_in += 1;
+        self.inbound_pending = false;
         let coordinator = self.config.coordinator;
         let envelope = match Envelope::<CoordinatorMessage>::open(bytes, &self.peer_key(), |s| *s == coordinator) {
             Ok(envelope) => envelope,
@@ -238,7 +250,12 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         };
         match envelope.frame {
             Frame::Ack { up_to } => self.acknowledged(up_to).map(|()| vec![]),
-            Frame::Data { seq, message } => self.data(seq, message),
+            Frame::Data { seq, message } => {
+                let effects = self.data(seq, message)?;
+                let handled = schema::INBOUND_HANDLED.get(&self.db, &())?.unwrap_or(SeqId(0));
+                self.inbound_pending = seq > handled;
+                Ok(effects)
+            }
         }
     }
 

@@ -156,7 +156,12 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
             match inbound {
                 Some(bytes) => {
                     self.handle(Event::Inbound(bytes)).await?;
-                    self.link.handled().await;
+                    // Only what is committed is acked: a frame held in memory comes back.
+                    if self.core.inbound_pending() {
+                        self.link.defer().await;
+                    } else {
+                        self.link.handled().await;
+                    }
                 }
                 None => self.on_tick().await?,
             }

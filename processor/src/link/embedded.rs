@@ -49,6 +49,8 @@ impl ProcessorLink for EmbeddedProcessorLink {
         self.inbox.recv().await.ok_or(LinkError::Closed)
     }
     async fn handled(&mut self) {}
+    // Every resend of the coordinator arrives: nothing to redeliver.
+    async fn defer(&mut self) {}
 }
 
 impl CoordinatorLink for EmbeddedCoordinatorLink {

@@ -30,9 +30,13 @@ pub trait ProcessorLink: Send {
     fn send(&mut self, bytes: Vec<u8>) -> impl Future<Output = Result<(), LinkError>> + Send;
     /// The next inbound bytes. Cancel-safe: dropping the future loses nothing.
     fn recv(&mut self) -> impl Future<Output = Result<Vec<u8>, LinkError>> + Send;
-    /// Tells the link the bytes last received are handled (their effects committed), so a
-    /// broker may forget them.
+    /// Tells the link the bytes last received are handled (their effects committed, or they
+    /// were refused), so a broker may forget them.
     fn handled(&mut self) -> impl Future<Output = ()> + Send;
+    /// Tells the link the bytes last received are not handled yet (held in memory only, see
+    /// [`crate::core::Processor::inbound_pending`]): deliver them again later. A link that
+    /// de-duplicates the coordinator's resends must; others may ignore it.
+    fn defer(&mut self) -> impl Future<Output = ()> + Send;
 }
 
 /// The coordinator's end: one link to every processor.

@@ -8,6 +8,11 @@
 //! sealed bytes), so the broker drops a resend it already holds. The broker is not trusted:
 //! anyone able to publish can reach an inbox, and the core refuses (and counts) every frame not
 //! signed by the configured peer.
+//!
+//! De-duplication means the coordinator's resends of a frame do not arrive again while the
+//! window lasts, so the stored copy must not be acked before its effects are committed: a frame
+//! the core holds only in memory (ahead of order, or waiting for the chain) is negatively
+//! acked and comes back after [`REDELIVER_AFTER`].
 
 use super::{CoordinatorLink, LinkError, ProcessorLink};
 use crate::ids::PeerKey;
@@ -29,8 +34,12 @@ pub struct NatsConfig {
 const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 /// Publishes of the same bytes within this window are stored once.
 const DEDUP_WINDOW: Duration = Duration::from_secs(120);
-/// A delivered message not acked within this is delivered again.
-const ACK_WAIT: Duration = Duration::from_secs(10);
+/// A delivered message not acked within this is delivered again: a daemon killed after a
+/// delivery (or whose pull request outlived it) gets the message back this soon. A handler
+/// slower than this only causes a redelivery, recognised as a duplicate.
+const ACK_WAIT: Duration = Duration::from_secs(3);
+/// A message the processor could not act on yet comes back after this.
+const REDELIVER_AFTER: Duration = Duration::from_millis(500);
 
 struct Endpoint {
     context: jetstream::Context,
@@ -150,6 +159,17 @@ impl Endpoint {
         }
     }
 
+    /// Asks the broker to deliver the message again after a pause (its resends by the
+    /// coordinator are de-duplicated, so this copy is the one that must arrive).
+    async fn defer(&mut self) {
+        if let Some(message) = self.unacked.take() {
+            if let Err(error) = message.ack_with(AckKind::Nak(Some(REDELIVER_AFTER))).await {
+                // Not fatal: unacked, it is delivered again after the ack wait.
+                tracing::debug!(%error, "nak failed");
+            }
+        }
+    }
+
     async fn handled(&mut self) {
         if let Some(message) = self.unacked.take() {
             if let Err(error) = message.ack().await {
@@ -183,6 +203,9 @@ impl ProcessorLink for NatsProcessorLink {
     }
     async fn handled(&mut self) {
         self.endpoint.handled().await
+    }
+    async fn defer(&mut self) {
+        self.endpoint.defer().await
     }
 }
 

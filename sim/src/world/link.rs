@@ -35,6 +35,8 @@ impl ProcessorLink for SimProcessorLink {
         next_bytes(&self.endpoint).await
     }
     async fn handled(&mut self) {}
+    // Datagrams are not de-duplicated: the coordinator's resends arrive.
+    async fn defer(&mut self) {}
 }
 
 impl CoordinatorLink for SimCoordinatorLink {
