@@ -94,14 +94,24 @@ impl ChainSource for SharedMonero {
         monero_block_data(&self.0.borrow(), usize::try_from(height).ok()?)
     }
     fn publish(&self, transaction: &[u8]) -> Result<(), String> {
-        let transaction = monero_wallet::transaction::Transaction::read(&mut &*transaction).map_err(|e| e.to_string())?;
-        self.0.borrow_mut().submit(transaction).map(|_| ()).map_err(|e| format!("{e:?}"))
+        publish_monero(&mut self.0.borrow_mut(), transaction)
     }
     fn select_decoys(&self, request: &processor::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
-        let chain = self.0.borrow();
-        mock_chains::monero::block_on(processor::transaction::monero::select_decoys(&*chain, request))
-            .ok_or("the mock chain's futures did not complete")?
+        select_monero_decoys(&self.0.borrow(), request)
     }
+}
+
+fn publish_monero(chain: &mut mock_chains::monero::MockMonero, transaction: &[u8]) -> Result<(), String> {
+    let transaction = monero_wallet::transaction::Transaction::read(&mut &*transaction).map_err(|e| e.to_string())?;
+    chain.submit(transaction).map(|_| ()).map_err(|e| format!("{e:?}"))
+}
+
+fn select_monero_decoys(
+    chain: &mock_chains::monero::MockMonero,
+    request: &processor::transaction::monero::DecoyRequest,
+) -> Result<Vec<Vec<u8>>, String> {
+    mock_chains::monero::block_on(processor::transaction::monero::select_decoys(chain, request))
+        .ok_or("the mock chain's futures did not complete")?
 }
 
 /// A mock Monero chain shared across threads (the devnet's daemons run on a thread pool).
@@ -122,13 +132,10 @@ impl ChainSource for SyncMonero {
         monero_block_data(&self.lock(), usize::try_from(height).ok()?)
     }
     fn publish(&self, transaction: &[u8]) -> Result<(), String> {
-        let transaction = monero_wallet::transaction::Transaction::read(&mut &*transaction).map_err(|e| e.to_string())?;
-        self.lock().submit(transaction).map(|_| ()).map_err(|e| format!("{e:?}"))
+        publish_monero(&mut self.lock(), transaction)
     }
     fn select_decoys(&self, request: &processor::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
-        let chain = self.lock();
-        mock_chains::monero::block_on(processor::transaction::monero::select_decoys(&*chain, request))
-            .ok_or("the mock chain's futures did not complete")?
+        select_monero_decoys(&self.lock(), request)
     }
 }
 
