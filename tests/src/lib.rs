@@ -113,7 +113,8 @@ impl Process {
     /// SIGTERM, then waits for the exit; returns whether it exited successfully in time.
     pub fn terminate(&mut self, within: Duration) -> bool {
         let Some(mut child) = self.child.take() else { return false };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        // The shell's builtin `kill`: no procps needed.
+        let _ = Command::new("sh").arg("-c").arg(format!("kill -TERM {}", child.id())).status();
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
