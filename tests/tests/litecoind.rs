@@ -39,6 +39,44 @@ async fn a_deposit_and_a_burn_on_litecoind() {
     // regtest chain; this test stays far below.)
     mine(101).await;
 
+    // A daemon configured for Bitcoin's regtest refuses Litecoin's node (another genesis).
+    let identity = dir.path().join("misconfigured.key");
+    processor::daemon::write_identity(&identity, &processor::crypto::Identity::generate(&mut <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(1))).expect("written");
+    let mut misconfigured = processor_e2e::Process::start(
+        [
+            env!("CARGO_BIN_EXE_e2e-processor"),
+            "run",
+            "--chain",
+            "bitcoin",
+            "--network",
+            "regtest",
+            "--data-dir",
+            &dir.path().join("misconfigured").display().to_string(),
+            "--identity",
+            &identity.display().to_string(),
+            "--coordinator-key",
+            &"11".repeat(32),
+            "--node-url",
+            &format!("http://127.0.0.1:{}", node.rpc_port),
+            "--node-user",
+            Litecoind::USER,
+            "--node-password",
+            Litecoind::PASSWORD,
+            "--nats-url",
+            "nats://127.0.0.1:1",
+        ]
+        .map(String::from)
+        .to_vec(),
+        &dir.path().join("misconfigured.log"),
+    );
+    let started = Instant::now();
+    while misconfigured.running() {
+        assert!(started.elapsed() < Duration::from_secs(30), "a misconfigured daemon must stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = misconfigured.log_tail(5);
+    assert!(log.contains("genesis") && log.contains("530827f3"), "{log}");
+
     let settings = NodeSettings {
         chain: ExternalChain::Bitcoin,
         url: format!("http://127.0.0.1:{}", node.rpc_port),

@@ -97,14 +97,14 @@ async fn run_daemon(config: DaemonConfig) -> Result<(), String> {
     let LinkConfig::Nats(nats) = &config.link else {
         return Err("no link configured: set nats_url (the in-process link exists only inside the devnet)".into());
     };
-    tracing::info!(url = %nats.url, stream = %nats.stream, "connecting to the broker");
-    let link = connect(nats, &identity, shutdown.clone()).await?;
+    // The node first: a node on another network is a configuration error to report at once.
     match config.chain {
         ExternalChain::Bitcoin => {
             let credentials = config.node_credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
             let address = config.node_url.trim_start_matches("http://").trim_end_matches('/').to_string();
             let rpc = BitcoinRpc::new(address, credentials, config.node_timeout);
             check_network(&config, &rpc, shutdown.clone()).await?;
+            let link = connect(nats, &identity, shutdown.clone()).await?;
             start(&config, identity, BitcoinSource(rpc), link, metrics, shutdown).await
         }
         ExternalChain::Monero => {
@@ -125,6 +125,7 @@ async fn run_daemon(config: DaemonConfig) -> Result<(), String> {
                 }
                 delay = (delay * 2).min(crate::daemon::MAX_BACKOFF);
             };
+            let link = connect(nats, &identity, shutdown.clone()).await?;
             start(&config, identity, source, link, metrics, shutdown).await
         }
     }
@@ -149,6 +150,7 @@ async fn connect(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<NatsProcessorLink, String> {
     let mut delay = std::time::Duration::from_millis(250);
+    tracing::info!(url = %nats.url, stream = %nats.stream, "connecting to the broker");
     let me = identity.peer_key();
     loop {
         // The client retries an unreachable broker by itself: a stop must not wait for it.
