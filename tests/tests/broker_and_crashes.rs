@@ -63,7 +63,7 @@ impl Chaos {
         if self.rng.next_u64() % 4 == 0 {
             std::thread::sleep(Duration::from_millis(300));
         }
-        cluster.daemons[victim].process.restart(); println!("{:?} kill {victim}", std::time::SystemTime::now());
+        cluster.daemons[victim].process.restart();
         self.kills += 1;
         self.kills_left -= 1;
         if self.broker_restarts_at.contains(&self.kills) {
@@ -115,8 +115,8 @@ async fn drive(
         let finished = done(cluster, &lock(chain));
         if finished {
             println!(
-                "{:?} {what}: {} ms ({} daemon kills, {} broker restarts so far)",
-                std::time::SystemTime::now(), started.elapsed().as_millis(),
+                "{what}: {} ms ({} daemon kills, {} broker restarts so far)",
+                started.elapsed().as_millis(),
                 chaos.kills,
                 chaos.broker_restarts
             );
@@ -135,7 +135,6 @@ async fn drive(
 
 async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let dir_path = dir.path().to_path_buf(); println!("DIR {}", dir_path.display()); std::mem::forget(dir); struct P(std::path::PathBuf); impl P { fn path(&self) -> &std::path::Path { &self.0 } } let dir = P(dir_path);
     let served = ServedBitcoin::start(seed).await;
     let (chain, mut depositor) = (served.chain.clone(), served.depositor.clone());
     let settings = served.settings(CONFIRMATIONS, 5_000);
@@ -256,7 +255,6 @@ async fn killed_daemons_and_a_restarted_broker_change_nothing() {
         return;
     }
     let seed = 7;
-    let (crashed, chaos) = scenario(seed, Chaos::new(seed, 27, 3, vec![7, 17])).await; return;
     let (calm, _) = scenario(seed, Chaos::new(seed, 0, 0, vec![])).await;
     assert_eq!(calm.batches.len(), 2 * ROUNDS as usize, "each deposit with an InInstruction makes a Batch: {calm:?}");
     calm.assert_paid_once();
