@@ -46,12 +46,7 @@ fn plans(network: &coordinator::local::LocalNetwork, index: usize) -> Vec<(PlanI
 
 #[test]
 fn burns_are_planned_identically_everywhere_and_exactly_once() {
-    let mut chain = MockBitcoin::new(9);
-    chain.set_coinbase_maturity(1);
-    let mut depositor = Depositor::new(9);
-    for _ in 0 .. 5 {
-        chain.mine_to(depositor.script_pubkey());
-    }
+    let (chain, mut depositor) = mock_chains::bitcoin::funded_chain(9, 5);
     let chain = Rc::new(RefCell::new(chain));
     let (mut network, keys) = network_with_keys(
         4,
@@ -173,12 +168,7 @@ fn transaction_preprocessed(network: &coordinator::local::LocalNetwork, index: u
 
 /// Deposits, Batches, then Burns paid on chain; returns the network for further checks.
 fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> coordinator::local::LocalNetwork {
-    let mut chain = MockBitcoin::new(seed);
-    chain.set_coinbase_maturity(1);
-    let mut depositor = Depositor::new(seed);
-    for _ in 0 .. 5 {
-        chain.mine_to(depositor.script_pubkey());
-    }
+    let (chain, mut depositor) = mock_chains::bitcoin::funded_chain(seed, 5);
     let chain = Rc::new(RefCell::new(chain));
     let faults = if disturbance == Disturbance::None { Faults::crashing() } else { Faults::unreliable() };
     let (mut network, keys) =

@@ -11,13 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn chain() -> Arc<Mutex<MockBitcoin>> {
-    let mut chain = MockBitcoin::new(71);
-    chain.set_coinbase_maturity(1);
-    let depositor = Depositor::new(71);
-    for _ in 0 .. 6 {
-        chain.mine_to(depositor.script_pubkey());
-    }
-    Arc::new(Mutex::new(chain))
+    Arc::new(Mutex::new(mock_chains::bitcoin::funded_chain(71, 6).0))
 }
 
 #[tokio::test]

@@ -32,12 +32,7 @@ pub struct ServedBitcoin {
 
 impl ServedBitcoin {
     pub async fn start(seed: u64) -> ServedBitcoin {
-        let mut mock = MockBitcoin::new(seed);
-        mock.set_coinbase_maturity(1);
-        let depositor = Depositor::new(seed);
-        for _ in 0 .. 5 {
-            mock.mine_to(depositor.script_pubkey());
-        }
+        let (mock, depositor) = mock_chains::bitcoin::funded_chain(seed, 5);
         let chain = Arc::new(Mutex::new(mock));
         let node = RpcNode::start(chain.clone(), "user", "password").await.expect("the mock node serves");
         ServedBitcoin { chain, node, depositor }

@@ -103,12 +103,7 @@ impl Chain {
     async fn new(chain: ExternalChain, seed: u64) -> Result<Chain, String> {
         Ok(match chain {
             ExternalChain::Bitcoin => {
-                let mut mock = MockBitcoin::new(seed);
-                mock.set_coinbase_maturity(1);
-                let depositor = BitcoinDepositor::new(seed);
-                for _ in 0 .. 5 {
-                    mock.mine_to(depositor.script_pubkey());
-                }
+                let (mock, depositor) = mock_chains::bitcoin::funded_chain(seed, 5);
                 let mock = Arc::new(Mutex::new(mock));
                 let node = RpcNode::start(mock.clone(), RPC_USER, RPC_PASSWORD)
                     .await
@@ -243,12 +238,11 @@ impl Devnet {
     /// Kills daemon `index` (its task is dropped at whatever await it is in: only what RocksDB
     /// committed survives) and starts it again on the same data.
     async fn kill_and_restart(&mut self, index: usize, chain: &Chain) -> Result<(), String> {
-        let running = &self.processors[index];
+        let running = &mut self.processors[index];
         running.task.abort();
-        let identity = running.identity.clone();
         // Wait for the task to be gone (and RocksDB's lock released).
-        let old = std::mem::replace(&mut self.processors[index].task, tokio::spawn(async { Ok(()) }));
-        let _ = old.await;
+        let _ = (&mut running.task).await;
+        let identity = running.identity.clone();
         self.processors[index] = self.start(index, identity, chain)?;
         Ok(())
     }

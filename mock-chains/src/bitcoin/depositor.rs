@@ -46,6 +46,18 @@ pub struct Depositor {
     locked: BTreeSet<OutPoint>,
 }
 
+/// A chain whose coinbases mature after one block, with `blocks` blocks mined to a depositor;
+/// both seeded by `seed`. The usual start of a test or a devnet.
+pub fn funded_chain(seed: u64, blocks: usize) -> (MockBitcoin, Depositor) {
+    let mut chain = MockBitcoin::new(seed);
+    chain.set_coinbase_maturity(1);
+    let depositor = Depositor::new(seed);
+    for _ in 0 .. blocks {
+        chain.mine_to(depositor.script_pubkey());
+    }
+    (chain, depositor)
+}
+
 impl Depositor {
     /// A depositor whose key and signing randomness derive from `seed`.
     pub fn new(seed: u64) -> Self {

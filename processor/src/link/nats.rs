@@ -43,7 +43,6 @@ const REDELIVER_AFTER: Duration = Duration::from_millis(500);
 
 struct Endpoint {
     context: jetstream::Context,
-    subjects: String,
     consumer: pull::Stream,
     /// The message last handed out, acked once handled.
     unacked: Option<jetstream::Message>,
@@ -91,7 +90,7 @@ impl Endpoint {
                 Err(error) => return Err(error),
             }
         };
-        Ok(Endpoint { context, subjects, consumer, unacked: None })
+        Ok(Endpoint { context, consumer, unacked: None })
     }
 
     async fn consumer(
@@ -129,7 +128,6 @@ impl Endpoint {
     }
 
     async fn publish(&self, subject: String, bytes: Vec<u8>) -> Result<(), LinkError> {
-        debug_assert!(subject.starts_with(self.subjects.trim_end_matches('>')));
         let id = hex::encode(Sha256::digest(&bytes));
         let publish = Publish::build().payload(bytes.into()).message_id(id);
         let ack = self.context.send_publish(subject, publish).await.map_err(|e| transient("publishing", e))?;
