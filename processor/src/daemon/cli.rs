@@ -100,7 +100,7 @@ async fn run_daemon(config: DaemonConfig) -> Result<(), String> {
     // The node first: a node on another network is a configuration error to report at once.
     match config.chain {
         ExternalChain::Bitcoin => {
-            let credentials = config.node_credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+            let credentials = config.node_credentials.as_ref().map(|c| (c.user.as_str(), c.password.as_str()));
             let address = config.node_url.trim_start_matches("http://").trim_end_matches('/').to_string();
             let rpc = BitcoinRpc::new(address, credentials, config.node_timeout);
             check_network(&config, &rpc, shutdown.clone()).await?;
@@ -108,10 +108,11 @@ async fn run_daemon(config: DaemonConfig) -> Result<(), String> {
             start(&config, identity, BitcoinSource(rpc), link, metrics, shutdown).await
         }
         ExternalChain::Monero => {
-            let url = match &config.node_credentials {
-                Some((user, password)) => config.node_url.replacen("://", &format!("://{user}:{password}@"), 1),
+            // Holds the password: wiped on drop.
+            let url = zeroize::Zeroizing::new(match &config.node_credentials {
+                Some(c) => config.node_url.replacen("://", &format!("://{}:{}@", c.user, c.password.as_str()), 1),
                 None => config.node_url.clone(),
-            };
+            });
             let mut delay = std::time::Duration::from_millis(250);
             let mut stopping = shutdown.clone();
             let source = loop {

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Flags of `processor run`; each also reads an environment variable.
-#[derive(clap::Args, Debug, Default, Clone)]
+/// Flags of `processor run`; each also reads an environment variable. (No `Debug`: it holds
+/// the node's password.)
+#[derive(clap::Args, Default, Clone)]
 pub struct RunArgs {
     /// A TOML file with the settings below (flags and environment override it).
     #[arg(long, env = "PROCESSOR_CONFIG")]
@@ -139,6 +140,20 @@ pub enum LinkConfig {
     Embedded,
 }
 
+/// The node's RPC login. The password never reaches a log or a Debug print, and is wiped on
+/// drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeCredentials {
+    pub user: String,
+    pub password: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for NodeCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCredentials").field("user", &self.user).field("password", &"<redacted>").finish()
+    }
+}
+
 /// The checked configuration.
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
@@ -148,7 +163,7 @@ pub struct DaemonConfig {
     pub coordinator: PeerKey,
     pub confirmations: u64,
     pub node_url: String,
-    pub node_credentials: Option<(String, String)>,
+    pub node_credentials: Option<NodeCredentials>,
     pub node_timeout: Duration,
     pub bitcoin_profile: BitcoinProfile,
     pub link: LinkConfig,
@@ -201,7 +216,7 @@ impl DaemonConfig {
         let user = args.node_user.clone().or(file.node.user);
         let password = args.node_password.clone().or(file.node.password);
         let node_credentials = match (user, password) {
-            (Some(user), Some(password)) => Some((user, password)),
+            (Some(user), Some(password)) => Some(NodeCredentials { user, password: password.into() }),
             (None, None) => None,
             _ => return Err("node user and password go together".into()),
         };
@@ -282,7 +297,9 @@ mod tests {
         let config = DaemonConfig::load(&RunArgs { config: Some(path), ..RunArgs::default() }).unwrap();
         assert_eq!(config.chain, ExternalChain::Bitcoin);
         assert_eq!(config.log_format, LogFormat::Json);
-        assert_eq!(config.node_credentials, Some(("processor".into(), "change-me".into())));
+        let credentials = config.node_credentials.clone().unwrap();
+        assert_eq!((credentials.user.as_str(), credentials.password.as_str()), ("processor", "change-me"));
+        assert!(!format!("{config:?}").contains("change-me"), "the password is not printed");
         assert!(config.metrics_listen.is_some());
     }
 
