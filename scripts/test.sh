@@ -4,6 +4,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --nodes
 
+echo "== formatting"
+cargo fmt --all --check
+echo "== clippy (normal build)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== clippy (simulation build: the crates the madsim build compiles)"
+RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim \
+  cargo clippy --locked --release -p processor-core -p coordinator -p mock-chains -p sim --all-targets -- -D warnings
+
 echo "== workspace tests (end-to-end ones against litecoind, monerod and nats-server included)"
 REQUIRE_NODES=1 cargo test --locked --workspace
 

@@ -4,8 +4,8 @@
 
 use coordinator::local::{Faults, LocalNetwork};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use processor::ids::{ExternalChain, Millis, SessionId};
-use processor::messages::ChainPublicKey;
+use processor_core::ids::{ExternalChain, Millis, SessionId};
+use processor_core::messages::ChainPublicKey;
 use processor_benches::end_to_end::{chain_with_deposits, SyntheticBitcoin};
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,9 @@ fn network_with_keys(seed: u64, chain: &SyntheticBitcoin) -> (LocalNetwork, [u8;
     let mut network = LocalNetwork::new(4, ExternalChain::Bitcoin, seed, Faults::none());
     network.attach_chain(Box::new(chain.clone()), CONFIRMATIONS);
     network.start_keygen(SessionId(1), 3, None);
-    let active = |net: &LocalNetwork| (0 .. 4).all(|i| processor::keygen::active_keys(net.db(i)).ok().flatten().is_some());
+    let active = |net: &LocalNetwork| (0 .. 4).all(|i| processor_core::keygen::active_keys(net.db(i)).ok().flatten().is_some());
     assert!(network.run_until(Millis(60_000), active), "key generation did not finish");
-    let keys = processor::keygen::active_keys(network.db(0)).expect("in-memory").expect("active").group_keys();
+    let keys = processor_core::keygen::active_keys(network.db(0)).expect("in-memory").expect("active").group_keys();
     let ChainPublicKey::Bitcoin { internal_key } = keys.chain else { unreachable!("a Bitcoin session") };
     (network, internal_key)
 }

@@ -6,9 +6,9 @@
 //!   monero-wallet's own scanner on the same block.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use processor::chain;
-use processor::ids::ExternalChain;
-use processor::messages::ChainPublicKey;
+use processor_core::chain;
+use processor_core::ids::ExternalChain;
+use processor_core::messages::ChainPublicKey;
 use processor_benches::{mainnet_block, monero_block, synthetic_bitcoin_block};
 use std::hint::black_box;
 

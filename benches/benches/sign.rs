@@ -3,11 +3,11 @@
 //! beside bare frost-core signing of the same message(s) with the same keys.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use processor::batch::{batch_message, BatchSigner};
-use processor::db::{schema, Db, MemDb};
-use processor::ids::{Attempt, Participant};
-use processor::messages::{decode, encode, CoordinatorMessage, ProcessorMessage, SignCommand, SignEvent, SignId, SignTarget};
-use processor::transaction::TransactionSigner;
+use processor_core::batch::{batch_message, BatchSigner};
+use processor_core::db::{Db, MemDb};
+use processor_core::ids::{Attempt, Participant};
+use processor_core::messages::{decode, encode, CoordinatorMessage, ProcessorMessage, SignCommand, SignEvent, SignId, SignTarget};
+use processor_core::transaction::TransactionSigner;
 use processor_benches::signing::*;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -27,7 +27,7 @@ fn opaque(message: ProcessorMessage) -> Vec<u8> {
 }
 
 /// One signing step at every signer: `step` gets the signer's index and a transaction.
-fn each<S>(dbs: &[MemDb], signers: &mut [S], mut step: impl FnMut(usize, &mut S, &mut processor::db::Txn<'_, MemDb>) -> Vec<ProcessorMessage>) -> Vec<(Participant, Vec<u8>)> {
+fn each<S>(dbs: &[MemDb], signers: &mut [S], mut step: impl FnMut(usize, &mut S, &mut processor_core::db::Txn<'_, MemDb>) -> Vec<ProcessorMessage>) -> Vec<(Participant, Vec<u8>)> {
     signers
         .iter_mut()
         .enumerate()
@@ -75,7 +75,7 @@ fn batch_signing(c: &mut Criterion) {
         let keys = batch_shares(dbs);
         let message = {
             let batch = record_batch(&dbs[0], 10, 0);
-            batch_message(&schema::BATCHES.get(&dbs[0], &batch).expect("in-memory").expect("recorded").batch)
+            batch_message(&processor_core::batch::batch(&dbs[0], batch).expect("in-memory").expect("recorded").batch)
         };
         group.bench_function(BenchmarkId::new("bare_frost", format!("{t}-of-{n}")), |b| {
             b.iter(|| {
@@ -134,11 +134,11 @@ fn bitcoin_transaction_signing(c: &mut Criterion) {
             })
         });
         // The floor: frost-secp256k1-tr signing each input's sighash with its taproot tweak.
-        let internal_key = match processor::keygen::active_keys(&dbs[0]).expect("in-memory").expect("installed").group_keys().chain {
-            processor::messages::ChainPublicKey::Bitcoin { internal_key } => internal_key,
-            processor::messages::ChainPublicKey::Monero { .. } => unreachable!(),
+        let internal_key = match processor_core::keygen::active_keys(&dbs[0]).expect("in-memory").expect("installed").group_keys().chain {
+            processor_core::messages::ChainPublicKey::Bitcoin { internal_key } => internal_key,
+            processor_core::messages::ChainPublicKey::Monero { .. } => unreachable!(),
         };
-        let signable = processor::transaction::bitcoin::build(&plan, &internal_key).expect("buildable");
+        let signable = processor_core::transaction::bitcoin::build(&plan, &internal_key).expect("buildable");
         let sighashes = signable.sighashes().expect("sighashes");
         group.bench_function(BenchmarkId::new("bare_frost_3_of_4", inputs), |b| {
             b.iter(|| {
@@ -192,7 +192,7 @@ fn monero_transaction_signing(c: &mut Criterion) {
         let parsed: Vec<monero_wallet::OutputWithDecoys> =
             fixture.inputs.iter().map(|bytes| monero_wallet::OutputWithDecoys::read(&mut bytes.as_slice()).expect("parses")).collect();
         let signable =
-            processor::transaction::monero::signable(&fixture.record, &fixture.spend_key, parsed).expect("buildable");
+            processor_core::transaction::monero::signable(&fixture.record, &fixture.spend_key, parsed).expect("buildable");
         group.bench_function(BenchmarkId::new("bare_monero_wallet_3_of_4", inputs), |b| {
             b.iter(|| {
                 let mut machines = Vec::new();

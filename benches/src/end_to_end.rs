@@ -4,8 +4,8 @@
 use bitcoin::absolute::LockTime;
 use bitcoin::hashes::Hash;
 use bitcoin::{transaction, Amount, Block, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
-use processor::chain::ChainSource;
-use processor::messages::InInstruction;
+use processor_core::chain::ChainSource;
+use processor_core::messages::InInstruction;
 
 /// Blocks in a vector shared with the benchmark (which fills it once keys exist); the tip is
 /// the last.
@@ -46,7 +46,7 @@ fn transaction(tag: u64, output: Vec<TxOut>, coinbase: bool) -> Transaction {
 /// Height 1 pays `outputs` deposits to the group's `internal_key` (transactions of 10 outputs,
 /// each with an InInstruction); `confirmations` empty blocks follow, so it is final.
 pub fn chain_with_deposits(internal_key: &[u8; 32], outputs: usize, confirmations: u64) -> Vec<Vec<u8>> {
-    let group = processor::chain::bitcoin::group_script(internal_key).expect("a valid key");
+    let group = processor_core::chain::bitcoin::group_script(internal_key).expect("a valid key");
     let mut blocks = Vec::new();
     let mut previous = bitcoin::BlockHash::all_zeros();
     for height in 0 ..= 1 + confirmations {
@@ -54,7 +54,7 @@ pub fn chain_with_deposits(internal_key: &[u8; 32], outputs: usize, confirmation
         let mut txdata = vec![coinbase];
         if height == 1 {
             for (index, chunk) in (0 .. outputs).collect::<Vec<_>>().chunks(10).enumerate() {
-                let instruction = processor::chain::instruction::encode_instruction(&InInstruction { account: [index as u8; 32] });
+                let instruction = processor_core::chain::instruction::encode_instruction(&InInstruction { account: [index as u8; 32] });
                 let push = bitcoin::script::PushBytesBuf::try_from(instruction).expect("a short instruction");
                 let mut output: Vec<TxOut> =
                     chunk.iter().map(|i| TxOut { value: Amount::from_sat(10_000 + *i as u64), script_pubkey: group.clone() }).collect();

@@ -8,9 +8,9 @@ pub mod signing;
 use bitcoin::absolute::LockTime;
 use bitcoin::key::{Secp256k1, XOnlyPublicKey};
 use bitcoin::{transaction, Amount, Block, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
-use processor::chain::ScanKey;
-use processor::ids::SessionId;
-use processor::messages::ChainPublicKey;
+use processor_core::chain::ScanKey;
+use processor_core::ids::SessionId;
+use processor_core::messages::ChainPublicKey;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -125,7 +125,7 @@ pub fn monero_block(
     seed: u64,
 ) -> (Vec<u8>, monero_wallet::interface::ScannableBlock, ScanKey) {
     use mock_chains::monero::{Depositor, MockMonero, MoneroConfig, WalletKeys};
-    use processor::chain::monero::{group_address, MoneroBlockData};
+    use processor_core::chain::monero::{group_address, MoneroBlockData};
     let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 1, ..MoneroConfig::default() });
     let mut depositor = Depositor::new(seed ^ 1);
     for _ in 0 .. transactions + 12 {
@@ -134,7 +134,7 @@ pub fn monero_block(
     let group_spend = WalletKeys::from_seed(seed ^ 2).spend_public().compress().to_bytes();
     let group = group_address(&group_spend, monero_wallet::address::Network::Mainnet).expect("a valid key");
     let stranger = WalletKeys::from_seed(seed ^ 3).address();
-    let instruction = processor::chain::instruction::encode_instruction(&processor::messages::InInstruction { account: [7; 32] });
+    let instruction = processor_core::chain::instruction::encode_instruction(&processor_core::messages::InInstruction { account: [7; 32] });
     for index in 0 .. transactions {
         let to = if index % ours_every == 0 { &group } else { &stranger };
         let transaction = depositor.deposit(&chain, to, 1_000_000, Some(&instruction)).expect("the depositor is funded");

@@ -3,14 +3,14 @@
 
 use frost_core::keys::{IdentifierList, KeyPackage, PublicKeyPackage};
 use frost_core::Ciphersuite;
-use processor::batch::BatchRecord;
-use processor::db::{schema, Db, MemDb};
-use processor::ids::{Amount, Attempt, BatchId, BlockHeight, BlockId, ExternalChain, PlanId, SessionId};
-use processor::keygen::keys::{Ed25519, Secp256k1Tr};
-use processor::keygen::{install_keys, ChainKeyShare, KeyShare, ThresholdKeyPair};
-use processor::messages::{Batch, InInstruction, OutputKind};
-use processor::payments::{PlanRecord, PlanState};
-use processor::scheduler::{Payment, Plan, PlanKind, PlannedPayment, Utxo};
+use processor_core::batch::BatchRecord;
+use processor_core::db::{Db, MemDb};
+use processor_core::ids::{Amount, Attempt, BatchId, BlockHeight, BlockId, ExternalChain, PlanId, SessionId};
+use processor_core::keygen::keys::{Ed25519, Secp256k1Tr};
+use processor_core::keygen::{install_keys, ChainKeyShare, KeyShare, ThresholdKeyPair};
+use processor_core::messages::{Batch, InInstruction, OutputKind};
+use processor_core::payments::{PlanRecord, PlanState};
+use processor_core::scheduler::{Payment, Plan, PlanKind, PlannedPayment, Utxo};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -37,7 +37,7 @@ pub fn bitcoin_signers(n: u16, t: u16, seed: u64) -> Vec<MemDb> {
             let db = MemDb::default();
             let mut txn = db.txn();
             let keys = ThresholdKeyPair { session: SESSION, batch, chain: ChainKeyShare::Bitcoin(chain) };
-            install_keys(&mut txn, &keys, BlockHeight(0));
+            install_keys(&mut txn, &keys, BlockHeight(0)).unwrap();
             txn.commit().expect("in-memory");
             db
         })
@@ -55,7 +55,7 @@ pub fn record_batch(db: &MemDb, instructions: usize, attempt: u32) -> BatchId {
     };
     let record = BatchRecord { session: SESSION, height: BlockHeight(5), batch, attempt: Attempt(attempt), signature: None, published: false };
     let mut txn = db.txn();
-    schema::BATCHES.set(&mut txn, &id, &record);
+    processor_core::batch::store_batch(&mut txn, id, &record);
     txn.commit().expect("in-memory");
     id
 }
@@ -66,7 +66,7 @@ pub fn bitcoin_plan(inputs: usize) -> Plan {
         .map(|i| {
             let mut id = [i as u8; 32].to_vec();
             id.extend((i as u32).to_le_bytes());
-            Utxo { id, amount: Amount(100_000), kind: if i % 2 == 0 { OutputKind::External } else { OutputKind::Change } }
+            Utxo { id: processor_core::ids::OutputId(id), amount: Amount(100_000), kind: if i % 2 == 0 { OutputKind::External } else { OutputKind::Change } }
         })
         .collect();
     let total = 100_000 * inputs.len() as u64;
@@ -85,10 +85,10 @@ pub fn bitcoin_plan(inputs: usize) -> Plan {
 
 /// Records `plan` at `db` as planned, awaiting attempt `attempt`.
 pub fn record_plan(db: &MemDb, plan: &Plan, attempt: u32) -> PlanId {
-    let id = processor::payments::plan_id(ExternalChain::Bitcoin, plan);
+    let id = processor_core::payments::plan_id(ExternalChain::Bitcoin, plan);
     let record = PlanRecord { id, chain: ExternalChain::Bitcoin, session: SESSION, plan: plan.clone(), state: PlanState::Planned, attempt: Attempt(attempt), fee_rate: 10 };
     let mut txn = db.txn();
-    schema::PLANS.set(&mut txn, &id.0.to_vec(), &record);
+    processor_core::payments::save_plan(&mut txn, &record);
     txn.commit().expect("in-memory");
     id
 }
@@ -96,7 +96,7 @@ pub fn record_plan(db: &MemDb, plan: &Plan, attempt: u32) -> PlanId {
 /// The chain key shares of `dbs` (for the bare-library floor).
 pub fn chain_shares(dbs: &[MemDb]) -> Vec<KeyShare<Secp256k1Tr>> {
     dbs.iter()
-        .map(|db| match processor::keygen::active_keys(db).expect("in-memory").expect("installed").chain {
+        .map(|db| match processor_core::keygen::active_keys(db).expect("in-memory").expect("installed").chain {
             ChainKeyShare::Bitcoin(share) => share,
             ChainKeyShare::Monero(_) => unreachable!("installed as Bitcoin"),
         })
@@ -105,7 +105,7 @@ pub fn chain_shares(dbs: &[MemDb]) -> Vec<KeyShare<Secp256k1Tr>> {
 
 /// The batch key shares of `dbs`.
 pub fn batch_shares(dbs: &[MemDb]) -> Vec<KeyShare<Ed25519>> {
-    dbs.iter().map(|db| processor::keygen::active_keys(db).expect("in-memory").expect("installed").batch).collect()
+    dbs.iter().map(|db| processor_core::keygen::active_keys(db).expect("in-memory").expect("installed").batch).collect()
 }
 
 /// A 3-of-4 Monero group holding `inputs` spendable outputs on a mock chain, with a plan
@@ -121,10 +121,10 @@ pub struct MoneroSigning {
 
 pub fn monero_signing(inputs: usize, seed: u64) -> MoneroSigning {
     use mock_chains::monero::{block_on, Depositor, MockMonero, MoneroConfig};
-    use processor::chain::monero::{group_address, MoneroBlockData};
-    use processor::chain::{scan_block, ScanKey};
-    use processor::messages::ChainPublicKey;
-    use processor::transaction::monero as xmr;
+    use processor_core::chain::monero::{group_address, MoneroBlockData};
+    use processor_core::chain::{scan_block, ScanKey};
+    use processor_core::messages::ChainPublicKey;
+    use processor_core::transaction::monero as xmr;
 
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let batch = dealer::<Ed25519>(4, 3, &mut rng);
@@ -141,7 +141,7 @@ pub fn monero_signing(inputs: usize, seed: u64) -> MoneroSigning {
         .enumerate()
         .map(|(index, pair)| {
             let ChainKeyShare::Monero(share) = &pair.chain else { unreachable!() };
-            processor::keygen::monero::monero_threshold_keys(share, processor::ids::Participant::from_position(index)).expect("converts")
+            processor_core::keygen::monero::monero_threshold_keys(share, processor_core::ids::Participant::from_position(index)).expect("converts")
         })
         .collect();
     let dbs: Vec<MemDb> = pairs
@@ -149,7 +149,7 @@ pub fn monero_signing(inputs: usize, seed: u64) -> MoneroSigning {
         .map(|pair| {
             let db = MemDb::default();
             let mut txn = db.txn();
-            install_keys(&mut txn, pair, BlockHeight(0));
+            install_keys(&mut txn, pair, BlockHeight(0)).unwrap();
             txn.commit().expect("in-memory");
             db
         })
@@ -180,7 +180,7 @@ pub fn monero_signing(inputs: usize, seed: u64) -> MoneroSigning {
         for output in scan_block(ExternalChain::Monero, &bytes, &key).expect("scans").outputs {
             for db in &dbs {
                 let mut txn = db.txn();
-                schema::MONERO_OUTPUTS.set(&mut txn, &output.id, &(BlockHeight(height as u64), output.spend_data.clone()));
+                xmr::store_output(&mut txn, &output.id, &xmr::MoneroOutput { final_at: BlockHeight(height as u64), wallet_output: output.spend_data.clone() });
                 txn.commit().expect("in-memory");
             }
             utxos.push(Utxo { id: output.id, amount: output.amount, kind: output.kind });
@@ -198,14 +198,14 @@ pub fn monero_signing(inputs: usize, seed: u64) -> MoneroSigning {
         change: Some(Amount(total - total / 2)),
         fee: Amount(fee),
     };
-    let id = processor::payments::plan_id(ExternalChain::Monero, &plan);
+    let id = processor_core::payments::plan_id(ExternalChain::Monero, &plan);
     let record = PlanRecord { id, chain: ExternalChain::Monero, session: SESSION, plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate: 20_000 };
     let request = xmr::decoy_request(&dbs[0], &record).expect("outputs stored");
     let inputs = block_on(xmr::select_decoys(&chain, &request)).expect("ready").expect("rings");
     for db in &dbs {
         let mut txn = db.txn();
-        schema::PLANS.set(&mut txn, &id.0.to_vec(), &record);
-        schema::MONERO_INPUTS.set(&mut txn, &id.0.to_vec(), &inputs);
+        processor_core::payments::save_plan(&mut txn, &record);
+        xmr::store_inputs(&mut txn, id, &inputs);
         txn.commit().expect("in-memory");
     }
     MoneroSigning { dbs, record, inputs, spend_key, threshold_keys }
@@ -216,6 +216,6 @@ pub fn reset_plan(db: &MemDb, record: &PlanRecord, attempt: u32) {
     let mut record = record.clone();
     record.attempt = Attempt(attempt);
     let mut txn = db.txn();
-    schema::PLANS.set(&mut txn, &record.id.0.to_vec(), &record);
+    processor_core::payments::save_plan(&mut txn, &record);
     txn.commit().expect("in-memory");
 }

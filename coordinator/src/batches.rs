@@ -6,9 +6,9 @@
 //! number (new nonces everywhere), excluding anyone blamed.
 
 use crate::{Coordinator, Observation, Outbound};
-use processor::batch::batch_message;
-use processor::ids::{Attempt, BatchId, BlockHeight, BlockId, Millis, Participant, PeerKey, PlanId, SessionId};
-use processor::messages::{
+use processor_core::batch::batch_message;
+use processor_core::ids::{Attempt, BatchId, BlockHeight, BlockId, Millis, Participant, PeerKey, PlanId, SessionId};
+use processor_core::messages::{
     Batch, CoordinatorMessage, Deposit, Opaque, ScannerCommand, ScannerEvent, SignCommand, SignEvent, SignId, SignTarget,
 };
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,10 +1,10 @@
 //! What a Byzantine processor sends, for tests and the simulation to inject.
 
 use crate::Coordinator;
-use processor::crypto::{pairwise, Identity};
-use processor::ids::Participant;
-use processor::keygen::share_context;
-use processor::messages::{Envelope, Frame, KeyGenEvent, ProcessorMessage};
+use processor_core::crypto::{pairwise, Identity};
+use processor_core::ids::Participant;
+use processor_core::keygen::share_context;
+use processor_core::messages::{Envelope, Frame, KeyGenEvent, ProcessorMessage};
 
 /// Rewrites a processor's outgoing key-generation shares message so its first two recipients
 /// get each other's share, properly encrypted and signed by the sender: detectable only by
@@ -50,7 +50,7 @@ pub fn corrupt_keygen_shares(identity: &Identity, coordinator: &Coordinator, byt
 /// scalar 1; for a transaction, every input's share), signed by the sender: aggregation fails
 /// and identifies the sender. Other bytes pass unchanged.
 pub fn corrupt_signature_shares(identity: &Identity, coordinator: &Coordinator, bytes: Vec<u8>) -> Vec<u8> {
-    use processor::messages::{decode, encode, SignEvent, SignTarget};
+    use processor_core::messages::{decode, encode, SignEvent, SignTarget};
     let Ok(mut envelope) = Envelope::<ProcessorMessage>::open(&bytes, &coordinator.peer_key(), |_| true) else {
         return bytes;
     };

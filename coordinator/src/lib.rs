@@ -18,9 +18,9 @@ pub mod local;
 pub mod service;
 
 use link::Link;
-use processor::crypto::Identity;
-use processor::ids::{BatchId, BlockHeight, Millis, Participant, PeerKey, SessionId};
-use processor::messages::{
+use processor_core::crypto::Identity;
+use processor_core::ids::{BatchId, BlockHeight, Millis, Participant, PeerKey, SessionId};
+use processor_core::messages::{
     BlameReason, CoordinatorMessage, Envelope, Frame, GroupKeys, KeyGenCommand, KeyGenEvent, Opaque,
     ProcessorMessage,
 };
@@ -43,15 +43,15 @@ pub enum Observation {
     Activated { session: SessionId, participant: Participant, keys: GroupKeys },
     RefusedFrame { error: String },
     /// A processor reported a final block (only recorded with `record_reports`).
-    BlockReported { by: Participant, height: BlockHeight, block: processor::ids::BlockId, deposits: Vec<processor::messages::Deposit> },
+    BlockReported { by: Participant, height: BlockHeight, block: processor_core::ids::BlockId, deposits: Vec<processor_core::messages::Deposit> },
     BlockAcknowledged { height: BlockHeight, batch: Option<BatchId> },
     /// A processor reported a payments event (planned, rejected, forfeited).
-    Payments { by: Participant, event: processor::messages::PaymentsEvent },
-    BatchSigned { batch: processor::messages::Batch, signature: [u8; 64] },
+    Payments { by: Participant, event: processor_core::messages::PaymentsEvent },
+    BatchSigned { batch: processor_core::messages::Batch, signature: [u8; 64] },
     /// A processor reported a plan's transaction complete (signed there, or seen final).
-    TransactionCompleted { by: Participant, plan: processor::ids::PlanId, transaction: Vec<u8> },
-    SigningBlamed { id: processor::messages::SignId, by: Participant, accused: Participant },
-    Reattempted { id: processor::messages::SignId },
+    TransactionCompleted { by: Participant, plan: processor_core::ids::PlanId, transaction: Vec<u8> },
+    SigningBlamed { id: processor_core::messages::SignId, by: Participant, accused: Participant },
+    Reattempted { id: processor_core::messages::SignId },
     ChainHalted { by: Participant, height: BlockHeight },
 }
 
@@ -224,9 +224,9 @@ impl Coordinator {
 
     /// Sends Burns from Serai to every processor of the active keys, with the fee rate the
     /// validator set agreed.
-    pub fn burn(&mut self, chain: processor::ids::ExternalChain, burns: Vec<processor::messages::Burn>, fee_rate: u64) -> Vec<Outbound> {
+    pub fn burn(&mut self, chain: processor_core::ids::ExternalChain, burns: Vec<processor_core::messages::Burn>, fee_rate: u64) -> Vec<Outbound> {
         let Some((_, participants, _, _)) = self.active() else { return vec![] };
-        let command = processor::messages::PaymentsCommand::Burns { chain, burns, fee_rate };
+        let command = processor_core::messages::PaymentsCommand::Burns { chain, burns, fee_rate };
         participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Payments(command.clone()))).collect()
     }
 

@@ -1,8 +1,8 @@
 //! The coordinator's end of one link: outbound sequence ids and retransmission, inbound
 //! in-order delivery with duplicate detection. Mirrors what the processor persists in its DB.
 
-use processor::ids::SeqId;
-use processor::messages::ProcessorMessage;
+use processor_core::ids::SeqId;
+use processor_core::messages::ProcessorMessage;
 use std::collections::BTreeMap;
 
 /// Frames further ahead than this are dropped; the sender resends them.

@@ -4,10 +4,10 @@
 //! virtual. The same seed gives the same run.
 
 use crate::{Coordinator, Outbound};
-use processor::core::{Config, Effect, Event, Processor};
-use processor::crypto::Identity;
-use processor::db::MemDb;
-use processor::ids::{BlockHeight, ExternalChain, Millis, PeerKey, SessionId};
+use processor_core::core::{Config, Effect, Event, Processor};
+use processor_core::crypto::Identity;
+use processor_core::db::MemDb;
+use processor_core::ids::{BlockHeight, ExternalChain, Millis, PeerKey, SessionId};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
@@ -53,7 +53,7 @@ pub struct NetworkStats {
     pub publish_refused: u64,
 }
 
-pub use processor::chain::ChainSource;
+pub use processor_core::chain::ChainSource;
 
 /// A mock Bitcoin chain shared between the network (which reads it) and its driver (which
 /// mines, deposits and reorganises).
@@ -82,7 +82,7 @@ pub fn monero_block_data(chain: &mock_chains::monero::MockMonero, height: usize)
     let block = chain.block(height)?;
     let transactions = chain.transactions(height);
     let first = chain.scannable_block_at(height)?.output_index_for_first_ringct_output;
-    let data = processor::chain::monero::MoneroBlockData::new(block, transactions.get(1 ..).unwrap_or_default(), first);
+    let data = processor_core::chain::monero::MoneroBlockData::new(block, transactions.get(1 ..).unwrap_or_default(), first);
     Some(data.encode())
 }
 
@@ -96,7 +96,7 @@ impl ChainSource for SharedMonero {
     fn publish(&self, transaction: &[u8]) -> Result<(), String> {
         publish_monero(&mut self.0.borrow_mut(), transaction)
     }
-    fn select_decoys(&self, request: &processor::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
+    fn select_decoys(&self, request: &processor_core::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
         select_monero_decoys(&self.0.borrow(), request)
     }
 }
@@ -108,9 +108,9 @@ fn publish_monero(chain: &mut mock_chains::monero::MockMonero, transaction: &[u8
 
 fn select_monero_decoys(
     chain: &mock_chains::monero::MockMonero,
-    request: &processor::transaction::monero::DecoyRequest,
+    request: &processor_core::transaction::monero::DecoyRequest,
 ) -> Result<Vec<Vec<u8>>, String> {
-    mock_chains::monero::block_on(processor::transaction::monero::select_decoys(chain, request))
+    mock_chains::monero::block_on(processor_core::transaction::monero::select_decoys(chain, request))
         .ok_or("the mock chain's futures did not complete")?
 }
 
@@ -134,7 +134,7 @@ impl ChainSource for SyncMonero {
     fn publish(&self, transaction: &[u8]) -> Result<(), String> {
         publish_monero(&mut self.lock(), transaction)
     }
-    fn select_decoys(&self, request: &processor::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
+    fn select_decoys(&self, request: &processor_core::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
         select_monero_decoys(&self.lock(), request)
     }
 }
@@ -215,7 +215,7 @@ impl LocalNetwork {
         let config =
             Config { chain: self.chain, coordinator: self.coordinator.peer_key(), confirmations: self.confirmations };
         let rng = ChaCha20Rng::seed_from_u64(self.rng.next_u64());
-        Processor::new(db.clone(), identity.clone(), config, rng)
+        Processor::open(db.clone(), identity.clone(), config, rng).expect("the in-memory DB opens")
     }
 
     /// Processors follow `source`, a block final after `confirmations`. Call before anything runs.
@@ -332,7 +332,7 @@ impl LocalNetwork {
             }
             for event in events {
                 let effects = self.nodes[index].processor.handle(event);
-                self.from_processor(index, effects.expect("the in-memory DB does not fail"));
+                self.from_processor(index, effects.expect("the in-memory DB does not fail").effects);
             }
         }
         let out = self.coordinator.tick(Millis(self.now));
@@ -351,7 +351,7 @@ impl LocalNetwork {
                     return;
                 }
                 let effects = self.nodes[index].processor.handle(Event::Inbound(bytes));
-                self.from_processor(index, effects.expect("the in-memory DB does not fail"));
+                self.from_processor(index, effects.expect("the in-memory DB does not fail").effects);
             }
         }
     }
@@ -384,7 +384,7 @@ impl LocalNetwork {
                         continue;
                     };
                     let effects = self.nodes[index].processor.handle(Event::Block { height, bytes });
-                    pending.extend(effects.expect("the in-memory DB does not fail"));
+                    pending.extend(effects.expect("the in-memory DB does not fail").effects);
                 }
                 Effect::SelectDecoys(request) => {
                     let Some(Ok(inputs)) = self.source.as_ref().map(|source| source.select_decoys(&request)) else {
@@ -392,7 +392,7 @@ impl LocalNetwork {
                     };
                     let event = Event::Decoys { plan: request.plan, inputs };
                     let effects = self.nodes[index].processor.handle(event);
-                    pending.extend(effects.expect("the in-memory DB does not fail"));
+                    pending.extend(effects.expect("the in-memory DB does not fail").effects);
                 }
                 Effect::Publish { transaction } => {
                     if let Some(source) = &self.source {
@@ -440,7 +440,7 @@ impl LocalNetwork {
 
 impl LocalNetwork {
     /// Sends Burns from Serai through the coordinator.
-    pub fn burn(&mut self, chain: ExternalChain, burns: Vec<processor::messages::Burn>, fee_rate: u64) {
+    pub fn burn(&mut self, chain: ExternalChain, burns: Vec<processor_core::messages::Burn>, fee_rate: u64) {
         let out = self.coordinator.burn(chain, burns, fee_rate);
         self.from_coordinator(out);
     }

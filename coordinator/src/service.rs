@@ -4,8 +4,8 @@
 //! key generation, sending Burns, reading what it observed.
 
 use crate::{Coordinator, Outbound};
-use processor::ids::Millis;
-use processor::link::{CoordinatorLink, LinkError};
+use processor_core::ids::Millis;
+use processor_core::link::{CoordinatorLink, LinkError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};

@@ -21,4 +21,4 @@ pub use world::run;
 
 /// The processor's deliberate bugs (madsim builds only), to prove the checks catch them.
 #[cfg(madsim)]
-pub use processor::mutation::{set as set_mutation, Mutation};
+pub use processor_core::mutation::{set as set_mutation, Mutation};

@@ -106,8 +106,8 @@ impl Scenario {
 
     /// Rejects scenarios the processors would refuse, before running anything.
     pub fn validate(&self) -> Result<(), String> {
-        if !(2 ..= processor::keygen::MAX_PARTICIPANTS).contains(&self.validators) {
-            return Err(format!("validators must be within 2..={}", processor::keygen::MAX_PARTICIPANTS));
+        if !(2 ..= processor_core::keygen::MAX_PARTICIPANTS).contains(&self.validators) {
+            return Err(format!("validators must be within 2..={}", processor_core::keygen::MAX_PARTICIPANTS));
         }
         if self.threshold < 2 || usize::from(self.threshold) > self.validators {
             return Err(format!("threshold must be within 2..={}", self.validators));

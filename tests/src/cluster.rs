@@ -6,10 +6,10 @@
 use crate::{http_get, metric, wait_for_port, free_port, Nats, Process};
 use coordinator::service::{Service, ServiceHandle};
 use coordinator::{Coordinator, SessionStatus};
-use processor::crypto::Identity;
-use processor::ids::{BlockHeight, ExternalChain, PeerKey, SessionId};
+use processor_core::crypto::Identity;
+use processor_core::ids::{BlockHeight, ExternalChain, PeerKey, SessionId};
 use processor::link::nats::{NatsConfig, NatsCoordinatorLink};
-use processor::messages::{Batch, GroupKeys};
+use processor_core::messages::{Batch, GroupKeys};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use mock_chains::bitcoin::rpc::RpcNode;

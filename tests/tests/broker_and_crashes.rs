@@ -5,9 +5,9 @@
 //! and the broker is killed and restarted twice: the outcome must be the same.
 
 use mock_chains::bitcoin::{Depositor, MockBitcoin};
-use processor::chain::instruction::encode_instruction;
-use processor::ids::{Amount, ExternalChain};
-use processor::messages::{Burn, ChainPublicKey, InInstruction};
+use processor_core::chain::instruction::encode_instruction;
+use processor_core::ids::{Amount, ExternalChain};
+use processor_core::messages::{Burn, ChainPublicKey, InInstruction};
 use processor_e2e::cluster::{Cluster, ServedBitcoin, KEYGEN_SESSION};
 use processor_e2e::require;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -154,7 +154,7 @@ async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
     }
     let group = cluster.confirmed_keys();
     let ChainPublicKey::Bitcoin { internal_key } = group.chain else { cluster.fail("not Bitcoin keys") };
-    let script = processor::chain::bitcoin::group_script(&internal_key).expect("a valid group key");
+    let script = processor_core::chain::bitcoin::group_script(&internal_key).expect("a valid group key");
 
     // Rounds of deposits (two with InInstructions, sometimes one without) and Burns.
     let destinations: Vec<bitcoin::ScriptBuf> =
@@ -222,11 +222,11 @@ async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
 /// Publishes to processor 0's inbox a well-formed command sealed by an impostor, and waits for
 /// the processor to count it as refused.
 async fn forge_a_command(cluster: &Cluster) {
-    use processor::messages::{CoordinatorMessage, Envelope, Frame, PaymentsCommand};
-    let impostor = processor::crypto::Identity::generate(&mut ChaCha20Rng::seed_from_u64(666));
+    use processor_core::messages::{CoordinatorMessage, Envelope, Frame, PaymentsCommand};
+    let impostor = processor_core::crypto::Identity::generate(&mut ChaCha20Rng::seed_from_u64(666));
     let to = cluster.keys[0];
     let command = CoordinatorMessage::Payments(PaymentsCommand::Burns { chain: ExternalChain::Bitcoin, burns: vec![], fee_rate: 1 });
-    let frame = Frame::Data { seq: processor::ids::SeqId(1_000), message: command };
+    let frame = Frame::Data { seq: processor_core::ids::SeqId(1_000), message: command };
     let bytes = Envelope::new(impostor.peer_key(), to, frame).seal(&impostor);
     let client = async_nats::connect(cluster.nats.url()).await.expect("the broker answers");
     let context = async_nats::jetstream::new(client);

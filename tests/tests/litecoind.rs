@@ -4,10 +4,10 @@
 //! spend that litecoind accepts and mines.
 
 use bitcoin::Transaction;
-use processor::chain::instruction::encode_instruction;
+use processor_core::chain::instruction::encode_instruction;
 use processor::daemon::config::BITCOIN_PROFILES;
-use processor::ids::{Amount, ExternalChain};
-use processor::messages::{Burn, ChainPublicKey, InInstruction};
+use processor_core::ids::{Amount, ExternalChain};
+use processor_core::messages::{Burn, ChainPublicKey, InInstruction};
 use processor_e2e::cluster::{Cluster, NodeSettings};
 use processor_e2e::{require, Litecoind};
 use serde_json::{json, Value};
@@ -41,7 +41,7 @@ async fn a_deposit_and_a_burn_on_litecoind() {
 
     // A daemon configured for Bitcoin's regtest refuses Litecoin's node (another genesis).
     let identity = dir.path().join("misconfigured.key");
-    processor::daemon::write_identity(&identity, &processor::crypto::Identity::generate(&mut <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(1))).expect("written");
+    processor::daemon::write_identity(&identity, &processor_core::crypto::Identity::generate(&mut <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(1))).expect("written");
     let mut misconfigured = processor_e2e::Process::start(
         [
             env!("CARGO_BIN_EXE_e2e-processor"),
@@ -89,7 +89,7 @@ async fn a_deposit_and_a_burn_on_litecoind() {
     let tip = node.rpc.block_count().await.expect("the tip");
     let keys = cluster.keygen(3, tip, Duration::from_secs(60)).await;
     let ChainPublicKey::Bitcoin { internal_key } = keys.chain else { cluster.fail("not Bitcoin keys") };
-    let script = processor::chain::bitcoin::group_script(&internal_key).expect("a valid key");
+    let script = processor_core::chain::bitcoin::group_script(&internal_key).expect("a valid key");
 
     // The group's address in Litecoin's encoding, as litecoind reads it.
     let profile = BITCOIN_PROFILES.iter().find(|p| p.name == "litecoin-regtest").expect("the profile exists");

@@ -7,9 +7,9 @@
 use coordinator::Observation;
 use mock_chains::bitcoin::rpc::Behaviour;
 use mock_chains::bitcoin::{Depositor, MockBitcoin};
-use processor::chain::instruction::encode_instruction;
-use processor::ids::BlockHeight;
-use processor::messages::{ChainPublicKey, InInstruction};
+use processor_core::chain::instruction::encode_instruction;
+use processor_core::ids::BlockHeight;
+use processor_core::messages::{ChainPublicKey, InInstruction};
 use processor_e2e::cluster::{Cluster, ServedBitcoin};
 use processor_e2e::{http_get, require};
 use std::sync::{Mutex, PoisonError};
@@ -39,7 +39,7 @@ async fn until(cluster: &Cluster, what: &str, within: Duration, mut done: impl F
 
 /// Every block any processor reported is the honest chain's block at that height.
 fn reports_are_true(cluster: &Cluster, chain: &Mutex<MockBitcoin>) {
-    let reports: Vec<(BlockHeight, processor::ids::BlockId)> = cluster.coordinator.read(|c| {
+    let reports: Vec<(BlockHeight, processor_core::ids::BlockId)> = cluster.coordinator.read(|c| {
         c.observations()
             .iter()
             .filter_map(|o| match o {
@@ -73,7 +73,7 @@ async fn lies_give_errors_and_a_changed_final_block_halts_cleanly() {
     let tip = served.lock().tip_height();
     let keys = cluster.keygen(3, tip, Duration::from_secs(60)).await;
     let ChainPublicKey::Bitcoin { internal_key } = keys.chain else { cluster.fail("not Bitcoin keys") };
-    let script = processor::chain::bitcoin::group_script(&internal_key).expect("a valid key");
+    let script = processor_core::chain::bitcoin::group_script(&internal_key).expect("a valid key");
     let deposit = |account: u8, depositor: &mut Depositor| {
         let instruction = encode_instruction(&InInstruction { account: [account; 32] });
         let mut mock = lock(&chain);

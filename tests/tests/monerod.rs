@@ -7,9 +7,9 @@ use mock_chains::monero::{Depositor, WalletKeys};
 use monero_simple_request_rpc::prelude::*;
 use monero_simple_request_rpc::SimpleRequestTransport;
 use monero_wallet::{Scanner, WalletOutput};
-use processor::chain::instruction::encode_instruction;
-use processor::ids::{Amount, ExternalChain};
-use processor::messages::{Burn, ChainPublicKey, InInstruction};
+use processor_core::chain::instruction::encode_instruction;
+use processor_core::ids::{Amount, ExternalChain};
+use processor_core::messages::{Burn, ChainPublicKey, InInstruction};
 use processor_e2e::cluster::{Cluster, NodeSettings};
 use processor_e2e::{require, Monerod};
 use std::time::{Duration, Instant};
@@ -64,7 +64,7 @@ async fn a_deposit_and_a_burn_on_monerod() {
     let tip = rpc.latest_block_number().await.expect("the tip") as u64;
     let keys = cluster.keygen(3, tip, Duration::from_secs(60)).await;
     let ChainPublicKey::Monero { spend_key } = keys.chain else { cluster.fail("not Monero keys") };
-    let group = processor::chain::monero::group_address(&spend_key, monero_wallet::address::Network::Mainnet).expect("a valid key");
+    let group = processor_core::chain::monero::group_address(&spend_key, monero_wallet::address::Network::Mainnet).expect("a valid key");
 
     // The depositor finds its coinbase outputs on monerod and pays 5 XMR with an InInstruction.
     let mut scanner = Scanner::new(depositor.view_pair());

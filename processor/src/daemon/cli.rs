@@ -2,12 +2,12 @@
 //! library module so that any binary (the `processor` one, test harnesses) runs the same thing.
 
 use clap::{Parser, Subcommand};
-use crate::crypto::Identity;
+use processor_core::crypto::Identity;
 use crate::daemon::config::{DaemonConfig, LinkConfig, LogFormat, RunArgs};
 use crate::daemon::metrics::Metrics;
 use crate::daemon::source::{BitcoinSource, MoneroSource, NodeSource};
 use crate::daemon::{check_network, read_identity, write_identity, Daemon};
-use crate::ids::ExternalChain;
+use processor_core::ids::ExternalChain;
 use crate::link::nats::NatsProcessorLink;
 use crate::rpc::bitcoin::BitcoinRpc;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! The daemon's configuration: a TOML file, overridden by environment variables
 //! (`PROCESSOR_*`), overridden by flags. Everything is checked before anything starts.
 
-use crate::ids::{ExternalChain, PeerKey};
+use processor_core::ids::{ExternalChain, PeerKey};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,8 +1,9 @@
 //! The daemon's metrics (Prometheus text format) and health, served over plain HTTP.
 
-use crate::core::Counters;
-use crate::db::{schema, DbError, Read};
-use crate::payments::PlanState;
+use processor_core::core::Counters;
+use processor_core::db::{DbError, Read};
+use processor_core::inspect::Inspector;
+use processor_core::payments::PlanState;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,15 +30,16 @@ pub struct StateGauges {
 
 impl StateGauges {
     pub fn read(db: &impl Read, tip: u64, confirmations: u64) -> Result<StateGauges, DbError> {
+        let inspector = Inspector::new(db);
         let mut gauges = StateGauges {
-            next_to_scan: schema::SCANNER_NEXT.get(db, &())?.map_or(0, |h| h.0),
+            next_to_scan: inspector.next_height()?.map_or(0, |h| h.0),
             tip,
             final_height: (tip + 1).saturating_sub(confirmations),
-            halted: schema::HALTED.get(db, &())?.is_some(),
-            outbox: schema::OUTBOX.entries(db)?.len() as u64,
+            halted: inspector.halted()?.is_some(),
+            outbox: inspector.outbox_len()? as u64,
             ..StateGauges::default()
         };
-        for (_, record) in schema::BATCHES.entries(db)? {
+        for (_, record) in inspector.batches()? {
             if record.signature.is_some() {
                 gauges.batches_signed += 1;
             } else {
@@ -45,7 +47,7 @@ impl StateGauges {
                 gauges.reattempts_pending += u64::from(record.attempt.0);
             }
         }
-        for (_, plan) in schema::PLANS.entries(db)? {
+        for (_, plan) in inspector.plans()? {
             match plan.state {
                 PlanState::Planned => {
                     gauges.plans_planned += 1;
@@ -178,7 +180,7 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::MemDb;
+    use processor_core::db::MemDb;
 
     #[test]
     fn an_empty_processor_reads_as_zeros_and_renders_every_metric() {

@@ -17,10 +17,10 @@ pub mod config;
 pub mod metrics;
 pub mod source;
 
-use crate::core::{Config, CoreError, Effect, Event, Processor};
-use crate::crypto::Identity;
+use processor_core::core::{BlockStatus, Config, CoreError, Effect, Event, InboundStatus, Processor};
+use processor_core::crypto::Identity;
 use crate::db::RocksDb;
-use crate::ids::{BlockHeight, Millis};
+use processor_core::ids::{BlockHeight, Millis};
 use crate::link::{LinkError, ProcessorLink};
 use crate::rpc::RpcError;
 use config::DaemonConfig;
@@ -90,6 +90,8 @@ pub struct Daemon<S: NodeSource, L: ProcessorLink> {
     tip: Option<u64>,
     last_gauges: Option<Instant>,
     halt_logged: bool,
+    /// When the core last said it next needs a tick (on the daemon's clock, [`Self::now`]).
+    next_tick: Millis,
 }
 
 impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
@@ -107,7 +109,7 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
             Config { chain: config.chain, coordinator: config.coordinator, confirmations: config.confirmations };
         // Fresh randomness per start (nonces never outlive a process).
         let rng = ChaCha20Rng::from_rng(rand_core::OsRng).map_err(|e| DaemonError::Start(format!("no randomness: {e}")))?;
-        let core = Processor::new(db.clone(), identity, core_config, rng);
+        let core = Processor::open(db.clone(), identity, core_config, rng)?;
         metrics.update(|m| m.chain = format!("{:?}", config.chain).to_lowercase());
         Ok(Daemon {
             core,
@@ -122,6 +124,7 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
             tip: None,
             last_gauges: None,
             halt_logged: false,
+            next_tick: Millis(0),
         })
     }
 
@@ -129,9 +132,11 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
     /// hand is fully handled: nothing committed is lost, nothing half-done is committed.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), DaemonError> {
         tracing::info!(key = %self.core.peer_key(), "processor running");
-        let mut ticker = tokio::time::interval(self.tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Ticks come every `tick` (tip polling rides on them), earlier when the core asks.
+        let mut next_wake = Instant::now();
         loop {
+            let core_wants = self.started + Duration::from_millis(self.next_tick.0);
+            next_wake = next_wake.min(core_wants);
             if *shutdown.borrow() {
                 break;
             }
@@ -141,7 +146,7 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
                     if changed.is_err() { break }
                     continue;
                 }
-                _ = ticker.tick() => None,
+                () = tokio::time::sleep_until(next_wake) => None,
                 received = self.link.recv() => match received {
                     Ok(bytes) => Some(bytes),
                     Err(LinkError::Closed) => return Err(DaemonError::LinkClosed),
@@ -155,15 +160,18 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
             };
             match inbound {
                 Some(bytes) => {
-                    self.handle(Event::Inbound(bytes)).await?;
+                    let status = self.handle(Event::Inbound(bytes)).await?;
                     // Only what is committed is acked: a frame held in memory comes back.
-                    if self.core.inbound_pending() {
+                    if status == Some(InboundStatus::Held) {
                         self.link.defer().await;
                     } else {
                         self.link.handled().await;
                     }
                 }
-                None => self.on_tick().await?,
+                None => {
+                    self.on_tick().await?;
+                    next_wake = Instant::now() + self.tick;
+                }
             }
         }
         tracing::info!("processor stopped");
@@ -237,16 +245,20 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
         });
     }
 
-    /// Hands `event` to the core and performs the effects, feeding the answers back in.
-    async fn handle(&mut self, event: Event) -> Result<(), DaemonError> {
+    /// Hands `event` to the core and performs the effects, feeding the answers back in;
+    /// returns what became of `event` if it was an inbound frame.
+    async fn handle(&mut self, event: Event) -> Result<Option<InboundStatus>, DaemonError> {
         let mut events = VecDeque::from([event]);
+        let mut inbound = None;
         while let Some(event) = events.pop_front() {
-            let blocks_refused = self.core.counters().refused_blocks;
-            let effects = self.core.handle(event)?;
-            if self.core.counters().refused_blocks > blocks_refused {
+            let outcome = self.core.handle(event)?;
+            inbound = inbound.or(outcome.inbound);
+            self.next_tick = outcome.next_tick;
+            if outcome.block == Some(BlockStatus::Refused) {
                 tracing::warn!("the node served a block the core refused");
                 self.backoff.failed();
             }
+            let effects = outcome.effects;
             // Once a node call fails, the rest of this round's node calls wait for the backoff.
             for effect in effects {
                 match effect {
@@ -288,7 +300,7 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
                 }
             }
         }
-        Ok(())
+        Ok(inbound)
     }
 }
 

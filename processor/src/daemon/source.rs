@@ -1,12 +1,12 @@
-//! The daemon's chain sources: the core's [`crate::core::Effect`]s performed against a node's
+//! The daemon's chain sources: the core's [`processor_core::core::Effect`]s performed against a node's
 //! RPC. Every reply is validated by the RPC clients or by the core itself (a block is parsed and
 //! checked to build on the last one before anything is reported), so a lying node produces
 //! errors, never a wrong report.
 
-use crate::chain::monero::MoneroBlockData;
+use processor_core::chain::monero::MoneroBlockData;
 use crate::rpc::bitcoin::BitcoinRpc;
 use crate::rpc::RpcError;
-use crate::transaction::monero::DecoyRequest;
+use processor_core::transaction::monero::DecoyRequest;
 use monero_simple_request_rpc::prelude::*;
 use monero_simple_request_rpc::SimpleRequestTransport;
 use std::future::Future;
@@ -95,14 +95,14 @@ impl NodeSource for MoneroSource {
     }
 
     async fn select_decoys(&self, request: &DecoyRequest) -> Result<Vec<Vec<u8>>, RpcError> {
-        crate::transaction::monero::select_decoys(&self.rpc, request).await.map_err(RpcError::Malformed)
+        processor_core::transaction::monero::select_decoys(&self.rpc, request).await.map_err(RpcError::Malformed)
     }
 }
 
 /// A chain in this process (the devnet's mock Monero chain, tests), behind the same interface.
-pub struct InMemorySource<C: crate::chain::ChainSource + Send + Sync>(pub C);
+pub struct InMemorySource<C: processor_core::chain::ChainSource + Send + Sync>(pub C);
 
-impl<C: crate::chain::ChainSource + Send + Sync> NodeSource for InMemorySource<C> {
+impl<C: processor_core::chain::ChainSource + Send + Sync> NodeSource for InMemorySource<C> {
     async fn tip(&self) -> Result<u64, RpcError> {
         Ok(self.0.tip())
     }

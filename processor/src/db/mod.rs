@@ -1,110 +1,14 @@
-//! Persistence: a key-value store with atomic, durable write transactions, and typed tables.
-//!
-//! [`Db`] is what a backend implements (in memory for tests and the simulation, RocksDB for the
-//! daemon). Everything above it goes through [`Txn`] and [`Table`]: a state change and the
-//! messages it sends are written in one `Txn` and become visible together on `commit`, or not
-//! at all. Every table's key prefix is declared in [`schema`], the one place owning key layout.
+//! Storage backends of the core's [`processor_core::db::Db`] trait that do real IO.
 
-mod mem;
-#[cfg(not(madsim))]
 mod rocks;
-pub mod schema;
-mod table;
-#[cfg(test)]
-pub(crate) mod suite;
 
-pub use mem::MemDb;
-#[cfg(not(madsim))]
 pub use rocks::RocksDb;
-pub use table::{DbKey, Table};
 
-use std::collections::BTreeMap;
-use zeroize::Zeroizing;
-
-/// A storage failure. The core treats any of these as fatal: the driver stops and restarts
-/// from what was committed.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("storage backend failed: {0}")]
-    Backend(String),
-    #[error("stored value under {table} is corrupt: {detail}")]
-    Corrupt { table: &'static str, detail: String },
-}
-
-/// One atomic set of writes: `None` deletes. Values are zeroized when dropped, since some of
-/// them are key shares.
-pub type WriteBatch = BTreeMap<Vec<u8>, Option<Zeroizing<Vec<u8>>>>;
-
-/// A storage backend.
-pub trait Db: Clone + Send + Sync + 'static {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError>;
-    /// Every entry whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError>;
-    /// Applies the whole batch atomically and durably (synced before returning).
-    fn write(&self, batch: WriteBatch) -> Result<(), DbError>;
-
-    fn txn(&self) -> Txn<'_, Self> {
-        Txn { db: self, writes: WriteBatch::new() }
-    }
-}
-
-/// Read access shared by a backend and a transaction (which reads its own writes).
-pub trait Read {
-    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError>;
-    fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError>;
-}
-
-impl<D: Db> Read for D {
-    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
-        self.get(key)
-    }
-    fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
-        self.scan_prefix(prefix)
-    }
-}
-
-/// A write transaction: buffered writes, read-your-writes, applied only by [`Txn::commit`].
-/// Dropping it without committing leaves no trace. The core is single-threaded per processor,
-/// so there is no concurrent writer to conflict with.
-pub struct Txn<'a, D: Db> {
-    db: &'a D,
-    writes: WriteBatch,
-}
-
-impl<D: Db> Txn<'_, D> {
-    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.insert(key, Some(Zeroizing::new(value)));
-    }
-    pub fn delete(&mut self, key: Vec<u8>) {
-        self.writes.insert(key, None);
-    }
-    pub fn commit(self) -> Result<(), DbError> {
-        if self.writes.is_empty() {
-            return Ok(());
-        }
-        self.db.write(self.writes)
-    }
-}
-
-impl<D: Db> Read for Txn<'_, D> {
-    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
-        match self.writes.get(key) {
-            Some(write) => Ok(write.as_ref().map(|value| value.to_vec())),
-            None => self.db.get(key),
-        }
-    }
-
-    fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.db.scan_prefix(prefix)?.into_iter().collect();
-        for (key, write) in self.writes.range(prefix.to_vec()..) {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            match write {
-                Some(value) => merged.insert(key.clone(), value.to_vec()),
-                None => merged.remove(key),
-            };
-        }
-        Ok(merged.into_iter().collect())
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rocks_db_passes_the_backend_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        processor_core::db::conformance::run(|| super::RocksDb::open(dir.path()).unwrap());
     }
 }

@@ -1,7 +1,7 @@
 //! RocksDB backend for the daemon: every commit is one `WriteBatch` written with `sync`, so a
 //! committed transaction survives a crash or power loss, and a torn one never appears.
 
-use super::{Db, DbError, WriteBatch};
+use processor_core::db::{Db, DbError, WriteBatch};
 use rocksdb::{IteratorMode, Options, WriteOptions, DB};
 use std::path::Path;
 use std::sync::Arc;

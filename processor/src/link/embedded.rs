@@ -1,7 +1,7 @@
 //! In-process channels between one coordinator and its processors (the devnet's link).
 
 use super::{CoordinatorLink, LinkError, ProcessorLink};
-use crate::ids::PeerKey;
+use processor_core::ids::PeerKey;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};

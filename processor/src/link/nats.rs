@@ -15,7 +15,7 @@
 //! acked and comes back after [`REDELIVER_AFTER`].
 
 use super::{CoordinatorLink, LinkError, ProcessorLink};
-use crate::ids::PeerKey;
+use processor_core::ids::PeerKey;
 use async_nats::jetstream::{self, consumer::pull, context::Publish, stream::StorageType, AckKind};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};

@@ -3,9 +3,9 @@
 
 use mock_chains::bitcoin::{Depositor as BitcoinDepositor, MockBitcoin};
 use mock_chains::monero::{Depositor as MoneroDepositor, MockMonero, MoneroConfig};
-use processor::chain::instruction::encode_instruction;
-use processor::chain::monero::{group_address, MoneroBlockData};
-use processor::messages::{ChainPublicKey, GroupKeys, InInstruction};
+use processor_core::chain::instruction::encode_instruction;
+use processor_core::chain::monero::{group_address, MoneroBlockData};
+use processor_core::messages::{ChainPublicKey, GroupKeys, InInstruction};
 
 enum Mock {
     Bitcoin(MockBitcoin, BitcoinDepositor),
@@ -163,9 +163,9 @@ impl SimChain {
     }
 
     /// Selects the rings of a Monero plan's inputs, as a node's RPC would.
-    pub fn select_decoys(&self, request: &processor::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
+    pub fn select_decoys(&self, request: &processor_core::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
         match &self.mock {
-            Mock::Monero(chain, _) => mock_chains::monero::block_on(processor::transaction::monero::select_decoys(chain, request))
+            Mock::Monero(chain, _) => mock_chains::monero::block_on(processor_core::transaction::monero::select_decoys(chain, request))
                 .ok_or("the mock chain's futures did not complete")?,
             Mock::Bitcoin(..) => Err("Bitcoin has no rings".into()),
         }

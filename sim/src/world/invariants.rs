@@ -3,11 +3,11 @@
 
 use super::{lock, Shared, CONFIRMATIONS};
 use coordinator::SessionStatus;
-use processor::chain::{self, ScanKey};
-use processor::db::schema;
-use processor::ids::{BatchId, SessionId};
-use processor::keygen;
-use processor::messages::{Batch, GroupKeys};
+use processor_core::chain::{self, ScanKey};
+use processor_core::inspect::Inspector;
+use processor_core::ids::{BatchId, SessionId};
+use processor_core::keygen;
+use processor_core::messages::{Batch, GroupKeys};
 use std::collections::BTreeMap;
 
 type Failure = (String, String);
@@ -57,7 +57,7 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
     if let Some(violation) = lock(&shared.violation).clone() {
         return Err(violation);
     }
-    let storage = |e: processor::db::DbError| failure("storage", e.to_string());
+    let storage = |e: processor_core::db::DbError| failure("storage", e.to_string());
 
     // Keys: whatever a processor activated is what the coordinator confirmed for that session.
     {
@@ -83,14 +83,14 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
     let mut contents: BTreeMap<BatchId, (usize, Batch)> = BTreeMap::new();
     for (index, db) in shared.dbs.iter().enumerate() {
         let may_halt = lock(&shared.deep_reorged).as_ref().is_some_and(|must_halt| must_halt[index]);
-        if !may_halt && schema::HALTED.get(db, &()).map_err(storage)?.is_some() {
+        if !may_halt && Inspector::new(db).halted().map_err(storage)?.is_some() {
             return Err(failure(
                 "no halt unless a final block this processor reported was replaced",
                 format!("processor {index} halted"),
             ));
         }
         let mut heights = BTreeMap::new();
-        for (id, record) in schema::BATCHES.entries(db).map_err(storage)? {
+        for (id, record) in Inspector::new(db).batches().map_err(storage)? {
             if let Some(other) = heights.insert(record.height, id) {
                 return Err(failure(
                     "no output is reported twice",
@@ -177,7 +177,7 @@ pub(super) fn live(shared: &Shared) -> Result<(), String> {
             return Err("the deep reorganisation has not happened".into());
         };
         for (index, db) in shared.dbs.iter().enumerate() {
-            if must_halt[index] && schema::HALTED.get(db, &()).ok().flatten().is_none() {
+            if must_halt[index] && Inspector::new(db).halted().ok().flatten().is_none() {
                 return Err(format!("processor {index} reported a replaced final block but has not halted"));
             }
         }
@@ -200,8 +200,8 @@ pub(super) fn live(shared: &Shared) -> Result<(), String> {
                 .iter()
                 .enumerate()
                 .map(|(index, db)| {
-                    let next = schema::SCANNER_NEXT.get(db, &()).ok().flatten();
-                    let handled = schema::INBOUND_HANDLED.get(db, &()).ok().flatten();
+                    let next = Inspector::new(db).next_height().ok().flatten();
+                    let handled = Inspector::new(db).handled_through().ok();
                     format!("processor {index}: next scan {next:?}, handled {handled:?}")
                 })
                 .collect();
@@ -214,25 +214,25 @@ pub(super) fn live(shared: &Shared) -> Result<(), String> {
 
 /// Plans a processor has made.
 pub(super) fn plans_at(shared: &Shared, index: usize) -> u64 {
-    schema::PLANS.entries(&shared.dbs[index]).map_or(0, |plans| plans.len() as u64)
+    Inspector::new(&shared.dbs[index]).plans().map_or(0, |plans| plans.len() as u64)
 }
 
 /// Plans whose transaction a processor saw final.
 pub(super) fn plans_completed_at(shared: &Shared, index: usize) -> u64 {
-    schema::PLANS.entries(&shared.dbs[index]).map_or(0, |plans| {
-        plans.iter().filter(|(_, r)| matches!(r.state, processor::payments::PlanState::Completed { .. })).count() as u64
+    Inspector::new(&shared.dbs[index]).plans().map_or(0, |plans| {
+        plans.iter().filter(|(_, r)| matches!(r.state, processor_core::payments::PlanState::Completed { .. })).count() as u64
     })
 }
 
 /// Payments safety: every plan conserves value; at each processor no output is spent by two
 /// plans and no Burn is in two plans; a plan id means the same transaction everywhere.
 fn check_plans(shared: &Shared) -> Result<(), Failure> {
-    let storage = |e: processor::db::DbError| failure("storage", e.to_string());
-    let mut everywhere: BTreeMap<Vec<u8>, (usize, processor::scheduler::Plan)> = BTreeMap::new();
+    let storage = |e: processor_core::db::DbError| failure("storage", e.to_string());
+    let mut everywhere: BTreeMap<processor_core::ids::PlanId, (usize, processor_core::scheduler::Plan)> = BTreeMap::new();
     for (index, db) in shared.dbs.iter().enumerate() {
         let mut inputs = std::collections::BTreeSet::new();
         let mut burns = std::collections::BTreeSet::new();
-        for (id, record) in schema::PLANS.entries(db).map_err(storage)? {
+        for (id, record) in Inspector::new(db).plans().map_err(storage)? {
             if !record.plan.conserves_value() {
                 return Err(failure("value is conserved", format!("processor {index}'s plan {} does not conserve value", record.id)));
             }
@@ -240,7 +240,7 @@ fn check_plans(shared: &Shared) -> Result<(), Failure> {
                 if !inputs.insert(input.id.clone()) {
                     return Err(failure(
                         "no input is spent by two different transactions",
-                        format!("processor {index} planned output {} twice", hex::encode(&input.id)),
+                        format!("processor {index} planned output {} twice", input.id),
                     ));
                 }
             }
@@ -270,8 +270,8 @@ fn check_plans(shared: &Shared) -> Result<(), Failure> {
 }
 
 /// What a processor planned: ids and plans (signing progress differs between processors).
-fn plan_contents(db: &processor::db::MemDb) -> Result<Vec<(Vec<u8>, processor::scheduler::Plan)>, String> {
-    Ok(schema::PLANS.entries(db).map_err(|e| e.to_string())?.into_iter().map(|(id, record)| (id, record.plan)).collect())
+fn plan_contents(db: &processor_core::db::MemDb) -> Result<Vec<(processor_core::ids::PlanId, processor_core::scheduler::Plan)>, String> {
+    Ok(Inspector::new(db).plans().map_err(|e| e.to_string())?.into_iter().map(|(id, record)| (id, record.plan)).collect())
 }
 
 /// Payments liveness: every processor of the active session reached the same plans and the
@@ -290,18 +290,18 @@ pub(super) fn plans_agree(shared: &Shared) -> Result<(), String> {
         .collect();
     let Some(&first) = members.first() else { return Err("no processor holds the latest keys".into()) };
     let reference = plan_contents(&shared.dbs[first])?;
-    let scheduler = schema::SCHEDULER.get(&shared.dbs[first], &()).map_err(|e| e.to_string())?;
+    let scheduler = Inspector::new(&shared.dbs[first]).scheduler().map_err(|e| e.to_string())?;
     for &index in &members {
         let db = &shared.dbs[index];
-        for (_, record) in schema::PLANS.entries(db).map_err(|e| e.to_string())? {
-            if !matches!(record.state, processor::payments::PlanState::Completed { .. }) {
+        for (_, record) in Inspector::new(db).plans().map_err(|e| e.to_string())? {
+            if !matches!(record.state, processor_core::payments::PlanState::Completed { .. }) {
                 return Err(format!("processor {index}'s plan {} is not complete ({:?})", record.id, record.attempt));
             }
         }
         if plan_contents(db)? != reference {
             return Err(format!("processor {index}'s plans differ from processor {first}'s"));
         }
-        if schema::SCHEDULER.get(db, &()).map_err(|e| e.to_string())? != scheduler {
+        if Inspector::new(db).scheduler().map_err(|e| e.to_string())? != scheduler {
             return Err(format!("processor {index}'s scheduler differs from processor {first}'s"));
         }
     }

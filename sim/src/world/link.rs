@@ -4,8 +4,8 @@
 
 use super::{coordinator_addr, processor_addr, TAG};
 use madsim::net::Endpoint;
-use processor::ids::PeerKey;
-use processor::link::{CoordinatorLink, LinkError, ProcessorLink};
+use processor_core::ids::PeerKey;
+use processor_core::link::{CoordinatorLink, LinkError, ProcessorLink};
 
 pub(super) struct SimProcessorLink {
     pub endpoint: Endpoint,

@@ -12,9 +12,9 @@ use coordinator::{Coordinator, SessionStatus};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 use madsim::time::{sleep, Duration, Instant};
-use processor::crypto::Identity;
-use processor::db::MemDb;
-use processor::ids::{ExternalChain, SessionId};
+use processor_core::crypto::Identity;
+use processor_core::db::MemDb;
+use processor_core::ids::{ExternalChain, SessionId};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
@@ -82,14 +82,14 @@ struct Shared {
     /// down node is not crashed again (madsim would restart it twice).
     down: Mutex<Vec<bool>>,
     /// Every preprocess each processor sent, by the signing attempt it was for.
-    preprocesses: Mutex<BTreeMap<Vec<u8>, (usize, processor::messages::SignId)>>,
+    preprocesses: Mutex<BTreeMap<Vec<u8>, (usize, processor_core::messages::SignId)>>,
     /// Every output a published transaction spends, with that transaction's id and publisher.
     spent_by: Mutex<BTreeMap<Vec<u8>, (Vec<u8>, usize)>>,
     /// Transactions published (first publications, by any processor).
     published: Mutex<u64>,
     /// What the checks found scanning each block for a session's keys, by block id (a block id
     /// never changes content).
-    scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), Option<processor::messages::Batch>>>,
+    scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), Option<processor_core::messages::Batch>>>,
     /// Once the deep reorganisation of a deep-reorg scenario happened: which processors had
     /// scanned a block it replaced (they must halt; the others never saw the replaced blocks
     /// and carry on).
@@ -137,7 +137,7 @@ impl Shared {
 /// A short description of a frame for the trace: its kind and sequence id, and a digest.
 /// `to_processor` says which way it travels (both directions' messages share variant indexes).
 fn describe(bytes: &[u8], to_processor: bool) -> String {
-    use processor::messages::{decode, CoordinatorMessage, Envelope, Frame, ProcessorMessage, SignedEnvelope};
+    use processor_core::messages::{decode, CoordinatorMessage, Envelope, Frame, ProcessorMessage, SignedEnvelope};
     fn kind<M: core::fmt::Debug>(frame: &Frame<M>) -> String {
         match frame {
             Frame::Ack { up_to } => format!("ack {up_to}"),
@@ -230,7 +230,7 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
     {
         let mut coordinator = lock(&shared.coordinator);
         if let Some(chain) = &shared.chain {
-            coordinator.observe_chain_tip(processor::ids::BlockHeight(lock(chain).tip()));
+            coordinator.observe_chain_tip(processor_core::ids::BlockHeight(lock(chain).tip()));
         }
         // Delivered by the coordinator's retransmission on its next tick.
         let _ = coordinator.start_keygen(SessionId(1), scenario.threshold, keys.clone());
@@ -307,11 +307,11 @@ async fn drive(
                         .dbs
                         .iter()
                         .map(|db| {
-                            processor::db::schema::LAST_SCANNED
-                                .get(db, &())
+                            processor_core::inspect::Inspector::new(db)
+                                .last_scanned()
                                 .ok()
                                 .flatten()
-                                .is_some_and(|(height, _)| height.0 >= first_replaced)
+                                .is_some_and(|tip| tip.height.0 >= first_replaced)
                         })
                         .collect();
                     shared.record(format!(
@@ -420,16 +420,16 @@ fn workload(shared: &Shared, faults: bool) {
     if let (true, Some(_)) = (faults, confirmed) {
         if shared.roll(scenario.burn_per_mille) {
             let count = 1 + shared.random_below(4) as usize;
-            let burns: Vec<processor::messages::Burn> = (0 .. count)
+            let burns: Vec<processor_core::messages::Burn> = (0 .. count)
                 .map(|_| {
                     let mut id = [0u8; 32];
                     id[.. 8].copy_from_slice(&shared.random_below(u64::MAX).to_le_bytes());
                     let valid = shared.roll(900);
                     let amount = chain.deposit_amount(shared.random_below(u64::MAX)) / 2;
-                    processor::messages::Burn {
+                    processor_core::messages::Burn {
                         id,
                         destination: chain.burn_destination(shared.random_below(u64::MAX), valid),
-                        amount: processor::ids::Amount(amount),
+                        amount: processor_core::ids::Amount(amount),
                     }
                 })
                 .collect();

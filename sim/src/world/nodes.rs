@@ -6,13 +6,14 @@ use super::{coordinator_addr, describe, lock, processor_addr, Shared, CONFIRMATI
 use crate::scenario::Byzantine;
 use coordinator::{byzantine, Outbound};
 use madsim::net::Endpoint;
-use processor::link::{CoordinatorLink, ProcessorLink};
+use processor_core::link::{CoordinatorLink, ProcessorLink};
 use madsim::time::{timeout, Instant};
-use processor::core::{Config, Effect, Event, Processor};
-use processor::crypto::Identity;
-use processor::ids::{BlockHeight, Millis};
-use processor::db::{schema, Db};
-use processor::messages::{CoordinatorMessage, Envelope, Frame, ProcessorMessage, SignEvent};
+use processor_core::core::{Config, Effect, Event, Processor};
+use processor_core::crypto::Identity;
+use processor_core::ids::{BlockHeight, Millis};
+use processor_core::db::Db;
+use processor_core::inspect::Inspector;
+use processor_core::messages::{CoordinatorMessage, Envelope, Frame, ProcessorMessage, SignEvent};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::VecDeque;
@@ -31,7 +32,7 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
     };
     // A restart is a new process: new randomness, drawn from the simulation's seeded RNG.
     let rng = ChaCha20Rng::seed_from_u64(madsim::rand::random());
-    let mut core = Processor::new(shared.dbs[index].clone(), shared.identities[index].clone(), config, rng);
+    let mut core = Processor::open(shared.dbs[index].clone(), shared.identities[index].clone(), config, rng).expect("the in-memory DB opens");
     shared.record(format!("processor {index} starts"));
     let mut next_tick = Instant::now() + TICK;
     loop {
@@ -64,7 +65,7 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                 _ => None,
             };
             let effects = match core.handle(event) {
-                Ok(effects) => effects,
+                Ok(outcome) => outcome.effects,
                 Err(error) => panic!("processor {index} storage failed: {error}"),
             };
             if let Some(before) = before {
@@ -119,7 +120,7 @@ fn redelivered(shared: &Shared, index: usize, bytes: &[u8]) -> bool {
     let me = shared.identities[index].peer_key();
     let Ok(envelope) = Envelope::<CoordinatorMessage>::open(bytes, &me, |s| *s == coordinator) else { return false };
     let Frame::Data { seq, .. } = envelope.frame else { return false };
-    schema::INBOUND_HANDLED.get(&shared.dbs[index], &()).ok().flatten().is_some_and(|handled| seq <= handled)
+    Inspector::new(&shared.dbs[index]).handled_through().is_ok_and(|handled| seq <= handled)
 }
 
 fn snapshot(shared: &Shared, index: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -152,15 +153,15 @@ fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
     use sha2::Digest;
     // What each transaction spends: Bitcoin outpoints; Monero key images.
     let (txid, spent): (Vec<u8>, Vec<Vec<u8>>) = match shared.chain_kind {
-        processor::ids::ExternalChain::Bitcoin => {
+        processor_core::ids::ExternalChain::Bitcoin => {
             let Ok(transaction) = bitcoin::consensus::deserialize::<bitcoin::Transaction>(bytes) else {
                 shared.violate("every published transaction is well formed", format!("processor {index} published undecodable bytes"));
                 return;
             };
-            let spent = transaction.input.iter().map(|input| processor::chain::bitcoin::output_id(&input.previous_output)).collect();
+            let spent = transaction.input.iter().map(|input| processor_core::chain::bitcoin::output_id(&input.previous_output)).collect();
             (transaction.compute_txid().to_byte_array().to_vec(), spent)
         }
-        processor::ids::ExternalChain::Monero => {
+        processor_core::ids::ExternalChain::Monero => {
             let Ok(transaction) = monero_wallet::transaction::Transaction::<monero_wallet::transaction::NotPruned>::read(&mut &*bytes) else {
                 shared.violate("every published transaction is well formed", format!("processor {index} published undecodable bytes"));
                 return;

@@ -1,0 +1,305 @@
+//! Batches: once the coordinator acknowledges a final block with InInstructions, the group
+//! threshold-signs the block's Batch with the batch key (FROST Ed25519).
+//!
+//! Every honest processor builds the same Batch for the same block (the block's InInstructions
+//! in block order), so a Batch id is only ever signed with one content. Nonces live only in
+//! memory and are bound to one [`SignId`] (session, Batch, attempt); before a preprocess is
+//! sent its attempt is recorded in the DB, so an attempt is never preprocessed twice. After a
+//! restart the nonces are gone and the attempt is abandoned: the coordinator's next attempt
+//! gets fresh nonces.
+
+use crate::db::{tables, Db, DbError, Read, Txn};
+use crate::ids::{Attempt, BatchId, BlockHeight, BlockId, ExternalChain, Participant, SessionId};
+use crate::keygen::{self, keys::Ed25519, KeyCache, ThresholdKeyPair};
+use crate::messages::{encode, Batch, ProcessorMessage, ScannerEvent, SignEvent, SignId, SignTarget};
+use crate::scanner::{self, FinalBlock};
+use crate::scheduler::{Scheduler, Utxo};
+use crate::sign::{self, Attempts, SignError, SigningSet};
+use bincode::{Decode, Encode};
+use frost_core::round1::{SigningCommitments, SigningNonces};
+use frost_core::round2::SignatureShare;
+use frost_core::SigningPackage;
+use rand_core::{CryptoRng, RngCore};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Signing attempts held in memory at once; older ones are dropped (they can be re-attempted).
+pub const MAX_LIVE_ATTEMPTS: usize = 256;
+
+tables! {
+    /// Batches this processor built, and their signatures once known.
+    BATCHES: Table<BatchId, BatchRecord> = b"batch/record/";
+}
+
+/// The Batch with this id built here, if any.
+pub fn batch(reader: &impl Read, id: BatchId) -> Result<Option<BatchRecord>, DbError> {
+    BATCHES.get(reader, &id)
+}
+
+/// Every Batch built here, by id.
+pub fn batches(reader: &impl Read) -> Result<Vec<(BatchId, BatchRecord)>, DbError> {
+    BATCHES.entries(reader)
+}
+
+/// Stores a Batch record as built (for benchmarks and tests that start from a signing round).
+pub fn store_batch<D: Db>(txn: &mut Txn<'_, D>, id: BatchId, record: &BatchRecord) {
+    BATCHES.set(txn, &id, record);
+}
+
+/// A Batch this processor built and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct BatchRecord {
+    pub session: SessionId,
+    pub height: BlockHeight,
+    pub batch: Batch,
+    /// The latest attempt this processor took part in.
+    pub attempt: Attempt,
+    pub signature: Option<[u8; 64]>,
+    pub published: bool,
+}
+
+/// The bytes the batch key signs: domain-separated, so no other message can be confused with it.
+pub fn batch_message(batch: &Batch) -> Vec<u8> {
+    let mut message = b"threshold-custody processor: Batch v1".to_vec();
+    message.extend(encode(batch));
+    message
+}
+
+/// The Batch of a final block: its InInstructions in block order.
+pub fn build_batch(chain: ExternalChain, id: BatchId, block: &FinalBlock) -> Batch {
+    let instructions = block
+        .outputs
+        .iter()
+        .filter_map(|output| output.instruction.clone().map(|instruction| (instruction, output.amount)))
+        .collect();
+    Batch { chain, id, block: block.id, instructions }
+}
+
+/// In-memory signing state: nonces and signing packages by attempt. Never persisted.
+pub struct BatchSigner {
+    nonces: Attempts<SigningNonces<Ed25519>>,
+    packages: Attempts<SigningPackage<Ed25519>>,
+    keys: KeyCache,
+}
+
+impl Default for BatchSigner {
+    fn default() -> Self {
+        BatchSigner {
+            nonces: Attempts::new(MAX_LIVE_ATTEMPTS),
+            packages: Attempts::new(MAX_LIVE_ATTEMPTS),
+            keys: KeyCache::default(),
+        }
+    }
+}
+
+/// The signing set's shape for a batch key.
+fn signing_set(keys: &ThresholdKeyPair) -> Result<SigningSet, SignError> {
+    let share = &keys.batch;
+    let participants = u16::try_from(share.public.verifying_shares().len()).unwrap_or(u16::MAX);
+    let me = sign::participant_of(share.share.identifier(), participants)
+        .ok_or_else(|| SignError::refused("our share is not in the group"))?;
+    Ok(SigningSet { threshold: *share.share.min_signers(), participants, me })
+}
+
+fn keys_for<D: Db>(cache: &mut KeyCache, txn: &Txn<'_, D>, session: SessionId) -> Result<Arc<ThresholdKeyPair>, SignError> {
+    cache.get(txn, session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {session}")))
+}
+
+impl BatchSigner {
+    /// The coordinator acknowledged the final block `block` at `height` (scanned here: the core
+    /// holds the command back until it is). Its outputs without InInstructions join the
+    /// group's funds now; if it has a Batch, the Batch is built and signing starts.
+    pub fn acknowledged<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        chain: ExternalChain,
+        height: BlockHeight,
+        block: BlockId,
+        batch: Option<BatchId>,
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        if let Some(batch_id) = batch {
+            if let Some(record) = BATCHES.get(txn, &batch_id)? {
+                if record.height == height && record.batch.block == block {
+                    return Ok(vec![]);
+                }
+                return Err(SignError::Refused(format!("Batch {batch_id} already names another block")));
+            }
+        }
+        let Some(final_block) = scanner::final_block(txn, height)? else {
+            return Err(SignError::Refused(format!("no outputs to the group at height {height} here (or already acknowledged)")));
+        };
+        if final_block.id != block {
+            return Err(SignError::Refused(format!("acknowledged block {block} at {height} is not the final block seen here")));
+        }
+        if final_block.has_instructions() != batch.is_some() {
+            return Err(SignError::Refused(format!("block {height}'s Batch does not match its InInstructions")));
+        }
+        let mut scheduler = Scheduler::load(txn)?;
+        for output in final_block.outputs.iter().filter(|o| o.instruction.is_none()) {
+            scheduler.add_output(Utxo { id: output.id.clone(), amount: output.amount, kind: output.kind });
+        }
+        scheduler.save(txn);
+        let Some(batch_id) = batch else {
+            scanner::forget_final_block(txn, height);
+            return Ok(vec![]);
+        };
+        let keys = keygen::active_keys(txn)?.ok_or_else(|| SignError::Refused("no active keys".into()))?;
+        let batch = build_batch(chain, batch_id, &final_block);
+        let attempt = Attempt(0);
+        let record = BatchRecord { session: keys.session, height, batch, attempt, signature: None, published: false };
+        BATCHES.set(txn, &batch_id, &record);
+        let id = SignId { session: keys.session, target: SignTarget::Batch(batch_id), attempt };
+        Ok(self.preprocess(txn, rng, id)?.into_iter().collect())
+    }
+
+    /// Commits to fresh nonces for `id`, unless this attempt was ever preprocessed before.
+    fn preprocess<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        id: SignId,
+    ) -> Result<Option<ProcessorMessage>, SignError> {
+        let keys = keys_for(&mut self.keys, txn, id.session)?;
+        if !sign::first_preprocess(txn, id)? {
+            return Ok(None);
+        }
+        let (nonces, commitments) = if crate::mutation::active(crate::mutation::Mutation::ReuseNonce) {
+            // The deliberate bug: the same nonces for every attempt at this target.
+            let mut seed = [0u8; 32];
+            seed[.. 4].copy_from_slice(&id.session.0.to_le_bytes());
+            if let SignTarget::Batch(batch) = id.target {
+                seed[4 .. 8].copy_from_slice(&batch.0.to_le_bytes());
+            }
+            let mut fixed = <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(seed);
+            frost_core::round1::commit(keys.batch.share.signing_share(), &mut fixed)
+        } else {
+            frost_core::round1::commit(keys.batch.share.signing_share(), rng)
+        };
+        let preprocess = commitments
+            .serialize()
+            .map_err(|e| SignError::Refused(format!("serializing our commitments: {e}")))?;
+        self.nonces.insert(id, nonces);
+        Ok(Some(ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess })))
+    }
+
+    pub fn reattempt<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        id: SignId,
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let SignTarget::Batch(batch_id) = id.target else {
+            return Err(SignError::refused("not a Batch"));
+        };
+        let Some(mut record) = BATCHES.get(txn, &batch_id)? else {
+            return Err(SignError::Refused(format!("no Batch {batch_id} here to re-attempt")));
+        };
+        if record.signature.is_some() || id.attempt <= record.attempt || id.session != record.session {
+            return Ok(vec![]);
+        }
+        record.attempt = id.attempt;
+        BATCHES.set(txn, &batch_id, &record);
+        Ok(self.preprocess(txn, rng, id)?.into_iter().collect())
+    }
+
+    /// The signing set's preprocesses: produce our signature share.
+    pub fn preprocesses<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        id: SignId,
+        preprocesses: &[(Participant, Vec<u8>)],
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let record = self.record(txn, id)?;
+        let keys = keys_for(&mut self.keys, txn, id.session)?;
+        signing_set(&keys)?.check(preprocesses.iter().map(|(participant, _)| participant))?;
+        let mut commitments = BTreeMap::new();
+        for (participant, bytes) in preprocesses {
+            let parsed = SigningCommitments::<Ed25519>::deserialize(bytes).map_err(|_| SignError::malformed(*participant))?;
+            commitments.insert(keygen::dkg_identifier::<Ed25519>(*participant), parsed);
+        }
+        // Nonces are taken out now: whatever happens next, they are never used again.
+        let Some(nonces) = self.nonces.take(&id) else {
+            return Err(SignError::Refused(format!("no live nonces for {id:?} (already used, or lost in a restart)")));
+        };
+        if commitments.get(keys.batch.share.identifier()) != Some(nonces.commitments()) {
+            return Err(SignError::refused("the signing set lacks our own commitments"));
+        }
+        let package = SigningPackage::new(commitments, &batch_message(&record.batch));
+        let share = frost_core::round2::sign(&package, &nonces, &keys.batch.share)
+            .map_err(|e| SignError::Refused(format!("signing failed: {e}")))?;
+        self.packages.insert(id, package);
+        Ok(vec![ProcessorMessage::Sign(SignEvent::Share { id, share: share.serialize() })])
+    }
+
+    /// The signing set's shares: aggregate, verify, and emit the signed Batch.
+    pub fn shares<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        id: SignId,
+        shares: &[(Participant, Vec<u8>)],
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let SignTarget::Batch(batch_id) = id.target else {
+            return Err(SignError::refused("not a Batch"));
+        };
+        let mut record = self.record(txn, id)?;
+        if record.signature.is_some() {
+            return Ok(vec![]);
+        }
+        let keys = keys_for(&mut self.keys, txn, id.session)?;
+        signing_set(&keys)?.check_shares(shares.iter().map(|(participant, _)| participant))?;
+        let Some(package) = self.packages.take(&id) else {
+            return Err(SignError::Refused(format!("no signing package for {id:?} here")));
+        };
+        let mut parsed = BTreeMap::new();
+        for (participant, bytes) in shares {
+            let share = SignatureShare::<Ed25519>::deserialize(bytes).map_err(|_| SignError::malformed(*participant))?;
+            parsed.insert(keygen::dkg_identifier::<Ed25519>(*participant), share);
+        }
+        let (signature, bytes) = sign::aggregate(&package, &parsed, &keys.batch.public)?;
+        // Second line of defence: the aggregate verifies under the group key for this Batch.
+        keys.batch
+            .public
+            .verifying_key()
+            .verify(&batch_message(&record.batch), &signature)
+            .map_err(|e| SignError::Refused(format!("aggregate does not verify: {e}")))?;
+        record.signature = Some(bytes);
+        BATCHES.set(txn, &batch_id, &record);
+        Ok(vec![ProcessorMessage::Scanner(ScannerEvent::SignedBatch { batch: record.batch, signature: bytes })])
+    }
+
+    /// Serai acknowledged the Batch: signing is over, and its outputs become spendable.
+    pub fn published<D: Db>(&mut self, txn: &mut Txn<'_, D>, batch_id: BatchId) -> Result<(), SignError> {
+        let Some(mut record) = BATCHES.get(txn, &batch_id)? else {
+            return Err(SignError::Refused(format!("unknown Batch {batch_id}")));
+        };
+        if record.published {
+            return Ok(());
+        }
+        record.published = true;
+        BATCHES.set(txn, &batch_id, &record);
+        if let Some(block) = scanner::take_final_block(txn, record.height)? {
+            let mut scheduler = Scheduler::load(txn)?;
+            for output in block.outputs.into_iter().filter(|o| o.instruction.is_some()) {
+                scheduler.add_output(Utxo { id: output.id, amount: output.amount, kind: output.kind });
+            }
+            scheduler.save(txn);
+        }
+        self.nonces.forget(SignTarget::Batch(batch_id));
+        self.packages.forget(SignTarget::Batch(batch_id));
+        Ok(())
+    }
+
+    fn record<D: Db>(&self, txn: &Txn<'_, D>, id: SignId) -> Result<BatchRecord, SignError> {
+        let SignTarget::Batch(batch_id) = id.target else {
+            return Err(SignError::refused("not a Batch"));
+        };
+        let record = BATCHES
+            .get(txn, &batch_id)?
+            .ok_or_else(|| SignError::Refused(format!("no Batch {batch_id} here")))?;
+        if record.session != id.session {
+            return Err(SignError::Refused(format!("Batch {batch_id} is not signed by session {}", id.session)));
+        }
+        Ok(record)
+    }
+}

@@ -1,0 +1,730 @@
+//! The processor's deterministic core: events in, effects out, no IO of its own.
+//!
+//! The driver (the daemon on tokio, a simulated node on madsim, a test calling it directly)
+//! feeds [`Event`]s and performs the returned [`Effect`]s. Everything else is injected: the DB,
+//! the RNG, and the time (carried by [`Event::Tick`]).
+//!
+//! Exactly-once effects over an at-least-once link: each inbound `Data` frame is handled in one
+//! DB transaction that also records its sequence id as handled and stores the messages it
+//! causes in the outbox. A redelivered frame is recognised by its id and only acknowledged
+//! again. Outbox messages are re-sent on every tick until the coordinator acknowledges them.
+
+use crate::batch::BatchSigner;
+use crate::crypto::Identity;
+use crate::db::{tables, Db, DbError, Read, Txn};
+use crate::ids::{BlockHeight, ExternalChain, Millis, PeerKey, PlanId, SeqId};
+use crate::transaction::TransactionSigner;
+use crate::keygen::{self, KeyGenContext, KeyGenError};
+use crate::messages::{
+    CoordinatorMessage, Envelope, Frame, PaymentsCommand, ProcessorMessage, ScannerCommand, SignCommand, SignEvent,
+    SignTarget,
+};
+use crate::payments;
+use crate::scanner::{self, BlockOutcome};
+use crate::sign::SignError;
+use rand_core::{CryptoRng, RngCore};
+use std::collections::BTreeMap;
+
+/// Frames further ahead than this of the next expected id are dropped (they will be resent);
+/// this bounds the memory a coordinator can make us hold.
+pub const REORDER_WINDOW: u64 = 1024;
+/// At most this many outbox messages are re-sent per tick.
+pub const RESEND_PER_TICK: usize = 256;
+/// An unacknowledged message is re-sent this long after it was last sent.
+pub const RESEND_AFTER_MS: u64 = 500;
+/// A signed transaction not yet seen final is published again this long after the last time.
+pub const REPUBLISH_AFTER_MS: u64 = 10_000;
+/// An unanswered ring selection is asked for again this long after the last time.
+pub const DECOYS_AGAIN_AFTER_MS: u64 = 2_000;
+/// With nothing due, the core still wants a tick this often (tip polling rides on it).
+pub const IDLE_TICK_MS: u64 = 1_000;
+
+tables! {
+    /// Highest inbound sequence id whose effects are committed.
+    INBOUND_HANDLED: Table<(), SeqId> = b"link/in_handled/";
+    /// Sequence id the next outbound message will carry.
+    OUTBOUND_NEXT: Table<(), SeqId> = b"link/out_next/";
+    /// Sealed outbound messages not yet acknowledged, re-sent until they are.
+    OUTBOX: Table<SeqId, Vec<u8>> = b"link/outbox/";
+}
+
+/// The highest inbound sequence id whose effects are committed (0 before the first).
+pub fn handled_through(reader: &impl Read) -> Result<SeqId, DbError> {
+    Ok(INBOUND_HANDLED.get(reader, &())?.unwrap_or(SeqId(0)))
+}
+
+/// The sealed outbound messages not yet acknowledged, oldest first.
+pub fn outbox(reader: &impl Read) -> Result<Vec<(SeqId, Vec<u8>)>, DbError> {
+    OUTBOX.entries(reader)
+}
+
+/// What the driver hands the core.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Bytes received from the coordinator link, not yet authenticated.
+    Inbound(Vec<u8>),
+    /// Time passed; carries the injected clock's current time.
+    Tick { now: Millis },
+    /// The chain source's current best height.
+    ChainTip { height: BlockHeight },
+    /// A block the core asked for with [`Effect::FetchBlock`], as the chain source returned it.
+    Block { height: BlockHeight, bytes: Vec<u8> },
+    /// The inputs with rings the core asked for with [`Effect::SelectDecoys`] (Monero), each a
+    /// serialized monero-wallet `OutputWithDecoys`, in request order.
+    Decoys { plan: PlanId, inputs: Vec<Vec<u8>> },
+}
+
+/// What the core asks the driver to do.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Effect {
+    /// Send these sealed bytes to the coordinator.
+    Send(Vec<u8>),
+    /// Fetch the block at this height from the chain source and hand it back as
+    /// [`Event::Block`]. Requests come in height order; a failed fetch may simply be dropped,
+    /// it is requested again on a later tick.
+    FetchBlock { height: BlockHeight },
+    /// Publish this signed transaction (chain encoding) through the chain source. Repeated
+    /// until the transaction is seen in a final block; a failure may simply be dropped.
+    Publish { transaction: Vec<u8> },
+    /// Select rings for a Monero plan's inputs
+    /// ([`crate::transaction::monero::select_decoys`]) and hand them back as [`Event::Decoys`].
+    /// Asked again until answered; a failure may simply be dropped.
+    SelectDecoys(crate::transaction::monero::DecoyRequest),
+}
+
+/// What handling one [`Event`] did: everything a driver needs to decide what to do next.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Outcome {
+    /// The effects to perform, in order.
+    pub effects: Vec<Effect>,
+    /// For [`Event::Inbound`]: what became of the frame.
+    pub inbound: Option<InboundStatus>,
+    /// For [`Event::Block`]: what became of the block.
+    pub block: Option<BlockStatus>,
+    /// When the core next needs an [`Event::Tick`] (on the clock the ticks carry). A driver
+    /// may tick more often; ticking later only delays resends and retries.
+    pub next_tick: Millis,
+}
+
+/// What became of an inbound frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InboundStatus {
+    /// Its effects are committed (or it was an acknowledgement, or a redelivery of a frame
+    /// already handled): the link may forget it.
+    Committed,
+    /// Refused before any effect (malformed, not signed by the coordinator, misaddressed):
+    /// the link may forget it.
+    Refused,
+    /// A command held in memory only (ahead of the next expected id, or waiting for the
+    /// chain): a link that de-duplicates resends (a broker) must deliver it again, since a
+    /// crash loses what is held in memory.
+    Held,
+}
+
+/// What became of a block from the chain source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockStatus {
+    /// Scanned (its outcome committed).
+    Scanned,
+    /// Not needed (already scanned, or not yet final).
+    Ignored,
+    /// Did not parse or was inconsistent: the source served something wrong.
+    Refused,
+    /// A final block changed: the chain halted (reported to the coordinator).
+    Halted,
+}
+
+/// A failure the core cannot handle: the driver must stop and restart from the DB.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Counts of what the core saw, for logs, metrics and tests.
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub struct Counters {
+    pub frames_in: u64,
+    /// Inbound bytes refused before any effect (malformed, unsigned, misaddressed).
+    pub refused_frames: u64,
+    /// Redelivered frames recognised by sequence id.
+    pub duplicates: u64,
+    /// Authentic commands refused as inconsistent with the state.
+    pub refused_commands: u64,
+    pub messages_out: u64,
+    pub resent: u64,
+    pub blames: u64,
+    pub blocks_scanned: u64,
+    /// Blocks from the chain source that did not parse or were inconsistent.
+    pub refused_blocks: u64,
+    pub batches_signed: u64,
+    pub transactions_signed: u64,
+    pub transactions_published: u64,
+}
+
+/// Static configuration of one processor.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub chain: ExternalChain,
+    /// The only key commands are accepted from.
+    pub coordinator: PeerKey,
+    /// Blocks on top of a block before it is final.
+    pub confirmations: u64,
+}
+
+pub struct Processor<D: Db, R: RngCore + CryptoRng> {
+    db: D,
+    identity: Identity,
+    config: Config,
+    rng: R,
+    /// Frames that arrived ahead of the next expected id. In memory only: the coordinator
+    /// resends anything unacknowledged, so losing these in a crash loses nothing.
+    reorder: BTreeMap<SeqId, CoordinatorMessage>,
+    counters: Counters,
+    now: Millis,
+    tip: Option<BlockHeight>,
+    /// When each outbox message was last sent by this incarnation (absent: not yet).
+    last_sent: BTreeMap<SeqId, Millis>,
+    /// Heights already requested from the chain source and not yet scanned.
+    requested_through: Option<BlockHeight>,
+    signer: BatchSigner,
+    transactions: TransactionSigner,
+    /// When each unconfirmed transaction was last published by this incarnation.
+    last_published: BTreeMap<PlanId, Millis>,
+    /// When each Monero plan's rings were last asked for by this incarnation.
+    decoys_asked: BTreeMap<PlanId, Millis>,
+    /// Parsed keys, for scanning.
+    keys: keygen::KeyCache,
+    /// Whether a tick has been handled since opening (until then the outbox is resent at once).
+    ticked: bool,
+}
+
+impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
+    /// Opens a processor on whatever `db` holds (empty for a new one, the committed state after
+    /// a crash). A database written in another layout is refused
+    /// ([`DbError::UnknownSchema`]).
+    pub fn open(db: D, identity: Identity, config: Config, rng: R) -> Result<Self, CoreError> {
+        crate::db::open_schema(&db)?;
+        Ok(Processor {
+            db,
+            identity,
+            config,
+            rng,
+            reorder: BTreeMap::new(),
+            counters: Counters::default(),
+            now: Millis(0),
+            tip: None,
+            last_sent: BTreeMap::new(),
+            requested_through: None,
+            signer: BatchSigner::default(),
+            transactions: TransactionSigner::default(),
+            last_published: BTreeMap::new(),
+            decoys_asked: BTreeMap::new(),
+            keys: keygen::KeyCache::default(),
+            ticked: false,
+        })
+    }
+
+    /// The processor's own link key.
+    pub fn peer_key(&self) -> PeerKey {
+        self.identity.peer_key()
+    }
+
+    /// The database the core commits to (for read-only inspection).
+    pub fn db(&self) -> &D {
+        &self.db
+    }
+
+    /// What the core has counted so far (for logs and metrics; drivers decide nothing on
+    /// them: [`Outcome`] says what an event did).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Handles one event: its state change and outbound messages are committed in one DB
+    /// transaction before this returns; the outcome lists the effects to perform.
+    pub fn handle(&mut self, event: Event) -> Result<Outcome, CoreError> {
+        let mut outcome = Outcome::default();
+        outcome.effects = match event {
+            Event::Inbound(bytes) => {
+                let (status, effects) = self.inbound(&bytes)?;
+                outcome.inbound = Some(status);
+                effects
+            }
+            Event::Tick { now } => {
+                self.now = self.now.max(now);
+                self.ticked = true;
+                // Anything requested and not delivered is asked for again.
+                self.requested_through = None;
+                let mut effects = self.resend()?;
+                effects.extend(self.fetches()?);
+                effects.extend(self.republish()?);
+                effects.extend(self.ask_decoys()?);
+                effects
+            }
+            Event::ChainTip { height } => {
+                self.tip = Some(height);
+                self.fetches()?
+            }
+            Event::Block { height, bytes } => {
+                let (status, effects) = self.block(height, &bytes)?;
+                outcome.block = Some(status);
+                effects
+            }
+            Event::Decoys { plan, inputs } => self.decoys(plan, &inputs)?,
+        };
+        outcome.next_tick = self.next_tick();
+        Ok(outcome)
+    }
+
+    /// When the core next needs an [`Event::Tick`]: the earliest resend, re-fetch,
+    /// republication or ring request due (like quinn-proto's `poll_timeout`); right away
+    /// after opening, so whatever the outbox holds goes out again.
+    fn next_tick(&self) -> Millis {
+        if !self.ticked {
+            return self.now;
+        }
+        let after = |at: &Millis, delay_ms: u64| Millis(at.0.saturating_add(delay_ms));
+        let mut next = after(&self.now, IDLE_TICK_MS);
+        if self.requested_through.is_some() {
+            next = next.min(after(&self.now, RESEND_AFTER_MS));
+        }
+        let due = self
+            .last_sent
+            .values()
+            .map(|at| after(at, RESEND_AFTER_MS))
+            .chain(self.last_published.values().map(|at| after(at, REPUBLISH_AFTER_MS)))
+            .chain(self.decoys_asked.values().map(|at| after(at, DECOYS_AGAIN_AFTER_MS)));
+        due.fold(next, Millis::min)
+    }
+
+    fn fetches(&mut self) -> Result<Vec<Effect>, CoreError> {
+        let Some(tip) = self.tip else { return Ok(vec![]) };
+        let heights = scanner::heights_to_fetch(&self.db, tip, self.config.confirmations, self.requested_through)?;
+        if let Some(last) = heights.last() {
+            self.requested_through = Some(*last);
+        }
+        Ok(heights.into_iter().map(|height| Effect::FetchBlock { height }).collect())
+    }
+
+    fn block(&mut self, height: BlockHeight, bytes: &[u8]) -> Result<(BlockStatus, Vec<Effect>), CoreError> {
+        let db = self.db.clone();
+        let mut txn = db.txn();
+        let (status, messages) = match scanner::on_block(&mut txn, &mut self.keys, self.config.chain, self.config.confirmations, self.tip, height, bytes)? {
+            BlockOutcome::Ignored(_) => return Ok((BlockStatus::Ignored, vec![])),
+            BlockOutcome::Refused(error) => {
+                self.counters.refused_blocks += 1;
+                self.requested_through = None;
+                tracing::warn!(%height, %error, "refused a block from the chain source");
+                return Ok((BlockStatus::Refused, vec![]));
+            }
+            BlockOutcome::Halted { messages } => (BlockStatus::Halted, messages),
+            BlockOutcome::Scanned { messages } => {
+                self.counters.blocks_scanned += 1;
+                (BlockStatus::Scanned, messages)
+            }
+        };
+        let sealed = self.enqueue(&mut txn, messages)?;
+        txn.commit()?;
+        self.counters.messages_out += sealed.len() as u64;
+        let mut effects: Vec<Effect> = sealed.into_iter().map(Effect::Send).collect();
+        // A command held back for this block may now go ahead.
+        effects.extend(self.drain(None)?);
+        Ok((status, effects))
+    }
+
+    fn inbound(&mut self, bytes: &[u8]) -> Result<(InboundStatus, Vec<Effect>), CoreError> {
+        self.counters.frames_in += 1;
+        let coordinator = self.config.coordinator;
+        let envelope = match Envelope::<CoordinatorMessage>::open(bytes, &self.peer_key(), |s| *s == coordinator) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                self.counters.refused_frames += 1;
+                tracing::warn!(%error, len = bytes.len(), "refused inbound frame");
+                return Ok((InboundStatus::Refused, vec![]));
+            }
+        };
+        match envelope.frame {
+            Frame::Ack { up_to } => self.acknowledged(up_to).map(|()| (InboundStatus::Committed, vec![])),
+            Frame::Data { seq, message } => {
+                let effects = self.data(seq, message)?;
+                let handled = handled_through(&self.db)?;
+                let status = if seq > handled { InboundStatus::Held } else { InboundStatus::Committed };
+                Ok((status, effects))
+            }
+        }
+    }
+
+    fn acknowledged(&mut self, up_to: SeqId) -> Result<(), CoreError> {
+        let mut txn = self.db.txn();
+        for (seq, _) in OUTBOX.entries(&txn)? {
+            if seq > up_to {
+                break;
+            }
+            OUTBOX.delete(&mut txn, &seq);
+        }
+        txn.commit()?;
+        self.last_sent.retain(|seq, _| *seq > up_to);
+        Ok(())
+    }
+
+    fn data(&mut self, seq: SeqId, message: CoordinatorMessage) -> Result<Vec<Effect>, CoreError> {
+        let handled = handled_through(&self.db)?;
+        if seq <= handled && !crate::mutation::active(crate::mutation::Mutation::SkipSequenceCheck) {
+            self.counters.duplicates += 1;
+            return Ok(vec![self.ack(handled)]);
+        }
+        if seq <= handled {
+            // The deliberate bug: handle it again.
+            let effects = self.apply(seq, message)?;
+            return Ok(effects);
+        }
+        if seq.0 > handled.0 + 1 {
+            if seq.0 - handled.0 <= REORDER_WINDOW {
+                self.reorder.insert(seq, message);
+            }
+            return Ok(vec![]);
+        }
+
+        self.drain(Some((seq, message)))
+    }
+
+    /// Handles `first` (the next frame in order) and then buffered frames in order, stopping
+    /// at a command that cannot be acted on yet (it waits in the buffer); acknowledges what
+    /// was handled.
+    fn drain(&mut self, first: Option<(SeqId, CoordinatorMessage)>) -> Result<Vec<Effect>, CoreError> {
+        let handled = handled_through(&self.db)?;
+        let next_seq = SeqId(handled.0 + 1);
+        let mut next = first.or_else(|| self.reorder.remove(&next_seq).map(|message| (next_seq, message)));
+        let mut effects = Vec::new();
+        let mut last = handled;
+        while let Some((seq, message)) = next {
+            if !self.ready(&message)? {
+                self.reorder.insert(seq, message);
+                break;
+            }
+            effects.extend(self.apply(seq, message)?);
+            last = seq;
+            let following = SeqId(seq.0 + 1);
+            next = self.reorder.remove(&following).map(|message| (following, message));
+        }
+        self.reorder.retain(|buffered, _| *buffered > last);
+        if last > handled {
+            effects.push(self.ack(last));
+        }
+        Ok(effects)
+    }
+
+    /// Whether a command can be acted on now. Commands are acted on strictly in order, so
+    /// one about a block not scanned here yet holds back everything after it: every processor
+    /// then sees the group's funds change at the same point of the command stream.
+    fn ready(&self, message: &CoordinatorMessage) -> Result<bool, CoreError> {
+        match message {
+            CoordinatorMessage::Scanner(ScannerCommand::AcknowledgeBlock { height, .. }) => {
+                Ok(scanner::scanned_or_halted(&self.db, *height)?)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// Handles the next inbound message in one transaction with its outbound messages.
+    fn apply(&mut self, seq: SeqId, message: CoordinatorMessage) -> Result<Vec<Effect>, CoreError> {
+        let db = self.db.clone();
+        let mut txn = db.txn();
+        let mut publish: Option<(PlanId, Vec<u8>)> = None;
+        let replies = match message {
+            CoordinatorMessage::KeyGen(command) => self.keygen_command(&db, &mut txn, seq, command)?,
+            CoordinatorMessage::Scanner(command) => self.scanner_command(&db, &mut txn, seq, command)?,
+            CoordinatorMessage::Sign(command) => self.sign_command(&db, &mut txn, seq, command, &mut publish)?,
+            CoordinatorMessage::Payments(PaymentsCommand::Burns { chain, burns, fee_rate }) => {
+                match payments::burns(&mut txn, self.config.chain, chain, burns, fee_rate)? {
+                    Ok(scheduling) => self.planned(&mut txn, seq, scheduling)?,
+                    Err(why) => {
+                        txn = db.txn();
+                        self.refuse(seq, &why);
+                        vec![]
+                    }
+                }
+            }
+        };
+        INBOUND_HANDLED.set(&mut txn, &(), &seq);
+        let sealed = self.enqueue(&mut txn, replies)?;
+        txn.commit()?;
+        self.counters.messages_out += sealed.len() as u64;
+        let mut effects: Vec<Effect> = sealed.into_iter().map(Effect::Send).collect();
+        if let Some((plan, transaction)) = publish {
+            self.last_published.insert(plan, self.now);
+            self.counters.transactions_published += 1;
+            effects.push(Effect::Publish { transaction });
+        }
+        Ok(effects)
+    }
+
+    /// A key-generation command; a blame or refusal discards what the step wrote.
+    fn keygen_command<'a>(
+        &mut self,
+        db: &'a D,
+        txn: &mut Txn<'a, D>,
+        seq: SeqId,
+        command: crate::messages::KeyGenCommand,
+    ) -> Result<Vec<ProcessorMessage>, CoreError> {
+        let session = keygen::session_of(&command);
+        let context = KeyGenContext { chain: self.config.chain, identity: &self.identity };
+        let events = match keygen::handle(txn, &context, &mut self.rng, command) {
+            Ok(events) => events,
+            Err(KeyGenError::Blame { accused, reason }) => {
+                // Nothing the failed step wrote may stand; only the verdict does.
+                *txn = db.txn();
+                self.counters.blames += 1;
+                keygen::record_blame(txn, session, accused, reason)?
+            }
+            Err(KeyGenError::Refused(why)) => {
+                *txn = db.txn();
+                self.refuse(seq, &why);
+                vec![]
+            }
+            Err(KeyGenError::Db(error)) => return Err(error.into()),
+        };
+        Ok(events.into_iter().map(ProcessorMessage::KeyGen).collect())
+    }
+
+    /// A block acknowledged or a Batch published: the group's funds may have grown, so what
+    /// waits is planned.
+    fn scanner_command<'a>(
+        &mut self,
+        db: &'a D,
+        txn: &mut Txn<'a, D>,
+        seq: SeqId,
+        command: ScannerCommand,
+    ) -> Result<Vec<ProcessorMessage>, CoreError> {
+        let chain = self.config.chain;
+        let result = match command {
+            ScannerCommand::AcknowledgeBlock { height, block, batch } => {
+                self.signer.acknowledged(txn, &mut self.rng, chain, height, block, batch)
+            }
+            ScannerCommand::BatchPublished { batch } => self.signer.published(txn, batch).map(|()| vec![]),
+        };
+        let mut messages = self.signing_result(db, txn, seq, None, result)?;
+        let scheduling = payments::schedule(txn, chain)?;
+        messages.extend(self.planned(txn, seq, scheduling)?);
+        Ok(messages)
+    }
+
+    /// A signing command for a Batch or a plan; a transaction signed now is also published
+    /// (`publish`).
+    fn sign_command<'a>(
+        &mut self,
+        db: &'a D,
+        txn: &mut Txn<'a, D>,
+        seq: SeqId,
+        command: SignCommand,
+        publish: &mut Option<(PlanId, Vec<u8>)>,
+    ) -> Result<Vec<ProcessorMessage>, CoreError> {
+        let (id, result) = match command {
+            SignCommand::Preprocesses { id, preprocesses } => match id.target {
+                SignTarget::Batch(_) => (id, self.signer.preprocesses(txn, id, &preprocesses)),
+                SignTarget::Transaction(_) => (id, self.transactions.preprocesses(txn, id, &preprocesses)),
+            },
+            SignCommand::Shares { id, shares } => {
+                let result = match id.target {
+                    SignTarget::Batch(_) => self.signer.shares(txn, id, &shares),
+                    SignTarget::Transaction(plan) => {
+                        let result = self.transactions.shares(txn, id, &shares);
+                        if matches!(result, Ok(ref messages) if !messages.is_empty()) {
+                            self.counters.transactions_signed += 1;
+                            *publish =
+                                crate::transaction::unconfirmed_transaction(&*txn, plan)?.map(|bytes| (plan, bytes));
+                        }
+                        result
+                    }
+                };
+                if matches!((id.target, &result), (SignTarget::Batch(_), Ok(messages)) if !messages.is_empty()) {
+                    self.counters.batches_signed += 1;
+                }
+                (id, result)
+            }
+            SignCommand::Reattempt { id } => match id.target {
+                SignTarget::Batch(_) => (id, self.signer.reattempt(txn, &mut self.rng, id)),
+                SignTarget::Transaction(_) => (id, self.transactions.reattempt(txn, &mut self.rng, id)),
+            },
+        };
+        let messages = self.signing_result(db, txn, seq, Some(id), result)?;
+        if messages.is_empty() {
+            *publish = None;
+        }
+        Ok(messages)
+    }
+
+    /// A scheduling step's messages, with attempt 0 of each new plan's signing.
+    fn planned(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        seq: SeqId,
+        scheduling: payments::Scheduling,
+    ) -> Result<Vec<ProcessorMessage>, CoreError> {
+        let mut messages = scheduling.messages;
+        for plan in scheduling.plans {
+            match self.transactions.start(txn, &mut self.rng, plan) {
+                Ok(preprocess) => messages.extend(preprocess),
+                Err(SignError::Db(error)) => return Err(error.into()),
+                // The plan stands; the coordinator's re-attempt will try again.
+                Err(error) => {
+                    tracing::warn!(%seq, %plan, %error, "could not start signing a plan");
+                }
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Asks for the rings of Monero plans whose decoy height is final, each at most every
+    /// [`DECOYS_AGAIN_AFTER_MS`].
+    fn ask_decoys(&mut self) -> Result<Vec<Effect>, CoreError> {
+        let Some(tip) = self.tip else { return Ok(vec![]) };
+        let requests = crate::transaction::monero::decoy_requests(&self.db)?;
+        let now = self.now;
+        self.decoys_asked.retain(|plan, _| requests.iter().any(|r| r.plan == *plan));
+        let mut effects = Vec::new();
+        for request in requests {
+            if tip.0 < request.block_number.saturating_add(self.config.confirmations) {
+                continue;
+            }
+            let due = self.decoys_asked.get(&request.plan).is_none_or(|at| now.0.saturating_sub(at.0) >= DECOYS_AGAIN_AFTER_MS);
+            if due {
+                self.decoys_asked.insert(request.plan, now);
+                effects.push(Effect::SelectDecoys(request));
+            }
+        }
+        Ok(effects)
+    }
+
+    /// A Monero plan's rings arrived: its transaction is fixed and signing begins.
+    fn decoys(&mut self, plan: PlanId, inputs: &[Vec<u8>]) -> Result<Vec<Effect>, CoreError> {
+        let db = self.db.clone();
+        let mut txn = db.txn();
+        let mut messages = match crate::transaction::monero::decoys_arrived(&mut txn, plan, inputs) {
+            Ok(Some(messages)) => messages,
+            Ok(None) => return Ok(vec![]),
+            Err(SignError::Db(error)) => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(%plan, %error, "refused the chain source's rings");
+                return Ok(vec![]);
+            }
+        };
+        if messages.is_empty() {
+            match self.transactions.start(&mut txn, &mut self.rng, plan) {
+                Ok(preprocess) => messages.extend(preprocess),
+                Err(SignError::Db(error)) => return Err(error.into()),
+                Err(error) => tracing::warn!(%plan, %error, "could not start signing a plan"),
+            }
+        }
+        let sealed = self.enqueue(&mut txn, messages)?;
+        txn.commit()?;
+        self.decoys_asked.remove(&plan);
+        self.counters.messages_out += sealed.len() as u64;
+        Ok(sealed.into_iter().map(Effect::Send).collect())
+    }
+
+    /// Publishes signed transactions not yet seen final, each at most every
+    /// [`REPUBLISH_AFTER_MS`] (all of them after a restart).
+    fn republish(&mut self) -> Result<Vec<Effect>, CoreError> {
+        let unconfirmed = crate::transaction::unconfirmed(&self.db)?;
+        let now = self.now;
+        self.last_published.retain(|plan, _| unconfirmed.iter().any(|(pending, _)| pending == plan));
+        let mut effects = Vec::new();
+        for (plan, transaction) in unconfirmed {
+            let due = self.last_published.get(&plan).is_none_or(|at| now.0.saturating_sub(at.0) >= REPUBLISH_AFTER_MS);
+            if due {
+                self.last_published.insert(plan, now);
+                self.counters.transactions_published += 1;
+                effects.push(Effect::Publish { transaction });
+            }
+        }
+        Ok(effects)
+    }
+
+    /// Maps a signing step's result to the messages it sends; a refusal or blame discards the
+    /// step's writes (a blame is reported).
+    fn signing_result<'a>(
+        &mut self,
+        db: &'a D,
+        txn: &mut Txn<'a, D>,
+        seq: SeqId,
+        id: Option<crate::messages::SignId>,
+        result: Result<Vec<ProcessorMessage>, SignError>,
+    ) -> Result<Vec<ProcessorMessage>, CoreError> {
+        match result {
+            Ok(messages) => Ok(messages),
+            Err(SignError::Db(error)) => Err(error.into()),
+            Err(SignError::Refused(why)) => {
+                *txn = db.txn();
+                self.refuse(seq, &why);
+                Ok(vec![])
+            }
+            Err(SignError::Blame { accused, reason }) => {
+                *txn = db.txn();
+                self.counters.blames += 1;
+                match id {
+                    Some(id) => {
+                        tracing::warn!(?id, %accused, ?reason, "blaming a signer");
+                        Ok(vec![ProcessorMessage::Sign(SignEvent::Blame { id, accused, reason })])
+                    }
+                    None => Ok(vec![]),
+                }
+            }
+        }
+    }
+
+    fn refuse(&mut self, seq: SeqId, why: &str) {
+        self.counters.refused_commands += 1;
+        tracing::warn!(%seq, why, "refused coordinator command");
+    }
+
+    /// Seals messages with fresh outbound sequence ids and stores them in the outbox.
+    fn enqueue(&mut self, txn: &mut Txn<'_, D>, messages: Vec<ProcessorMessage>) -> Result<Vec<Vec<u8>>, CoreError> {
+        if messages.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut next = OUTBOUND_NEXT.get(txn, &())?.unwrap_or(SeqId(1));
+        let mut sealed = Vec::with_capacity(messages.len());
+        for message in messages {
+            let bytes = Envelope::new(self.peer_key(), self.config.coordinator, Frame::Data { seq: next, message })
+                .seal(&self.identity);
+            OUTBOX.set(txn, &next, &bytes);
+            sealed.push((next, bytes));
+            next = SeqId(next.0 + 1);
+        }
+        OUTBOUND_NEXT.set(txn, &(), &next);
+        // Sent now (if the transaction commits; if not, the driver stops anyway).
+        for (seq, _) in &sealed {
+            self.last_sent.insert(*seq, self.now);
+        }
+        Ok(sealed.into_iter().map(|(_, bytes)| bytes).collect())
+    }
+
+    fn ack(&self, up_to: SeqId) -> Effect {
+        let frame: Frame<ProcessorMessage> = Frame::Ack { up_to };
+        Effect::Send(Envelope::new(self.peer_key(), self.config.coordinator, frame).seal(&self.identity))
+    }
+
+    /// Re-sends outbox messages not acknowledged within [`RESEND_AFTER_MS`] of their last
+    /// sending (all of them after a restart), oldest first, bounded per tick.
+    fn resend(&mut self) -> Result<Vec<Effect>, CoreError> {
+        let pending = OUTBOX.entries(&self.db)?;
+        let now = self.now;
+        self.last_sent.retain(|seq, _| pending.iter().any(|(pending, _)| pending == seq));
+        let mut effects = Vec::new();
+        for (seq, bytes) in pending {
+            if effects.len() == RESEND_PER_TICK {
+                break;
+            }
+            let due = self.last_sent.get(&seq).is_none_or(|sent| now.0.saturating_sub(sent.0) >= RESEND_AFTER_MS);
+            if due {
+                self.last_sent.insert(seq, now);
+                effects.push(Effect::Send(bytes));
+            }
+        }
+        self.counters.resent += effects.len() as u64;
+        Ok(effects)
+    }
+}

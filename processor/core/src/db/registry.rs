@@ -1,0 +1,99 @@
+//! Every table of the processor, gathered at link time from the modules that declare them with
+//! [`tables!`](crate::db::tables): the registry is generated, so the layout checks below cover
+//! every table by construction, and no module can declare one without it being checked.
+
+pub use linkme;
+
+use super::{DbError, Read};
+use crate::ids::SchemaVersion;
+
+/// A declared table: its name, the module owning it and its key prefix.
+#[derive(Clone, Copy, Debug)]
+pub struct TableInfo {
+    /// The constant's name.
+    pub name: &'static str,
+    /// The module that declares (and alone reads and writes) it.
+    pub module: &'static str,
+    /// Its key prefix.
+    pub prefix: &'static [u8],
+}
+
+/// Filled by [`tables!`](crate::db::tables).
+#[linkme::distributed_slice]
+pub static TABLES: [TableInfo];
+
+/// The layout this code reads and writes. Bump it with any change to a table's key or value
+/// encoding, and say in `ARCHITECTURE.md` how an older database is migrated.
+pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion(1);
+
+crate::db::tables! {
+    /// The layout version the database was written with.
+    STORED_SCHEMA_VERSION: Table<(), SchemaVersion> = b"db/schema_version/";
+}
+
+/// Checks the database is in the layout this code reads, stamping a new (or pre-versioning,
+/// whose layout is version 1's) database with it. A database of another version is refused
+/// with a clear error rather than misread.
+pub fn open_schema<D: super::Db>(db: &D) -> Result<(), DbError> {
+    match STORED_SCHEMA_VERSION.get(db, &())? {
+        Some(found) if found == SCHEMA_VERSION => Ok(()),
+        Some(found) => Err(DbError::UnknownSchema { found, supported: SCHEMA_VERSION }),
+        None => {
+            let mut txn = db.txn();
+            STORED_SCHEMA_VERSION.set(&mut txn, &(), &SCHEMA_VERSION);
+            txn.commit()
+        }
+    }
+}
+
+/// The stored layout version, if any (for inspection).
+pub fn stored_schema_version(reader: &impl Read) -> Result<Option<SchemaVersion>, DbError> {
+    STORED_SCHEMA_VERSION.get(reader, &())
+}
+
+/// Every registered table, sorted by prefix.
+pub fn tables() -> Vec<TableInfo> {
+    let mut tables: Vec<TableInfo> = TABLES.iter().copied().collect();
+    tables.sort_by_key(|table| table.prefix);
+    tables
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_is_registered_and_no_prefix_is_a_prefix_of_another() {
+        let tables = tables();
+        // The modules that own state each registered theirs (a table declared without the
+        // macro would be missing here, and could shadow another unnoticed).
+        for module in ["core", "keygen", "scanner", "batch", "sign", "scheduler", "payments", "transaction", "db"] {
+            assert!(
+                tables.iter().any(|t| t.module.split("::").any(|part| part == module)),
+                "no table registered by {module}: {tables:?}"
+            );
+        }
+        for (i, a) in tables.iter().enumerate() {
+            assert!(a.prefix.ends_with(b"/"), "{} does not end in /", a.name);
+            for (j, b) in tables.iter().enumerate() {
+                if i != j {
+                    assert!(!b.prefix.starts_with(a.prefix), "{} ({}) shadows {} ({})", a.name, a.module, b.name, b.module);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_database_of_another_layout_is_refused() {
+        let db = crate::db::MemDb::new();
+        open_schema(&db).unwrap();
+        assert_eq!(stored_schema_version(&db).unwrap(), Some(SCHEMA_VERSION));
+        open_schema(&db).unwrap();
+        let mut txn = crate::db::Db::txn(&db);
+        STORED_SCHEMA_VERSION.set(&mut txn, &(), &SchemaVersion(SCHEMA_VERSION.0 + 1));
+        txn.commit().unwrap();
+        let error = open_schema(&db).unwrap_err();
+        assert!(matches!(error, DbError::UnknownSchema { .. }), "{error}");
+        assert!(error.to_string().contains("schema 2"), "{error}");
+    }
+}

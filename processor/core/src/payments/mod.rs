@@ -1,0 +1,227 @@
+//! Burns become payments, and payments become planned transactions.
+//!
+//! A Burn is validated (destination parses as a payable address of the chain, amount is
+//! positive and within the chain's supply) and queued, or rejected with a message to the
+//! coordinator and nothing else changed. Each Burn id is handled once, ever. Scheduling runs
+//! only at points of the coordinator's command stream (a Burns command, a block acknowledged,
+//! a Batch published), from state those commands built, so every processor plans the same
+//! transactions with the same plan ids.
+
+use crate::db::{tables, Db, DbError, Read, Txn};
+use crate::ids::{Amount, Attempt, ExternalChain, PlanId, SessionId};
+use crate::messages::{encode, Burn, PaymentsEvent, ProcessorMessage};
+use crate::scheduler::{FeeModel, Payment, Plan, Scheduler};
+use bincode::{Decode, Encode};
+use sha2::{Digest, Sha256};
+
+/// Bitcoin's supply cap in satoshi; no single payment may exceed it.
+const MAX_BITCOIN_SATS: u64 = 21_000_000 * 100_000_000;
+/// Burns handled per command (bounds the work a command can cause).
+pub const MAX_BURNS_PER_COMMAND: usize = 4096;
+
+tables! {
+    /// Every Burn ever received, by id, so one is never paid twice.
+    BURNS: Table<[u8; 32], BurnStatus> = b"pay/burn/";
+    /// Planned transactions, by plan id.
+    PLANS: Table<PlanId, PlanRecord> = b"pay/plan/";
+}
+
+/// What became of the Burn with this id, if it was ever received.
+pub fn burn_status(reader: &impl Read, id: &[u8; 32]) -> Result<Option<BurnStatus>, DbError> {
+    BURNS.get(reader, id)
+}
+
+/// Every Burn received, with what became of it.
+pub fn burns_received(reader: &impl Read) -> Result<Vec<([u8; 32], BurnStatus)>, DbError> {
+    BURNS.entries(reader)
+}
+
+/// The plan with this id, if it was made here.
+pub fn plan(reader: &impl Read, id: PlanId) -> Result<Option<PlanRecord>, DbError> {
+    PLANS.get(reader, &id)
+}
+
+/// Every plan made here, by id.
+pub fn plans(reader: &impl Read) -> Result<Vec<(PlanId, PlanRecord)>, DbError> {
+    PLANS.entries(reader)
+}
+
+/// Stores a plan's record (its state advanced by signing or completion; benchmarks and tests
+/// store plans made elsewhere).
+pub fn save_plan<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) {
+    PLANS.set(txn, &record.id, record);
+}
+
+/// What became of a Burn.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum BurnStatus {
+    Rejected,
+    Queued,
+    Planned(PlanId),
+    Forfeited,
+}
+
+/// Where a planned transaction stands.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum PlanState {
+    /// Being signed.
+    Planned,
+    /// Signed here; published until seen in a final block.
+    Signed { transaction: Vec<u8> },
+    /// Its transaction (this chain id) is in a final block.
+    Completed { transaction: Vec<u8> },
+    /// Its transaction cannot be built (see `PaymentsEvent::PlanFailed`).
+    Failed { reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct PlanRecord {
+    pub id: PlanId,
+    pub chain: ExternalChain,
+    /// The key-generation session whose key signs it (the one active when it was made).
+    pub session: SessionId,
+    pub plan: Plan,
+    pub state: PlanState,
+    /// The latest signing attempt this processor took part in.
+    pub attempt: Attempt,
+    /// The fee rate the plan was made at (what a chain whose transaction builder sets the fee
+    /// itself, Monero, builds with).
+    pub fee_rate: u64,
+}
+
+/// The fee model of a chain.
+pub fn fee_model(chain: ExternalChain) -> &'static FeeModel {
+    match chain {
+        ExternalChain::Bitcoin => &FeeModel::BITCOIN,
+        ExternalChain::Monero => &FeeModel::MONERO,
+    }
+}
+
+/// A plan's id: a hash of everything it does, so equal plans have equal ids everywhere.
+pub fn plan_id(chain: ExternalChain, plan: &Plan) -> PlanId {
+    let mut hasher = Sha256::new();
+    hasher.update(b"threshold-custody processor: plan v1");
+    hasher.update(encode(&(chain, plan)));
+    PlanId(hasher.finalize().into())
+}
+
+/// Why a Burn cannot be paid, if it cannot.
+pub fn validate_burn(chain: ExternalChain, burn: &Burn) -> Result<(), String> {
+    if burn.amount.0 == 0 {
+        return Err("the amount is zero".into());
+    }
+    match chain {
+        ExternalChain::Bitcoin => {
+            if burn.amount.0 > MAX_BITCOIN_SATS {
+                return Err("the amount exceeds Bitcoin's supply".into());
+            }
+            let script = bitcoin::Script::from_bytes(&burn.destination);
+            let payable = script.is_p2tr() || script.is_p2wpkh() || script.is_p2wsh() || script.is_p2pkh() || script.is_p2sh();
+            if !payable {
+                return Err("the destination is not a standard output script (P2TR, P2WPKH, P2WSH, P2PKH, P2SH)".into());
+            }
+        }
+        ExternalChain::Monero => {
+            let text = core::str::from_utf8(&burn.destination).map_err(|_| "the destination is not text".to_string())?;
+            monero_wallet::address::MoneroAddress::from_str(monero_wallet::address::Network::Mainnet, text)
+                .map_err(|e| format!("the destination is not a mainnet Monero address: {e:?}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// What a scheduling step produced: messages to the coordinator, and the plans it made (whose
+/// signing begins now).
+#[derive(Debug, Default)]
+pub struct Scheduling {
+    pub messages: Vec<ProcessorMessage>,
+    pub plans: Vec<PlanId>,
+}
+
+/// Handles a Burns command: validate, queue, schedule.
+pub fn burns<D: Db>(
+    txn: &mut Txn<'_, D>,
+    chain: ExternalChain,
+    command_chain: ExternalChain,
+    burns: Vec<Burn>,
+    fee_rate: u64,
+) -> Result<Result<Scheduling, String>, DbError> {
+    if command_chain != chain {
+        return Ok(Err(format!("Burns for {command_chain} sent to the {chain} processor")));
+    }
+    if burns.len() > MAX_BURNS_PER_COMMAND {
+        return Ok(Err(format!("{} Burns in one command exceed {MAX_BURNS_PER_COMMAND}", burns.len())));
+    }
+    let mut scheduler = Scheduler::load(txn)?;
+    scheduler.set_fee_rate(fee_rate);
+    let mut messages = Vec::new();
+    for burn in burns {
+        if BURNS.get(txn, &burn.id)?.is_some() {
+            continue;
+        }
+        match validate_burn(chain, &burn) {
+            Ok(()) => {
+                BURNS.set(txn, &burn.id, &BurnStatus::Queued);
+                scheduler.queue_payment(Payment { id: burn.id, destination: burn.destination, amount: burn.amount });
+            }
+            Err(reason) => {
+                tracing::warn!(id = %hex::encode(burn.id), reason, "Burn rejected");
+                BURNS.set(txn, &burn.id, &BurnStatus::Rejected);
+                messages.push(ProcessorMessage::Payments(PaymentsEvent::BurnRejected { id: burn.id, reason }));
+            }
+        }
+    }
+    scheduler.save(txn);
+    let mut scheduling = schedule(txn, chain)?;
+    messages.append(&mut scheduling.messages);
+    scheduling.messages = messages;
+    Ok(Ok(scheduling))
+}
+
+/// Plans what the group's funds allow now, recording plans (with their eventualities) and
+/// forfeits.
+pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Scheduling, DbError> {
+    let mut scheduler = Scheduler::load(txn)?;
+    if scheduler.queued().next().is_none() {
+        return Ok(Scheduling::default());
+    }
+    let Some(session) = crate::keygen::active_session(txn)? else {
+        return Ok(Scheduling::default());
+    };
+    let scheduled = scheduler.schedule(scheduler.fee_rate(), fee_model(chain));
+    scheduler.save(txn);
+    let mut messages = Vec::new();
+    let mut plans = Vec::new();
+    for payment in scheduled.forfeited {
+        BURNS.set(txn, &payment.id, &BurnStatus::Forfeited);
+        messages.push(ProcessorMessage::Payments(PaymentsEvent::BurnForfeited { id: payment.id, amount: payment.amount }));
+    }
+    for plan in scheduled.plans {
+        let id = plan_id(chain, &plan);
+        let burns: Vec<[u8; 32]> = plan.payments.iter().map(|p| p.payment.id).collect();
+        for burn in &burns {
+            BURNS.set(txn, burn, &BurnStatus::Planned(id));
+        }
+        tracing::info!(plan = %id, kind = ?plan.kind, inputs = plan.inputs.len(), payments = burns.len(), fee = %plan.fee, "planned a transaction");
+        let fee_rate = scheduler.fee_rate();
+        let mut record = PlanRecord { id, chain, session, plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate };
+        PLANS.set(txn, &id, &record);
+        messages.push(ProcessorMessage::Payments(PaymentsEvent::Planned { plan: id, burns }));
+        match crate::transaction::eventuality::watch(txn, &record) {
+            Ok(None) => plans.push(id),
+            Ok(Some(transaction)) => {
+                crate::transaction::complete(txn, &mut record, transaction.clone());
+                messages.push(ProcessorMessage::Sign(crate::messages::SignEvent::Completed { plan: id, transaction }));
+            }
+            Err(crate::sign::SignError::Db(error)) => return Err(error),
+            // Only a plan that cannot be built gets here; it is kept, unsigned, for inspection.
+            Err(error) => tracing::error!(plan = %id, %error, "a plan's transaction cannot be built"),
+        }
+    }
+    Ok(Scheduling { messages, plans })
+}
+
+/// The amount a plan pays out, for reports.
+pub fn paid_out(plan: &Plan) -> Amount {
+    Amount(plan.payments.iter().map(|p| p.paid.0).sum())
+}

@@ -1,0 +1,227 @@
+//! Scanning: turns final blocks into reported deposits, and detects a final block changing.
+//!
+//! A block is final once `confirmations` blocks are on top of it (tip - height >= confirmations).
+//! Blocks are scanned strictly in height order, each checked to build on the previous one. A
+//! reorganisation shallower than the confirmation depth never touches a final block, so it is
+//! invisible here; a deeper one shows up as a final block whose successor names another parent,
+//! and halts scanning for good with a report to the coordinator: nothing is ever reported twice.
+
+use crate::chain::{self, ChainError, ReceivedOutput, ScanKey};
+use crate::db::{tables, Db, DbError, Read, Txn};
+use crate::ids::{BlockHeight, BlockId, ExternalChain};
+use crate::keygen;
+use crate::messages::{Deposit, ProcessorMessage, ScannerEvent};
+use bincode::{Decode, Encode};
+
+/// At most this many final blocks are requested ahead of the scanned height.
+pub const MAX_FETCH_AHEAD: u64 = 64;
+
+tables! {
+    /// The next block height to scan (set when the first keys become active).
+    SCANNER_NEXT: Table<(), BlockHeight> = b"scan/next/";
+    /// The last scanned final block, to check the next one builds on it.
+    LAST_SCANNED: Table<(), ScannedTip> = b"scan/last/";
+    /// Final blocks with outputs to the group, as reported, until their outputs joined the funds.
+    FINAL_BLOCKS: Table<BlockHeight, FinalBlock> = b"scan/final/";
+    /// Set when a final block changed: scanning stops for good.
+    HALTED: Table<(), Halt> = b"scan/halted/";
+}
+
+/// The last block scanned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ScannedTip {
+    /// Its height.
+    pub height: BlockHeight,
+    /// Its id.
+    pub id: BlockId,
+}
+
+/// Scanning begins at `height` (the first keys' activation height), unless it already began.
+pub fn start_at<D: Db>(txn: &mut Txn<'_, D>, height: BlockHeight) -> Result<(), DbError> {
+    if SCANNER_NEXT.get(txn, &())?.is_none() {
+        SCANNER_NEXT.set(txn, &(), &height);
+    }
+    Ok(())
+}
+
+/// The next height to scan, once scanning began.
+pub fn next_height(reader: &impl Read) -> Result<Option<BlockHeight>, DbError> {
+    SCANNER_NEXT.get(reader, &())
+}
+
+/// The last block scanned, if any.
+pub fn last_scanned(reader: &impl Read) -> Result<Option<ScannedTip>, DbError> {
+    LAST_SCANNED.get(reader, &())
+}
+
+/// Why scanning halted, if it did.
+pub fn halted(reader: &impl Read) -> Result<Option<Halt>, DbError> {
+    HALTED.get(reader, &())
+}
+
+/// The final block at `height` whose outputs have not all joined the funds yet.
+pub fn final_block(reader: &impl Read, height: BlockHeight) -> Result<Option<FinalBlock>, DbError> {
+    FINAL_BLOCKS.get(reader, &height)
+}
+
+/// Takes the final block at `height` out: all its outputs are joining the funds now.
+pub fn take_final_block<D: Db>(txn: &mut Txn<'_, D>, height: BlockHeight) -> Result<Option<FinalBlock>, DbError> {
+    FINAL_BLOCKS.take(txn, &height)
+}
+
+/// Forgets the final block at `height` (a block without a Batch: its outputs joined the funds
+/// when it was acknowledged).
+pub fn forget_final_block<D: Db>(txn: &mut Txn<'_, D>, height: BlockHeight) {
+    FINAL_BLOCKS.delete(txn, &height);
+}
+
+/// A final block with outputs to the group, as reported.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct FinalBlock {
+    /// The block's id.
+    pub id: BlockId,
+    /// Its outputs to the group, in block order.
+    pub outputs: Vec<ReceivedOutput>,
+}
+
+impl FinalBlock {
+    /// Whether any output carries an InInstruction (then the block has a Batch).
+    pub fn has_instructions(&self) -> bool {
+        self.outputs.iter().any(|output| output.instruction.is_some())
+    }
+}
+
+/// Why scanning stopped for good.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Halt {
+    /// The height of the final block that changed.
+    pub height: BlockHeight,
+    /// The block reported at that height.
+    pub reported: BlockId,
+    /// The parent the next block named instead.
+    pub found: BlockId,
+}
+
+/// What handling one block did.
+#[derive(Debug)]
+pub enum BlockOutcome {
+    /// Not the block awaited, or not final: nothing changed.
+    Ignored(&'static str),
+    /// The chain source sent bytes that are not a valid block: nothing changed.
+    Refused(ChainError),
+    /// Scanned and reported.
+    Scanned {
+        /// The reports.
+        messages: Vec<ProcessorMessage>,
+    },
+    /// A final block changed: halted.
+    Halted {
+        /// The halt's report.
+        messages: Vec<ProcessorMessage>,
+    },
+}
+
+/// Whether block `height` was scanned here (or never will be, scanning having halted).
+pub fn scanned_or_halted(reader: &impl Read, height: BlockHeight) -> Result<bool, DbError> {
+    if HALTED.get(reader, &())?.is_some() {
+        return Ok(true);
+    }
+    Ok(SCANNER_NEXT.get(reader, &())?.is_some_and(|next| next > height))
+}
+
+/// The heights to fetch next, given the chain tip: final, not yet scanned, bounded.
+pub fn heights_to_fetch(
+    reader: &impl Read,
+    tip: BlockHeight,
+    mut confirmations: u64,
+    requested_through: Option<BlockHeight>,
+) -> Result<Vec<BlockHeight>, DbError> {
+    if crate::mutation::active(crate::mutation::Mutation::ReportBeforeFinal) {
+        confirmations = confirmations.saturating_sub(1);
+    }
+    if HALTED.get(reader, &())?.is_some() {
+        return Ok(vec![]);
+    }
+    let Some(next) = SCANNER_NEXT.get(reader, &())? else {
+        return Ok(vec![]);
+    };
+    let Some(last_final) = tip.0.checked_sub(confirmations) else {
+        return Ok(vec![]);
+    };
+    let from = match requested_through {
+        Some(through) if through.0 >= next.0 => through.0 + 1,
+        _ => next.0,
+    };
+    let to = last_final.min(next.0 + MAX_FETCH_AHEAD - 1);
+    Ok((from ..= to).map(BlockHeight).collect())
+}
+
+/// Scans block `height` if it is the next final block, in the caller's transaction.
+pub fn on_block<D: Db>(
+    txn: &mut Txn<'_, D>,
+    key_cache: &mut keygen::KeyCache,
+    chain: ExternalChain,
+    mut confirmations: u64,
+    tip: Option<BlockHeight>,
+    height: BlockHeight,
+    bytes: &[u8],
+) -> Result<BlockOutcome, DbError> {
+    if crate::mutation::active(crate::mutation::Mutation::ReportBeforeFinal) {
+        confirmations = confirmations.saturating_sub(1);
+    }
+    if HALTED.get(txn, &())?.is_some() {
+        return Ok(BlockOutcome::Ignored("scanning is halted"));
+    }
+    if SCANNER_NEXT.get(txn, &())? != Some(height) {
+        return Ok(BlockOutcome::Ignored("not the next block to scan"));
+    }
+    if !tip.is_some_and(|tip| tip.0.saturating_sub(height.0) >= confirmations) {
+        return Ok(BlockOutcome::Ignored("not final"));
+    }
+    let Some(keys) = key_cache.active(txn)? else {
+        return Ok(BlockOutcome::Ignored("no active keys"));
+    };
+    let scan_keys = [ScanKey { session: keys.session, key: keys.group_keys().chain }];
+    let watched = crate::transaction::eventuality::watched(txn, chain)?;
+    let scanned = match chain::scan_block_watching(chain, bytes, &scan_keys, &watched) {
+        Ok(scanned) => scanned,
+        Err(error) => return Ok(BlockOutcome::Refused(error)),
+    };
+
+    if let Some(ScannedTip { height: last_height, id: last_id }) = LAST_SCANNED.get(txn, &())? {
+        assert_eq!(last_height.0 + 1, height.0, "blocks are scanned strictly in order");
+        if scanned.parent != last_id {
+            let halt = Halt { height: last_height, reported: last_id, found: scanned.parent };
+            tracing::error!(
+                %chain, height = %last_height, reported = %last_id, found = %scanned.parent,
+                "a final block changed (reorganisation deeper than the confirmation depth): scanning halts"
+            );
+            HALTED.set(txn, &(), &halt);
+            let event = ScannerEvent::Halted { height: halt.height, reported: halt.reported, found: halt.found };
+            return Ok(BlockOutcome::Halted { messages: vec![ProcessorMessage::Scanner(event)] });
+        }
+    }
+
+    LAST_SCANNED.set(txn, &(), &ScannedTip { height, id: scanned.id });
+    SCANNER_NEXT.set(txn, &(), &BlockHeight(height.0 + 1));
+    let deposits: Vec<Deposit> = scanned
+        .outputs
+        .iter()
+        .map(|output| Deposit {
+            output_id: output.id.clone(),
+            amount: output.amount,
+            instruction: output.instruction.clone(),
+            kind: output.kind,
+        })
+        .collect();
+    // Outputs join the group's funds only when the coordinator acknowledges the block (and,
+    // for those with InInstructions, publishes its Batch): at the same point of the command
+    // stream at every processor, so every processor schedules alike.
+    if !scanned.outputs.is_empty() {
+        FINAL_BLOCKS.set(txn, &height, &FinalBlock { id: scanned.id, outputs: scanned.outputs.clone() });
+    }
+    let event = ScannerEvent::BlockFinal { height, block: scanned.id, deposits };
+    let mut messages = vec![ProcessorMessage::Scanner(event)];
+    messages.extend(crate::transaction::eventuality::resolve(txn, chain, height, &scanned)?);
+    Ok(BlockOutcome::Scanned { messages })
+}

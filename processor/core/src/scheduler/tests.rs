@@ -1,0 +1,187 @@
+//! Accounting properties of the scheduler, over random holdings, payments, fee rates and
+//! limits, including the outputs plans create coming back and being spent in turn.
+
+use super::*;
+use proptest::prelude::*;
+use crate::messages::OutputKind;
+use std::collections::BTreeSet;
+
+fn model(max_inputs: usize, max_outputs: usize, dust: u64) -> FeeModel {
+    FeeModel { base_units: 11, units_per_input: 58, units_per_output: 43, dust: Amount(dust), max_inputs, max_outputs }
+}
+
+fn payment(index: usize, amount: u64) -> Payment {
+    let mut id = [0u8; 32];
+    id[.. 8].copy_from_slice(&(index as u64).to_le_bytes());
+    Payment { id, destination: vec![index as u8], amount: Amount(amount) }
+}
+
+/// Checks every rule a plan must follow.
+fn check_plan(plan: &Plan, model: &FeeModel, rate: u64) -> Result<(), TestCaseError> {
+    prop_assert!(plan.conserves_value(), "value not conserved: {plan:?}");
+    prop_assert!(!plan.inputs.is_empty());
+    prop_assert!(plan.inputs.len() <= model.max_inputs);
+    prop_assert!(plan.output_count() <= model.max_outputs);
+    prop_assert!(plan.output_count() >= 1);
+    prop_assert!(plan.fee >= model.fee(rate, plan.inputs.len(), plan.output_count()), "fee below the model: {plan:?}");
+    for planned in &plan.payments {
+        prop_assert!(planned.paid.0 >= model.dust.0, "dust paid out");
+        prop_assert!(planned.paid <= planned.payment.amount);
+    }
+    if let Some(change) = plan.change {
+        prop_assert!(change.0 >= model.dust.0);
+    }
+    for branch in &plan.branches {
+        prop_assert!(branch.0 > 0);
+    }
+    if plan.kind == PlanKind::Payments {
+        // The fee is carried by the payments, except change below dust added to it.
+        let shares: u64 = plan.payments.iter().map(|p| p.payment.amount.0 - p.paid.0).sum();
+        prop_assert!(shares <= plan.fee.0);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Run the scheduler to quiescence, returning each plan's new outputs as they would come
+    /// back on chain: every payment is planned exactly once or forfeited or still waiting, no
+    /// output is spent twice, and the group's value is conserved across the whole history.
+    #[test]
+    fn scheduling_conserves_value_and_plans_each_payment_once(
+        holdings in proptest::collection::vec(1_000u64 .. 5_000_000, 1 .. 40),
+        payments in proptest::collection::vec(100u64 .. 2_000_000, 0 .. 60),
+        rate in 1u64 .. 50,
+        max_inputs in 1usize .. 12,
+        max_outputs in 2usize .. 10,
+        dust in 1u64 .. 2_000,
+    ) {
+        let model = model(max_inputs, max_outputs, dust);
+        let mut scheduler = Scheduler::default();
+        let mut next_id = 0u64;
+        let mut fresh = |amount: Amount| {
+            next_id += 1;
+            Utxo { id: crate::ids::OutputId(next_id.to_le_bytes().to_vec()), amount, kind: OutputKind::External }
+        };
+        let initial: u128 = holdings.iter().map(|h| *h as u128).sum();
+        for amount in &holdings {
+            scheduler.add_output(fresh(Amount(*amount)));
+        }
+        for (index, amount) in payments.iter().enumerate() {
+            scheduler.queue_payment(payment(index, *amount));
+        }
+
+        let mut spent = BTreeSet::new();
+        let mut paid_ids = BTreeSet::new();
+        let mut forfeited_ids = BTreeSet::new();
+        let (mut paid_out, mut fees) = (0u128, 0u128);
+        for _round in 0 .. 200 {
+            let scheduled = scheduler.schedule(rate, &model);
+            if scheduled.plans.is_empty() && scheduled.forfeited.is_empty() {
+                break;
+            }
+            for payment in scheduled.forfeited {
+                prop_assert!(forfeited_ids.insert(payment.id), "forfeited twice");
+                prop_assert!(!paid_ids.contains(&payment.id));
+            }
+            for plan in scheduled.plans {
+                check_plan(&plan, &model, rate)?;
+                for input in &plan.inputs {
+                    prop_assert!(spent.insert(input.id.clone()), "output spent twice: {:?}", input.id);
+                }
+                for planned in &plan.payments {
+                    prop_assert!(paid_ids.insert(planned.payment.id), "payment planned twice");
+                    prop_assert!(!forfeited_ids.contains(&planned.payment.id));
+                    paid_out += planned.paid.0 as u128;
+                }
+                fees += plan.fee.0 as u128;
+                // The plan's own outputs come back once its transaction is final.
+                for branch in &plan.branches {
+                    scheduler.add_output(fresh(*branch));
+                }
+                if let Some(change) = plan.change {
+                    scheduler.add_output(fresh(change));
+                }
+            }
+        }
+        // Everything is accounted for: paid, forfeited, or still queued.
+        let waiting: BTreeSet<[u8; 32]> = scheduler.queued().map(|p| p.id).collect();
+        prop_assert_eq!(paid_ids.len() + forfeited_ids.len() + waiting.len(), payments.len());
+        // Value: what the group held = paid out + fees + what it still holds.
+        let held: u128 = scheduler.available().iter().map(|u| u.amount.0 as u128).sum();
+        prop_assert_eq!(initial, paid_out + fees + held);
+        // Available outputs never include a spent one.
+        for utxo in scheduler.available() {
+            prop_assert!(!spent.contains(&utxo.id));
+        }
+        // Liveness: the payment at the head of the queue waits only if the group cannot fund
+        // it, or holds it only in more outputs than one transaction may spend.
+        let head = scheduler.queued().next().cloned();
+        if let Some(head) = head {
+            prop_assert!(held < head.amount.0 as u128 || scheduler.available().len() > model.max_inputs,
+                "payment {:?} waits though the group holds {held} in {} outputs", head, scheduler.available().len());
+        }
+    }
+}
+
+#[test]
+fn payments_are_batched_and_carry_their_fee() {
+    let model = model(10, 4, 330);
+    let mut scheduler = Scheduler::default();
+    scheduler.add_output(Utxo { id: crate::ids::OutputId(vec![1]), amount: Amount(1_000_000), kind: OutputKind::External });
+    for index in 0 .. 3 {
+        scheduler.queue_payment(payment(index, 100_000));
+    }
+    let scheduled = scheduler.schedule(10, &model);
+    assert_eq!(scheduled.plans.len(), 1);
+    let plan = &scheduled.plans[0];
+    assert_eq!(plan.payments.len(), 3);
+    // One input, three payments and change: 11 + 58 + 4 * 43 = 241 vB at 10 sat/vB.
+    assert_eq!(plan.fee, Amount(2_410));
+    assert_eq!(plan.payments.iter().map(|p| p.paid.0).collect::<Vec<_>>(), vec![100_000 - 804, 100_000 - 803, 100_000 - 803]);
+    assert_eq!(plan.change, Some(Amount(700_000)));
+}
+
+#[test]
+fn a_payment_that_cannot_pay_its_fee_is_forfeited_and_accounted() {
+    let model = model(10, 4, 330);
+    let mut scheduler = Scheduler::default();
+    scheduler.add_output(Utxo { id: crate::ids::OutputId(vec![1]), amount: Amount(1_000_000), kind: OutputKind::External });
+    scheduler.queue_payment(payment(0, 500));
+    scheduler.queue_payment(payment(1, 50_000));
+    let scheduled = scheduler.schedule(10, &model);
+    assert_eq!(scheduled.forfeited, vec![payment(0, 500)]);
+    assert_eq!(scheduled.plans.len(), 1);
+    assert_eq!(scheduled.plans[0].payments.len(), 1);
+}
+
+#[test]
+fn too_many_payments_for_one_output_branch_first() {
+    let model = model(10, 3, 330);
+    let mut scheduler = Scheduler::default();
+    scheduler.add_output(Utxo { id: crate::ids::OutputId(vec![1]), amount: Amount(10_000_000), kind: OutputKind::External });
+    for index in 0 .. 6 {
+        scheduler.queue_payment(payment(index, 100_000));
+    }
+    let scheduled = scheduler.schedule(1, &model);
+    assert_eq!(scheduled.plans.len(), 1);
+    let branch = &scheduled.plans[0];
+    assert_eq!(branch.kind, PlanKind::Branch);
+    assert_eq!(branch.branches, vec![Amount(200_000), Amount(200_000)]);
+    assert_eq!(scheduler.queued().count(), 6, "payments wait for the branch outputs");
+}
+
+#[test]
+fn many_small_outputs_are_consolidated_when_no_selection_fits() {
+    let model = model(3, 4, 330);
+    let mut scheduler = Scheduler::default();
+    for index in 0 .. 10u8 {
+        scheduler.add_output(Utxo { id: crate::ids::OutputId(vec![index]), amount: Amount(10_000), kind: OutputKind::External });
+    }
+    scheduler.queue_payment(payment(0, 50_000));
+    let scheduled = scheduler.schedule(1, &model);
+    assert_eq!(scheduled.plans.len(), 1);
+    assert_eq!(scheduled.plans[0].kind, PlanKind::Consolidation);
+    assert_eq!(scheduled.plans[0].inputs.len(), 3);
+}

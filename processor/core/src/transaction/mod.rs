@@ -1,0 +1,297 @@
+//! Plans become threshold-signed transactions, and their completion is recognised on chain.
+//!
+//! Signing starts when a plan is made (attempt 0) and follows the shape of every signing
+//! attempt ([`crate::sign`]): a preprocess per attempt, the signing set's preprocesses from the
+//! coordinator, a share, the set's shares. A plan's transaction is built deterministically
+//! from the plan, so whatever the attempt, the group only ever signs one version of it: no two
+//! transactions spending the same inputs to different outputs. Each chain's signing is one
+//! [`ChainSigner`] ([`bitcoin::BitcoinSigner`], [`monero::MoneroSigner`]); this module runs
+//! the attempts for both and keeps signed transactions until they are final.
+//!
+//! Monero differs in one more way: a plan's inputs need rings from the chain, which the core
+//! asks the driver for ([`crate::core::Effect::SelectDecoys`]) before signing can begin
+//! ([`monero::decoys_arrived`]). Completion on chain is [`eventuality`]'s business.
+
+pub mod bitcoin;
+pub mod eventuality;
+pub mod monero;
+
+use crate::db::{tables, Db, DbError, Read, Txn};
+use crate::ids::{ExternalChain, Participant, PlanId};
+use crate::keygen::{KeyCache, KeyShare, ThresholdKeyPair};
+use crate::messages::{ProcessorMessage, SignEvent, SignId, SignTarget};
+use crate::payments::{self, PlanRecord, PlanState};
+use crate::sign::{self, Attempts, SignError, SigningSet};
+use rand_core::{CryptoRng, RngCore};
+
+/// Transaction signing attempts held in memory at once, per chain.
+pub const MAX_LIVE_ATTEMPTS: usize = 64;
+/// Inputs one plan may have (bounds a preprocess's size and the signing work per command).
+pub const MAX_INPUTS: usize = 1_000;
+
+tables! {
+    /// Signed transactions not yet seen final, by plan: published until they are.
+    UNCONFIRMED: Table<PlanId, Vec<u8>> = b"pay/unconfirmed/";
+}
+
+/// A signed transaction.
+pub struct SignedTransaction {
+    /// Its chain id (Bitcoin's txid, Monero's hash).
+    pub id: Vec<u8>,
+    /// Its chain encoding, as published.
+    pub bytes: Vec<u8>,
+}
+
+/// One chain's threshold signing of a plan's transaction, in the three steps of an attempt.
+/// Every call is given the plan and the group's keys; the signing set has been checked
+/// ([`SigningSet::check`]) before a step that uses nonces is called.
+pub trait ChainSigner {
+    /// What an attempt holds between its preprocess and its share (nonces, a machine).
+    type Preprocessed;
+    /// What an attempt holds between its share and the aggregation.
+    type Shared;
+
+    /// The signing set's shape for this chain's key share.
+    fn signing_set(keys: &ThresholdKeyPair) -> Result<SigningSet, SignError>;
+
+    /// Commits to fresh nonces for the plan's transaction: the attempt's state and the
+    /// preprocess to send, or `None` if the plan cannot be signed yet (Monero: no rings).
+    fn preprocess(
+        reader: &impl Read,
+        keys: &ThresholdKeyPair,
+        record: &PlanRecord,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Option<(Self::Preprocessed, Vec<u8>)>, SignError>;
+
+    /// The signing set's preprocesses: our share.
+    fn share(
+        keys: &ThresholdKeyPair,
+        record: &PlanRecord,
+        state: Self::Preprocessed,
+        preprocesses: &[(Participant, Vec<u8>)],
+    ) -> Result<(Self::Shared, Vec<u8>), SignError>;
+
+    /// The signing set's shares: the signed transaction (a bad share names its culprit).
+    fn complete(
+        keys: &ThresholdKeyPair,
+        record: &PlanRecord,
+        state: Self::Shared,
+        shares: &[(Participant, Vec<u8>)],
+    ) -> Result<SignedTransaction, SignError>;
+}
+
+/// Where one attempt of one chain stands.
+enum Stage<S: ChainSigner> {
+    Preprocessed(S::Preprocessed),
+    Shared(S::Shared),
+}
+
+/// The signing set's shape for one key share.
+pub(crate) fn signing_set_of<C: frost_core::Ciphersuite>(share: &KeyShare<C>) -> Result<SigningSet, SignError> {
+    let participants = u16::try_from(share.public.verifying_shares().len()).unwrap_or(u16::MAX);
+    let me = sign::participant_of(share.share.identifier(), participants)
+        .ok_or_else(|| SignError::refused("our share is not in the group"))?;
+    Ok(SigningSet { threshold: *share.share.min_signers(), participants, me })
+}
+
+/// The live attempts of one chain's signer.
+struct ChainAttempts<S: ChainSigner>(Attempts<Stage<S>>);
+
+impl<S: ChainSigner> ChainAttempts<S> {
+    fn new() -> Self {
+        ChainAttempts(Attempts::new(MAX_LIVE_ATTEMPTS))
+    }
+
+    fn preprocess<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        keys: &ThresholdKeyPair,
+        record: &PlanRecord,
+        id: SignId,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Option<ProcessorMessage>, SignError> {
+        if sign::was_preprocessed(txn, id)? {
+            return Ok(None);
+        }
+        let Some((state, preprocess)) = S::preprocess(txn, keys, record, rng)? else { return Ok(None) };
+        sign::first_preprocess(txn, id)?;
+        self.0.insert(id, Stage::Preprocessed(state));
+        Ok(Some(ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess })))
+    }
+
+    fn share(
+        &mut self,
+        keys: &ThresholdKeyPair,
+        record: &PlanRecord,
+        id: SignId,
+        preprocesses: &[(Participant, Vec<u8>)],
+    ) -> Result<Vec<u8>, SignError> {
+        S::signing_set(keys)?.check(preprocesses.iter().map(|(participant, _)| participant))?;
+        // Taken out now: whatever happens next, these nonces are never used again.
+        let Some(Stage::Preprocessed(state)) = self.0.take(&id) else {
+            return Err(SignError::Refused(format!("no live nonces for {id:?} (already used, or lost in a restart)")));
+        };
+        let (state, share) = S::share(keys, record, state, preprocesses)?;
+        self.0.insert(id, Stage::Shared(state));
+        Ok(share)
+    }
+
+    fn complete(
+        &mut self,
+        keys: &ThresholdKeyPair,
+        record: &PlanRecord,
+        id: SignId,
+        shares: &[(Participant, Vec<u8>)],
+    ) -> Result<SignedTransaction, SignError> {
+        S::signing_set(keys)?.check_shares(shares.iter().map(|(participant, _)| participant))?;
+        let Some(Stage::Shared(state)) = self.0.take(&id) else {
+            return Err(SignError::Refused(format!("no signing state for {id:?} here")));
+        };
+        S::complete(keys, record, state, shares)
+    }
+}
+
+/// In-memory transaction signing state of both chains. Never persisted.
+pub struct TransactionSigner {
+    bitcoin: ChainAttempts<bitcoin::BitcoinSigner>,
+    monero: ChainAttempts<monero::MoneroSigner>,
+    keys: KeyCache,
+}
+
+impl Default for TransactionSigner {
+    fn default() -> Self {
+        TransactionSigner { bitcoin: ChainAttempts::new(), monero: ChainAttempts::new(), keys: KeyCache::default() }
+    }
+}
+
+impl TransactionSigner {
+    /// The plan attempt `id` signs, checked to be signed by `id`'s session.
+    fn record<D: Db>(txn: &Txn<'_, D>, id: SignId) -> Result<PlanRecord, SignError> {
+        let SignTarget::Transaction(plan) = id.target else {
+            return Err(SignError::refused("not a transaction"));
+        };
+        let record = payments::plan(txn, plan)?.ok_or_else(|| SignError::Refused(format!("no plan {plan} here")))?;
+        if record.session != id.session {
+            return Err(SignError::Refused(format!("plan {plan} is not signed by session {}", id.session)));
+        }
+        Ok(record)
+    }
+
+    fn keys<D: Db>(&mut self, txn: &Txn<'_, D>, id: SignId) -> Result<std::sync::Arc<ThresholdKeyPair>, SignError> {
+        self.keys.get(txn, id.session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))
+    }
+
+    /// A plan was just made (or its rings arrived): attempt 0 begins, if it can.
+    pub fn start<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        plan: PlanId,
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let record = payments::plan(txn, plan)?.ok_or_else(|| SignError::Refused(format!("no plan {plan}")))?;
+        if record.state != PlanState::Planned {
+            return Ok(vec![]);
+        }
+        let id = SignId { session: record.session, target: SignTarget::Transaction(plan), attempt: record.attempt };
+        Ok(self.preprocess(txn, rng, &record, id)?.into_iter().collect())
+    }
+
+    fn preprocess<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        record: &PlanRecord,
+        id: SignId,
+    ) -> Result<Option<ProcessorMessage>, SignError> {
+        let inputs = record.plan.inputs.len();
+        if inputs == 0 || inputs > MAX_INPUTS {
+            return Err(SignError::Refused(format!("a plan with {inputs} inputs cannot be signed")));
+        }
+        let keys = self.keys(txn, id)?;
+        match record.chain {
+            ExternalChain::Bitcoin => self.bitcoin.preprocess(txn, &keys, record, id, rng),
+            ExternalChain::Monero => self.monero.preprocess(txn, &keys, record, id, rng),
+        }
+    }
+
+    /// The coordinator's next attempt at a plan: fresh nonces.
+    pub fn reattempt<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        rng: &mut (impl RngCore + CryptoRng),
+        id: SignId,
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let mut record = Self::record(txn, id)?;
+        if record.state != PlanState::Planned || id.attempt <= record.attempt {
+            return Ok(vec![]);
+        }
+        record.attempt = id.attempt;
+        payments::save_plan(txn, &record);
+        Ok(self.preprocess(txn, rng, &record, id)?.into_iter().collect())
+    }
+
+    /// The signing set's preprocesses: our share of the transaction's signatures.
+    pub fn preprocesses<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        id: SignId,
+        preprocesses: &[(Participant, Vec<u8>)],
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let record = Self::record(txn, id)?;
+        if record.state != PlanState::Planned {
+            return Ok(vec![]);
+        }
+        let keys = self.keys(txn, id)?;
+        let share = match record.chain {
+            ExternalChain::Bitcoin => self.bitcoin.share(&keys, &record, id, preprocesses)?,
+            ExternalChain::Monero => self.monero.share(&keys, &record, id, preprocesses)?,
+        };
+        Ok(vec![ProcessorMessage::Sign(SignEvent::Share { id, share })])
+    }
+
+    /// The signing set's shares: the signed transaction (kept to be published until it is seen
+    /// final), and a completion report.
+    pub fn shares<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        id: SignId,
+        shares: &[(Participant, Vec<u8>)],
+    ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let mut record = Self::record(txn, id)?;
+        if record.state != PlanState::Planned {
+            return Ok(vec![]);
+        }
+        let keys = self.keys(txn, id)?;
+        let signed = match record.chain {
+            ExternalChain::Bitcoin => self.bitcoin.complete(&keys, &record, id, shares)?,
+            ExternalChain::Monero => self.monero.complete(&keys, &record, id, shares)?,
+        };
+        record.state = PlanState::Signed { transaction: signed.bytes.clone() };
+        payments::save_plan(txn, &record);
+        UNCONFIRMED.set(txn, &record.id, &signed.bytes);
+        tracing::info!(plan = %record.id, chain = %record.chain, id = %hex::encode(&signed.id), "transaction signed");
+        Ok(vec![ProcessorMessage::Sign(SignEvent::Completed { plan: record.id, transaction: signed.id })])
+    }
+}
+
+/// Marks a plan complete: signing and publishing stop, and what spending its inputs needed is
+/// dropped.
+pub fn complete<D: Db>(txn: &mut Txn<'_, D>, record: &mut PlanRecord, transaction: Vec<u8>) {
+    UNCONFIRMED.delete(txn, &record.id);
+    if record.chain == ExternalChain::Monero {
+        monero::forget_inputs(txn, record);
+    }
+    tracing::info!(plan = %record.id, transaction = %hex::encode(&transaction), "plan completed on chain");
+    record.state = PlanState::Completed { transaction };
+    payments::save_plan(txn, record);
+}
+
+/// Signed transactions not yet seen final, to (re)publish.
+pub fn unconfirmed(reader: &impl Read) -> Result<Vec<(PlanId, Vec<u8>)>, DbError> {
+    UNCONFIRMED.entries(reader)
+}
+
+/// The signed transaction of `plan`, while it is not yet final.
+pub fn unconfirmed_transaction(reader: &impl Read, plan: PlanId) -> Result<Option<Vec<u8>>, DbError> {
+    UNCONFIRMED.get(reader, &plan)
+}

@@ -1,0 +1,137 @@
+//! Monero Burns end as threshold-signed RingCT transactions (CLSAG over monero-wallet's
+//! multisig, 3-of-4, rings selected deterministically from the chain) that the mock chain
+//! verifies and mines, each Burn paid exactly once; also with one signer silent and with one
+//! sending bad shares.
+
+mod common;
+
+use common::*;
+use coordinator::local::{Faults, LocalNetwork};
+use coordinator::Observation;
+use mock_chains::monero::{Depositor, MockMonero, MoneroConfig, WalletKeys};
+use monero_wallet::address::Network;
+use processor_core::chain::instruction::encode_instruction;
+use processor_core::chain::monero::group_address;
+use processor_core::ids::{Amount, ExternalChain, Millis, Participant};
+use processor_core::messages::{Burn, ChainPublicKey, InInstruction, OutputKind};
+use processor_core::payments::PlanState;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+const CONFIRMATIONS: u64 = 3;
+/// Piconero per byte-equivalent weight, as monerod's lowest tier (the mock's minimum).
+const FEE_RATE: u64 = 20_000;
+const XMR: u64 = 1_000_000_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disturbance {
+    None,
+    Silent,
+    BadShares,
+}
+
+/// A wallet that receives Burns, and how much it has received on chain.
+fn received(chain: &MockMonero, keys: &WalletKeys) -> u64 {
+    let mut scanner = monero_wallet::Scanner::new(keys.view_pair());
+    (0 ..= chain.tip_height())
+        .filter_map(|height| chain.scannable_block_at(height))
+        .filter_map(|block| scanner.scan(block).ok())
+        .flat_map(|found| found.not_additionally_locked())
+        .map(|output| output.commitment().amount)
+        .sum()
+}
+
+fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> LocalNetwork {
+    let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
+    let mut depositor = Depositor::new(seed ^ 0xd0d0);
+    for _ in 0 .. 12 {
+        chain.mine_to(&depositor.address());
+    }
+    let chain = Rc::new(RefCell::new(chain));
+    let faults = if disturbance == Disturbance::None { Faults::crashing() } else { Faults::unreliable() };
+    let (mut network, keys) =
+        network_with_keys(4, 3, ExternalChain::Monero, seed, faults, Box::new(SharedMonero(chain.clone())), CONFIRMATIONS);
+    let ChainPublicKey::Monero { spend_key } = keys.chain else { panic!("not a Monero key") };
+    let address = group_address(&spend_key, Network::Mainnet).unwrap();
+    for (amount, account) in [(6 * XMR / 10, Some(1u8)), (4 * XMR / 10, None)] {
+        let instruction = account.map(|a| encode_instruction(&InInstruction { account: [a; 32] }));
+        let transaction = depositor.deposit(&chain.borrow(), &address, amount, instruction.as_deref()).unwrap();
+        chain.borrow_mut().submit(transaction).unwrap();
+        chain.borrow_mut().mine();
+    }
+    for _ in 0 .. CONFIRMATIONS {
+        chain.borrow_mut().mine();
+    }
+    assert!(network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 1));
+    run_for(&mut network, 5_000);
+
+    match disturbance {
+        Disturbance::Silent => network.set_silent(3, true),
+        Disturbance::BadShares => network.make_byzantine_signer(3),
+        Disturbance::None => {}
+    }
+    let recipients: Vec<WalletKeys> = (0 .. 3).map(|i| WalletKeys::from_seed(seed * 10 + i)).collect();
+    let burns: Vec<Burn> = recipients
+        .iter()
+        .enumerate()
+        .map(|(i, wallet)| Burn {
+            id: [i as u8 + 1; 32],
+            destination: wallet.address().to_string().into_bytes(),
+            amount: Amount((i as u64 + 1) * XMR / 10),
+        })
+        .collect();
+    network.burn(ExternalChain::Monero, burns.clone(), FEE_RATE);
+
+    let live: Vec<usize> = if disturbance == Disturbance::Silent { vec![0, 1, 2] } else { vec![0, 1, 2, 3] };
+    mine_until_paid(&mut network, &live, 900_000, || {
+        chain.borrow_mut().mine();
+    });
+    let chain = chain.borrow();
+    for (burn, wallet) in burns.iter().zip(&recipients) {
+        let (record, paid) = plan_paying(&network, 0, burn);
+        assert_eq!(received(&chain, wallet), paid, "Burn {} was not paid exactly once", burn.id[0]);
+        assert!(paid < burn.amount.0 && paid > burn.amount.0 - XMR / 100, "the fee share is small and carried by the payment");
+        let PlanState::Completed { transaction } = &record.state else { unreachable!() };
+        let hash: [u8; 32] = transaction.as_slice().try_into().unwrap();
+        assert!(chain.tx_height(&hash).is_some(), "the plan's transaction is not on chain");
+    }
+    // Change came back to the change subaddress and joined the funds at every live processor.
+    for index in &live {
+        let scheduler = processor_core::scheduler::Scheduler::load(network.db(*index)).unwrap();
+        assert!(
+            scheduler.available().iter().any(|u| u.kind == OutputKind::Change),
+            "processor {index} has no change output"
+        );
+    }
+    drop(chain);
+    network
+}
+
+#[test]
+fn monero_burns_are_paid_on_chain_exactly_once() {
+    let network = payments_reach_the_chain(31, Disturbance::None);
+    assert!(network.stats().crashes > 0);
+}
+
+#[test]
+fn monero_three_of_four_pay_while_one_is_silent() {
+    payments_reach_the_chain(32, Disturbance::Silent);
+}
+
+#[test]
+fn monero_bad_shares_are_blamed_and_the_rest_pay() {
+    let network = payments_reach_the_chain(33, Disturbance::BadShares);
+    let blamed: Vec<Participant> = network
+        .coordinator()
+        .observations()
+        .iter()
+        .filter_map(|o| match o {
+            Observation::SigningBlamed { id, accused, .. } if matches!(id.target, processor_core::messages::SignTarget::Transaction(_)) => {
+                Some(*accused)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!blamed.is_empty(), "nobody was blamed");
+    assert!(blamed.iter().all(|accused| *accused == Participant::from_position(3)), "an honest signer was blamed: {blamed:?}");
+}
