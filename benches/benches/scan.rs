@@ -6,10 +6,10 @@
 //!   monero-wallet's own scanner on the same block.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use processor_benches::{mainnet_block, monero_block, synthetic_bitcoin_block};
 use processor_core::chain;
 use processor_core::ids::ExternalChain;
 use processor_core::messages::ChainPublicKey;
-use processor_benches::{mainnet_block, monero_block, synthetic_bitcoin_block};
 use std::hint::black_box;
 
 fn bitcoin(c: &mut Criterion) {
@@ -34,9 +34,11 @@ fn bitcoin(c: &mut Criterion) {
     for outputs in [1_000usize, 5_000] {
         let (bytes, key) = synthetic_bitcoin_block(outputs, 10, outputs as u64);
         group.throughput(Throughput::Elements(outputs as u64));
-        group.bench_with_input(BenchmarkId::new("synthetic_outputs/floor_consensus_decode", outputs), &bytes, |b, bytes| {
-            b.iter(|| bitcoin::consensus::deserialize::<bitcoin::Block>(black_box(bytes)).unwrap())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("synthetic_outputs/floor_consensus_decode", outputs),
+            &bytes,
+            |b, bytes| b.iter(|| bitcoin::consensus::deserialize::<bitcoin::Block>(black_box(bytes)).unwrap()),
+        );
         group.bench_with_input(BenchmarkId::new("synthetic_outputs/scan_block", outputs), &bytes, |b, bytes| {
             b.iter(|| chain::scan_block(ExternalChain::Bitcoin, black_box(bytes), &[key]).unwrap())
         });
@@ -54,7 +56,7 @@ fn monero(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("floor_one_scalar_mult_per_tx", transactions), |b| {
             let point = ED25519_BASEPOINT_POINT * Scalar::from(12345u64);
             let scalar = Scalar::from(987654321u64);
-            b.iter(|| (0 .. transactions).map(|_| black_box(scalar) * black_box(point)).fold(point, |a, p| a + p))
+            b.iter(|| (0..transactions).map(|_| black_box(scalar) * black_box(point)).fold(point, |a, p| a + p))
         });
         group.bench_function(BenchmarkId::new("monero_wallet_scanner", transactions), |b| {
             let ChainPublicKey::Monero { spend_key } = key.key else { unreachable!() };

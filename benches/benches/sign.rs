@@ -3,12 +3,14 @@
 //! beside bare frost-core signing of the same message(s) with the same keys.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use processor_benches::signing::*;
 use processor_core::batch::{batch_message, BatchSigner};
 use processor_core::db::{Db, MemDb};
 use processor_core::ids::{Attempt, Participant};
-use processor_core::messages::{decode, encode, CoordinatorMessage, ProcessorMessage, SignCommand, SignEvent, SignId, SignTarget};
+use processor_core::messages::{
+    decode, encode, CoordinatorMessage, ProcessorMessage, SignCommand, SignEvent, SignId, SignTarget,
+};
 use processor_core::transaction::TransactionSigner;
-use processor_benches::signing::*;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
@@ -27,7 +29,11 @@ fn opaque(message: ProcessorMessage) -> Vec<u8> {
 }
 
 /// One signing step at every signer: `step` gets the signer's index and a transaction.
-fn each<S>(dbs: &[MemDb], signers: &mut [S], mut step: impl FnMut(usize, &mut S, &mut processor_core::db::Txn<'_, MemDb>) -> Vec<ProcessorMessage>) -> Vec<(Participant, Vec<u8>)> {
+fn each<S>(
+    dbs: &[MemDb],
+    signers: &mut [S],
+    mut step: impl FnMut(usize, &mut S, &mut processor_core::db::Txn<'_, MemDb>) -> Vec<ProcessorMessage>,
+) -> Vec<(Participant, Vec<u8>)> {
     signers
         .iter_mut()
         .enumerate()
@@ -46,9 +52,9 @@ fn batch_signing(c: &mut Criterion) {
     group.sample_size(10);
     for (t, n) in [(3u16, 4u16), (11, 16), (67, 100)] {
         let dbs = bitcoin_signers(n, t, u64::from(n));
-        let dbs = &dbs[.. usize::from(t)];
+        let dbs = &dbs[..usize::from(t)];
         let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let mut signers: Vec<BatchSigner> = (0 .. t).map(|_| BatchSigner::default()).collect();
+        let mut signers: Vec<BatchSigner> = (0..t).map(|_| BatchSigner::default()).collect();
         let mut attempt = 0u32;
         group.bench_function(BenchmarkId::new("processor_round", format!("{t}-of-{n}")), |b| {
             b.iter(|| {
@@ -56,12 +62,21 @@ fn batch_signing(c: &mut Criterion) {
                 let batch = dbs.iter().map(|db| record_batch(db, 10, attempt - 1)).last().expect("signers");
                 let id = SignId { session: SESSION, target: SignTarget::Batch(batch), attempt: Attempt(attempt) };
                 let preprocesses = each(dbs, &mut signers, |_, signer, txn| {
-                    let CoordinatorMessage::Sign(SignCommand::Reattempt { id }) = wire(CoordinatorMessage::Sign(SignCommand::Reattempt { id })) else { unreachable!() };
+                    let CoordinatorMessage::Sign(SignCommand::Reattempt { id }) =
+                        wire(CoordinatorMessage::Sign(SignCommand::Reattempt { id }))
+                    else {
+                        unreachable!()
+                    };
                     signer.reattempt(txn, &mut rng, id).expect("preprocess")
                 });
                 let shares = each(dbs, &mut signers, |_, signer, txn| {
-                    let command = wire(CoordinatorMessage::Sign(SignCommand::Preprocesses { id, preprocesses: preprocesses.clone() }));
-                    let CoordinatorMessage::Sign(SignCommand::Preprocesses { preprocesses, .. }) = command else { unreachable!() };
+                    let command = wire(CoordinatorMessage::Sign(SignCommand::Preprocesses {
+                        id,
+                        preprocesses: preprocesses.clone(),
+                    }));
+                    let CoordinatorMessage::Sign(SignCommand::Preprocesses { preprocesses, .. }) = command else {
+                        unreachable!()
+                    };
                     signer.preprocesses(txn, id, &preprocesses).expect("share")
                 });
                 for (index, signer) in signers.iter_mut().enumerate() {
@@ -89,7 +104,13 @@ fn batch_signing(c: &mut Criterion) {
                 let package = frost_core::SigningPackage::new(commitments, &message);
                 let shares: BTreeMap<_, _> = keys
                     .iter()
-                    .map(|key| (*key.share.identifier(), frost_core::round2::sign(&package, &nonces[key.share.identifier()], &key.share).expect("share")))
+                    .map(|key| {
+                        (
+                            *key.share.identifier(),
+                            frost_core::round2::sign(&package, &nonces[key.share.identifier()], &key.share)
+                                .expect("share"),
+                        )
+                    })
                     .collect();
                 frost_core::aggregate(&package, &shares, &keys[0].public).expect("signature")
             })
@@ -102,7 +123,8 @@ fn batch_signing(c: &mut Criterion) {
 fn transaction_round(dbs: &[MemDb], signers: &mut [TransactionSigner], rng: &mut ChaCha20Rng, id: SignId) {
     let preprocesses = each(dbs, signers, |_, signer, txn| signer.reattempt(txn, rng, id).expect("preprocess"));
     let shares = each(dbs, signers, |_, signer, txn| {
-        let command = wire(CoordinatorMessage::Sign(SignCommand::Preprocesses { id, preprocesses: preprocesses.clone() }));
+        let command =
+            wire(CoordinatorMessage::Sign(SignCommand::Preprocesses { id, preprocesses: preprocesses.clone() }));
         let CoordinatorMessage::Sign(SignCommand::Preprocesses { preprocesses, .. }) = command else { unreachable!() };
         signer.preprocesses(txn, id, &preprocesses).expect("share")
     });
@@ -118,23 +140,29 @@ fn bitcoin_transaction_signing(c: &mut Criterion) {
     let mut group = c.benchmark_group("bitcoin_transaction_signing");
     group.sample_size(10);
     let all = bitcoin_signers(4, 3, 44);
-    let dbs = &all[.. 3];
+    let dbs = &all[..3];
     let keys = chain_shares(dbs);
     for inputs in [1usize, 10, 100] {
         let plan = bitcoin_plan(inputs);
         let mut rng = ChaCha20Rng::seed_from_u64(2);
-        let mut signers: Vec<TransactionSigner> = (0 .. 3).map(|_| TransactionSigner::default()).collect();
+        let mut signers: Vec<TransactionSigner> = (0..3).map(|_| TransactionSigner::default()).collect();
         let mut attempt = 0u32;
         group.bench_function(BenchmarkId::new("processor_round_3_of_4", inputs), |b| {
             b.iter(|| {
                 attempt += 1;
                 let plan_id = dbs.iter().map(|db| record_plan(db, &plan, attempt - 1)).last().expect("signers");
-                let id = SignId { session: SESSION, target: SignTarget::Transaction(plan_id), attempt: Attempt(attempt) };
+                let id =
+                    SignId { session: SESSION, target: SignTarget::Transaction(plan_id), attempt: Attempt(attempt) };
                 transaction_round(dbs, &mut signers, &mut rng, id);
             })
         });
         // The floor: frost-secp256k1-tr signing each input's sighash with its taproot tweak.
-        let internal_key = match processor_core::keygen::active_keys(&dbs[0]).expect("in-memory").expect("installed").group_keys().chain {
+        let internal_key = match processor_core::keygen::active_keys(&dbs[0])
+            .expect("in-memory")
+            .expect("installed")
+            .group_keys()
+            .chain
+        {
             processor_core::messages::ChainPublicKey::Bitcoin { internal_key } => internal_key,
             processor_core::messages::ChainPublicKey::Monero { .. } => unreachable!(),
         };
@@ -147,7 +175,8 @@ fn bitcoin_transaction_signing(c: &mut Criterion) {
                     let mut nonces = BTreeMap::new();
                     let mut commitments = BTreeMap::new();
                     for key in &keys {
-                        let (nonce, commitment) = frost_secp256k1_tr::round1::commit(key.share.signing_share(), &mut rng);
+                        let (nonce, commitment) =
+                            frost_secp256k1_tr::round1::commit(key.share.signing_share(), &mut rng);
                         nonces.insert(*key.share.identifier(), nonce);
                         commitments.insert(*key.share.identifier(), commitment);
                     }
@@ -155,11 +184,17 @@ fn bitcoin_transaction_signing(c: &mut Criterion) {
                     let shares: BTreeMap<_, _> = keys
                         .iter()
                         .map(|key| {
-                            let share = frost_secp256k1_tr::round2::sign_with_tweak(&package, &nonces[key.share.identifier()], &key.share, root);
+                            let share = frost_secp256k1_tr::round2::sign_with_tweak(
+                                &package,
+                                &nonces[key.share.identifier()],
+                                &key.share,
+                                root,
+                            );
                             (*key.share.identifier(), share.expect("share"))
                         })
                         .collect();
-                    frost_secp256k1_tr::aggregate_with_tweak(&package, &shares, &keys[0].public, root).expect("signature");
+                    frost_secp256k1_tr::aggregate_with_tweak(&package, &shares, &keys[0].public, root)
+                        .expect("signature");
                 }
             })
         });
@@ -175,7 +210,7 @@ fn monero_transaction_signing(c: &mut Criterion) {
         let fixture = monero_signing(inputs, 50 + inputs as u64);
         let dbs = &fixture.dbs;
         let mut rng = ChaCha20Rng::seed_from_u64(3);
-        let mut signers: Vec<TransactionSigner> = (0 .. 3).map(|_| TransactionSigner::default()).collect();
+        let mut signers: Vec<TransactionSigner> = (0..3).map(|_| TransactionSigner::default()).collect();
         let mut attempt = 0u32;
         group.bench_function(BenchmarkId::new("processor_round_3_of_4", inputs), |b| {
             b.iter(|| {
@@ -183,16 +218,23 @@ fn monero_transaction_signing(c: &mut Criterion) {
                 for db in dbs {
                     reset_plan(db, &fixture.record, attempt - 1);
                 }
-                let id = SignId { session: SESSION, target: SignTarget::Transaction(fixture.record.id), attempt: Attempt(attempt) };
+                let id = SignId {
+                    session: SESSION,
+                    target: SignTarget::Transaction(fixture.record.id),
+                    attempt: Attempt(attempt),
+                };
                 transaction_round(dbs, &mut signers, &mut rng, id);
             })
         });
         // The floor: monero-wallet's own multisig machines on the same transaction, no wire, no
         // DB, one completion.
-        let parsed: Vec<monero_wallet::OutputWithDecoys> =
-            fixture.inputs.iter().map(|bytes| monero_wallet::OutputWithDecoys::read(&mut bytes.as_slice()).expect("parses")).collect();
-        let signable =
-            processor_core::transaction::monero::signable(&fixture.record, &fixture.spend_key, parsed).expect("buildable");
+        let parsed: Vec<monero_wallet::OutputWithDecoys> = fixture
+            .inputs
+            .iter()
+            .map(|bytes| monero_wallet::OutputWithDecoys::read(&mut bytes.as_slice()).expect("parses"))
+            .collect();
+        let signable = processor_core::transaction::monero::signable(&fixture.record, &fixture.spend_key, parsed)
+            .expect("buildable");
         group.bench_function(BenchmarkId::new("bare_monero_wallet_3_of_4", inputs), |b| {
             b.iter(|| {
                 let mut machines = Vec::new();

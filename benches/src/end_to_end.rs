@@ -31,7 +31,7 @@ fn transaction(tag: u64, output: Vec<TxOut>, coinbase: bool) -> Transaction {
         OutPoint::null()
     } else {
         let mut txid = [0u8; 32];
-        txid[.. 8].copy_from_slice(&tag.to_le_bytes());
+        txid[..8].copy_from_slice(&tag.to_le_bytes());
         OutPoint { txid: bitcoin::Txid::from_byte_array(txid), vout: 0 }
     };
     let script_sig = if coinbase { ScriptBuf::from_bytes(tag.to_le_bytes().to_vec()) } else { ScriptBuf::new() };
@@ -49,15 +49,20 @@ pub fn chain_with_deposits(internal_key: &[u8; 32], outputs: usize, confirmation
     let group = processor_core::chain::bitcoin::group_script(internal_key).expect("a valid key");
     let mut blocks = Vec::new();
     let mut previous = bitcoin::BlockHash::all_zeros();
-    for height in 0 ..= 1 + confirmations {
-        let coinbase = transaction(height, vec![TxOut { value: Amount::from_sat(50), script_pubkey: ScriptBuf::new() }], true);
+    for height in 0..=1 + confirmations {
+        let coinbase =
+            transaction(height, vec![TxOut { value: Amount::from_sat(50), script_pubkey: ScriptBuf::new() }], true);
         let mut txdata = vec![coinbase];
         if height == 1 {
-            for (index, chunk) in (0 .. outputs).collect::<Vec<_>>().chunks(10).enumerate() {
-                let instruction = processor_core::chain::instruction::encode_instruction(&InInstruction { account: [index as u8; 32] });
+            for (index, chunk) in (0..outputs).collect::<Vec<_>>().chunks(10).enumerate() {
+                let instruction = processor_core::chain::instruction::encode_instruction(&InInstruction {
+                    account: [index as u8; 32],
+                });
                 let push = bitcoin::script::PushBytesBuf::try_from(instruction).expect("a short instruction");
-                let mut output: Vec<TxOut> =
-                    chunk.iter().map(|i| TxOut { value: Amount::from_sat(10_000 + *i as u64), script_pubkey: group.clone() }).collect();
+                let mut output: Vec<TxOut> = chunk
+                    .iter()
+                    .map(|i| TxOut { value: Amount::from_sat(10_000 + *i as u64), script_pubkey: group.clone() })
+                    .collect();
                 output.push(TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::new_op_return(push) });
                 txdata.push(transaction(1_000 + index as u64, output, false));
             }

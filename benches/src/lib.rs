@@ -37,16 +37,17 @@ pub fn synthetic_bitcoin_block(outputs: usize, ours_every: usize, seed: u64) -> 
     let secp = Secp256k1::new();
     let group = x_only(&mut rng);
     let group_script = ScriptBuf::new_p2tr(&secp, group, None);
-    let others: Vec<ScriptBuf> = (0 .. 64).map(|_| ScriptBuf::new_p2tr(&secp, x_only(&mut rng), None)).collect();
+    let others: Vec<ScriptBuf> = (0..64).map(|_| ScriptBuf::new_p2tr(&secp, x_only(&mut rng), None)).collect();
     let mut transactions = Vec::new();
     let mut made = 0;
     while made < outputs {
         let mut previous = [0u8; 32];
         rng.fill_bytes(&mut previous);
-        let output = (0 .. 10.min(outputs - made))
+        let output = (0..10.min(outputs - made))
             .map(|_| {
                 made += 1;
-                let script = if made % ours_every == 0 { group_script.clone() } else { others[made % others.len()].clone() };
+                let script =
+                    if made % ours_every == 0 { group_script.clone() } else { others[made % others.len()].clone() };
                 TxOut { value: Amount::from_sat(10_000 + made as u64), script_pubkey: script }
             })
             .collect();
@@ -54,7 +55,10 @@ pub fn synthetic_bitcoin_block(outputs: usize, ours_every: usize, seed: u64) -> 
             version: transaction::Version::TWO,
             lock_time: LockTime::ZERO,
             input: vec![TxIn {
-                previous_output: OutPoint { txid: bitcoin::Txid::from_raw_hash(bitcoin::hashes::Hash::from_byte_array(previous)), vout: 0 },
+                previous_output: OutPoint {
+                    txid: bitcoin::Txid::from_raw_hash(bitcoin::hashes::Hash::from_byte_array(previous)),
+                    vout: 0,
+                },
                 script_sig: ScriptBuf::new(),
                 sequence: Sequence::MAX,
                 witness: Witness::from_slice(&[[0u8; 64].as_slice()]),
@@ -128,24 +132,32 @@ pub fn monero_block(
     use processor_core::chain::monero::{group_address, MoneroBlockData};
     let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 1, ..MoneroConfig::default() });
     let mut depositor = Depositor::new(seed ^ 1);
-    for _ in 0 .. transactions + 12 {
+    for _ in 0..transactions + 12 {
         chain.mine_to(&depositor.address());
     }
     let group_spend = WalletKeys::from_seed(seed ^ 2).spend_public().compress().to_bytes();
     let group = group_address(&group_spend, monero_wallet::address::Network::Mainnet).expect("a valid key");
     let stranger = WalletKeys::from_seed(seed ^ 3).address();
-    let instruction = processor_core::chain::instruction::encode_instruction(&processor_core::messages::InInstruction { account: [7; 32] });
-    for index in 0 .. transactions {
+    let instruction =
+        processor_core::chain::instruction::encode_instruction(&processor_core::messages::InInstruction {
+            account: [7; 32],
+        });
+    for index in 0..transactions {
         let to = if index % ours_every == 0 { &group } else { &stranger };
-        let transaction = depositor.deposit(&chain, to, 1_000_000, Some(&instruction)).expect("the depositor is funded");
+        let transaction =
+            depositor.deposit(&chain, to, 1_000_000, Some(&instruction)).expect("the depositor is funded");
         chain.submit(transaction).expect("a valid deposit");
     }
     chain.mine();
     let height = chain.tip_height();
     let scannable = chain.scannable_block_at(height).expect("just mined");
     let transactions = chain.transactions(height);
-    let bytes = MoneroBlockData::new(chain.block(height).expect("just mined"), &transactions[1 ..], scannable.output_index_for_first_ringct_output)
-        .encode();
+    let bytes = MoneroBlockData::new(
+        chain.block(height).expect("just mined"),
+        &transactions[1..],
+        scannable.output_index_for_first_ringct_output,
+    )
+    .encode();
     let key = ScanKey { session: SessionId(1), key: ChainPublicKey::Monero { spend_key: group_spend } };
     (bytes, scannable, key)
 }

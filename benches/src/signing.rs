@@ -21,7 +21,10 @@ fn dealer<C: Ciphersuite>(n: u16, t: u16, rng: &mut ChaCha20Rng) -> Vec<KeyShare
         frost_core::keys::generate_with_dealer(n, t, IdentifierList::Default, rng).expect("valid parameters");
     shares
         .into_values()
-        .map(|share| KeyShare { share: KeyPackage::try_from(share).expect("a dealt share verifies"), public: public.clone() })
+        .map(|share| KeyShare {
+            share: KeyPackage::try_from(share).expect("a dealt share verifies"),
+            public: public.clone(),
+        })
         .collect()
 }
 
@@ -51,9 +54,18 @@ pub fn record_batch(db: &MemDb, instructions: usize, attempt: u32) -> BatchId {
         chain: ExternalChain::Bitcoin,
         id,
         block: BlockId([3; 32]),
-        instructions: (0 .. instructions).map(|i| (InInstruction { account: [i as u8; 32] }, Amount(1_000 + i as u64))).collect(),
+        instructions: (0..instructions)
+            .map(|i| (InInstruction { account: [i as u8; 32] }, Amount(1_000 + i as u64)))
+            .collect(),
     };
-    let record = BatchRecord { session: SESSION, height: BlockHeight(5), batch, attempt: Attempt(attempt), signature: None, published: false };
+    let record = BatchRecord {
+        session: SESSION,
+        height: BlockHeight(5),
+        batch,
+        attempt: Attempt(attempt),
+        signature: None,
+        published: false,
+    };
     let mut txn = db.txn();
     processor_core::batch::store_batch(&mut txn, id, &record);
     txn.commit().expect("in-memory");
@@ -62,21 +74,31 @@ pub fn record_batch(db: &MemDb, instructions: usize, attempt: u32) -> BatchId {
 
 /// A plan spending `inputs` group outputs of 100,000 sat to one payment, with change.
 pub fn bitcoin_plan(inputs: usize) -> Plan {
-    let inputs: Vec<Utxo> = (0 .. inputs)
+    let inputs: Vec<Utxo> = (0..inputs)
         .map(|i| {
             let mut id = [i as u8; 32].to_vec();
             id.extend((i as u32).to_le_bytes());
-            Utxo { id: processor_core::ids::OutputId(id), amount: Amount(100_000), kind: if i % 2 == 0 { OutputKind::External } else { OutputKind::Change } }
+            Utxo {
+                id: processor_core::ids::OutputId(id),
+                amount: Amount(100_000),
+                kind: if i % 2 == 0 { OutputKind::External } else { OutputKind::Change },
+            }
         })
         .collect();
     let total = 100_000 * inputs.len() as u64;
     let fee = 1_000 + 60 * inputs.len() as u64;
-    let destination = bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_raw_hash(bitcoin::hashes::Hash::from_byte_array([9; 20]))).to_bytes();
+    let destination = bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_raw_hash(
+        bitcoin::hashes::Hash::from_byte_array([9; 20]),
+    ))
+    .to_bytes();
     let paid = total / 2 - fee;
     Plan {
         kind: PlanKind::Payments,
         inputs,
-        payments: vec![PlannedPayment { payment: Payment { id: [1; 32], destination, amount: Amount(total / 2) }, paid: Amount(paid) }],
+        payments: vec![PlannedPayment {
+            payment: Payment { id: [1; 32], destination, amount: Amount(total / 2) },
+            paid: Amount(paid),
+        }],
         branches: vec![],
         change: Some(Amount(total - total / 2)),
         fee: Amount(fee),
@@ -86,7 +108,15 @@ pub fn bitcoin_plan(inputs: usize) -> Plan {
 /// Records `plan` at `db` as planned, awaiting attempt `attempt`.
 pub fn record_plan(db: &MemDb, plan: &Plan, attempt: u32) -> PlanId {
     let id = processor_core::payments::plan_id(ExternalChain::Bitcoin, plan);
-    let record = PlanRecord { id, chain: ExternalChain::Bitcoin, session: SESSION, plan: plan.clone(), state: PlanState::Planned, attempt: Attempt(attempt), fee_rate: 10 };
+    let record = PlanRecord {
+        id,
+        chain: ExternalChain::Bitcoin,
+        session: SESSION,
+        plan: plan.clone(),
+        state: PlanState::Planned,
+        attempt: Attempt(attempt),
+        fee_rate: 10,
+    };
     let mut txn = db.txn();
     processor_core::payments::save_plan(&mut txn, &record);
     txn.commit().expect("in-memory");
@@ -141,7 +171,11 @@ pub fn monero_signing(inputs: usize, seed: u64) -> MoneroSigning {
         .enumerate()
         .map(|(index, pair)| {
             let ChainKeyShare::Monero(share) = &pair.chain else { unreachable!() };
-            processor_core::keygen::monero::monero_threshold_keys(share, processor_core::ids::Participant::from_position(index)).expect("converts")
+            processor_core::keygen::monero::monero_threshold_keys(
+                share,
+                processor_core::ids::Participant::from_position(index),
+            )
+            .expect("converts")
         })
         .collect();
     let dbs: Vec<MemDb> = pairs
@@ -157,30 +191,37 @@ pub fn monero_signing(inputs: usize, seed: u64) -> MoneroSigning {
 
     let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
     let mut depositor = Depositor::new(seed ^ 0xd0d0);
-    for _ in 0 .. 12 + inputs {
+    for _ in 0..12 + inputs {
         chain.mine_to(&depositor.address());
     }
     let group = group_address(&spend_key, monero_wallet::address::Network::Mainnet).expect("a valid key");
     let first_height = chain.tip_height() + 1;
-    for _ in 0 .. inputs {
+    for _ in 0..inputs {
         let deposit = depositor.deposit(&chain, &group, 100_000_000_000, None).expect("funded");
         chain.submit(deposit).expect("valid");
         chain.mine();
     }
-    for _ in 0 .. 12 {
+    for _ in 0..12 {
         chain.mine();
     }
     let key = [ScanKey { session: SESSION, key: ChainPublicKey::Monero { spend_key } }];
     let mut utxos = Vec::new();
-    for height in first_height .. first_height + inputs {
+    for height in first_height..first_height + inputs {
         let block = chain.block(height).expect("mined");
         let transactions = chain.transactions(height);
         let first = chain.scannable_block_at(height).expect("mined").output_index_for_first_ringct_output;
-        let bytes = MoneroBlockData::new(block, &transactions[1 ..], first).encode();
+        let bytes = MoneroBlockData::new(block, &transactions[1..], first).encode();
         for output in scan_block(ExternalChain::Monero, &bytes, &key).expect("scans").outputs {
             for db in &dbs {
                 let mut txn = db.txn();
-                xmr::store_output(&mut txn, &output.id, &xmr::MoneroOutput { final_at: BlockHeight(height as u64), wallet_output: output.spend_data.clone() });
+                xmr::store_output(
+                    &mut txn,
+                    &output.id,
+                    &xmr::MoneroOutput {
+                        final_at: BlockHeight(height as u64),
+                        wallet_output: output.spend_data.clone(),
+                    },
+                );
                 txn.commit().expect("in-memory");
             }
             utxos.push(Utxo { id: output.id, amount: output.amount, kind: output.kind });
@@ -193,13 +234,24 @@ pub fn monero_signing(inputs: usize, seed: u64) -> MoneroSigning {
     let plan = Plan {
         kind: PlanKind::Payments,
         inputs: utxos,
-        payments: vec![PlannedPayment { payment: Payment { id: [1; 32], destination, amount: Amount(total / 2) }, paid: Amount(total / 2 - fee) }],
+        payments: vec![PlannedPayment {
+            payment: Payment { id: [1; 32], destination, amount: Amount(total / 2) },
+            paid: Amount(total / 2 - fee),
+        }],
         branches: vec![],
         change: Some(Amount(total - total / 2)),
         fee: Amount(fee),
     };
     let id = processor_core::payments::plan_id(ExternalChain::Monero, &plan);
-    let record = PlanRecord { id, chain: ExternalChain::Monero, session: SESSION, plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate: 20_000 };
+    let record = PlanRecord {
+        id,
+        chain: ExternalChain::Monero,
+        session: SESSION,
+        plan,
+        state: PlanState::Planned,
+        attempt: Attempt(0),
+        fee_rate: 20_000,
+    };
     let request = xmr::decoy_request(&dbs[0], &record).expect("outputs stored");
     let inputs = block_on(xmr::select_decoys(&chain, &request)).expect("ready").expect("rings");
     for db in &dbs {

@@ -9,7 +9,8 @@ use crate::{Coordinator, Observation, Outbound};
 use processor_core::batch::batch_message;
 use processor_core::ids::{Attempt, BatchId, BlockHeight, BlockId, Millis, Participant, PeerKey, PlanId, SessionId};
 use processor_core::messages::{
-    Batch, CoordinatorMessage, Deposit, Opaque, ScannerCommand, ScannerEvent, SignCommand, SignEvent, SignId, SignTarget,
+    Batch, CoordinatorMessage, Deposit, Opaque, ScannerCommand, ScannerEvent, SignCommand, SignEvent, SignId,
+    SignTarget,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -108,7 +109,10 @@ impl Coordinator {
                     // without a Batch.
                     self.observations.push(Observation::BlockAcknowledged { height, batch: None });
                     let command = ScannerCommand::AcknowledgeBlock { height, block, batch: None };
-                    return participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect();
+                    return participants
+                        .iter()
+                        .flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone())))
+                        .collect();
                 }
                 let batch = BatchId(self.batches.next_batch);
                 self.batches.next_batch += 1;
@@ -120,7 +124,9 @@ impl Coordinator {
                 participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect()
             }
             ScannerEvent::SignedBatch { batch, signature } => {
-                if self.batches.signed.contains_key(&batch.id) || !self.batches.rounds.contains_key(&SignTarget::Batch(batch.id)) {
+                if self.batches.signed.contains_key(&batch.id)
+                    || !self.batches.rounds.contains_key(&SignTarget::Batch(batch.id))
+                {
                     return vec![];
                 }
                 let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&keys.batch.0) else { return vec![] };
@@ -149,7 +155,11 @@ impl Coordinator {
         let id = match &event {
             SignEvent::Preprocess { id, .. } | SignEvent::Share { id, .. } | SignEvent::Blame { id, .. } => *id,
             SignEvent::Completed { plan, transaction } => {
-                self.observations.push(Observation::TransactionCompleted { by: sender, plan: *plan, transaction: transaction.clone() });
+                self.observations.push(Observation::TransactionCompleted {
+                    by: sender,
+                    plan: *plan,
+                    transaction: transaction.clone(),
+                });
                 // Done once t processors say so: at least one of them is honest. Until then the
                 // round goes on (processors holding the signed transaction ignore re-attempts).
                 let claims = self.batches.claims.entry(*plan).or_default();
@@ -178,7 +188,10 @@ impl Coordinator {
         let mut to_send: Vec<(Participant, SignCommand)> = vec![];
         match event {
             SignEvent::Preprocess { preprocess, .. } => {
-                if round.set.is_some() || round.excluded.contains(&sender) || round.preprocesses.iter().any(|(p, _)| *p == sender) {
+                if round.set.is_some()
+                    || round.excluded.contains(&sender)
+                    || round.preprocesses.iter().any(|(p, _)| *p == sender)
+                {
                     return vec![];
                 }
                 round.preprocesses.push((sender, preprocess));
@@ -198,7 +211,8 @@ impl Coordinator {
                 }
                 round.shares.insert(sender, share);
                 if round.shares.len() == set.len() {
-                    let shares: Vec<(Participant, Opaque)> = round.shares.iter().map(|(p, s)| (*p, s.clone())).collect();
+                    let shares: Vec<(Participant, Opaque)> =
+                        round.shares.iter().map(|(p, s)| (*p, s.clone())).collect();
                     for member in set {
                         to_send.push((*member, SignCommand::Shares { id, shares: shares.clone() }));
                     }

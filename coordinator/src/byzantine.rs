@@ -54,7 +54,8 @@ pub fn corrupt_signature_shares(identity: &Identity, coordinator: &Coordinator, 
     let Ok(mut envelope) = Envelope::<ProcessorMessage>::open(&bytes, &coordinator.peer_key(), |_| true) else {
         return bytes;
     };
-    let Frame::Data { message: ProcessorMessage::Sign(SignEvent::Share { id, share }), .. } = &mut envelope.frame else {
+    let Frame::Data { message: ProcessorMessage::Sign(SignEvent::Share { id, share }), .. } = &mut envelope.frame
+    else {
         return bytes;
     };
     // A scalar 1 in the encoding of its curve: Ed25519 little endian, secp256k1 big endian.

@@ -21,8 +21,7 @@ use link::Link;
 use processor_core::crypto::Identity;
 use processor_core::ids::{BatchId, BlockHeight, Millis, Participant, PeerKey, SessionId};
 use processor_core::messages::{
-    BlameReason, CoordinatorMessage, Envelope, Frame, GroupKeys, KeyGenCommand, KeyGenEvent, Opaque,
-    ProcessorMessage,
+    BlameReason, CoordinatorMessage, Envelope, Frame, GroupKeys, KeyGenCommand, KeyGenEvent, Opaque, ProcessorMessage,
 };
 use std::collections::BTreeMap;
 
@@ -36,23 +35,70 @@ pub struct Outbound {
 /// Something the coordinator saw, in the order it saw it; what tests and the devnet report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observation {
-    KeysGenerated { session: SessionId, participant: Participant, keys: GroupKeys },
-    KeysConfirmed { session: SessionId, keys: GroupKeys },
-    KeysDisagree { session: SessionId },
-    Blamed { session: SessionId, by: Participant, accused: Participant, reason: BlameReason },
-    Activated { session: SessionId, participant: Participant, keys: GroupKeys },
-    RefusedFrame { error: String },
+    KeysGenerated {
+        session: SessionId,
+        participant: Participant,
+        keys: GroupKeys,
+    },
+    KeysConfirmed {
+        session: SessionId,
+        keys: GroupKeys,
+    },
+    KeysDisagree {
+        session: SessionId,
+    },
+    Blamed {
+        session: SessionId,
+        by: Participant,
+        accused: Participant,
+        reason: BlameReason,
+    },
+    Activated {
+        session: SessionId,
+        participant: Participant,
+        keys: GroupKeys,
+    },
+    RefusedFrame {
+        error: String,
+    },
     /// A processor reported a final block (only recorded with `record_reports`).
-    BlockReported { by: Participant, height: BlockHeight, block: processor_core::ids::BlockId, deposits: Vec<processor_core::messages::Deposit> },
-    BlockAcknowledged { height: BlockHeight, batch: Option<BatchId> },
+    BlockReported {
+        by: Participant,
+        height: BlockHeight,
+        block: processor_core::ids::BlockId,
+        deposits: Vec<processor_core::messages::Deposit>,
+    },
+    BlockAcknowledged {
+        height: BlockHeight,
+        batch: Option<BatchId>,
+    },
     /// A processor reported a payments event (planned, rejected, forfeited).
-    Payments { by: Participant, event: processor_core::messages::PaymentsEvent },
-    BatchSigned { batch: processor_core::messages::Batch, signature: [u8; 64] },
+    Payments {
+        by: Participant,
+        event: processor_core::messages::PaymentsEvent,
+    },
+    BatchSigned {
+        batch: processor_core::messages::Batch,
+        signature: [u8; 64],
+    },
     /// A processor reported a plan's transaction complete (signed there, or seen final).
-    TransactionCompleted { by: Participant, plan: processor_core::ids::PlanId, transaction: Vec<u8> },
-    SigningBlamed { id: processor_core::messages::SignId, by: Participant, accused: Participant },
-    Reattempted { id: processor_core::messages::SignId },
-    ChainHalted { by: Participant, height: BlockHeight },
+    TransactionCompleted {
+        by: Participant,
+        plan: processor_core::ids::PlanId,
+        transaction: Vec<u8>,
+    },
+    SigningBlamed {
+        id: processor_core::messages::SignId,
+        by: Participant,
+        accused: Participant,
+    },
+    Reattempted {
+        id: processor_core::messages::SignId,
+    },
+    ChainHalted {
+        by: Participant,
+        height: BlockHeight,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +137,11 @@ pub struct Coordinator {
 impl Coordinator {
     pub fn new(identity: Identity, processors: &[PeerKey]) -> Coordinator {
         let links = processors.iter().map(|p| (*p, Link::default())).collect();
-        Coordinator { identity, links, sessions: BTreeMap::new(), observations: Vec::new(),
+        Coordinator {
+            identity,
+            links,
+            sessions: BTreeMap::new(),
+            observations: Vec::new(),
             retry_without_blamed: false,
             record_reports: false,
             chain_tip: BlockHeight(0),
@@ -224,7 +274,12 @@ impl Coordinator {
 
     /// Sends Burns from Serai to every processor of the active keys, with the fee rate the
     /// validator set agreed.
-    pub fn burn(&mut self, chain: processor_core::ids::ExternalChain, burns: Vec<processor_core::messages::Burn>, fee_rate: u64) -> Vec<Outbound> {
+    pub fn burn(
+        &mut self,
+        chain: processor_core::ids::ExternalChain,
+        burns: Vec<processor_core::messages::Burn>,
+        fee_rate: u64,
+    ) -> Vec<Outbound> {
         let Some((_, participants, _, _)) = self.active() else { return vec![] };
         let command = processor_core::messages::PaymentsCommand::Burns { chain, burns, fee_rate };
         participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Payments(command.clone()))).collect()
@@ -247,7 +302,10 @@ impl Coordinator {
             return vec![];
         };
         let seq = link.next_seq();
-        let outbound = Outbound { to, bytes: Envelope::new(self.identity.peer_key(), to, Frame::Data { seq, message }).seal(&self.identity) };
+        let outbound = Outbound {
+            to,
+            bytes: Envelope::new(self.identity.peer_key(), to, Frame::Data { seq, message }).seal(&self.identity),
+        };
         let now = self.now.0;
         self.links.get_mut(&to).expect("link exists").record_sent(seq, outbound.bytes.clone(), now);
         vec![outbound]
@@ -328,7 +386,10 @@ impl Coordinator {
                         round.activation = Some(self.chain_tip);
                         self.observations.push(Observation::KeysConfirmed { session, keys: first });
                         for peer in &round.participants {
-                            to_send.push((*peer, KeyGenCommand::Confirm { session, keys: first, activation: self.chain_tip }));
+                            to_send.push((
+                                *peer,
+                                KeyGenCommand::Confirm { session, keys: first, activation: self.chain_tip },
+                            ));
                         }
                     } else {
                         self.observations.push(Observation::KeysDisagree { session });

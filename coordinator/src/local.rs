@@ -82,7 +82,8 @@ pub fn monero_block_data(chain: &mock_chains::monero::MockMonero, height: usize)
     let block = chain.block(height)?;
     let transactions = chain.transactions(height);
     let first = chain.scannable_block_at(height)?.output_index_for_first_ringct_output;
-    let data = processor_core::chain::monero::MoneroBlockData::new(block, transactions.get(1 ..).unwrap_or_default(), first);
+    let data =
+        processor_core::chain::monero::MoneroBlockData::new(block, transactions.get(1..).unwrap_or_default(), first);
     Some(data.encode())
 }
 
@@ -96,7 +97,10 @@ impl ChainSource for SharedMonero {
     fn publish(&self, transaction: &[u8]) -> Result<(), String> {
         publish_monero(&mut self.0.borrow_mut(), transaction)
     }
-    fn select_decoys(&self, request: &processor_core::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
+    fn select_decoys(
+        &self,
+        request: &processor_core::transaction::monero::DecoyRequest,
+    ) -> Result<Vec<Vec<u8>>, String> {
         select_monero_decoys(&self.0.borrow(), request)
     }
 }
@@ -134,7 +138,10 @@ impl ChainSource for SyncMonero {
     fn publish(&self, transaction: &[u8]) -> Result<(), String> {
         publish_monero(&mut self.lock(), transaction)
     }
-    fn select_decoys(&self, request: &processor_core::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
+    fn select_decoys(
+        &self,
+        request: &processor_core::transaction::monero::DecoyRequest,
+    ) -> Result<Vec<Vec<u8>>, String> {
         select_monero_decoys(&self.lock(), request)
     }
 }
@@ -184,7 +191,7 @@ impl LocalNetwork {
     pub fn new(processors: usize, chain: ExternalChain, seed: u64, faults: Faults) -> LocalNetwork {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let coordinator_identity = Identity::generate(&mut rng);
-        let identities: Vec<Identity> = (0 .. processors).map(|_| Identity::generate(&mut rng)).collect();
+        let identities: Vec<Identity> = (0..processors).map(|_| Identity::generate(&mut rng)).collect();
         let keys: Vec<PeerKey> = identities.iter().map(Identity::peer_key).collect();
         let coordinator = Coordinator::new(coordinator_identity, &keys);
         let mut network = LocalNetwork {
@@ -223,7 +230,7 @@ impl LocalNetwork {
         assert_eq!(self.now, 0, "attach the chain before running the network");
         self.confirmations = confirmations;
         self.source = Some(source);
-        for index in 0 .. self.nodes.len() {
+        for index in 0..self.nodes.len() {
             let identity = self.nodes[index].identity.clone();
             let db = self.nodes[index].db.clone();
             self.nodes[index].processor = self.open_processor(&identity, &db);
@@ -281,7 +288,7 @@ impl LocalNetwork {
 
     /// Orders a key generation among the given processors (all of them if `None`).
     pub fn start_keygen(&mut self, session: SessionId, threshold: u16, members: Option<&[usize]>) {
-        let all: Vec<usize> = (0 .. self.nodes.len()).collect();
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
         let members = members.unwrap_or(&all);
         let participants = members.iter().map(|i| self.nodes[*i].identity.peer_key()).collect();
         let out = self.coordinator.start_keygen(session, threshold, participants);
@@ -322,7 +329,7 @@ impl LocalNetwork {
         if let Some(tip) = tip {
             self.coordinator.observe_chain_tip(BlockHeight(tip));
         }
-        for index in 0 .. self.nodes.len() {
+        for index in 0..self.nodes.len() {
             if self.roll(self.faults.crash_per_mille) {
                 self.restart(index);
             }
@@ -417,7 +424,7 @@ impl LocalNetwork {
         } else {
             1
         };
-        for _ in 0 .. copies {
+        for _ in 0..copies {
             let delay = 1 + self.rng.next_u64() % self.faults.max_delay_ms.max(1);
             self.sent += 1;
             self.in_flight.insert((self.now + delay, self.sent), (destination, bytes.clone()));
@@ -432,11 +439,12 @@ impl LocalNetwork {
         let identity = &self.nodes[index].identity;
         match how {
             Misbehaviour::KeyGenShares => crate::byzantine::corrupt_keygen_shares(identity, &self.coordinator, bytes),
-            Misbehaviour::SignatureShares => crate::byzantine::corrupt_signature_shares(identity, &self.coordinator, bytes),
+            Misbehaviour::SignatureShares => {
+                crate::byzantine::corrupt_signature_shares(identity, &self.coordinator, bytes)
+            }
         }
     }
 }
-
 
 impl LocalNetwork {
     /// Sends Burns from Serai through the coordinator.

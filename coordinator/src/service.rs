@@ -52,7 +52,11 @@ impl Service {
     }
 
     /// Serves until `shutdown` turns true or the link closes.
-    pub async fn run<L: CoordinatorLink>(mut self, mut link: L, mut shutdown: watch::Receiver<bool>) -> Result<(), LinkError> {
+    pub async fn run<L: CoordinatorLink>(
+        mut self,
+        mut link: L,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), LinkError> {
         let started = Instant::now();
         let mut ticker = tokio::time::interval(SERVICE_TICK);
         loop {

@@ -14,16 +14,16 @@ use coordinator::{Coordinator, Observation, SessionStatus};
 use mock_chains::bitcoin::rpc::RpcNode;
 use mock_chains::bitcoin::{Depositor as BitcoinDepositor, MockBitcoin};
 use mock_chains::monero::{Depositor as MoneroDepositor, MockMonero, MoneroConfig};
-use processor_core::chain::instruction::encode_instruction;
-use processor_core::crypto::Identity;
 use processor::daemon::config::{DaemonConfig, LinkConfig, LogFormat, BITCOIN_PROFILES};
 use processor::daemon::metrics::Metrics;
 use processor::daemon::source::{BitcoinSource, InMemorySource, NodeSource};
 use processor::daemon::Daemon;
-use processor_core::ids::{Amount, BlockHeight, ExternalChain, Millis, PeerKey, SessionId};
 use processor::link::embedded::{hub, EmbeddedHub};
-use processor_core::messages::{Burn, ChainPublicKey, GroupKeys, InInstruction};
 use processor::rpc::bitcoin::BitcoinRpc;
+use processor_core::chain::instruction::encode_instruction;
+use processor_core::crypto::Identity;
+use processor_core::ids::{Amount, BlockHeight, ExternalChain, Millis, PeerKey, SessionId};
+use processor_core::messages::{Burn, ChainPublicKey, GroupKeys, InInstruction};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::process::ExitCode;
@@ -33,7 +33,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 #[derive(Parser, Debug)]
-#[command(about = "Run a local devnet: a coordinator and N processor daemons per chain, keys, deposits, Batches, Burns")]
+#[command(
+    about = "Run a local devnet: a coordinator and N processor daemons per chain, keys, deposits, Batches, Burns"
+)]
 struct Args {
     /// Number of validators (processor daemons per chain).
     #[arg(long, default_value_t = 4)]
@@ -112,9 +114,10 @@ impl Chain {
                 Chain::Bitcoin(mock, node, depositor)
             }
             ExternalChain::Monero => {
-                let mut mock = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
+                let mut mock =
+                    MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
                 let depositor = MoneroDepositor::new(seed);
-                for _ in 0 .. 12 {
+                for _ in 0..12 {
                     mock.mine_to(&depositor.address());
                 }
                 println!("[{chain}] mock chain in process");
@@ -150,10 +153,12 @@ impl Chain {
                 mock.submit(tx).map(drop).map_err(|e| format!("{e:?}"))
             }
             (Chain::Monero(mock, depositor), ChainPublicKey::Monero { spend_key }) => {
-                let address = processor_core::chain::monero::group_address(&spend_key, monero_wallet::address::Network::Mainnet)
-                    .map_err(|e| e.to_string())?;
+                let address =
+                    processor_core::chain::monero::group_address(&spend_key, monero_wallet::address::Network::Mainnet)
+                        .map_err(|e| e.to_string())?;
                 let mut mock = lock(&mock.0);
-                let tx = depositor.deposit(&mock, &address, amount, instruction.as_deref()).map_err(|e| format!("{e:?}"))?;
+                let tx =
+                    depositor.deposit(&mock, &address, amount, instruction.as_deref()).map_err(|e| format!("{e:?}"))?;
                 mock.submit(tx).map(drop).map_err(|e| format!("{e:?}"))
             }
             _ => Err("the keys are for another chain".into()),
@@ -164,7 +169,9 @@ impl Chain {
     fn destination(&self, seed: u64, valid: bool) -> Vec<u8> {
         match (self, valid) {
             (Chain::Bitcoin(..), true) => BitcoinDepositor::new(seed).script_pubkey().to_bytes(),
-            (Chain::Monero(..), true) => mock_chains::monero::WalletKeys::from_seed(seed).address().to_string().into_bytes(),
+            (Chain::Monero(..), true) => {
+                mock_chains::monero::WalletKeys::from_seed(seed).address().to_string().into_bytes()
+            }
             (_, false) => b"nowhere".to_vec(),
         }
     }
@@ -210,7 +217,11 @@ impl Devnet {
             node_url: String::new(),
             node_credentials: None,
             node_timeout: Duration::from_secs(5),
-            bitcoin_profile: BITCOIN_PROFILES.iter().copied().find(|p| p.name == "devnet").expect("the devnet profile exists"),
+            bitcoin_profile: BITCOIN_PROFILES
+                .iter()
+                .copied()
+                .find(|p| p.name == "devnet")
+                .expect("the devnet profile exists"),
             link: LinkConfig::Embedded,
             metrics_listen: None,
             log_format: LogFormat::Human,
@@ -287,7 +298,7 @@ impl Printer {
         let printed = self.printed;
         self.printed = coordinator.read(|c| {
             let observations = c.observations();
-            for observation in &observations[printed.min(observations.len()) ..] {
+            for observation in &observations[printed.min(observations.len())..] {
                 print_observation(chain, Millis(started.elapsed().as_millis() as u64), observation);
             }
             observations.len()
@@ -332,14 +343,15 @@ async fn run_chain(args: &Args, chain_kind: ExternalChain) -> Result<(), String>
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut chain = Chain::new(chain_kind, seed).await?;
     let coordinator_identity = Identity::generate(&mut rng);
-    let identities: Vec<Identity> = (0 .. args.validators).map(|_| Identity::generate(&mut rng)).collect();
+    let identities: Vec<Identity> = (0..args.validators).map(|_| Identity::generate(&mut rng)).collect();
     let keys: Vec<PeerKey> = identities.iter().map(Identity::peer_key).collect();
     let (service, coordinator) = Service::new(Coordinator::new(coordinator_identity.clone(), &keys));
     let (coordinator_link, hub) = hub();
     let (stop_service, service_shutdown) = watch::channel(false);
     let service_task = tokio::spawn(service.run(coordinator_link, service_shutdown));
     let data = tempfile::Builder::new().prefix("devnet-").tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let mut devnet = Devnet { chain: chain_kind, coordinator_key: coordinator_identity.peer_key(), hub, data, processors: vec![] };
+    let mut devnet =
+        Devnet { chain: chain_kind, coordinator_key: coordinator_identity.peer_key(), hub, data, processors: vec![] };
     for (index, identity) in identities.into_iter().enumerate() {
         let running = devnet.start(index, identity, &chain)?;
         devnet.processors.push(running);
@@ -376,7 +388,7 @@ async fn run_chain(args: &Args, chain_kind: ExternalChain) -> Result<(), String>
         // Mined one by one, so the depositor's change is spendable again for the next.
         chain.mine();
     }
-    for _ in 0 .. CONFIRMATIONS {
+    for _ in 0..CONFIRMATIONS {
         chain.mine();
     }
     // The last deposit's block is final from this moment on.
@@ -396,21 +408,35 @@ async fn run_chain(args: &Args, chain_kind: ExternalChain) -> Result<(), String>
     // Burns: three payable, one to nowhere.
     let burns: Vec<Burn> = [(11u8, 15u64, true), (12, 20, true), (13, 5, true), (14, 5, false)]
         .into_iter()
-        .map(|(id, amount, valid)| Burn { id: [id; 32], destination: chain.destination(u64::from(id), valid), amount: Amount(amount * unit) })
+        .map(|(id, amount, valid)| Burn {
+            id: [id; 32],
+            destination: chain.destination(u64::from(id), valid),
+            amount: Amount(amount * unit),
+        })
         .collect();
     println!("[{chain_kind}] Serai burns 15, 20 and 5 x {unit} to three addresses and 5 x {unit} to nowhere, at fee rate {fee_rate}");
     coordinator.act(|c| c.burn(chain_kind, burns, fee_rate));
     // Mine while the group plans, signs, publishes and sees its transactions final everywhere.
     let metrics: Vec<Arc<Metrics>> = devnet.processors.iter().map(|p| p.metrics.clone()).collect();
-    let took = wait_for("the Burns' transactions", &mut printer, &coordinator, &chain, Some(Duration::from_millis(500)), || {
-        metrics.iter().all(|m| {
-            let state = m.snapshot().state;
-            state.plans_completed > 0 && state.plans_planned + state.plans_signed + state.plans_failed == 0
-        })
-    })
+    let took = wait_for(
+        "the Burns' transactions",
+        &mut printer,
+        &coordinator,
+        &chain,
+        Some(Duration::from_millis(500)),
+        || {
+            metrics.iter().all(|m| {
+                let state = m.snapshot().state;
+                state.plans_completed > 0 && state.plans_planned + state.plans_signed + state.plans_failed == 0
+            })
+        },
+    )
     .await?;
     let plans = metrics[0].snapshot().state.plans_completed;
-    println!("[{chain_kind}] every processor saw the plans' transactions in final blocks ({} ms after the Burns)", took.as_millis());
+    println!(
+        "[{chain_kind}] every processor saw the plans' transactions in final blocks ({} ms after the Burns)",
+        took.as_millis()
+    );
 
     let batches = coordinator.read(|c| c.signed_batches().count());
     let snapshots: Vec<_> = metrics.iter().map(|m| m.snapshot()).collect();
@@ -443,13 +469,25 @@ fn print_observation(chain: ExternalChain, now: Millis, observation: &Observatio
         Observation::BlockReported { by, height, deposits, .. } => {
             format!("processor {by} reports final block {height} with {} deposits", deposits.len())
         }
-        Observation::BlockAcknowledged { height, batch: Some(batch) } => format!("block {height} acknowledged as Batch {batch}"),
-        Observation::BlockAcknowledged { height, batch: None } => format!("block {height} acknowledged (no InInstructions)"),
+        Observation::BlockAcknowledged { height, batch: Some(batch) } => {
+            format!("block {height} acknowledged as Batch {batch}")
+        }
+        Observation::BlockAcknowledged { height, batch: None } => {
+            format!("block {height} acknowledged (no InInstructions)")
+        }
         Observation::Payments { by, event } => match event {
-            processor_core::messages::PaymentsEvent::BurnRejected { reason, .. } => format!("processor {by} rejects a Burn: {reason}"),
-            processor_core::messages::PaymentsEvent::BurnForfeited { amount, .. } => format!("processor {by} forfeits a Burn of {amount} (cannot pay its fee)"),
-            processor_core::messages::PaymentsEvent::Planned { plan, burns } => format!("processor {by} planned {plan} paying {} Burn(s)", burns.len()),
-            processor_core::messages::PaymentsEvent::PlanFailed { plan, reason } => format!("processor {by}: {plan} cannot be built: {reason}"),
+            processor_core::messages::PaymentsEvent::BurnRejected { reason, .. } => {
+                format!("processor {by} rejects a Burn: {reason}")
+            }
+            processor_core::messages::PaymentsEvent::BurnForfeited { amount, .. } => {
+                format!("processor {by} forfeits a Burn of {amount} (cannot pay its fee)")
+            }
+            processor_core::messages::PaymentsEvent::Planned { plan, burns } => {
+                format!("processor {by} planned {plan} paying {} Burn(s)", burns.len())
+            }
+            processor_core::messages::PaymentsEvent::PlanFailed { plan, reason } => {
+                format!("processor {by}: {plan} cannot be built: {reason}")
+            }
         },
         Observation::BatchSigned { batch, .. } => {
             format!("Batch {} signed: {} InInstructions from block {}", batch.id, batch.instructions.len(), batch.block)

@@ -8,9 +8,9 @@ use bitcoin::secp256k1::{Keypair, Message, Secp256k1};
 use bitcoin::sighash::TapSighashType;
 use bitcoin::{absolute, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxOut, Txid, Witness};
 use mock_chains::bitcoin::{
-    block_subsidy, key_spend_sighash, op_return_payload, p2tr_script, sign_key_spend,
-    spend_key_path, unsigned_transaction, DepositError, Depositor, MockBitcoin, TxRejected,
-    COINBASE_TAG, DEFAULT_COINBASE_MATURITY, GENESIS_TIME, REGTEST_BITS,
+    block_subsidy, key_spend_sighash, op_return_payload, p2tr_script, sign_key_spend, spend_key_path,
+    unsigned_transaction, DepositError, Depositor, MockBitcoin, TxRejected, COINBASE_TAG, DEFAULT_COINBASE_MATURITY,
+    GENESIS_TIME, REGTEST_BITS,
 };
 
 const AUX: [u8; 32] = [7; 32];
@@ -34,35 +34,21 @@ fn assert_well_formed(chain: &MockBitcoin) {
         let block = chain.block(height).expect("best chain block");
         let hash = chain.block_hash(height).expect("hash");
         assert_eq!(block.block_hash(), hash);
-        assert_eq!(
-            block.header.validate_pow(target).expect("proof of work"),
-            hash
-        );
+        assert_eq!(block.header.validate_pow(target).expect("proof of work"), hash);
         assert!(block.check_merkle_root(), "merkle root at {height}");
-        assert!(
-            block.check_witness_commitment(),
-            "witness commitment at {height}"
-        );
+        assert!(block.check_witness_commitment(), "witness commitment at {height}");
         assert_eq!(block.header.time, GENESIS_TIME + 600 * height as u32);
         if height > 0 {
-            assert_eq!(
-                block.header.prev_blockhash,
-                chain.block_hash(height - 1).unwrap()
-            );
+            assert_eq!(block.header.prev_blockhash, chain.block_hash(height - 1).unwrap());
         }
         let coinbase = &block.txdata[0];
         assert!(coinbase.is_coinbase());
         assert!(block.txdata[1..].iter().all(|tx| !tx.is_coinbase()));
         // Bitcoin Core writes heights 1..=16 as OP_1..OP_16, which `bip34_block_height` does not
         // read, so compare against the encoding directly.
-        let expected = bitcoin::script::Builder::new()
-            .push_int(height as i64)
-            .into_script();
+        let expected = bitcoin::script::Builder::new().push_int(height as i64).into_script();
         let script_sig = coinbase.input[0].script_sig.as_bytes();
-        assert!(
-            script_sig.starts_with(expected.as_bytes()),
-            "BIP34 height at {height}"
-        );
+        assert!(script_sig.starts_with(expected.as_bytes()), "BIP34 height at {height}");
         if height > 16 {
             assert_eq!(block.bip34_block_height().expect("BIP34"), height);
         }
@@ -73,10 +59,7 @@ fn assert_well_formed(chain: &MockBitcoin) {
         )));
         // Round trip through the consensus encoding.
         let bytes = chain.block_bytes(height).expect("bytes");
-        assert_eq!(
-            &mock_chains::bitcoin::parse_block(&bytes).expect("parses"),
-            block
-        );
+        assert_eq!(&mock_chains::bitcoin::parse_block(&bytes).expect("parses"), block);
     }
 }
 
@@ -94,10 +77,7 @@ fn funded_group(seed: u64) -> (MockBitcoin, Keypair, ScriptBuf, OutPoint, TxOut)
 }
 
 fn pay(value: Amount) -> Vec<TxOut> {
-    vec![TxOut {
-        value,
-        script_pubkey: p2tr_script(key(9).x_only_public_key().0),
-    }]
+    vec![TxOut { value, script_pubkey: p2tr_script(key(9).x_only_public_key().0) }]
 }
 
 #[test]
@@ -106,10 +86,7 @@ fn genesis_and_mining_are_well_formed() {
     assert_eq!(chain.tip_height(), 0);
     assert_eq!(chain.coinbase_maturity(), DEFAULT_COINBASE_MATURITY);
     let genesis = chain.block(0).expect("genesis");
-    assert_eq!(
-        genesis.header.prev_blockhash,
-        bitcoin::BlockHash::all_zeros()
-    );
+    assert_eq!(genesis.header.prev_blockhash, bitcoin::BlockHash::all_zeros());
     let hashes = chain.mine_blocks(20);
     assert_eq!(chain.tip_height(), 20);
     assert_eq!(chain.tip_hash(), hashes[19]);
@@ -118,9 +95,7 @@ fn genesis_and_mining_are_well_formed() {
     assert_eq!(chain.block_bytes(u64::MAX), None);
     assert_well_formed(&chain);
     // Coinbase txids differ block to block, and each pays the subsidy to the miner script.
-    let mut txids: Vec<Txid> = (0..=20)
-        .map(|h| chain.block(h).unwrap().txdata[0].compute_txid())
-        .collect();
+    let mut txids: Vec<Txid> = (0..=20).map(|h| chain.block(h).unwrap().txdata[0].compute_txid()).collect();
     txids.sort();
     txids.dedup();
     assert_eq!(txids.len(), 21);
@@ -161,10 +136,7 @@ fn fee_rate_is_deterministic_and_varies() {
     }
     rates.sort();
     rates.dedup();
-    assert!(
-        rates.len() > 3,
-        "fee rate should vary with height: {rates:?}"
-    );
+    assert!(rates.len() > 3, "fee rate should vary with height: {rates:?}");
 }
 
 #[test]
@@ -172,20 +144,13 @@ fn deposits_with_and_without_instructions() {
     let (_, group_script) = group();
     let mut chain = MockBitcoin::new(11);
     let mut depositor = Depositor::new(1);
-    assert_eq!(
-        depositor.script_pubkey(),
-        p2tr_script(depositor.internal_key()).as_script()
-    );
+    assert_eq!(depositor.script_pubkey(), p2tr_script(depositor.internal_key()).as_script());
 
     // Three coinbases to the depositor, then enough blocks for them to mature.
     for _ in 0..3 {
         chain.mine_to(depositor.script_pubkey());
     }
-    assert_eq!(
-        depositor.balance(&chain),
-        Amount::ZERO,
-        "coinbases are immature"
-    );
+    assert_eq!(depositor.balance(&chain), Amount::ZERO, "coinbases are immature");
     assert!(matches!(
         depositor.deposit(&chain, &group_script, Amount::from_sat(1000), None),
         Err(DepositError::InsufficientFunds { .. })
@@ -196,21 +161,11 @@ fn deposits_with_and_without_instructions() {
 
     let too_long = [1u8; 81];
     assert!(matches!(
-        depositor.deposit(
-            &chain,
-            &group_script,
-            Amount::from_sat(1000),
-            Some(&too_long)
-        ),
+        depositor.deposit(&chain, &group_script, Amount::from_sat(1000), Some(&too_long)),
         Err(DepositError::InstructionTooLong { len: 81 })
     ));
     assert!(matches!(
-        depositor.deposit(
-            &chain,
-            &ScriptBuf::new_op_return([1u8; 4]),
-            Amount::ONE_BTC,
-            None
-        ),
+        depositor.deposit(&chain, &ScriptBuf::new_op_return([1u8; 4]), Amount::ONE_BTC, None),
         Err(DepositError::DestinationNotTaproot)
     ));
     assert!(matches!(
@@ -218,23 +173,15 @@ fn deposits_with_and_without_instructions() {
         Err(DepositError::InsufficientFunds { available, .. }) if available == funded
     ));
     // A built deposit locks its inputs (one 50 BTC coinbase) until submitted or released.
-    let unsent = depositor
-        .deposit(&chain, &group_script, Amount::ONE_BTC, None)
-        .unwrap();
+    let unsent = depositor.deposit(&chain, &group_script, Amount::ONE_BTC, None).unwrap();
     assert_eq!(unsent.input.len(), 1);
-    assert_eq!(
-        depositor.balance(&chain),
-        funded - Amount::from_btc(50.0).unwrap()
-    );
+    assert_eq!(depositor.balance(&chain), funded - Amount::from_btc(50.0).unwrap());
     depositor.release(&unsent);
     assert_eq!(depositor.balance(&chain), funded);
 
     let max = [0xabu8; 80];
     let cases: Vec<(Amount, Option<&[u8]>)> = vec![
-        (
-            Amount::from_btc(1.5).unwrap(),
-            Some(b"swap to ETH, address 0x1234"),
-        ),
+        (Amount::from_btc(1.5).unwrap(), Some(b"swap to ETH, address 0x1234")),
         (Amount::from_sat(50_000), None),
         (Amount::from_sat(12_345), Some(&max)),
         (Amount::from_btc(60.0).unwrap(), Some(&[])),
@@ -244,21 +191,15 @@ fn deposits_with_and_without_instructions() {
     let mut deposits = Vec::new();
     // Build two before submitting either (locked inputs keep them disjoint), the rest one by one
     // (spending mempool change).
-    let first = depositor
-        .deposit(&chain, &group_script, cases[0].0, cases[0].1)
-        .unwrap();
-    let second = depositor
-        .deposit(&chain, &group_script, cases[1].0, cases[1].1)
-        .unwrap();
+    let first = depositor.deposit(&chain, &group_script, cases[0].0, cases[0].1).unwrap();
+    let second = depositor.deposit(&chain, &group_script, cases[1].0, cases[1].1).unwrap();
     for tx in [first, second] {
         let fee = fee_of(&chain, &tx);
         chain.submit(tx.clone()).expect("valid deposit");
         deposits.push((tx, fee));
     }
     for (amount, instruction) in &cases[2..] {
-        let tx = depositor
-            .deposit(&chain, &group_script, *amount, *instruction)
-            .unwrap();
+        let tx = depositor.deposit(&chain, &group_script, *amount, *instruction).unwrap();
         let fee = fee_of(&chain, &tx);
         chain.submit(tx.clone()).expect("valid deposit");
         deposits.push((tx, fee));
@@ -271,31 +212,20 @@ fn deposits_with_and_without_instructions() {
 
     let mut total_fees = Amount::ZERO;
     let mut total_sent = Amount::ZERO;
-    for ((tx, fee), ((amount, instruction), in_block)) in
-        deposits.iter().zip(cases.iter().zip(&block.txdata[1..]))
-    {
+    for ((tx, fee), ((amount, instruction), in_block)) in deposits.iter().zip(cases.iter().zip(&block.txdata[1..])) {
         assert_eq!(tx, in_block, "submission order is block order");
         assert_eq!(chain.confirmation_height(&tx.compute_txid()), Some(height));
         assert_eq!(tx.output[0].value, *amount);
         assert_eq!(tx.output[0].script_pubkey, group_script);
         assert_eq!(
             chain.utxo(&OutPoint::new(tx.compute_txid(), 0)),
-            Some(TxOut {
-                value: *amount,
-                script_pubkey: group_script.clone()
-            })
+            Some(TxOut { value: *amount, script_pubkey: group_script.clone() })
         );
-        let payload = tx
-            .output
-            .iter()
-            .find_map(|out| op_return_payload(&out.script_pubkey));
+        let payload = tx.output.iter().find_map(|out| op_return_payload(&out.script_pubkey));
         assert_eq!(payload, *instruction);
         if let Some(instruction) = instruction {
             assert_eq!(tx.output[1].value, Amount::ZERO);
-            assert_eq!(
-                op_return_payload(&tx.output[1].script_pubkey),
-                Some(*instruction)
-            );
+            assert_eq!(op_return_payload(&tx.output[1].script_pubkey), Some(*instruction));
         }
         let change = tx.output.last().unwrap();
         assert_eq!(change.script_pubkey.as_script(), depositor.script_pubkey());
@@ -304,10 +234,7 @@ fn deposits_with_and_without_instructions() {
         total_fees += *fee;
         total_sent += *amount;
     }
-    assert_eq!(
-        block.txdata[0].output[0].value,
-        block_subsidy(height) + total_fees
-    );
+    assert_eq!(block.txdata[0].output[0].value, block_subsidy(height) + total_fees);
     assert_eq!(depositor.balance(&chain), funded - total_sent - total_fees);
     assert_well_formed(&chain);
 }
@@ -318,9 +245,7 @@ fn fee_of(chain: &MockBitcoin, tx: &Transaction) -> Amount {
         .input
         .iter()
         .map(|input| {
-            let prev = chain
-                .transaction(&input.previous_output.txid)
-                .expect("parent known");
+            let prev = chain.transaction(&input.previous_output.txid).expect("parent known");
             prev.output[input.previous_output.vout as usize].value
         })
         .sum();
@@ -340,27 +265,13 @@ fn valid_key_path_spends_are_accepted() {
     assert_eq!(chain.mempool().next(), Some(&tx));
     assert_eq!(chain.transaction(&txid), Some(&tx));
     // Its output can be spent in the mempool with an explicit SIGHASH_ALL (65-byte) signature.
-    let spend_out = TxOut {
-        value,
-        script_pubkey: tx.output[0].script_pubkey.clone(),
-    };
+    let spend_out = TxOut { value, script_pubkey: tx.output[0].script_pubkey.clone() };
     let mut child = unsigned_transaction(&[OutPoint::new(txid, 0)], pay(value));
-    sign_key_spend(
-        &mut child,
-        0,
-        &[spend_out],
-        &key(9),
-        TapSighashType::All,
-        &AUX,
-    )
-    .unwrap();
+    sign_key_spend(&mut child, 0, &[spend_out], &key(9), TapSighashType::All, &AUX).unwrap();
     assert_eq!(child.input[0].witness.nth(0).unwrap().len(), 65);
     chain.submit(child.clone()).expect("valid child");
     chain.mine();
-    assert_eq!(
-        chain.block(chain.tip_height()).unwrap().txdata[1..],
-        [tx, child]
-    );
+    assert_eq!(chain.block(chain.tip_height()).unwrap().txdata[1..], [tx, child]);
 }
 
 #[test]
@@ -371,119 +282,56 @@ fn rejects_wrong_key_and_tweak_confusion() {
 
     // Another key entirely.
     let wrong = spend_key_path(&[(outpoint, txout.clone())], pay(value), &key(0x43), &AUX);
-    assert_eq!(
-        chain.submit(wrong.unwrap()),
-        Err(TxRejected::BadSignature { index: 0 })
-    );
+    assert_eq!(chain.submit(wrong.unwrap()), Err(TxRejected::BadSignature { index: 0 }));
 
     // The right key, untweaked: the output key is the BIP341 tweak of the internal key.
     let mut untweaked = unsigned_transaction(&[outpoint], pay(value));
     let sighash = key_spend_sighash(&untweaked, 0, &prevouts, TapSighashType::Default).unwrap();
     let message = Message::from_digest(sighash.to_byte_array());
     let signature = Secp256k1::new().sign_schnorr_no_aux_rand(&message, &keypair);
-    untweaked.input[0].witness = Witness::p2tr_key_spend(&bitcoin::taproot::Signature {
-        signature,
-        sighash_type: TapSighashType::Default,
-    });
-    assert_eq!(
-        chain.submit(untweaked),
-        Err(TxRejected::BadSignature { index: 0 })
-    );
+    untweaked.input[0].witness =
+        Witness::p2tr_key_spend(&bitcoin::taproot::Signature { signature, sighash_type: TapSighashType::Default });
+    assert_eq!(chain.submit(untweaked), Err(TxRejected::BadSignature { index: 0 }));
 
     // Signed by the tweaked key by hand: accepted (positive control of the above).
     let mut tweaked = unsigned_transaction(&[outpoint], pay(value));
     let tweaked_keypair = keypair.tap_tweak(&Secp256k1::new(), None).to_keypair();
     let signature = Secp256k1::new().sign_schnorr_no_aux_rand(&message, &tweaked_keypair);
-    tweaked.input[0].witness = Witness::p2tr_key_spend(&bitcoin::taproot::Signature {
-        signature,
-        sighash_type: TapSighashType::Default,
-    });
-    chain
-        .submit(tweaked)
-        .expect("tweaked key signs for the output key");
+    tweaked.input[0].witness =
+        Witness::p2tr_key_spend(&bitcoin::taproot::Signature { signature, sighash_type: TapSighashType::Default });
+    chain.submit(tweaked).expect("tweaked key signs for the output key");
 
     // The converse: an output whose key is the *untweaked* key (not BIP341), signed with the tweak.
     let (mut chain, keypair, _, outpoint, txout) = funded_group(3);
-    let raw_script =
-        ScriptBuf::new_p2tr_tweaked(keypair.x_only_public_key().0.dangerous_assume_tweaked());
+    let raw_script = ScriptBuf::new_p2tr_tweaked(keypair.x_only_public_key().0.dangerous_assume_tweaked());
     assert_ne!(raw_script, p2tr_script(keypair.x_only_public_key().0));
     let value = txout.value - Amount::from_sat(1_000);
-    let out = TxOut {
-        value,
-        script_pubkey: raw_script.clone(),
-    };
+    let out = TxOut { value, script_pubkey: raw_script.clone() };
     let fund = spend_key_path(&[(outpoint, txout)], vec![out.clone()], &keypair, &AUX).unwrap();
     let fund_txid = chain.submit(fund).unwrap();
-    let confused = spend_key_path(
-        &[(OutPoint::new(fund_txid, 0), out.clone())],
-        pay(value),
-        &keypair,
-        &AUX,
-    );
-    assert_eq!(
-        chain.submit(confused.unwrap()),
-        Err(TxRejected::BadSignature { index: 0 })
-    );
+    let confused = spend_key_path(&[(OutPoint::new(fund_txid, 0), out.clone())], pay(value), &keypair, &AUX);
+    assert_eq!(chain.submit(confused.unwrap()), Err(TxRejected::BadSignature { index: 0 }));
     let mut direct = unsigned_transaction(&[OutPoint::new(fund_txid, 0)], pay(value));
     let sighash = key_spend_sighash(&direct, 0, &[out], TapSighashType::Default).unwrap();
-    let signature = Secp256k1::new()
-        .sign_schnorr_no_aux_rand(&Message::from_digest(sighash.to_byte_array()), &keypair);
+    let signature = Secp256k1::new().sign_schnorr_no_aux_rand(&Message::from_digest(sighash.to_byte_array()), &keypair);
     direct.input[0].witness = Witness::from_slice(&[signature.as_ref()]);
-    chain
-        .submit(direct)
-        .expect("untweaked key signs for an untweaked output key");
+    chain.submit(direct).expect("untweaked key signs for an untweaked output key");
 }
 
 #[test]
 fn rejects_double_spends_and_replays() {
     let (mut chain, keypair, _, outpoint, txout) = funded_group(4);
     let input = [(outpoint, txout.clone())];
-    let first = spend_key_path(
-        &input,
-        pay(txout.value - Amount::from_sat(1_000)),
-        &keypair,
-        &AUX,
-    )
-    .unwrap();
-    let second = spend_key_path(
-        &input,
-        pay(txout.value - Amount::from_sat(2_000)),
-        &keypair,
-        &AUX,
-    )
-    .unwrap();
+    let first = spend_key_path(&input, pay(txout.value - Amount::from_sat(1_000)), &keypair, &AUX).unwrap();
+    let second = spend_key_path(&input, pay(txout.value - Amount::from_sat(2_000)), &keypair, &AUX).unwrap();
     let first_txid = chain.submit(first.clone()).unwrap();
-    assert_eq!(
-        chain.submit(first.clone()),
-        Err(TxRejected::AlreadyInMempool { txid: first_txid })
-    );
-    assert_eq!(
-        chain.submit(second.clone()),
-        Err(TxRejected::SpentInMempool {
-            index: 0,
-            outpoint,
-            by: first_txid
-        })
-    );
-    assert_eq!(
-        chain.mempool().len(),
-        1,
-        "rejections leave the mempool alone"
-    );
+    assert_eq!(chain.submit(first.clone()), Err(TxRejected::AlreadyInMempool { txid: first_txid }));
+    assert_eq!(chain.submit(second.clone()), Err(TxRejected::SpentInMempool { index: 0, outpoint, by: first_txid }));
+    assert_eq!(chain.mempool().len(), 1, "rejections leave the mempool alone");
     chain.mine();
     assert_eq!(chain.utxo(&outpoint), None);
-    assert_eq!(
-        chain.submit(second),
-        Err(TxRejected::SpentOnChain {
-            index: 0,
-            outpoint,
-            by: first_txid
-        })
-    );
-    assert_eq!(
-        chain.submit(first),
-        Err(TxRejected::AlreadyConfirmed { txid: first_txid })
-    );
+    assert_eq!(chain.submit(second), Err(TxRejected::SpentOnChain { index: 0, outpoint, by: first_txid }));
+    assert_eq!(chain.submit(first), Err(TxRejected::AlreadyConfirmed { txid: first_txid }));
     assert_eq!(chain.mempool().len(), 0);
 }
 
@@ -491,38 +339,14 @@ fn rejects_double_spends_and_replays() {
 fn rejects_missing_input_and_value_creation() {
     let (mut chain, keypair, _, outpoint, txout) = funded_group(5);
     let missing = OutPoint::new(Txid::from_byte_array([0x11; 32]), 0);
-    let tx = spend_key_path(
-        &[(missing, txout.clone())],
-        pay(Amount::ONE_SAT),
-        &keypair,
-        &AUX,
-    )
-    .unwrap();
-    assert_eq!(
-        chain.submit(tx),
-        Err(TxRejected::MissingInput {
-            index: 0,
-            outpoint: missing
-        })
-    );
+    let tx = spend_key_path(&[(missing, txout.clone())], pay(Amount::ONE_SAT), &keypair, &AUX).unwrap();
+    assert_eq!(chain.submit(tx), Err(TxRejected::MissingInput { index: 0, outpoint: missing }));
 
     let created = txout.value + Amount::ONE_SAT;
     let tx = spend_key_path(&[(outpoint, txout.clone())], pay(created), &keypair, &AUX).unwrap();
-    assert_eq!(
-        chain.submit(tx),
-        Err(TxRejected::ValueCreated {
-            inputs: txout.value,
-            outputs: created
-        })
-    );
+    assert_eq!(chain.submit(tx), Err(TxRejected::ValueCreated { inputs: txout.value, outputs: created }));
     // Exactly the input value (zero fee) is fine.
-    let tx = spend_key_path(
-        &[(outpoint, txout.clone())],
-        pay(txout.value),
-        &keypair,
-        &AUX,
-    )
-    .unwrap();
+    let tx = spend_key_path(&[(outpoint, txout.clone())], pay(txout.value), &keypair, &AUX).unwrap();
     chain.submit(tx).expect("no value created");
 }
 
@@ -540,12 +364,7 @@ fn rejects_immature_coinbase_until_mature() {
     for confirmations in 1..10 {
         assert_eq!(
             chain.submit(tx.clone()),
-            Err(TxRejected::ImmatureCoinbase {
-                index: 0,
-                outpoint,
-                confirmations,
-                required: 10
-            })
+            Err(TxRejected::ImmatureCoinbase { index: 0, outpoint, confirmations, required: 10 })
         );
         chain.mine();
     }
@@ -565,59 +384,23 @@ fn rejects_non_taproot_and_unspendable_inputs() {
     let bad_key = ScriptBuf::from_bytes([&[0x51, 0x20][..], &[0xff; 32]].concat());
     assert!(bad_key.is_p2tr());
     let outputs = vec![
-        TxOut {
-            value: Amount::ONE_BTC,
-            script_pubkey: op_true.clone(),
-        },
-        TxOut {
-            value: Amount::ONE_BTC,
-            script_pubkey: ScriptBuf::new_op_return([9u8; 3]),
-        },
-        TxOut {
-            value: Amount::ONE_BTC,
-            script_pubkey: bad_key.clone(),
-        },
+        TxOut { value: Amount::ONE_BTC, script_pubkey: op_true.clone() },
+        TxOut { value: Amount::ONE_BTC, script_pubkey: ScriptBuf::new_op_return([9u8; 3]) },
+        TxOut { value: Amount::ONE_BTC, script_pubkey: bad_key.clone() },
     ];
     let fund = spend_key_path(&[(outpoint, txout)], outputs.clone(), &keypair, &AUX).unwrap();
-    let txid = chain
-        .submit(fund)
-        .expect("non-Taproot outputs may be created");
+    let txid = chain.submit(fund).expect("non-Taproot outputs may be created");
     chain.mine();
-    assert_eq!(
-        chain.utxo(&OutPoint::new(txid, 0)),
-        Some(outputs[0].clone())
-    );
-    assert_eq!(
-        chain.utxo(&OutPoint::new(txid, 1)),
-        None,
-        "OP_RETURN is burned"
-    );
+    assert_eq!(chain.utxo(&OutPoint::new(txid, 0)), Some(outputs[0].clone()));
+    assert_eq!(chain.utxo(&OutPoint::new(txid, 1)), None, "OP_RETURN is burned");
 
     let spend = |vout: u32| {
         let prev = outputs[vout as usize].clone();
-        spend_key_path(
-            &[(OutPoint::new(txid, vout), prev)],
-            pay(Amount::ONE_SAT),
-            &keypair,
-            &AUX,
-        )
-        .unwrap()
+        spend_key_path(&[(OutPoint::new(txid, vout), prev)], pay(Amount::ONE_SAT), &keypair, &AUX).unwrap()
     };
-    assert_eq!(
-        chain.submit(spend(0)),
-        Err(TxRejected::NonTaprootInput { index: 0 })
-    );
-    assert_eq!(
-        chain.submit(spend(1)),
-        Err(TxRejected::MissingInput {
-            index: 0,
-            outpoint: OutPoint::new(txid, 1)
-        })
-    );
-    assert_eq!(
-        chain.submit(spend(2)),
-        Err(TxRejected::InvalidOutputKey { index: 0 })
-    );
+    assert_eq!(chain.submit(spend(0)), Err(TxRejected::NonTaprootInput { index: 0 }));
+    assert_eq!(chain.submit(spend(1)), Err(TxRejected::MissingInput { index: 0, outpoint: OutPoint::new(txid, 1) }));
+    assert_eq!(chain.submit(spend(2)), Err(TxRejected::InvalidOutputKey { index: 0 }));
 }
 
 #[test]
@@ -625,9 +408,7 @@ fn rejects_malformed_transactions() {
     let (mut chain, keypair, _, outpoint, txout) = funded_group(8);
     let value = txout.value - Amount::from_sat(1_000);
     let prevouts = [txout.clone()];
-    let signed = |outputs: Vec<TxOut>| {
-        spend_key_path(&[(outpoint, txout.clone())], outputs, &keypair, &AUX).unwrap()
-    };
+    let signed = |outputs: Vec<TxOut>| spend_key_path(&[(outpoint, txout.clone())], outputs, &keypair, &AUX).unwrap();
 
     let mut tx = signed(pay(value));
     tx.input.clear();
@@ -636,10 +417,7 @@ fn rejects_malformed_transactions() {
 
     let mut tx = signed(pay(value));
     tx.input.push(tx.input[0].clone());
-    assert_eq!(
-        chain.submit(tx),
-        Err(TxRejected::DuplicateInput { outpoint })
-    );
+    assert_eq!(chain.submit(tx), Err(TxRejected::DuplicateInput { outpoint }));
 
     let mut tx = signed(pay(value));
     tx.input[0].previous_output = OutPoint::null();
@@ -647,45 +425,24 @@ fn rejects_malformed_transactions() {
     assert_eq!(chain.submit(tx), Err(TxRejected::NullPrevout { index: 0 }));
 
     let too_much = Amount::MAX_MONEY + Amount::ONE_SAT;
-    assert_eq!(
-        chain.submit(signed(pay(too_much))),
-        Err(TxRejected::OutputValueOutOfRange)
-    );
+    assert_eq!(chain.submit(signed(pay(too_much))), Err(TxRejected::OutputValueOutOfRange));
     let mut outputs = pay(Amount::MAX_MONEY);
     outputs.extend(pay(Amount::MAX_MONEY));
-    assert_eq!(
-        chain.submit(signed(outputs)),
-        Err(TxRejected::OutputValueOutOfRange)
-    );
+    assert_eq!(chain.submit(signed(outputs)), Err(TxRejected::OutputValueOutOfRange));
 
-    let huge = vec![TxOut {
-        value: Amount::ZERO,
-        script_pubkey: ScriptBuf::from_bytes(vec![0x6a; 100_001]),
-    }];
-    assert!(matches!(
-        chain.submit(signed(huge)),
-        Err(TxRejected::TooLarge { .. })
-    ));
+    let huge = vec![TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(vec![0x6a; 100_001]) }];
+    assert!(matches!(chain.submit(signed(huge)), Err(TxRejected::TooLarge { .. })));
 
     // Witness shapes.
     let mut tx = signed(pay(value));
     tx.input[0].witness = Witness::new();
-    assert_eq!(
-        chain.submit(tx),
-        Err(TxRejected::NotKeyPathSpend { index: 0 })
-    );
+    assert_eq!(chain.submit(tx), Err(TxRejected::NotKeyPathSpend { index: 0 }));
     let mut tx = signed(pay(value));
     tx.input[0].witness.push([0x50, 1, 2]); // an annex
-    assert_eq!(
-        chain.submit(tx),
-        Err(TxRejected::NotKeyPathSpend { index: 0 })
-    );
+    assert_eq!(chain.submit(tx), Err(TxRejected::NotKeyPathSpend { index: 0 }));
     let mut tx = signed(pay(value));
     tx.input[0].script_sig = ScriptBuf::from_bytes(vec![0x51]);
-    assert_eq!(
-        chain.submit(tx),
-        Err(TxRejected::NonEmptyScriptSig { index: 0 })
-    );
+    assert_eq!(chain.submit(tx), Err(TxRejected::NonEmptyScriptSig { index: 0 }));
     for bytes in [
         vec![1u8; 63],
         vec![1u8; 66],
@@ -703,10 +460,7 @@ fn rejects_malformed_transactions() {
     ] {
         let mut tx = signed(pay(value));
         tx.input[0].witness = Witness::from_slice(&[bytes]);
-        assert_eq!(
-            chain.submit(tx),
-            Err(TxRejected::InvalidSignatureEncoding { index: 0 })
-        );
+        assert_eq!(chain.submit(tx), Err(TxRejected::InvalidSignatureEncoding { index: 0 }));
     }
 
     // A signature over different outputs.
@@ -721,15 +475,7 @@ fn rejects_malformed_transactions() {
         let mut tx = unsigned_transaction(&[outpoint], pay(value));
         tx.lock_time = absolute::LockTime::from_height(lock).unwrap();
         tx.input[0].sequence = Sequence::ENABLE_LOCKTIME_NO_RBF;
-        sign_key_spend(
-            &mut tx,
-            0,
-            &prevouts,
-            &keypair,
-            TapSighashType::Default,
-            &AUX,
-        )
-        .unwrap();
+        sign_key_spend(&mut tx, 0, &prevouts, &keypair, TapSighashType::Default, &AUX).unwrap();
         let lock_time = tx.lock_time;
         match result {
             false => assert_eq!(chain.submit(tx), Err(TxRejected::NotFinal { lock_time })),
@@ -755,31 +501,12 @@ fn rejects_sighash_single_without_output() {
     let prevouts: Vec<TxOut> = coins.iter().map(|(_, out)| out.clone()).collect();
     let outpoints: Vec<OutPoint> = coins.iter().map(|(op, _)| *op).collect();
     let mut tx = unsigned_transaction(&outpoints, pay(Amount::ONE_BTC));
-    sign_key_spend(
-        &mut tx,
-        0,
-        &prevouts,
-        &keypair,
-        TapSighashType::Default,
-        &AUX,
-    )
-    .unwrap();
-    assert!(sign_key_spend(
-        &mut tx,
-        1,
-        &prevouts,
-        &keypair,
-        TapSighashType::Single,
-        &AUX
-    )
-    .is_err());
+    sign_key_spend(&mut tx, 0, &prevouts, &keypair, TapSighashType::Default, &AUX).unwrap();
+    assert!(sign_key_spend(&mut tx, 1, &prevouts, &keypair, TapSighashType::Single, &AUX).is_err());
     let mut sig = vec![1u8; 64];
     sig.push(TapSighashType::Single as u8);
     tx.input[1].witness = Witness::from_slice(&[sig]);
-    assert_eq!(
-        chain.submit(tx.clone()),
-        Err(TxRejected::SighashUnavailable { index: 1 })
-    );
+    assert_eq!(chain.submit(tx.clone()), Err(TxRejected::SighashUnavailable { index: 1 }));
     // Signing input 1 with SIGHASH_ALL instead makes it valid.
     sign_key_spend(&mut tx, 1, &prevouts, &keypair, TapSighashType::All, &AUX).unwrap();
     chain.submit(tx).expect("valid");
@@ -796,12 +523,9 @@ fn scripted_run(seed: u64) -> Vec<Vec<u8>> {
         chain.mine_to(depositor.script_pubkey());
     }
     for round in 0..8u8 {
-        if let Ok(tx) = depositor.deposit(
-            &chain,
-            &group_script,
-            Amount::from_sat(10_000 * u64::from(round + 1)),
-            Some(&[round]),
-        ) {
+        if let Ok(tx) =
+            depositor.deposit(&chain, &group_script, Amount::from_sat(10_000 * u64::from(round + 1)), Some(&[round]))
+        {
             chain.submit(tx).expect("valid deposit");
         }
         chain.mine();
@@ -809,9 +533,7 @@ fn scripted_run(seed: u64) -> Vec<Vec<u8>> {
             chain.reorg(2).unwrap();
         }
     }
-    (0..=chain.tip_height())
-        .map(|h| chain.block_bytes(h).unwrap())
-        .collect()
+    (0..=chain.tip_height()).map(|h| chain.block_bytes(h).unwrap()).collect()
 }
 
 #[test]
@@ -821,27 +543,15 @@ fn deterministic_in_seed_and_calls() {
     assert_eq!(a, b);
     assert!(a.len() > 12);
     // The runs did deposit something.
-    let blocks: Vec<_> = a
-        .iter()
-        .map(|bytes| mock_chains::bitcoin::parse_block(bytes).unwrap())
-        .collect();
+    let blocks: Vec<_> = a.iter().map(|bytes| mock_chains::bitcoin::parse_block(bytes).unwrap()).collect();
     assert!(blocks.iter().map(|b| b.txdata.len() - 1).sum::<usize>() >= 5);
     let c = scripted_run(43);
     for (height, (a, c)) in a.iter().zip(&c).enumerate() {
         assert_ne!(a, c, "height {height}");
     }
-    assert_ne!(
-        MockBitcoin::new(1).tip_hash(),
-        MockBitcoin::new(2).tip_hash()
-    );
-    assert_eq!(
-        MockBitcoin::new(1).tip_hash(),
-        MockBitcoin::new(1).tip_hash()
-    );
-    assert_ne!(
-        Depositor::new(1).internal_key(),
-        Depositor::new(2).internal_key()
-    );
+    assert_ne!(MockBitcoin::new(1).tip_hash(), MockBitcoin::new(2).tip_hash());
+    assert_eq!(MockBitcoin::new(1).tip_hash(), MockBitcoin::new(1).tip_hash());
+    assert_ne!(Depositor::new(1).internal_key(), Depositor::new(2).internal_key());
 }
 
 #[test]
@@ -863,27 +573,17 @@ fn deposit_of_whole_balance_pays_dust_change_to_the_miner() {
     ));
     for surplus in [0, 329] {
         let amount = balance - fee_without_change - Amount::from_sat(surplus);
-        let tx = depositor
-            .deposit(&chain, &group_script, amount, None)
-            .unwrap();
+        let tx = depositor.deposit(&chain, &group_script, amount, None).unwrap();
         assert_eq!(tx.vsize(), 111);
         assert_eq!(tx.output.len(), 1, "dust change is not created");
-        assert_eq!(
-            fee_of(&chain, &tx),
-            fee_without_change + Amount::from_sat(surplus)
-        );
+        assert_eq!(fee_of(&chain, &tx), fee_without_change + Amount::from_sat(surplus));
         depositor.release(&tx);
     }
     // With enough left for a change output (43 vB more) above dust, change is made.
     let amount = balance - fee_without_change - Amount::from_sat(43 * rate + 330);
-    let tx = depositor
-        .deposit(&chain, &group_script, amount, None)
-        .unwrap();
+    let tx = depositor.deposit(&chain, &group_script, amount, None).unwrap();
     assert_eq!(tx.output.len(), 2);
     assert_eq!(tx.output[1].value, Amount::from_sat(330));
-    assert_eq!(
-        fee_of(&chain, &tx),
-        Amount::from_sat(tx.vsize() as u64 * rate)
-    );
+    assert_eq!(fee_of(&chain, &tx), Amount::from_sat(tx.vsize() as u64 * rate));
     chain.submit(tx).expect("valid");
 }

@@ -2,15 +2,10 @@
 
 use bitcoin::consensus::encode;
 use bitcoin::{Amount, ScriptBuf};
-use mock_chains::bitcoin::{
-    op_return_payload, p2tr_script, parse_block, parse_transaction, Depositor, MockBitcoin,
-};
+use mock_chains::bitcoin::{op_return_payload, p2tr_script, parse_block, parse_transaction, Depositor, MockBitcoin};
 use proptest::prelude::*;
 
-const MAINNET_BLOCK: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/block413567.raw"
-);
+const MAINNET_BLOCK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/block413567.raw");
 const MAINNET_HASH: &str = "0000000000000000025aff8be8a55df8f89c77296db6198f272d6577325d4069";
 
 fn mainnet_block() -> Option<Vec<u8>> {
@@ -49,9 +44,7 @@ fn sample_block() -> Vec<u8> {
     let mut depositor = Depositor::new(5);
     chain.mine_to(depositor.script_pubkey());
     let group = p2tr_script(depositor.internal_key());
-    let tx = depositor
-        .deposit(&chain, &group, Amount::ONE_BTC, Some(b"hello"))
-        .unwrap();
+    let tx = depositor.deposit(&chain, &group, Amount::ONE_BTC, Some(b"hello")).unwrap();
     chain.submit(tx).unwrap();
     chain.mine();
     chain.block_bytes(2).unwrap()
@@ -64,50 +57,24 @@ fn mock_blocks_round_trip() {
     assert_eq!(block.txdata.len(), 2);
     assert_eq!(encode::serialize(&block), bytes);
     let deposit = &block.txdata[1];
-    assert_eq!(
-        parse_transaction(&encode::serialize(deposit)).unwrap(),
-        *deposit
-    );
-    assert_eq!(
-        op_return_payload(&deposit.output[1].script_pubkey),
-        Some(&b"hello"[..])
-    );
+    assert_eq!(parse_transaction(&encode::serialize(deposit)).unwrap(), *deposit);
+    assert_eq!(op_return_payload(&deposit.output[1].script_pubkey), Some(&b"hello"[..]));
 }
 
 #[test]
 fn op_return_payload_is_strict() {
-    assert_eq!(
-        op_return_payload(&ScriptBuf::new_op_return([1u8, 2, 3])),
-        Some(&[1u8, 2, 3][..])
-    );
-    assert_eq!(
-        op_return_payload(&ScriptBuf::new_op_return([0u8; 0])),
-        Some(&[][..])
-    );
+    assert_eq!(op_return_payload(&ScriptBuf::new_op_return([1u8, 2, 3])), Some(&[1u8, 2, 3][..]));
+    assert_eq!(op_return_payload(&ScriptBuf::new_op_return([0u8; 0])), Some(&[][..]));
     assert_eq!(
         op_return_payload(&ScriptBuf::new_op_return(
             bitcoin::script::PushBytesBuf::try_from(vec![0x42u8; 80]).unwrap()
         )),
         Some(&[0x42u8; 80][..])
     );
-    assert_eq!(
-        op_return_payload(&ScriptBuf::from_bytes(vec![0x6a])),
-        None,
-        "no push"
-    );
-    assert_eq!(
-        op_return_payload(&ScriptBuf::from_bytes(vec![0x6a, 0x01, 7, 0x01, 8])),
-        None
-    );
-    assert_eq!(
-        op_return_payload(&ScriptBuf::from_bytes(vec![0x6a, 0x05, 7])),
-        None,
-        "short push"
-    );
-    assert_eq!(
-        op_return_payload(&ScriptBuf::from_bytes(vec![0x51, 0x01, 7])),
-        None
-    );
+    assert_eq!(op_return_payload(&ScriptBuf::from_bytes(vec![0x6a])), None, "no push");
+    assert_eq!(op_return_payload(&ScriptBuf::from_bytes(vec![0x6a, 0x01, 7, 0x01, 8])), None);
+    assert_eq!(op_return_payload(&ScriptBuf::from_bytes(vec![0x6a, 0x05, 7])), None, "short push");
+    assert_eq!(op_return_payload(&ScriptBuf::from_bytes(vec![0x51, 0x01, 7])), None);
     assert_eq!(op_return_payload(&ScriptBuf::new()), None);
 }
 

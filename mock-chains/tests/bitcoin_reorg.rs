@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use bitcoin::secp256k1::{Keypair, Secp256k1};
 use bitcoin::{Amount, BlockHash, OutPoint, ScriptBuf, Transaction, TxOut, Txid};
-use mock_chains::bitcoin::{
-    block_subsidy, p2tr_script, spend_key_path, Depositor, MockBitcoin, ReorgError,
-};
+use mock_chains::bitcoin::{block_subsidy, p2tr_script, spend_key_path, Depositor, MockBitcoin, ReorgError};
 use proptest::prelude::*;
 
 fn group() -> (Keypair, ScriptBuf) {
@@ -53,14 +51,8 @@ fn replay(chain: &MockBitcoin) -> (BTreeMap<OutPoint, TxOut>, Vec<Amount>) {
 /// transaction is confirmed once; blocks link up.
 fn assert_consistent(chain: &MockBitcoin) {
     let (replayed, fees) = replay(chain);
-    let ours: BTreeMap<OutPoint, TxOut> = chain
-        .utxos()
-        .map(|(outpoint, txout)| (*outpoint, txout.clone()))
-        .collect();
-    assert_eq!(
-        ours, replayed,
-        "UTXO set differs from a replay of the best chain"
-    );
+    let ours: BTreeMap<OutPoint, TxOut> = chain.utxos().map(|(outpoint, txout)| (*outpoint, txout.clone())).collect();
+    assert_eq!(ours, replayed, "UTXO set differs from a replay of the best chain");
     let mut subsidies = Amount::ZERO;
     let mut txids = BTreeMap::<Txid, u64>::new();
     for height in 0..=chain.tip_height() {
@@ -69,34 +61,20 @@ fn assert_consistent(chain: &MockBitcoin) {
         assert!(chain.is_in_best_chain(&block.block_hash()));
         assert_eq!(chain.height_of(&block.block_hash()), Some(height));
         if height > 0 {
-            assert_eq!(
-                block.header.prev_blockhash,
-                chain.block_hash(height - 1).unwrap()
-            );
+            assert_eq!(block.header.prev_blockhash, chain.block_hash(height - 1).unwrap());
         }
         assert!(block.check_merkle_root());
         assert!(block.check_witness_commitment());
         let paid: Amount = block.txdata[0].output.iter().map(|out| out.value).sum();
-        assert_eq!(
-            paid,
-            block_subsidy(height) + fees[height as usize],
-            "coinbase at {height}"
-        );
+        assert_eq!(paid, block_subsidy(height) + fees[height as usize], "coinbase at {height}");
         subsidies += block_subsidy(height);
         for tx in &block.txdata {
-            assert_eq!(
-                txids.insert(tx.compute_txid(), height),
-                None,
-                "txid confirmed twice"
-            );
+            assert_eq!(txids.insert(tx.compute_txid(), height), None, "txid confirmed twice");
             assert_eq!(chain.confirmation_height(&tx.compute_txid()), Some(height));
         }
     }
     let total: Amount = replayed.values().map(|out| out.value).sum();
-    assert_eq!(
-        total, subsidies,
-        "value in the UTXO set is the subsidies paid"
-    );
+    assert_eq!(total, subsidies, "value in the UTXO set is the subsidies paid");
     // Mempool transactions are unconfirmed.
     for tx in chain.mempool() {
         assert_eq!(chain.confirmation_height(&tx.compute_txid()), None);
@@ -104,9 +82,7 @@ fn assert_consistent(chain: &MockBitcoin) {
 }
 
 fn hashes(chain: &MockBitcoin) -> Vec<BlockHash> {
-    (0..=chain.tip_height())
-        .map(|h| chain.block_hash(h).unwrap())
-        .collect()
+    (0..=chain.tip_height()).map(|h| chain.block_hash(h).unwrap()).collect()
 }
 
 #[test]
@@ -119,16 +95,9 @@ fn reorg_replaces_the_tail_and_keeps_the_prefix() {
     assert_eq!(chain.tip_height(), 11);
     assert_eq!(chain.tip_hash(), new_tip);
     let after = hashes(&chain);
-    assert_eq!(
-        after[..8],
-        before[..8],
-        "heights below tip - depth keep their hashes"
-    );
+    assert_eq!(after[..8], before[..8], "heights below tip - depth keep their hashes");
     for height in 8..=10 {
-        assert_ne!(
-            after[height], before[height],
-            "height {height} was replaced"
-        );
+        assert_ne!(after[height], before[height], "height {height} was replaced");
         // Orphans stay retrievable by hash, at the height they were built.
         let orphan = chain.block_by_hash(&before[height]).expect("orphan kept");
         assert_eq!(orphan.block_hash(), before[height]);
@@ -143,16 +112,8 @@ fn reorg_replaces_the_tail_and_keeps_the_prefix() {
     }
     assert_consistent(&chain);
 
-    assert_eq!(
-        chain.reorg(12),
-        Err(ReorgError::TooDeep {
-            depth: 12,
-            tip_height: 11
-        })
-    );
-    chain
-        .reorg(11)
-        .expect("everything but genesis can be replaced");
+    assert_eq!(chain.reorg(12), Err(ReorgError::TooDeep { depth: 12, tip_height: 11 }));
+    chain.reorg(11).expect("everything but genesis can be replaced");
     assert_eq!(chain.block_hash(0), Some(before[0]));
     assert_eq!(chain.tip_height(), 12);
     chain.reorg(0).expect("depth 0 just mines");
@@ -169,21 +130,14 @@ fn orphaned_transactions_are_confirmed_again() {
     // One coin, so the second deposit must spend the first's change.
     chain.mine_to(depositor.script_pubkey());
     chain.mine_blocks(3);
-    let deposit = depositor
-        .deposit(&chain, &group_script, Amount::ONE_BTC, Some(b"instruction"))
-        .unwrap();
+    let deposit = depositor.deposit(&chain, &group_script, Amount::ONE_BTC, Some(b"instruction")).unwrap();
     let txid = chain.submit(deposit.clone()).unwrap();
     let included_at = chain.tip_height() + 1;
     let orphan_hash = chain.mine();
     chain.mine_blocks(2);
     // A second deposit waiting in the mempool, spending the first's change, survives too.
-    let follow_up = depositor
-        .deposit(&chain, &group_script, Amount::from_sat(5_000), None)
-        .unwrap();
-    assert!(follow_up
-        .input
-        .iter()
-        .any(|input| input.previous_output.txid == txid));
+    let follow_up = depositor.deposit(&chain, &group_script, Amount::from_sat(5_000), None).unwrap();
+    assert!(follow_up.input.iter().any(|input| input.previous_output.txid == txid));
     let follow_txid = chain.submit(follow_up).unwrap();
     assert_eq!(chain.confirmation_height(&txid), Some(included_at));
 
@@ -197,10 +151,7 @@ fn orphaned_transactions_are_confirmed_again() {
     let replacement = chain.block(included_at).unwrap();
     assert_ne!(replacement.block_hash(), orphan_hash);
     assert_eq!(replacement.txdata[1], deposit);
-    assert_eq!(
-        chain.utxo(&OutPoint::new(txid, 0)).unwrap().value,
-        Amount::ONE_BTC
-    );
+    assert_eq!(chain.utxo(&OutPoint::new(txid, 0)).unwrap().value, Amount::ONE_BTC);
     assert_eq!(chain.mempool().len(), 0);
     assert_consistent(&chain);
 }
@@ -214,17 +165,8 @@ fn transactions_spending_orphaned_coinbases_are_dropped() {
     chain.mine_to(&group_script);
     let coinbase = chain.block(3).unwrap().txdata[0].clone();
     let outpoint = OutPoint::new(coinbase.compute_txid(), 0);
-    let pay = vec![TxOut {
-        value: Amount::ONE_BTC,
-        script_pubkey: group_script.clone(),
-    }];
-    let spend = spend_key_path(
-        &[(outpoint, coinbase.output[0].clone())],
-        pay,
-        &keypair,
-        &[1; 32],
-    )
-    .unwrap();
+    let pay = vec![TxOut { value: Amount::ONE_BTC, script_pubkey: group_script.clone() }];
+    let spend = spend_key_path(&[(outpoint, coinbase.output[0].clone())], pay, &keypair, &[1; 32]).unwrap();
     let txid = chain.submit(spend).unwrap();
     chain.mine();
     assert_eq!(chain.confirmation_height(&txid), Some(4));
@@ -247,17 +189,8 @@ fn reorged_spend_waits_for_maturity() {
     chain.mine_blocks(4);
     let coinbase = chain.block(1).unwrap().txdata[0].clone();
     let outpoint = OutPoint::new(coinbase.compute_txid(), 0);
-    let pay = vec![TxOut {
-        value: Amount::ONE_BTC,
-        script_pubkey: group_script.clone(),
-    }];
-    let spend = spend_key_path(
-        &[(outpoint, coinbase.output[0].clone())],
-        pay,
-        &keypair,
-        &[1; 32],
-    )
-    .unwrap();
+    let pay = vec![TxOut { value: Amount::ONE_BTC, script_pubkey: group_script.clone() }];
+    let spend = spend_key_path(&[(outpoint, coinbase.output[0].clone())], pay, &keypair, &[1; 32]).unwrap();
     let txid = chain.submit(spend).unwrap();
     chain.mine();
     assert_eq!(chain.confirmation_height(&txid), Some(6));
@@ -275,16 +208,8 @@ fn random_reorgs_are_seeded() {
         for _ in 0..40 {
             let before = hashes(&chain);
             chain.mine();
-            assert_eq!(
-                chain.tip_height() as usize,
-                before.len(),
-                "mine always adds one height"
-            );
-            replaced += before
-                .iter()
-                .zip(hashes(&chain))
-                .filter(|(a, b)| *a != b)
-                .count();
+            assert_eq!(chain.tip_height() as usize, before.len(), "mine always adds one height");
+            replaced += before.iter().zip(hashes(&chain)).filter(|(a, b)| *a != b).count();
         }
         assert_consistent(&chain);
         (hashes(&chain), replaced)
@@ -309,10 +234,7 @@ fn random_reorgs_are_seeded() {
 enum Op {
     Mine,
     MineToDepositor,
-    Deposit {
-        per_mille: u16,
-        instruction: Option<Vec<u8>>,
-    },
+    Deposit { per_mille: u16, instruction: Option<Vec<u8>> },
     SpendGroup,
     Reorg(usize),
 }

@@ -2,15 +2,12 @@
 //! the rejections of `submit`, the interface traits and determinism.
 
 use mock_chains::monero::{
-    address_from_keys, block_on, DepositError, Depositor, KeyImageStatus, MockMonero, MoneroConfig,
-    Scanner, Transaction, TxRejected, WalletKeys, COINBASE_LOCK, MAX_INSTRUCTION_LEN,
+    address_from_keys, block_on, DepositError, Depositor, KeyImageStatus, MockMonero, MoneroConfig, Scanner,
+    Transaction, TxRejected, WalletKeys, COINBASE_LOCK, MAX_INSTRUCTION_LEN,
 };
 use monero_wallet::{
     ed25519::{Commitment, Scalar},
-    interface::{
-        ProvidesBlockchain, ProvidesDecoys, ProvidesOutputs, ProvidesScannableBlocks,
-        PublishTransaction,
-    },
+    interface::{ProvidesBlockchain, ProvidesDecoys, ProvidesOutputs, ProvidesScannableBlocks, PublishTransaction},
     ringct::{RctProofs, RctPrunable},
     transaction::Input,
     WalletOutput,
@@ -20,13 +17,7 @@ const AMOUNT: u64 = 1_234_567_890;
 
 /// A chain with a short coinbase lock and a depositor owning `blocks` coinbase outputs.
 fn funded(seed: u64, blocks: usize) -> (MockMonero, Depositor) {
-    let mut chain = MockMonero::with_config(
-        seed,
-        MoneroConfig {
-            coinbase_lock: 10,
-            ..MoneroConfig::default()
-        },
-    );
+    let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 10, ..MoneroConfig::default() });
     let depositor = Depositor::new(seed ^ 0xd0d0);
     for _ in 0..blocks {
         chain.mine_to(&depositor.address());
@@ -36,28 +27,19 @@ fn funded(seed: u64, blocks: usize) -> (MockMonero, Depositor) {
 
 fn scan(keys: &WalletKeys, chain: &MockMonero, height: usize) -> Vec<WalletOutput> {
     let mut scanner = Scanner::new(keys.view_pair());
-    scanner
-        .scan(chain.scannable_block_at(height).expect("block exists"))
-        .expect("scans")
-        .not_additionally_locked()
+    scanner.scan(chain.scannable_block_at(height).expect("block exists")).expect("scans").not_additionally_locked()
 }
 
 fn proofs_mut(tx: &mut Transaction) -> &mut RctProofs {
     match tx {
-        Transaction::V2 {
-            proofs: Some(proofs),
-            ..
-        } => proofs,
+        Transaction::V2 { proofs: Some(proofs), .. } => proofs,
         _ => panic!("deposits are RingCT"),
     }
 }
 
 fn fee(tx: &Transaction) -> u64 {
     match tx {
-        Transaction::V2 {
-            proofs: Some(proofs),
-            ..
-        } => proofs.base.fee,
+        Transaction::V2 { proofs: Some(proofs), .. } => proofs.base.fee,
         _ => panic!("deposits are RingCT"),
     }
 }
@@ -89,33 +71,22 @@ fn deposit_is_accepted_mined_and_scanned_by_the_recipient() {
         Err(DepositError::InsufficientFunds { available: 0, .. })
     ));
     chain.mine();
-    assert_eq!(
-        depositor.balance(&chain).unwrap(),
-        chain.config().block_reward
-    );
+    assert_eq!(depositor.balance(&chain).unwrap(), chain.config().block_reward);
 
     let instruction = b"serai in-instruction: swap to ETH 0xabcdef".to_vec();
-    let tx = depositor
-        .deposit(&chain, &group.address(), AMOUNT, Some(&instruction))
-        .unwrap();
+    let tx = depositor.deposit(&chain, &group.address(), AMOUNT, Some(&instruction)).unwrap();
     let hash = chain.submit(tx.clone()).unwrap();
     assert_eq!(hash, tx.hash());
     assert_eq!(chain.mempool_hashes(), vec![hash]);
     for ki in key_images(&tx) {
-        assert_eq!(
-            chain.key_image_status(&ki),
-            Some(KeyImageStatus::Mempool { transaction: hash })
-        );
+        assert_eq!(chain.key_image_status(&ki), Some(KeyImageStatus::Mempool { transaction: hash }));
     }
     chain.mine();
     let height = chain.tip_height();
     assert_eq!(chain.tx_height(&hash), Some(height));
     assert!(chain.mempool().is_empty());
     for ki in key_images(&tx) {
-        assert_eq!(
-            chain.key_image_status(&ki),
-            Some(KeyImageStatus::OnChain { height })
-        );
+        assert_eq!(chain.key_image_status(&ki), Some(KeyImageStatus::OnChain { height }));
     }
     // The block lists it, the miner collected its fee.
     assert_eq!(chain.block(height).unwrap().transactions, vec![hash]);
@@ -137,16 +108,9 @@ fn deposit_is_accepted_mined_and_scanned_by_the_recipient() {
 
     // The change came back to the depositor: reward - amount - fee.
     depositor.sync(&chain).unwrap();
-    let change: Vec<_> = depositor
-        .outputs()
-        .into_iter()
-        .filter(|o| o.transaction() == hash)
-        .collect();
+    let change: Vec<_> = depositor.outputs().into_iter().filter(|o| o.transaction() == hash).collect();
     assert_eq!(change.len(), 1);
-    assert_eq!(
-        change[0].commitment().amount,
-        chain.config().block_reward - AMOUNT - fee(&tx)
-    );
+    assert_eq!(change[0].commitment().amount, chain.config().block_reward - AMOUNT - fee(&tx));
 }
 
 #[test]
@@ -155,72 +119,42 @@ fn deposits_without_instruction_and_back_to_back() {
     let group = WalletKeys::from_seed(11);
 
     // Three deposits built before any is submitted: the depositor reserves their inputs.
-    let plain = depositor
-        .deposit(&chain, &group.address(), AMOUNT, None)
-        .unwrap();
+    let plain = depositor.deposit(&chain, &group.address(), AMOUNT, None).unwrap();
     let longest = vec![0xa5; MAX_INSTRUCTION_LEN];
-    let long = depositor
-        .deposit(&chain, &group.address(), AMOUNT + 1, Some(&longest))
-        .unwrap();
-    let empty = depositor
-        .deposit(&chain, &group.address(), AMOUNT + 2, Some(&[]))
-        .unwrap();
+    let long = depositor.deposit(&chain, &group.address(), AMOUNT + 1, Some(&longest)).unwrap();
+    let empty = depositor.deposit(&chain, &group.address(), AMOUNT + 2, Some(&[])).unwrap();
     assert!(matches!(
-        depositor.deposit(
-            &chain,
-            &group.address(),
-            AMOUNT,
-            Some(&[0; MAX_INSTRUCTION_LEN + 1])
-        ),
-        Err(DepositError::InstructionTooLong {
-            len: 255,
-            max: MAX_INSTRUCTION_LEN
-        })
+        depositor.deposit(&chain, &group.address(), AMOUNT, Some(&[0; MAX_INSTRUCTION_LEN + 1])),
+        Err(DepositError::InstructionTooLong { len: 255, max: MAX_INSTRUCTION_LEN })
     ));
     let mut all_key_images = [&plain, &long, &empty].map(key_images).concat();
     all_key_images.sort();
     all_key_images.dedup();
-    assert_eq!(
-        all_key_images.len(),
-        3,
-        "each deposit spends its own output"
-    );
+    assert_eq!(all_key_images.len(), 3, "each deposit spends its own output");
 
-    let hashes: Vec<_> = [&plain, &long, &empty]
-        .into_iter()
-        .map(|tx| chain.submit(tx.clone()).unwrap())
-        .collect();
+    let hashes: Vec<_> = [&plain, &long, &empty].into_iter().map(|tx| chain.submit(tx.clone()).unwrap()).collect();
     chain.mine();
     let height = chain.tip_height();
     // Mined in submission order.
     assert_eq!(chain.block(height).unwrap().transactions, hashes);
 
     let found = scan(&group, &chain, height);
-    let by_amount = |amount| {
-        found
-            .iter()
-            .find(|o| o.commitment().amount == amount)
-            .expect("found")
-    };
+    let by_amount = |amount| found.iter().find(|o| o.commitment().amount == amount).expect("found");
     assert_eq!(found.len(), 3);
     assert!(by_amount(AMOUNT).arbitrary_data().is_empty());
     assert_eq!(by_amount(AMOUNT + 1).arbitrary_data(), &[longest]);
     assert_eq!(by_amount(AMOUNT + 2).arbitrary_data(), &[Vec::<u8>::new()]);
 
     // A deposit to the group's (spend key, view key) pair, as the processor derives them.
-    let address = address_from_keys(
-        group.spend_public().compress().to_bytes(),
-        group.view_public().compress().to_bytes(),
-    )
-    .unwrap();
+    let address =
+        address_from_keys(group.spend_public().compress().to_bytes(), group.view_public().compress().to_bytes())
+            .unwrap();
     assert_eq!(address, group.address());
     assert!(address_from_keys([0xff; 32], group.view_public().compress().to_bytes()).is_err());
 
     // A deposit needing two inputs (rewards are 0.6 XMR each).
     let big = chain.config().block_reward + AMOUNT;
-    let two_inputs = depositor
-        .deposit(&chain, &address, big, Some(b"two"))
-        .unwrap();
+    let two_inputs = depositor.deposit(&chain, &address, big, Some(b"two")).unwrap();
     assert_eq!(two_inputs.prefix().inputs.len(), 2);
     chain.submit(two_inputs).unwrap();
     chain.mine();
@@ -232,12 +166,7 @@ fn deposits_without_instruction_and_back_to_back() {
 
 /// Asserts `tampered` is rejected with `expected`, while the untampered `tx` passes the same
 /// chain, so the rejection is down to the tampering.
-fn assert_rejected(
-    chain: &MockMonero,
-    tx: &Transaction,
-    tampered: Transaction,
-    expected: TxRejected,
-) {
+fn assert_rejected(chain: &MockMonero, tx: &Transaction, tampered: Transaction, expected: TxRejected) {
     assert_eq!(chain.check_transaction(tx), Ok(tx.hash()));
     assert_eq!(chain.clone().submit(tampered), Err(expected));
 }
@@ -246,59 +175,33 @@ fn assert_rejected(
 fn double_spends_are_rejected_in_the_mempool_and_against_the_chain() {
     let (mut chain, mut depositor) = funded(20, 12);
     let group = WalletKeys::from_seed(21);
-    let first = depositor
-        .deposit(&chain, &group.address(), AMOUNT, Some(b"first"))
-        .unwrap();
+    let first = depositor.deposit(&chain, &group.address(), AMOUNT, Some(b"first")).unwrap();
     // Build a second, fully valid transaction spending the same output.
     depositor.forget_pending();
-    let second = depositor
-        .deposit(&chain, &group.address(), AMOUNT, Some(b"second"))
-        .unwrap();
+    let second = depositor.deposit(&chain, &group.address(), AMOUNT, Some(b"second")).unwrap();
     assert_ne!(first.hash(), second.hash());
     assert_eq!(key_images(&first), key_images(&second));
-    assert_eq!(
-        chain.clone().submit(second.clone()),
-        Ok(second.hash()),
-        "valid on its own"
-    );
+    assert_eq!(chain.clone().submit(second.clone()), Ok(second.hash()), "valid on its own");
 
     chain.submit(first.clone()).unwrap();
-    assert_eq!(
-        chain.submit(first.clone()),
-        Err(TxRejected::AlreadyInMempool)
-    );
-    assert_eq!(
-        chain.submit(second.clone()),
-        Err(TxRejected::KeyImageInMempool { input: 0 })
-    );
+    assert_eq!(chain.submit(first.clone()), Err(TxRejected::AlreadyInMempool));
+    assert_eq!(chain.submit(second.clone()), Err(TxRejected::KeyImageInMempool { input: 0 }));
     assert_eq!(chain.mempool_hashes(), vec![first.hash()]);
 
     chain.mine();
     let height = chain.tip_height();
-    assert_eq!(
-        chain.submit(first.clone()),
-        Err(TxRejected::AlreadyOnChain { height })
-    );
-    assert_eq!(
-        chain.submit(second),
-        Err(TxRejected::KeyImageSpent { input: 0, height })
-    );
+    assert_eq!(chain.submit(first.clone()), Err(TxRejected::AlreadyOnChain { height }));
+    assert_eq!(chain.submit(second), Err(TxRejected::KeyImageSpent { input: 0, height }));
     // PublishTransaction goes through the same checks.
-    assert!(block_on(chain.publish_transaction(&first))
-        .unwrap()
-        .is_err());
+    assert!(block_on(chain.publish_transaction(&first)).unwrap().is_err());
 }
 
 #[test]
 fn invalid_transactions_are_rejected() {
     let (mut chain, mut depositor) = funded(30, 14);
     let group = WalletKeys::from_seed(31);
-    let tx = depositor
-        .deposit(&chain, &group.address(), AMOUNT, Some(b"instruction"))
-        .unwrap();
-    let other = depositor
-        .deposit(&chain, &group.address(), AMOUNT, None)
-        .unwrap();
+    let tx = depositor.deposit(&chain, &group.address(), AMOUNT, Some(b"instruction")).unwrap();
+    let other = depositor.deposit(&chain, &group.address(), AMOUNT, None).unwrap();
     let offsets = |tx: &Transaction| match &tx.prefix().inputs[0] {
         Input::ToKey { key_offsets, .. } => key_offsets.clone(),
         Input::Gen(_) => unreachable!(),
@@ -321,65 +224,37 @@ fn invalid_transactions_are_rejected() {
     let mut new = offsets(&tx);
     *new.last_mut().unwrap() = chain.output_count() + 5 - second_last;
     set_offsets(&mut unknown, new);
-    assert_rejected(
-        &chain,
-        &tx,
-        unknown,
-        TxRejected::RingMemberUnknown {
-            input: 0,
-            index: chain.output_count() + 5,
-        },
-    );
+    assert_rejected(&chain, &tx, unknown, TxRejected::RingMemberUnknown { input: 0, index: chain.output_count() + 5 });
 
     // A ring member still locked: the tip's coinbase output.
     let mut locked = tx.clone();
     let mut new = offsets(&tx);
     *new.last_mut().unwrap() = chain.output_count() - 1 - second_last;
     set_offsets(&mut locked, new);
-    assert_rejected(
-        &chain,
-        &tx,
-        locked,
-        TxRejected::RingMemberLocked {
-            input: 0,
-            index: chain.output_count() - 1,
-        },
-    );
+    assert_rejected(&chain, &tx, locked, TxRejected::RingMemberLocked { input: 0, index: chain.output_count() - 1 });
 
     // A ring of 15.
     let mut short = tx.clone();
     let mut new = offsets(&tx);
     new.pop();
     set_offsets(&mut short, new);
-    assert_rejected(
-        &chain,
-        &tx,
-        short,
-        TxRejected::RingSize { input: 0, len: 15 },
-    );
+    assert_rejected(&chain, &tx, short, TxRejected::RingSize { input: 0, len: 15 });
 
     // A tampered CLSAG response.
     let mut bad_clsag = tx.clone();
     if let RctPrunable::Clsag { clsags, .. } = &mut proofs_mut(&mut bad_clsag).prunable {
         clsags[0].s[3] = Scalar::hash(b"tampered");
     }
-    assert!(matches!(
-        chain.clone().submit(bad_clsag),
-        Err(TxRejected::InvalidSignature { input: 0, .. })
-    ));
+    assert!(matches!(chain.clone().submit(bad_clsag), Err(TxRejected::InvalidSignature { input: 0, .. })));
 
     // A tampered instruction: balanced, range proof intact, but the signed message changed.
     let mut bad_extra = tx.clone();
     *bad_extra.prefix_mut().extra.last_mut().unwrap() ^= 1;
-    assert!(matches!(
-        chain.clone().submit(bad_extra),
-        Err(TxRejected::InvalidSignature { input: 0, .. })
-    ));
+    assert!(matches!(chain.clone().submit(bad_extra), Err(TxRejected::InvalidSignature { input: 0, .. })));
 
     // A tampered output commitment.
     let mut bad_commitment = tx.clone();
-    proofs_mut(&mut bad_commitment).base.commitments[0] =
-        Commitment::new(Scalar::ONE, 5).commit().compress();
+    proofs_mut(&mut bad_commitment).base.commitments[0] = Commitment::new(Scalar::ONE, 5).commit().compress();
     assert_rejected(&chain, &tx, bad_commitment, TxRejected::Unbalanced);
 
     // A fee that no longer balances (still above the minimum).
@@ -399,32 +274,17 @@ fn invalid_transactions_are_rejected() {
     assert_rejected(&chain, &tx, bad_range, TxRejected::InvalidRangeProof);
 
     // Inputs out of key-image order.
-    let two_inputs = depositor
-        .deposit(
-            &chain,
-            &group.address(),
-            chain.config().block_reward + AMOUNT,
-            None,
-        )
-        .unwrap();
+    let two_inputs = depositor.deposit(&chain, &group.address(), chain.config().block_reward + AMOUNT, None).unwrap();
     let mut unsorted = two_inputs.clone();
     unsorted.prefix_mut().inputs.swap(0, 1);
     assert_rejected(&chain, &two_inputs, unsorted, TxRejected::KeyImagesUnsorted);
 
     // A miner transaction.
     let miner = chain.transactions(chain.tip_height())[0].clone();
-    assert_eq!(
-        chain.check_transaction(&miner),
-        Err(TxRejected::AlreadyOnChain {
-            height: chain.tip_height()
-        })
-    );
+    assert_eq!(chain.check_transaction(&miner), Err(TxRejected::AlreadyOnChain { height: chain.tip_height() }));
     let mut fresh_miner = miner;
     fresh_miner.prefix_mut().inputs[0] = Input::Gen(1_000);
-    assert_eq!(
-        chain.check_transaction(&fresh_miner),
-        Err(TxRejected::MinerTransaction)
-    );
+    assert_eq!(chain.check_transaction(&fresh_miner), Err(TxRejected::MinerTransaction));
 
     // The untampered ones still go through.
     chain.submit(tx).unwrap();
@@ -436,9 +296,7 @@ fn invalid_transactions_are_rejected() {
 fn interface_traits_serve_monero_wallet() {
     let (mut chain, mut depositor) = funded(40, 12);
     let group = WalletKeys::from_seed(41);
-    let tx = depositor
-        .deposit(&chain, &group.address(), AMOUNT, None)
-        .unwrap();
+    let tx = depositor.deposit(&chain, &group.address(), AMOUNT, None).unwrap();
     // Publishing goes through the same validation as submit.
     block_on(chain.publish_transaction(&tx)).unwrap().unwrap();
     assert_eq!(chain.mempool_hashes(), vec![tx.hash()]);
@@ -446,29 +304,19 @@ fn interface_traits_serve_monero_wallet() {
     let tip = chain.tip_height();
 
     // monero-interface's validated views re-check hashes, numbers and linking.
-    let blocks = block_on(ProvidesBlockchain::contiguous_blocks(&chain, 0..=tip))
-        .unwrap()
-        .unwrap();
+    let blocks = block_on(ProvidesBlockchain::contiguous_blocks(&chain, 0..=tip)).unwrap().unwrap();
     assert_eq!(blocks.len(), tip + 1);
-    let by_hash = block_on(ProvidesBlockchain::block(&chain, chain.tip_hash()))
-        .unwrap()
-        .unwrap();
+    let by_hash = block_on(ProvidesBlockchain::block(&chain, chain.tip_hash())).unwrap().unwrap();
     assert_eq!(&by_hash, chain.block(tip).unwrap());
-    let scannable = block_on(chain.scannable_block_by_number(tip))
-        .unwrap()
-        .unwrap();
+    let scannable = block_on(chain.scannable_block_by_number(tip)).unwrap().unwrap();
     assert_eq!(Some(scannable), chain.scannable_block_at(tip));
 
-    let distribution = block_on(chain.ringct_output_distribution(..=tip))
-        .unwrap()
-        .unwrap();
+    let distribution = block_on(chain.ringct_output_distribution(..=tip)).unwrap().unwrap();
     assert_eq!(distribution.len(), tip + 1);
     assert_eq!(*distribution.last().unwrap(), chain.output_count());
     assert_eq!(distribution[0], chain.config().decoy_premine as u64);
 
-    let indexes = block_on(ProvidesOutputs::output_indexes(&chain, tx.hash()))
-        .unwrap()
-        .unwrap();
+    let indexes = block_on(ProvidesOutputs::output_indexes(&chain, tx.hash())).unwrap().unwrap();
     assert_eq!(indexes.len(), 2);
     let outputs = block_on(chain.ringct_outputs(&indexes)).unwrap().unwrap();
     for (info, output) in outputs.iter().zip(&tx.prefix().outputs) {
@@ -476,44 +324,33 @@ fn interface_traits_serve_monero_wallet() {
         assert_eq!(info.block_number, tip);
         assert!(!info.unlocked, "10-block lock");
     }
-    let unlocked = block_on(
-        chain.unlocked_ringct_outputs(&indexes, monero_wallet::interface::EvaluateUnlocked::Normal),
-    )
-    .unwrap()
-    .unwrap();
+    let unlocked =
+        block_on(chain.unlocked_ringct_outputs(&indexes, monero_wallet::interface::EvaluateUnlocked::Normal))
+            .unwrap()
+            .unwrap();
     assert_eq!(unlocked, vec![None, None]);
     for _ in 0..9 {
         chain.mine();
     }
-    let unlocked = block_on(
-        chain.unlocked_ringct_outputs(&indexes, monero_wallet::interface::EvaluateUnlocked::Normal),
-    )
-    .unwrap()
-    .unwrap();
+    let unlocked =
+        block_on(chain.unlocked_ringct_outputs(&indexes, monero_wallet::interface::EvaluateUnlocked::Normal))
+            .unwrap()
+            .unwrap();
     assert!(unlocked.iter().all(Option::is_some));
-    assert!(block_on(chain.ringct_outputs(&[chain.output_count()]))
-        .unwrap()
-        .is_err());
+    assert!(block_on(chain.ringct_outputs(&[chain.output_count()])).unwrap().is_err());
 }
 
 fn scenario(seed: u64) -> (Vec<[u8; 32]>, Vec<Vec<u8>>) {
     let (mut chain, mut depositor) = funded(seed, 12);
     let group = WalletKeys::from_seed(seed + 1);
-    let tx = depositor
-        .deposit(&chain, &group.address(), AMOUNT, Some(b"determinism"))
-        .unwrap();
+    let tx = depositor.deposit(&chain, &group.address(), AMOUNT, Some(b"determinism")).unwrap();
     chain.submit(tx).unwrap();
     chain.set_reorg_rate(500, 3);
     for _ in 0..6 {
         chain.mine();
     }
-    let hashes = (0..=chain.tip_height())
-        .map(|h| chain.block_hash(h).unwrap())
-        .collect();
-    let blobs = (0..=chain.tip_height())
-        .flat_map(|h| chain.transactions(h))
-        .map(|tx| tx.serialize())
-        .collect();
+    let hashes = (0..=chain.tip_height()).map(|h| chain.block_hash(h).unwrap()).collect();
+    let blobs = (0..=chain.tip_height()).flat_map(|h| chain.transactions(h)).map(|tx| tx.serialize()).collect();
     (hashes, blobs)
 }
 

@@ -10,34 +10,17 @@ use proptest::prelude::*;
 
 /// A block blob holding a deposit, the deposit's blob and a miner transaction's blob.
 static SAMPLES: LazyLock<(Vec<u8>, Vec<u8>, Vec<u8>)> = LazyLock::new(|| {
-    let mut chain = MockMonero::with_config(
-        9,
-        MoneroConfig {
-            coinbase_lock: 10,
-            decoy_premine: 200,
-            ..MoneroConfig::default()
-        },
-    );
+    let mut chain =
+        MockMonero::with_config(9, MoneroConfig { coinbase_lock: 10, decoy_premine: 200, ..MoneroConfig::default() });
     let mut depositor = Depositor::new(10);
     for _ in 0..12 {
         chain.mine_to(&depositor.address());
     }
-    let tx = depositor
-        .deposit(
-            &chain,
-            &WalletKeys::from_seed(11).address(),
-            5_000,
-            Some(b"parse me"),
-        )
-        .unwrap();
+    let tx = depositor.deposit(&chain, &WalletKeys::from_seed(11).address(), 5_000, Some(b"parse me")).unwrap();
     chain.submit(tx.clone()).unwrap();
     chain.mine();
     let tip = chain.tip_height();
-    (
-        chain.block_bytes(tip).unwrap(),
-        tx.serialize(),
-        chain.transactions(tip)[0].serialize(),
-    )
+    (chain.block_bytes(tip).unwrap(), tx.serialize(), chain.transactions(tip)[0].serialize())
 });
 
 #[test]
@@ -48,19 +31,10 @@ fn real_blobs_round_trip() {
     assert_eq!(parsed.transactions.len(), 1);
     let parsed_tx = parse_transaction(tx).unwrap();
     assert_eq!(parsed.transactions[0], parsed_tx.hash());
-    assert_eq!(
-        &parse_transaction(miner).unwrap(),
-        parsed.miner_transaction()
-    );
+    assert_eq!(&parse_transaction(miner).unwrap(), parsed.miner_transaction());
 
-    assert_eq!(
-        parse_block(&[block.as_slice(), &[0]].concat()),
-        Err(ParseError::TrailingBytes(1))
-    );
-    assert_eq!(
-        parse_transaction(&[tx.as_slice(), &[1, 2]].concat()),
-        Err(ParseError::TrailingBytes(2))
-    );
+    assert_eq!(parse_block(&[block.as_slice(), &[0]].concat()), Err(ParseError::TrailingBytes(1)));
+    assert_eq!(parse_transaction(&[tx.as_slice(), &[1, 2]].concat()), Err(ParseError::TrailingBytes(2)));
     assert!(matches!(parse_block(&[]), Err(ParseError::Decode(_))));
     assert!(matches!(parse_transaction(&[]), Err(ParseError::Decode(_))));
     // A transaction is not a block and vice versa.

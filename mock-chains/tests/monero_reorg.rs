@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use mock_chains::monero::{
-    DepositError, Depositor, KeyImageStatus, MockMonero, MoneroConfig, ReorgError, Scanner,
-    Transaction, WalletKeys,
+    DepositError, Depositor, KeyImageStatus, MockMonero, MoneroConfig, ReorgError, Scanner, Transaction, WalletKeys,
 };
 use monero_wallet::{
     ed25519::{Commitment, Scalar},
@@ -16,13 +15,7 @@ use proptest::prelude::*;
 const AMOUNT: u64 = 987_654_321;
 
 fn funded(seed: u64, blocks: usize) -> (MockMonero, Depositor) {
-    let mut chain = MockMonero::with_config(
-        seed,
-        MoneroConfig {
-            coinbase_lock: 10,
-            ..MoneroConfig::default()
-        },
-    );
+    let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 10, ..MoneroConfig::default() });
     let depositor = Depositor::new(seed ^ 0xbeef);
     for _ in 0..blocks {
         chain.mine_to(&depositor.address());
@@ -31,9 +24,7 @@ fn funded(seed: u64, blocks: usize) -> (MockMonero, Depositor) {
 }
 
 fn hashes(chain: &MockMonero) -> Vec<[u8; 32]> {
-    (0..=chain.tip_height())
-        .map(|h| chain.block_hash(h).unwrap())
-        .collect()
+    (0..=chain.tip_height()).map(|h| chain.block_hash(h).unwrap()).collect()
 }
 
 fn key_images(tx: &Transaction) -> Vec<[u8; 32]> {
@@ -63,29 +54,19 @@ fn assert_consistent_with_replay(chain: &MockMonero) {
 
         let txs = chain.transactions(height);
         assert_eq!(&txs[0], block.miner_transaction());
-        assert_eq!(
-            txs[1..].iter().map(Transaction::hash).collect::<Vec<_>>(),
-            block.transactions
-        );
+        assert_eq!(txs[1..].iter().map(Transaction::hash).collect::<Vec<_>>(), block.transactions);
         for tx in &txs {
             let hash = tx.hash();
             assert_eq!(chain.tx_height(&hash), Some(height));
             let n = tx.prefix().outputs.len() as u64;
-            assert_eq!(
-                chain.tx_output_indexes(&hash),
-                Some((next_index..next_index + n).collect())
-            );
+            assert_eq!(chain.tx_output_indexes(&hash), Some((next_index..next_index + n).collect()));
             for (i, output) in tx.prefix().outputs.iter().enumerate() {
                 let recorded = chain.output(next_index).expect("output indexed");
                 let commitment = match (output.amount, tx) {
                     (Some(amount), _) => Commitment::new(Scalar::ONE, amount).commit(),
-                    (
-                        None,
-                        Transaction::V2 {
-                            proofs: Some(proofs),
-                            ..
-                        },
-                    ) => proofs.base.commitments[i].decompress().unwrap(),
+                    (None, Transaction::V2 { proofs: Some(proofs), .. }) => {
+                        proofs.base.commitments[i].decompress().unwrap()
+                    }
                     _ => panic!("RingCT output without proofs"),
                 };
                 assert_eq!(recorded.index, next_index);
@@ -98,28 +79,17 @@ fn assert_consistent_with_replay(chain: &MockMonero) {
                 next_index += 1;
             }
             for ki in key_images(tx) {
-                assert!(
-                    spent.insert(ki, height).is_none(),
-                    "a key image spent twice on the best chain"
-                );
+                assert!(spent.insert(ki, height).is_none(), "a key image spent twice on the best chain");
             }
         }
     }
     assert_eq!(chain.output_count(), next_index);
     assert_eq!(chain.output(next_index), None);
-    assert_eq!(
-        chain.spent_key_images(),
-        spent.into_iter().collect::<Vec<_>>()
-    );
+    assert_eq!(chain.spent_key_images(), spent.into_iter().collect::<Vec<_>>());
     for tx in chain.mempool() {
         assert_eq!(chain.tx_height(&tx.hash()), None);
         for ki in key_images(&tx) {
-            assert_eq!(
-                chain.key_image_status(&ki),
-                Some(KeyImageStatus::Mempool {
-                    transaction: tx.hash()
-                })
-            );
+            assert_eq!(chain.key_image_status(&ki), Some(KeyImageStatus::Mempool { transaction: tx.hash() }));
         }
     }
 }
@@ -131,11 +101,7 @@ fn reorg_replaces_only_the_top_blocks() {
     let outcome = chain.reorg(4).unwrap();
     let after = hashes(&chain);
     assert_eq!(after.len(), before.len() + 1, "depth + 1 new blocks");
-    assert_eq!(
-        after[..=16],
-        before[..=16],
-        "heights up to tip - depth keep their hashes"
-    );
+    assert_eq!(after[..=16], before[..=16], "heights up to tip - depth keep their hashes");
     for height in 17..=20 {
         assert_ne!(after[height], before[height]);
     }
@@ -147,10 +113,7 @@ fn reorg_replaces_only_the_top_blocks() {
     assert_consistent_with_replay(&chain);
 
     assert_eq!(chain.reorg(0), Err(ReorgError::ZeroDepth));
-    assert_eq!(
-        chain.reorg(22),
-        Err(ReorgError::TooDeep { depth: 22, tip: 21 })
-    );
+    assert_eq!(chain.reorg(22), Err(ReorgError::TooDeep { depth: 22, tip: 21 }));
     // Everything but genesis can go.
     chain.reorg(21).unwrap();
     assert_eq!(chain.block_hash(0), Some(before[0]));
@@ -161,9 +124,7 @@ fn reorg_replaces_only_the_top_blocks() {
 fn orphaned_deposit_rolls_back_and_is_mined_again() {
     let (mut chain, mut depositor) = funded(2, 12);
     let group = WalletKeys::from_seed(3);
-    let tx = depositor
-        .deposit(&chain, &group.address(), AMOUNT, Some(b"reorged"))
-        .unwrap();
+    let tx = depositor.deposit(&chain, &group.address(), AMOUNT, Some(b"reorged")).unwrap();
     let hash = chain.submit(tx.clone()).unwrap();
     let outputs_before_block = chain.output_count();
     chain.mine();
@@ -173,10 +134,7 @@ fn orphaned_deposit_rolls_back_and_is_mined_again() {
     let indexes = chain.tx_output_indexes(&hash).unwrap();
     let deposit_output = chain.output(indexes[0]).unwrap();
     for ki in key_images(&tx) {
-        assert_eq!(
-            chain.key_image_status(&ki),
-            Some(KeyImageStatus::OnChain { height: 13 })
-        );
+        assert_eq!(chain.key_image_status(&ki), Some(KeyImageStatus::OnChain { height: 13 }));
     }
 
     // Replace blocks 13 and 14.
@@ -187,10 +145,7 @@ fn orphaned_deposit_rolls_back_and_is_mined_again() {
     assert_eq!(chain.tx_output_indexes(&hash), None);
     assert_eq!(chain.mempool_hashes(), vec![hash]);
     for ki in key_images(&tx) {
-        assert_eq!(
-            chain.key_image_status(&ki),
-            Some(KeyImageStatus::Mempool { transaction: hash })
-        );
+        assert_eq!(chain.key_image_status(&ki), Some(KeyImageStatus::Mempool { transaction: hash }));
     }
     // The deposit's global indexes now name other (coinbase) outputs.
     assert_eq!(chain.output_count(), outputs_before_block + 3);
@@ -202,23 +157,14 @@ fn orphaned_deposit_rolls_back_and_is_mined_again() {
     let remined_at = chain.tx_height(&hash).unwrap();
     assert_eq!(remined_at, 16);
     for ki in key_images(&tx) {
-        assert_eq!(
-            chain.key_image_status(&ki),
-            Some(KeyImageStatus::OnChain { height: 16 })
-        );
+        assert_eq!(chain.key_image_status(&ki), Some(KeyImageStatus::OnChain { height: 16 }));
     }
     let mut scanner = Scanner::new(group.view_pair());
-    let found = scanner
-        .scan(chain.scannable_block_at(16).unwrap())
-        .unwrap()
-        .not_additionally_locked();
+    let found = scanner.scan(chain.scannable_block_at(16).unwrap()).unwrap().not_additionally_locked();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].commitment().amount, AMOUNT);
     assert_eq!(found[0].arbitrary_data(), &[b"reorged".to_vec()]);
-    assert!(chain
-        .tx_output_indexes(&hash)
-        .unwrap()
-        .contains(&found[0].index_on_blockchain()));
+    assert!(chain.tx_output_indexes(&hash).unwrap().contains(&found[0].index_on_blockchain()));
     assert_consistent_with_replay(&chain);
 }
 
@@ -227,9 +173,7 @@ fn orphaned_transaction_spending_an_orphaned_output_is_dropped() {
     let (mut chain, mut depositor) = funded(4, 12);
     let group = WalletKeys::from_seed(5);
     // The depositor spends its oldest coinbase (block 1); a reorg down to genesis removes it.
-    let tx = depositor
-        .deposit(&chain, &group.address(), AMOUNT, None)
-        .unwrap();
+    let tx = depositor.deposit(&chain, &group.address(), AMOUNT, None).unwrap();
     let hash = chain.submit(tx.clone()).unwrap();
     chain.mine();
     assert_eq!(chain.tx_height(&hash), Some(13));
@@ -262,11 +206,7 @@ fn reorg_rate_reorganises_from_the_seed() {
             let after = hashes(&chain);
             // Each mine() reorganised first: depth + 1 replacement blocks, then the new one.
             assert!(after.len() >= before.len() + 2);
-            let kept = before
-                .iter()
-                .zip(&after)
-                .take_while(|(a, b)| a == b)
-                .count();
+            let kept = before.iter().zip(&after).take_while(|(a, b)| a == b).count();
             assert!(kept >= before.len() - 3 && kept < before.len());
             reorganised += before.len() - kept;
         }
@@ -288,10 +228,7 @@ fn reorg_rate_reorganises_from_the_seed() {
 #[derive(Clone, Debug)]
 enum Op {
     Mine,
-    Deposit {
-        amount: u64,
-        instruction: Option<Vec<u8>>,
-    },
+    Deposit { amount: u64, instruction: Option<Vec<u8>> },
     Reorg(usize),
 }
 

@@ -20,7 +20,7 @@ async fn an_honest_node_serves_the_chain() {
     let node = RpcNode::start(chain.clone(), "user", "secret").await.unwrap();
     let rpc = BitcoinRpc::new(node.address.clone(), Some(("user", "secret")), Duration::from_secs(5));
     assert_eq!(rpc.block_count().await.unwrap(), 6);
-    for height in 0 ..= 6 {
+    for height in 0..=6 {
         let expected = chain.lock().unwrap().block_bytes(height).unwrap();
         assert_eq!(rpc.block(height).await.unwrap(), expected);
     }

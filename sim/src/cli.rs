@@ -80,7 +80,11 @@ impl Args {
             ..Scenario::standard()
         };
         if self.calm {
-            scenario = Scenario { byzantine: self.byzantine, deep_reorg: self.deep_reorg, ..Scenario::calm(self.validators, self.threshold) };
+            scenario = Scenario {
+                byzantine: self.byzantine,
+                deep_reorg: self.deep_reorg,
+                ..Scenario::calm(self.validators, self.threshold)
+            };
         }
         scenario.fault_phase_ms = self.blocks.saturating_mul(scenario.block_interval_ms);
         scenario
@@ -117,7 +121,10 @@ pub fn main() -> ExitCode {
     let args = Args::parse();
     // `SIM_LOG=warn` (or any tracing filter) shows the processors' own logs, for debugging.
     if let Ok(filter) = std::env::var("SIM_LOG") {
-        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
     }
     let scenario = args.scenario();
     if let Err(error) = scenario.validate() {
@@ -135,11 +142,11 @@ pub fn main() -> ExitCode {
     }
 
     let started = Instant::now();
-    let seeds: Vec<u64> = (args.seed .. args.seed.saturating_add(args.seeds)).collect();
+    let seeds: Vec<u64> = (args.seed..args.seed.saturating_add(args.seeds)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::<(Outcome, bool)>::new());
     std::thread::scope(|scope| {
-        for _ in 0 .. args.jobs.min(seeds.len()) {
+        for _ in 0..args.jobs.min(seeds.len()) {
             scope.spawn(|| loop {
                 let position = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(&seed) = seeds.get(position) else { break };
@@ -176,7 +183,10 @@ pub fn main() -> ExitCode {
         } else {
             failed = true;
             for seed in &nondeterministic {
-                println!("determinism: seed {seed} gave two different traces; reproduce: {} --check-determinism", args.reproduce(*seed));
+                println!(
+                    "determinism: seed {seed} gave two different traces; reproduce: {} --check-determinism",
+                    args.reproduce(*seed)
+                );
             }
         }
     }
@@ -206,14 +216,47 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
     let runs = if args.check_determinism { 2.0 } else { 1.0 };
     let rows = [
         ("seeds", format!("{} (from {})", outcomes.len(), args.seed)),
-        ("validators", format!("{}-of-{}{}", args.threshold, args.validators, match args.byzantine { Some(how) => format!(", one Byzantine ({how:?})"), None => String::new() })),
-        ("simulated time", format!("{:.1} s total, {:.1} s per seed", simulated_ms as f64 / 1000.0, simulated_ms as f64 / 1000.0 / outcomes.len() as f64)),
-        ("wall time", format!("{wall_seconds:.1} s ({:.0} simulated s per wall s, {:.0} seeds per minute)", runs * simulated_ms as f64 / 1000.0 / wall_seconds, runs * outcomes.len() as f64 * 60.0 / wall_seconds)),
+        (
+            "validators",
+            format!(
+                "{}-of-{}{}",
+                args.threshold,
+                args.validators,
+                match args.byzantine {
+                    Some(how) => format!(", one Byzantine ({how:?})"),
+                    None => String::new(),
+                }
+            ),
+        ),
+        (
+            "simulated time",
+            format!(
+                "{:.1} s total, {:.1} s per seed",
+                simulated_ms as f64 / 1000.0,
+                simulated_ms as f64 / 1000.0 / outcomes.len() as f64
+            ),
+        ),
+        (
+            "wall time",
+            format!(
+                "{wall_seconds:.1} s ({:.0} simulated s per wall s, {:.0} seeds per minute)",
+                runs * simulated_ms as f64 / 1000.0 / wall_seconds,
+                runs * outcomes.len() as f64 * 60.0 / wall_seconds
+            ),
+        ),
         ("events", sum(&|o| o.events).to_string()),
         ("key sessions", format!("{} started, {} confirmed", sum(&|o| o.sessions_started), sum(&|o| o.keys_confirmed))),
         ("deposits", sum(&|o| o.deposits).to_string()),
         ("Batches signed", sum(&|o| o.batches).to_string()),
-        ("Burns", format!("{} issued, {} transactions planned, {} paid on chain", sum(&|o| o.burns), sum(&|o| o.plans), sum(&|o| o.paid))),
+        (
+            "Burns",
+            format!(
+                "{} issued, {} transactions planned, {} paid on chain",
+                sum(&|o| o.burns),
+                sum(&|o| o.plans),
+                sum(&|o| o.paid)
+            ),
+        ),
         ("blames", sum(&|o| o.blames).to_string()),
         ("halts reported", sum(&|o| o.halted).to_string()),
         ("chain reorganisations", sum(&|o| o.faults.reorgs).to_string()),

@@ -106,7 +106,7 @@ impl Scenario {
 
     /// Rejects scenarios the processors would refuse, before running anything.
     pub fn validate(&self) -> Result<(), String> {
-        if !(2 ..= processor_core::keygen::MAX_PARTICIPANTS).contains(&self.validators) {
+        if !(2..=processor_core::keygen::MAX_PARTICIPANTS).contains(&self.validators) {
             return Err(format!("validators must be within 2..={}", processor_core::keygen::MAX_PARTICIPANTS));
         }
         if self.threshold < 2 || usize::from(self.threshold) > self.validators {
@@ -207,7 +207,9 @@ mod tests {
         assert!(Scenario { threshold: 5, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { threshold: 1, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { validators: 1, threshold: 1, ..Scenario::standard() }.validate().is_err());
-        assert!(Scenario { byzantine: Some(super::Byzantine::Signing), threshold: 4, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { byzantine: Some(super::Byzantine::Signing), threshold: 4, ..Scenario::standard() }
+            .validate()
+            .is_err());
         assert!(Scenario { loss_per_mille: 1000, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { duplicate_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
     }

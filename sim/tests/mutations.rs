@@ -9,7 +9,7 @@ const SEEDS: u64 = 200;
 fn first_caught(mutation: Mutation) -> Option<(u64, String)> {
     set_mutation(mutation);
     let scenario = Scenario::standard();
-    let caught = (0 .. SEEDS).find_map(|seed| run(seed, &scenario).violation.map(|v| (seed, v.invariant)));
+    let caught = (0..SEEDS).find_map(|seed| run(seed, &scenario).violation.map(|v| (seed, v.invariant)));
     set_mutation(Mutation::None);
     caught
 }
@@ -22,7 +22,7 @@ fn every_deliberate_bug_is_caught_within_200_seeds() {
         assert!(caught.is_some(), "{mutation:?} went unnoticed for {SEEDS} seeds");
     }
     // The same seeds the mutations failed on pass without them (a sample, for time).
-    for seed in 0 .. 10 {
+    for seed in 0..10 {
         assert_eq!(run(seed, &Scenario::standard()).violation, None, "seed {seed} fails unmutated");
     }
 }

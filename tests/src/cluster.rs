@@ -3,17 +3,17 @@
 //! NATS JetStream broker; the chain is the mock Bitcoin chain served over Bitcoin Core's JSON-RPC
 //! from this process, or a real node the test provides.
 
-use crate::{http_get, metric, wait_for_port, free_port, Nats, Process};
+use crate::{free_port, http_get, metric, wait_for_port, Nats, Process};
 use coordinator::service::{Service, ServiceHandle};
 use coordinator::{Coordinator, SessionStatus};
+use mock_chains::bitcoin::rpc::RpcNode;
+use mock_chains::bitcoin::{Depositor, MockBitcoin};
+use processor::link::nats::{NatsConfig, NatsCoordinatorLink};
 use processor_core::crypto::Identity;
 use processor_core::ids::{BlockHeight, ExternalChain, PeerKey, SessionId};
-use processor::link::nats::{NatsConfig, NatsCoordinatorLink};
 use processor_core::messages::{Batch, GroupKeys};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use mock_chains::bitcoin::rpc::RpcNode;
-use mock_chains::bitcoin::{Depositor, MockBitcoin};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -99,7 +99,7 @@ impl Cluster {
         let nats = Nats::start(dir);
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let coordinator_identity = Identity::generate(&mut rng);
-        let identities: Vec<Identity> = (0 .. validators).map(|_| Identity::generate(&mut rng)).collect();
+        let identities: Vec<Identity> = (0..validators).map(|_| Identity::generate(&mut rng)).collect();
         let keys: Vec<PeerKey> = identities.iter().map(Identity::peer_key).collect();
         let nats_config = NatsConfig { url: nats.url(), stream: "CUSTODY".into() };
         let mut daemons = Vec::new();
@@ -203,14 +203,19 @@ impl Cluster {
 
     /// Panics with `message` and the end of every daemon's log.
     pub fn fail(&self, message: &str) -> ! {
-        let logs: Vec<String> =
-            self.daemons.iter().enumerate().map(|(i, d)| format!("--- processor {i}:\n{}", d.process.log_tail(15))).collect();
+        let logs: Vec<String> = self
+            .daemons
+            .iter()
+            .enumerate()
+            .map(|(i, d)| format!("--- processor {i}:\n{}", d.process.log_tail(15)))
+            .collect();
         panic!("{message}\n{}", logs.join("\n"))
     }
 
     /// Signed Batches, without their signatures (those differ run to run), by id.
     pub fn batches(&self) -> Vec<Batch> {
-        let mut batches: Vec<Batch> = self.coordinator.read(|c| c.signed_batches().map(|(batch, _)| batch.clone()).collect());
+        let mut batches: Vec<Batch> =
+            self.coordinator.read(|c| c.signed_batches().map(|(batch, _)| batch.clone()).collect());
         batches.sort_by_key(|batch| batch.id);
         batches.dedup();
         batches

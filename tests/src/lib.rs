@@ -28,7 +28,10 @@ pub fn find_binary(binary: &str) -> Option<PathBuf> {
 pub fn require(binary: &str) -> bool {
     let found = find_binary(binary).is_some();
     if !found {
-        assert!(std::env::var_os("REQUIRE_NODES").is_none(), "{binary} is not installed (scripts/setup.sh installs it)");
+        assert!(
+            std::env::var_os("REQUIRE_NODES").is_none(),
+            "{binary} is not installed (scripts/setup.sh installs it)"
+        );
         eprintln!("SKIPPED: {binary} is not installed (scripts/setup.sh installs it)");
     }
     found
@@ -93,7 +96,7 @@ impl Process {
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("the log file opens");
         let child = Command::new(&self.command[0])
-            .args(&self.command[1 ..])
+            .args(&self.command[1..])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("the log file clones"))
             .stderr(log)
@@ -149,7 +152,7 @@ impl Process {
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines) ..].join("\n")
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 }
 
@@ -192,10 +195,13 @@ impl Nats {
     /// Kills the broker (SIGKILL) and starts it again on the same port and store.
     pub fn crash_and_restart(&mut self) {
         self.process.restart();
-        assert!(wait_for_port(self.port, Duration::from_secs(10)), "nats-server did not restart:\n{}", self.process.log_tail(20));
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(10)),
+            "nats-server did not restart:\n{}",
+            self.process.log_tail(20)
+        );
     }
 }
-
 
 /// A `litecoind` in regtest (Litecoin Core 0.21, the Bitcoin Core-family node installable
 /// here), with a wallet to fund deposits and receive payments.

@@ -91,7 +91,7 @@ impl Outcome {
     /// its share of the fee. (The share depends on how many inputs the plan spends, which depends
     /// on which outputs had joined the funds when the Burn arrived: timing, not correctness.)
     fn assert_paid_once(&self) {
-        for (received, asked) in self.received.iter().zip((0 .. ROUNDS).map(|r| 10_000 + 1_000 * r)) {
+        for (received, asked) in self.received.iter().zip((0..ROUNDS).map(|r| 10_000 + 1_000 * r)) {
             assert!(matches!(received[..], [paid] if paid <= asked && paid > asked / 2), "{received:?} for {asked}");
         }
         assert_eq!(self.plans_completed, ROUNDS);
@@ -158,8 +158,8 @@ async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
 
     // Rounds of deposits (two with InInstructions, sometimes one without) and Burns.
     let destinations: Vec<bitcoin::ScriptBuf> =
-        (0 .. ROUNDS).map(|r| Depositor::new(70 + r).script_pubkey().to_owned()).collect();
-    for round in 0 .. ROUNDS {
+        (0..ROUNDS).map(|r| Depositor::new(70 + r).script_pubkey().to_owned()).collect();
+    for round in 0..ROUNDS {
         let account = 2 * round as u8;
         let mut deposits = vec![(30_000 + 1_000 * round, Some(account + 1)), (20_000, Some(account + 2))];
         if round % 2 == 0 {
@@ -174,22 +174,34 @@ async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
             mock.submit(tx).expect("the deposit is valid");
             mock.mine();
         }
-        for _ in 0 .. CONFIRMATIONS {
+        for _ in 0..CONFIRMATIONS {
             lock(&chain).mine();
         }
         let batches = 2 * (round as usize + 1);
-        drive(&mut cluster, &mut chaos, &chain, "the round's Batches", None, |cluster, _| cluster.batches().len() >= batches).await;
+        drive(&mut cluster, &mut chaos, &chain, "the round's Batches", None, |cluster, _| {
+            cluster.batches().len() >= batches
+        })
+        .await;
 
-        let mut burns = vec![Burn { id: [round as u8 + 1; 32], destination: destinations[round as usize].to_bytes(), amount: Amount(10_000 + 1_000 * round) }];
+        let mut burns = vec![Burn {
+            id: [round as u8 + 1; 32],
+            destination: destinations[round as usize].to_bytes(),
+            amount: Amount(10_000 + 1_000 * round),
+        }];
         if round == 0 {
             burns.push(Burn { id: [100; 32], destination: b"nowhere".to_vec(), amount: Amount(5_000) });
         }
         let fee_rate = lock(&chain).fee_rate_sat_per_vb();
         cluster.coordinator.act(|c| c.burn(ExternalChain::Bitcoin, burns, fee_rate));
         let plans = round + 1;
-        drive(&mut cluster, &mut chaos, &chain, "the round's Burn paid", Some(Duration::from_millis(300)), |cluster, _| {
-            settled(cluster, plans)
-        })
+        drive(
+            &mut cluster,
+            &mut chaos,
+            &chain,
+            "the round's Burn paid",
+            Some(Duration::from_millis(300)),
+            |cluster, _| settled(cluster, plans),
+        )
         .await;
     }
 
@@ -205,7 +217,10 @@ async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
     .await;
     let received = {
         let mock = lock(&chain);
-        destinations.iter().map(|d| mock.spendable_outputs(d).iter().map(|(_, output)| output.value.to_sat()).collect()).collect()
+        destinations
+            .iter()
+            .map(|d| mock.spendable_outputs(d).iter().map(|(_, output)| output.value.to_sat()).collect())
+            .collect()
     };
     let outcome = Outcome {
         batches: cluster.batches().into_iter().map(|b| (b.id.0, b.instructions)).collect(),
@@ -213,7 +228,11 @@ async fn scenario(seed: u64, mut chaos: Chaos) -> (Outcome, Chaos) {
         plans_completed: cluster.daemons[0].metric("processor_plans_completed").expect("the daemon serves its metrics"),
     };
     for (index, daemon) in cluster.daemons.iter_mut().enumerate() {
-        assert!(daemon.process.terminate(Duration::from_secs(20)), "processor {index} did not stop cleanly on SIGTERM:\n{}", daemon.process.log_tail(20));
+        assert!(
+            daemon.process.terminate(Duration::from_secs(20)),
+            "processor {index} did not stop cleanly on SIGTERM:\n{}",
+            daemon.process.log_tail(20)
+        );
     }
     cluster.stop_coordinator().await;
     (outcome, chaos)
@@ -225,7 +244,11 @@ async fn forge_a_command(cluster: &Cluster) {
     use processor_core::messages::{CoordinatorMessage, Envelope, Frame, PaymentsCommand};
     let impostor = processor_core::crypto::Identity::generate(&mut ChaCha20Rng::seed_from_u64(666));
     let to = cluster.keys[0];
-    let command = CoordinatorMessage::Payments(PaymentsCommand::Burns { chain: ExternalChain::Bitcoin, burns: vec![], fee_rate: 1 });
+    let command = CoordinatorMessage::Payments(PaymentsCommand::Burns {
+        chain: ExternalChain::Bitcoin,
+        burns: vec![],
+        fee_rate: 1,
+    });
     let frame = Frame::Data { seq: processor_core::ids::SeqId(1_000), message: command };
     let bytes = Envelope::new(impostor.peer_key(), to, frame).seal(&impostor);
     let client = async_nats::connect(cluster.nats.url()).await.expect("the broker answers");

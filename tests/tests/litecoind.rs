@@ -4,8 +4,8 @@
 //! spend that litecoind accepts and mines.
 
 use bitcoin::Transaction;
-use processor_core::chain::instruction::encode_instruction;
 use processor::daemon::config::BITCOIN_PROFILES;
+use processor_core::chain::instruction::encode_instruction;
 use processor_core::ids::{Amount, ExternalChain};
 use processor_core::messages::{Burn, ChainPublicKey, InInstruction};
 use processor_e2e::cluster::{Cluster, NodeSettings};
@@ -41,7 +41,13 @@ async fn a_deposit_and_a_burn_on_litecoind() {
 
     // A daemon configured for Bitcoin's regtest refuses Litecoin's node (another genesis).
     let identity = dir.path().join("misconfigured.key");
-    processor::daemon::write_identity(&identity, &processor_core::crypto::Identity::generate(&mut <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(1))).expect("written");
+    processor::daemon::write_identity(
+        &identity,
+        &processor_core::crypto::Identity::generate(
+            &mut <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(1),
+        ),
+    )
+    .expect("written");
     let mut misconfigured = processor_e2e::Process::start(
         [
             env!("CARGO_BIN_EXE_e2e-processor"),
@@ -101,7 +107,9 @@ async fn a_deposit_and_a_burn_on_litecoind() {
 
     // A deposit of 1 LTC with an InInstruction to the group's address; the wallet funds and signs.
     let instruction = encode_instruction(&InInstruction { account: [9; 32] });
-    let unfunded = node.call("createrawtransaction", json!([[], [{ address.clone(): 1.0 }, { "data": hex::encode(&instruction) }]])).await;
+    let unfunded = node
+        .call("createrawtransaction", json!([[], [{ address.clone(): 1.0 }, { "data": hex::encode(&instruction) }]]))
+        .await;
     let funded = node.call("fundrawtransaction", json!([unfunded])).await;
     let signed = node.call("signrawtransactionwithwallet", json!([text(&funded, "hex")])).await;
     assert_eq!(signed.get("complete"), Some(&json!(true)), "{signed}");
@@ -110,14 +118,16 @@ async fn a_deposit_and_a_burn_on_litecoind() {
     let deposit_final = Instant::now();
     cluster.wait("the deposit's Batch", Duration::from_secs(60), |c| c.signed_batches().count() == 1).await;
     println!("deposit final -> signed Batch: {} ms", deposit_final.elapsed().as_millis());
-    let (batch, _) = cluster.coordinator.read(|c| c.signed_batches().next().map(|(b, s)| (b.clone(), *s)).expect("one Batch"));
+    let (batch, _) =
+        cluster.coordinator.read(|c| c.signed_batches().next().map(|(b, s)| (b.clone(), *s)).expect("one Batch"));
     assert_eq!(batch.instructions, vec![(InInstruction { account: [9; 32] }, Amount(100_000_000))]);
 
     // A Burn of 0.3 LTC to a wallet address: the group signs, litecoind accepts and mines.
     let receiver = node.call("getnewaddress", json!(["", "bech32"])).await;
     let receiver = receiver.as_str().expect("an address").to_string();
     let receiver_script = text(&node.call("validateaddress", json!([receiver])).await, "scriptPubKey");
-    let burn = Burn { id: [5; 32], destination: hex::decode(&receiver_script).expect("hex"), amount: Amount(30_000_000) };
+    let burn =
+        Burn { id: [5; 32], destination: hex::decode(&receiver_script).expect("hex"), amount: Amount(30_000_000) };
     // Regtest has no fee estimates; 20 sat/vB clears Litecoin's relay minimum.
     cluster.coordinator.act(|c| c.burn(ExternalChain::Bitcoin, vec![burn], 20));
     let started = Instant::now();
@@ -152,13 +162,19 @@ async fn a_deposit_and_a_burn_on_litecoind() {
         .map(|t| text(t, "txid"))
         .expect("the wallet lists the payment");
     let wallet_view = node.call("gettransaction", json!([txid])).await;
-    assert!(wallet_view.get("confirmations").and_then(Value::as_u64).is_some_and(|n| n > CONFIRMATIONS), "{wallet_view}");
-    let payment: Transaction =
-        bitcoin::consensus::encode::deserialize_hex(&text(&wallet_view, "hex")).expect("litecoind's transaction parses");
-    assert!(payment.input.iter().all(|input| input.witness.len() == 1 && input.witness[0].len() == 64), "key-path spends");
+    assert!(
+        wallet_view.get("confirmations").and_then(Value::as_u64).is_some_and(|n| n > CONFIRMATIONS),
+        "{wallet_view}"
+    );
+    let payment: Transaction = bitcoin::consensus::encode::deserialize_hex(&text(&wallet_view, "hex"))
+        .expect("litecoind's transaction parses");
+    assert!(
+        payment.input.iter().all(|input| input.witness.len() == 1 && input.witness[0].len() == 64),
+        "key-path spends"
+    );
 
     // Steady memory while following the chain: more blocks, then each daemon's RSS.
-    for _ in 0 .. 30 {
+    for _ in 0..30 {
         mine(1).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

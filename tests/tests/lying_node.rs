@@ -77,10 +77,11 @@ async fn lies_give_errors_and_a_changed_final_block_halts_cleanly() {
     let deposit = |account: u8, depositor: &mut Depositor| {
         let instruction = encode_instruction(&InInstruction { account: [account; 32] });
         let mut mock = lock(&chain);
-        let tx = depositor.deposit(&mock, &script, bitcoin::Amount::from_sat(50_000), Some(&instruction)).expect("funded");
+        let tx =
+            depositor.deposit(&mock, &script, bitcoin::Amount::from_sat(50_000), Some(&instruction)).expect("funded");
         mock.submit(tx).expect("valid");
         mock.mine();
-        for _ in 0 .. CONFIRMATIONS {
+        for _ in 0..CONFIRMATIONS {
             mock.mine();
         }
     };
@@ -117,7 +118,11 @@ async fn lies_give_errors_and_a_changed_final_block_halts_cleanly() {
         }
     }
     node.set_behaviour(Behaviour::Honest);
-    cluster.wait("the second Batch, once the node is honest again", Duration::from_secs(120), |c| c.signed_batches().count() == 2).await;
+    cluster
+        .wait("the second Batch, once the node is honest again", Duration::from_secs(120), |c| {
+            c.signed_batches().count() == 2
+        })
+        .await;
     reports_are_true(&cluster, &chain);
 
     // A final block changes: every processor halts scanning, stays up and says so.
@@ -125,7 +130,7 @@ async fn lies_give_errors_and_a_changed_final_block_halts_cleanly() {
     {
         let mut mock = lock(&chain);
         mock.reorg(CONFIRMATIONS as usize + 3).expect("the reorg happens");
-        for _ in 0 .. 3 {
+        for _ in 0..3 {
             mock.mine();
         }
     }
@@ -140,7 +145,8 @@ async fn lies_give_errors_and_a_changed_final_block_halts_cleanly() {
     }
     cluster
         .wait("the halts reported", Duration::from_secs(30), |c| {
-            c.observations()[reported_before ..].iter().filter(|o| matches!(o, Observation::ChainHalted { .. })).count() >= 3
+            c.observations()[reported_before..].iter().filter(|o| matches!(o, Observation::ChainHalted { .. })).count()
+                >= 3
         })
         .await;
     let mut cluster = cluster;

@@ -27,7 +27,7 @@ async fn mine(rpc: &Rpc, to: &monero_wallet::address::MoneroAddress, blocks: usi
 async fn scan(rpc: &Rpc, scanner: &mut Scanner, from: usize) -> (Vec<(WalletOutput, usize)>, usize) {
     let tip = rpc.latest_block_number().await.expect("the tip");
     let mut found = Vec::new();
-    for number in from ..= tip {
+    for number in from..=tip {
         let block = rpc.scannable_block_by_number(number).await.expect("a scannable block");
         let outputs = scanner.scan(block).expect("the block scans").ignore_additional_timelock();
         found.extend(outputs.into_iter().map(|output| (output, number)));
@@ -64,7 +64,8 @@ async fn a_deposit_and_a_burn_on_monerod() {
     let tip = rpc.latest_block_number().await.expect("the tip") as u64;
     let keys = cluster.keygen(3, tip, Duration::from_secs(60)).await;
     let ChainPublicKey::Monero { spend_key } = keys.chain else { cluster.fail("not Monero keys") };
-    let group = processor_core::chain::monero::group_address(&spend_key, monero_wallet::address::Network::Mainnet).expect("a valid key");
+    let group = processor_core::chain::monero::group_address(&spend_key, monero_wallet::address::Network::Mainnet)
+        .expect("a valid key");
 
     // The depositor finds its coinbase outputs on monerod and pays 5 XMR with an InInstruction.
     let mut scanner = Scanner::new(depositor.view_pair());

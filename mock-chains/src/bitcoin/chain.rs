@@ -14,8 +14,8 @@ use bitcoin::secp256k1::{schnorr, Message};
 use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
 use bitcoin::transaction::Version as TxVersion;
 use bitcoin::{
-    Amount, Block, BlockHash, OutPoint, Script, ScriptBuf, Sequence, Transaction, TxIn,
-    TxMerkleNode, TxOut, Txid, Weight, Witness,
+    Amount, Block, BlockHash, OutPoint, Script, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode, TxOut, Txid,
+    Weight, Witness,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
@@ -78,27 +78,14 @@ pub enum TxRejected {
     #[error("input {index} spends {outpoint}, which does not exist")]
     MissingInput { index: usize, outpoint: OutPoint },
     #[error("input {index} spends {outpoint}, already spent by mempool transaction {by}")]
-    SpentInMempool {
-        index: usize,
-        outpoint: OutPoint,
-        by: Txid,
-    },
+    SpentInMempool { index: usize, outpoint: OutPoint, by: Txid },
     #[error("input {index} spends {outpoint}, already spent by confirmed transaction {by}")]
-    SpentOnChain {
-        index: usize,
-        outpoint: OutPoint,
-        by: Txid,
-    },
+    SpentOnChain { index: usize, outpoint: OutPoint, by: Txid },
     #[error(
         "input {index} spends coinbase output {outpoint} with {confirmations} confirmations \
          (next block), {required} required"
     )]
-    ImmatureCoinbase {
-        index: usize,
-        outpoint: OutPoint,
-        confirmations: u64,
-        required: u64,
-    },
+    ImmatureCoinbase { index: usize, outpoint: OutPoint, confirmations: u64, required: u64 },
     #[error("outputs ({outputs}) exceed inputs ({inputs})")]
     ValueCreated { inputs: Amount, outputs: Amount },
     #[error("input {index} spends a non-Taproot output")]
@@ -109,9 +96,7 @@ pub enum TxRejected {
     NonEmptyScriptSig { index: usize },
     #[error("input {index}'s witness is not a single-element key-path spend")]
     NotKeyPathSpend { index: usize },
-    #[error(
-        "input {index}'s signature is not a 64-byte or 65-byte (explicit type) BIP340 signature"
-    )]
+    #[error("input {index}'s signature is not a 64-byte or 65-byte (explicit type) BIP340 signature")]
     InvalidSignatureEncoding { index: usize },
     #[error("input {index}'s sighash type cannot be computed for this transaction")]
     SighashUnavailable { index: usize },
@@ -167,8 +152,7 @@ impl Mempool {
         }
         for (vout, txout) in (0u32..).zip(&tx.output) {
             if !txout.script_pubkey.is_op_return() {
-                self.created
-                    .insert(OutPoint::new(txid, vout), txout.clone());
+                self.created.insert(OutPoint::new(txid, vout), txout.clone());
             }
         }
         self.index.insert(txid, self.entries.len());
@@ -290,9 +274,7 @@ impl MockBitcoin {
 
     /// Whether `hash` is on the best chain.
     pub fn is_in_best_chain(&self, hash: &BlockHash) -> bool {
-        self.height_of(hash)
-            .and_then(|height| self.block_hash(height))
-            == Some(*hash)
+        self.height_of(hash).and_then(|height| self.block_hash(height)) == Some(*hash)
     }
 
     /// An unspent output as of the tip (mempool spends and outputs are not reflected).
@@ -303,24 +285,20 @@ impl MockBitcoin {
     /// The whole UTXO set as of the tip, in outpoint order. `OP_RETURN` outputs are never in it,
     /// as in Bitcoin Core.
     pub fn utxos(&self) -> impl ExactSizeIterator<Item = (&OutPoint, &TxOut)> + '_ {
-        self.utxos
-            .iter()
-            .map(|(outpoint, coin)| (outpoint, &coin.txout))
+        self.utxos.iter().map(|(outpoint, coin)| (outpoint, &coin.txout))
     }
 
     /// Outputs paying `script_pubkey` that a transaction submitted now could spend: confirmed
     /// (and, for coinbases, mature) or created in the mempool, and not spent by the mempool.
     pub fn spendable_outputs(&self, script_pubkey: &Script) -> Vec<(OutPoint, TxOut)> {
         let next_height = self.tip_height() + 1;
-        let confirmed = self.utxos.iter().filter(|(_, coin)| {
-            !coin.coinbase || next_height - coin.height >= self.coinbase_maturity
-        });
+        let confirmed =
+            self.utxos.iter().filter(|(_, coin)| !coin.coinbase || next_height - coin.height >= self.coinbase_maturity);
         let confirmed = confirmed.map(|(outpoint, coin)| (outpoint, &coin.txout));
         confirmed
             .chain(&self.mempool.created)
             .filter(|(outpoint, txout)| {
-                txout.script_pubkey.as_script() == script_pubkey
-                    && !self.mempool.spent.contains_key(outpoint)
+                txout.script_pubkey.as_script() == script_pubkey && !self.mempool.spent.contains_key(outpoint)
             })
             .map(|(outpoint, txout)| (*outpoint, txout.clone()))
             .collect()
@@ -415,16 +393,12 @@ impl MockBitcoin {
                 return Err(TxRejected::NullPrevout { index });
             }
             if !seen.insert(input.previous_output) {
-                return Err(TxRejected::DuplicateInput {
-                    outpoint: input.previous_output,
-                });
+                return Err(TxRejected::DuplicateInput { outpoint: input.previous_output });
             }
         }
         let next_height = self.tip_height() + 1;
         if !self.is_final(tx, next_height) {
-            return Err(TxRejected::NotFinal {
-                lock_time: tx.lock_time,
-            });
+            return Err(TxRejected::NotFinal { lock_time: tx.lock_time });
         }
 
         let txid = tx.compute_txid();
@@ -440,9 +414,7 @@ impl MockBitcoin {
         for (index, input) in tx.input.iter().enumerate() {
             let prevout = self.resolve_input(index, input.previous_output, next_height)?;
             // Every input comes from a UTXO set whose total is bounded by the subsidies paid.
-            inputs = inputs
-                .checked_add(prevout.value)
-                .ok_or(TxRejected::OutputValueOutOfRange)?;
+            inputs = inputs.checked_add(prevout.value).ok_or(TxRejected::OutputValueOutOfRange)?;
             prevouts.push(prevout);
         }
         if inputs < outputs {
@@ -457,18 +429,9 @@ impl MockBitcoin {
     }
 
     /// The output an input spends, if it may be spent in the next block.
-    fn resolve_input(
-        &self,
-        index: usize,
-        outpoint: OutPoint,
-        next_height: u64,
-    ) -> Result<TxOut, TxRejected> {
+    fn resolve_input(&self, index: usize, outpoint: OutPoint, next_height: u64) -> Result<TxOut, TxRejected> {
         if let Some(by) = self.mempool.spent.get(&outpoint) {
-            return Err(TxRejected::SpentInMempool {
-                index,
-                outpoint,
-                by: *by,
-            });
+            return Err(TxRejected::SpentInMempool { index, outpoint, by: *by });
         }
         if let Some(coin) = self.utxos.get(&outpoint) {
             let confirmations = next_height - coin.height;
@@ -486,11 +449,7 @@ impl MockBitcoin {
             return Ok(txout.clone());
         }
         if let Some(by) = self.spent_by.get(&outpoint) {
-            return Err(TxRejected::SpentOnChain {
-                index,
-                outpoint,
-                by: *by,
-            });
+            return Err(TxRejected::SpentOnChain { index, outpoint, by: *by });
         }
         Err(TxRejected::MissingInput { index, outpoint })
     }
@@ -508,12 +467,7 @@ impl MockBitcoin {
 
     /// Re-admits the mempool's transactions in order, dropping the ones no longer valid.
     fn revalidate_mempool(&mut self) {
-        let txs = self
-            .mempool
-            .take()
-            .into_iter()
-            .map(|entry| entry.tx)
-            .collect();
+        let txs = self.mempool.take().into_iter().map(|entry| entry.tx).collect();
         self.admit(txs);
     }
 
@@ -648,10 +602,7 @@ impl MockBitcoin {
                 sequence: Sequence::MAX,
                 witness: Witness::from_slice(&[WITNESS_RESERVED_VALUE]),
             }],
-            output: vec![TxOut {
-                value: block_subsidy(height) + fees,
-                script_pubkey: self.miner_script.clone(),
-            }],
+            output: vec![TxOut { value: block_subsidy(height) + fees, script_pubkey: self.miner_script.clone() }],
         };
         let mut txdata = Vec::with_capacity(txs.len() + 1);
         txdata.push(coinbase);
@@ -671,14 +622,10 @@ impl MockBitcoin {
         // The witness root ignores the coinbase, so it can be computed before the commitment is
         // added to the coinbase; Core always commits, even to a block without witnesses.
         if let Some(witness_root) = block.witness_root() {
-            let commitment =
-                Block::compute_witness_commitment(&witness_root, &WITNESS_RESERVED_VALUE);
+            let commitment = Block::compute_witness_commitment(&witness_root, &WITNESS_RESERVED_VALUE);
             let mut script = WITNESS_COMMITMENT_HEADER.to_vec();
             script.extend_from_slice(commitment.as_byte_array());
-            block.txdata[0].output.push(TxOut {
-                value: Amount::ZERO,
-                script_pubkey: ScriptBuf::from_bytes(script),
-            });
+            block.txdata[0].output.push(TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(script) });
         }
         if let Some(root) = block.compute_merkle_root() {
             block.header.merkle_root = root;
@@ -711,11 +658,7 @@ impl MockBitcoin {
             for (vout, txout) in (0u32..).zip(&tx.output) {
                 // Provably unspendable, so never in the set (as in Bitcoin Core).
                 if !txout.script_pubkey.is_op_return() {
-                    let coin = Coin {
-                        txout: txout.clone(),
-                        height,
-                        coinbase,
-                    };
+                    let coin = Coin { txout: txout.clone(), height, coinbase };
                     self.utxos.insert(OutPoint::new(txid, vout), coin);
                 }
             }
@@ -784,17 +727,13 @@ fn verify_key_spend(
         signature if signature.len() == 64 => (signature, TapSighashType::Default),
         _ => return Err(TxRejected::InvalidSignatureEncoding { index }),
     };
-    let signature = schnorr::Signature::from_slice(signature)
-        .map_err(|_| TxRejected::InvalidSignatureEncoding { index })?;
+    let signature =
+        schnorr::Signature::from_slice(signature).map_err(|_| TxRejected::InvalidSignatureEncoding { index })?;
     let sighash = cache
         .taproot_key_spend_signature_hash(index, &Prevouts::All(prevouts), sighash_type)
         .map_err(|_| TxRejected::SighashUnavailable { index })?;
     secp()
-        .verify_schnorr(
-            &signature,
-            &Message::from_digest(sighash.to_byte_array()),
-            &key,
-        )
+        .verify_schnorr(&signature, &Message::from_digest(sighash.to_byte_array()), &key)
         .map_err(|_| TxRejected::BadSignature { index })
 }
 

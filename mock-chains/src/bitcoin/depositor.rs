@@ -9,9 +9,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
 
 use super::chain::MockBitcoin;
-use super::sign::{
-    keypair_from_rng, p2tr_script, seeded_rng, spend_key_path, unsigned_transaction, SignError,
-};
+use super::sign::{keypair_from_rng, p2tr_script, seeded_rng, spend_key_path, unsigned_transaction, SignError};
 
 /// Longest instruction carried (Bitcoin Core's default `-datacarriersize` payload).
 pub const MAX_INSTRUCTION_LEN: usize = 80;
@@ -52,7 +50,7 @@ pub fn funded_chain(seed: u64, blocks: usize) -> (MockBitcoin, Depositor) {
     let mut chain = MockBitcoin::new(seed);
     chain.set_coinbase_maturity(1);
     let depositor = Depositor::new(seed);
-    for _ in 0 .. blocks {
+    for _ in 0..blocks {
         chain.mine_to(depositor.script_pubkey());
     }
     (chain, depositor)
@@ -63,12 +61,7 @@ impl Depositor {
     pub fn new(seed: u64) -> Self {
         let keypair = keypair_from_rng(&mut seeded_rng(b"depositor-key", seed));
         let script_pubkey = p2tr_script(keypair.x_only_public_key().0);
-        Depositor {
-            keypair,
-            script_pubkey,
-            rng: seeded_rng(b"depositor-aux", seed),
-            locked: BTreeSet::new(),
-        }
+        Depositor { keypair, script_pubkey, rng: seeded_rng(b"depositor-aux", seed), locked: BTreeSet::new() }
     }
 
     /// The untweaked (internal) key pair.
@@ -116,35 +109,21 @@ impl Depositor {
         if !to.is_p2tr() {
             return Err(DepositError::DestinationNotTaproot);
         }
-        let mut outputs = vec![TxOut {
-            value: amount,
-            script_pubkey: to.to_owned(),
-        }];
+        let mut outputs = vec![TxOut { value: amount, script_pubkey: to.to_owned() }];
         if let Some(instruction) = instruction {
             if instruction.len() > MAX_INSTRUCTION_LEN {
-                return Err(DepositError::InstructionTooLong {
-                    len: instruction.len(),
-                });
+                return Err(DepositError::InstructionTooLong { len: instruction.len() });
             }
-            let data = PushBytesBuf::try_from(instruction.to_vec()).map_err(|_| {
-                DepositError::InstructionTooLong {
-                    len: instruction.len(),
-                }
-            })?;
-            outputs.push(TxOut {
-                value: Amount::ZERO,
-                script_pubkey: ScriptBuf::new_op_return(data),
-            });
+            let data = PushBytesBuf::try_from(instruction.to_vec())
+                .map_err(|_| DepositError::InstructionTooLong { len: instruction.len() })?;
+            outputs.push(TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::new_op_return(data) });
         }
 
         // Locks only matter until the spend reaches the mempool (then the chain no longer offers
         // the coin); dropping the others keeps the set small and frees coins of transactions a
         // reorganisation invalidated.
-        let spendable: BTreeSet<OutPoint> = chain
-            .spendable_outputs(&self.script_pubkey)
-            .into_iter()
-            .map(|(outpoint, _)| outpoint)
-            .collect();
+        let spendable: BTreeSet<OutPoint> =
+            chain.spendable_outputs(&self.script_pubkey).into_iter().map(|(outpoint, _)| outpoint).collect();
         self.locked.retain(|outpoint| spendable.contains(outpoint));
 
         let fee_rate = chain.fee_rate_sat_per_vb();
@@ -159,14 +138,8 @@ impl Depositor {
                 continue;
             };
             let with_change = fee(&selected, &outputs, true, fee_rate);
-            if let Some(change) = left
-                .checked_sub(with_change)
-                .filter(|change| *change >= P2TR_DUST)
-            {
-                outputs.push(TxOut {
-                    value: change,
-                    script_pubkey: self.script_pubkey.clone(),
-                });
+            if let Some(change) = left.checked_sub(with_change).filter(|change| *change >= P2TR_DUST) {
+                outputs.push(TxOut { value: change, script_pubkey: self.script_pubkey.clone() });
                 return self.sign(selected, outputs);
             }
             // No change worth an output: the surplus over the smaller fee goes to the miner.
@@ -174,9 +147,7 @@ impl Depositor {
                 return self.sign(selected, outputs);
             }
         }
-        let needed = amount
-            .checked_add(fee(&selected, &outputs, true, fee_rate))
-            .unwrap_or(Amount::MAX);
+        let needed = amount.checked_add(fee(&selected, &outputs, true, fee_rate)).unwrap_or(Amount::MAX);
         Err(DepositError::InsufficientFunds { needed, available })
     }
 
@@ -187,36 +158,23 @@ impl Depositor {
         }
     }
 
-    fn sign(
-        &mut self,
-        inputs: Vec<(OutPoint, TxOut)>,
-        outputs: Vec<TxOut>,
-    ) -> Result<Transaction, DepositError> {
+    fn sign(&mut self, inputs: Vec<(OutPoint, TxOut)>, outputs: Vec<TxOut>) -> Result<Transaction, DepositError> {
         let mut aux = [0u8; 32];
         self.rng.fill_bytes(&mut aux);
         let tx = spend_key_path(&inputs, outputs, &self.keypair, &aux)?;
-        self.locked
-            .extend(inputs.iter().map(|(outpoint, _)| *outpoint));
+        self.locked.extend(inputs.iter().map(|(outpoint, _)| *outpoint));
         Ok(tx)
     }
 }
 
 /// Fee at `fee_rate` for spending `inputs` to `outputs` (plus a P2TR change output if
 /// `with_change`). Key-path witnesses are exactly one 64-byte signature, so this is exact.
-fn fee(
-    inputs: &[(OutPoint, TxOut)],
-    outputs: &[TxOut],
-    with_change: bool,
-    fee_rate: u64,
-) -> Amount {
+fn fee(inputs: &[(OutPoint, TxOut)], outputs: &[TxOut], with_change: bool, fee_rate: u64) -> Amount {
     let outpoints: Vec<OutPoint> = inputs.iter().map(|(outpoint, _)| *outpoint).collect();
     let mut outputs = outputs.to_vec();
     if with_change {
         // Any P2TR script has the same size as the depositor's.
-        outputs.push(TxOut {
-            value: Amount::ZERO,
-            script_pubkey: ScriptBuf::from_bytes(vec![0; 34]),
-        });
+        outputs.push(TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(vec![0; 34]) });
     }
     let mut tx = unsigned_transaction(&outpoints, outputs);
     for input in &mut tx.input {

@@ -18,17 +18,17 @@
 mod chain;
 mod depositor;
 mod parse;
-mod sign;
 #[cfg(not(madsim))]
 pub mod rpc;
+mod sign;
 
 pub use chain::{
-    block_subsidy, MockBitcoin, ReorgError, TxRejected, COINBASE_TAG, DEFAULT_COINBASE_MATURITY,
-    GENESIS_TIME, REGTEST_BITS, SUBSIDY_HALVING_INTERVAL,
+    block_subsidy, MockBitcoin, ReorgError, TxRejected, COINBASE_TAG, DEFAULT_COINBASE_MATURITY, GENESIS_TIME,
+    REGTEST_BITS, SUBSIDY_HALVING_INTERVAL,
 };
 pub use depositor::{funded_chain, DepositError, Depositor, MAX_INSTRUCTION_LEN, P2TR_DUST};
 pub use parse::{op_return_payload, parse_block, parse_transaction, ParseError};
 pub use sign::{
-    key_spend_sighash, output_key, p2tr_script, sign_all_key_spends, sign_key_spend,
-    spend_key_path, unsigned_transaction, SignError,
+    key_spend_sighash, output_key, p2tr_script, sign_all_key_spends, sign_key_spend, spend_key_path,
+    unsigned_transaction, SignError,
 };

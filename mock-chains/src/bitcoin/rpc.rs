@@ -68,7 +68,12 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-async fn answer(mut stream: TcpStream, chain: &Mutex<MockBitcoin>, behaviour: &Mutex<Behaviour>, expected: &str) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    chain: &Mutex<MockBitcoin>,
+    behaviour: &Mutex<Behaviour>,
+    expected: &str,
+) -> std::io::Result<()> {
     let mut received = Vec::new();
     let header_end = loop {
         if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -79,9 +84,9 @@ async fn answer(mut stream: TcpStream, chain: &Mutex<MockBitcoin>, behaviour: &M
         if read == 0 || received.len() > 64 * 1024 {
             return Ok(());
         }
-        received.extend_from_slice(&buffer[.. read]);
+        received.extend_from_slice(&buffer[..read]);
     };
-    let headers = String::from_utf8_lossy(&received[.. header_end]).to_string();
+    let headers = String::from_utf8_lossy(&received[..header_end]).to_string();
     let header = |name: &str| {
         headers.split("\r\n").find_map(|line| {
             let (key, value) = line.split_once(':')?;
@@ -96,7 +101,7 @@ async fn answer(mut stream: TcpStream, chain: &Mutex<MockBitcoin>, behaviour: &M
         if read == 0 {
             return Ok(());
         }
-        body.extend_from_slice(&buffer[.. read]);
+        body.extend_from_slice(&buffer[..read]);
     }
     let behaviour = *behaviour.lock().unwrap_or_else(PoisonError::into_inner);
     if behaviour == Behaviour::Stall {
@@ -119,12 +124,19 @@ async fn answer(mut stream: TcpStream, chain: &Mutex<MockBitcoin>, behaviour: &M
     };
     let (status, body) = match result {
         Ok(result) => (200, json!({ "result": result, "error": null, "id": id })),
-        Err((code, message)) => (500, json!({ "result": null, "error": { "code": code, "message": message }, "id": id })),
+        Err((code, message)) => {
+            (500, json!({ "result": null, "error": { "code": code, "message": message }, "id": id }))
+        }
     };
     reply(&mut stream, status, body.to_string().as_bytes()).await
 }
 
-fn respond(chain: &mut MockBitcoin, behaviour: Behaviour, method: &str, params: &Value) -> Result<Value, (i64, String)> {
+fn respond(
+    chain: &mut MockBitcoin,
+    behaviour: Behaviour,
+    method: &str,
+    params: &Value,
+) -> Result<Value, (i64, String)> {
     let param = |index: usize| params.get(index).cloned().unwrap_or(Value::Null);
     match method {
         "getblockcount" => {
@@ -158,7 +170,9 @@ fn respond(chain: &mut MockBitcoin, behaviour: Behaviour, method: &str, params: 
             let txid = chain.submit(tx).map_err(|e| (-26, e.to_string()))?;
             Ok(json!(txid.to_string()))
         }
-        "estimatesmartfee" => Ok(json!({ "feerate": chain.fee_rate_sat_per_vb() as f64 * 1000.0 / 100_000_000.0, "blocks": 2 })),
+        "estimatesmartfee" => {
+            Ok(json!({ "feerate": chain.fee_rate_sat_per_vb() as f64 * 1000.0 / 100_000_000.0, "blocks": 2 }))
+        }
         _ => Err((-32601, "Method not found".to_string())),
     }
 }

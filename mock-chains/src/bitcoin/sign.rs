@@ -8,9 +8,7 @@ use bitcoin::key::TapTweak;
 use bitcoin::secp256k1::{All, Keypair, Message, Secp256k1, XOnlyPublicKey};
 use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType, TaprootError};
 use bitcoin::transaction::Version;
-use bitcoin::{
-    taproot, OutPoint, Script, ScriptBuf, Sequence, TapSighash, Transaction, TxIn, TxOut, Witness,
-};
+use bitcoin::{taproot, OutPoint, Script, ScriptBuf, Sequence, TapSighash, Transaction, TxIn, TxOut, Witness};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sha2::{Digest, Sha256};
@@ -98,22 +96,12 @@ pub fn key_spend_sighash(
     sighash_type: TapSighashType,
 ) -> Result<TapSighash, SignError> {
     if input_index >= tx.input.len() {
-        return Err(SignError::InputIndex {
-            index: input_index,
-            inputs: tx.input.len(),
-        });
+        return Err(SignError::InputIndex { index: input_index, inputs: tx.input.len() });
     }
     if prevouts.len() != tx.input.len() {
-        return Err(SignError::PrevoutCount {
-            prevouts: prevouts.len(),
-            inputs: tx.input.len(),
-        });
+        return Err(SignError::PrevoutCount { prevouts: prevouts.len(), inputs: tx.input.len() });
     }
-    Ok(SighashCache::new(tx).taproot_key_spend_signature_hash(
-        input_index,
-        &Prevouts::All(prevouts),
-        sighash_type,
-    )?)
+    Ok(SighashCache::new(tx).taproot_key_spend_signature_hash(input_index, &Prevouts::All(prevouts), sighash_type)?)
 }
 
 /// Signs input `input_index` as a key-path spend by the BIP341-tweaked (no script tree) form of
@@ -142,27 +130,16 @@ pub fn sign_all_key_spends(
     aux_rand: &[u8; 32],
 ) -> Result<(), SignError> {
     if prevouts.len() != tx.input.len() {
-        return Err(SignError::PrevoutCount {
-            prevouts: prevouts.len(),
-            inputs: tx.input.len(),
-        });
+        return Err(SignError::PrevoutCount { prevouts: prevouts.len(), inputs: tx.input.len() });
     }
     // Witnesses are not part of the sighash, so every sighash can be taken first.
     let mut cache = SighashCache::new(&*tx);
     let mut witnesses = Vec::with_capacity(prevouts.len());
     for index in 0..prevouts.len() {
-        let sighash = cache.taproot_key_spend_signature_hash(
-            index,
-            &Prevouts::All(prevouts),
-            TapSighashType::Default,
-        )?;
+        let sighash =
+            cache.taproot_key_spend_signature_hash(index, &Prevouts::All(prevouts), TapSighashType::Default)?;
         let aux = input_aux(aux_rand, index);
-        witnesses.push(key_spend_witness(
-            sighash,
-            internal,
-            TapSighashType::Default,
-            &aux,
-        ));
+        witnesses.push(key_spend_witness(sighash, internal, TapSighashType::Default, &aux));
     }
     for (input, witness) in tx.input.iter_mut().zip(witnesses) {
         input.witness = witness;
@@ -194,16 +171,9 @@ fn key_spend_witness(
     let tweaked = internal.tap_tweak(secp(), None).to_keypair();
     let message = Message::from_digest(sighash.to_byte_array());
     let signature = secp().sign_schnorr_with_aux_rand(&message, &tweaked, aux_rand);
-    Witness::p2tr_key_spend(&taproot::Signature {
-        signature,
-        sighash_type,
-    })
+    Witness::p2tr_key_spend(&taproot::Signature { signature, sighash_type })
 }
 
 fn input_aux(aux_rand: &[u8; 32], index: usize) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(aux_rand)
-        .chain_update((index as u64).to_le_bytes())
-        .finalize()
-        .into()
+    Sha256::new().chain_update(aux_rand).chain_update((index as u64).to_le_bytes()).finalize().into()
 }

@@ -39,11 +39,7 @@ pub struct MoneroConfig {
 
 impl Default for MoneroConfig {
     fn default() -> Self {
-        MoneroConfig {
-            coinbase_lock: COINBASE_LOCK,
-            block_reward: 600_000_000_000,
-            decoy_premine: 1000,
-        }
+        MoneroConfig { coinbase_lock: COINBASE_LOCK, block_reward: 600_000_000_000, decoy_premine: 1000 }
     }
 }
 
@@ -187,9 +183,7 @@ impl ChainState {
     }
 
     pub(crate) fn output(&self, index: u64) -> Option<&OutputRecord> {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.outputs.get(i))
+        usize::try_from(index).ok().and_then(|i| self.outputs.get(i))
     }
 
     pub(crate) fn output_count(&self) -> u64 {
@@ -246,24 +240,13 @@ impl ChainState {
             });
         }
         let miner_outputs = miner.prefix().outputs.len();
-        self.txs.insert(
-            miner_hash,
-            TxLocation {
-                height,
-                first_output,
-                outputs: miner_outputs,
-            },
-        );
+        self.txs.insert(miner_hash, TxLocation { height, first_output, outputs: miner_outputs });
 
         for ptx in &txs {
             let tx_first = self.output_count();
             let prefix = ptx.tx.prefix();
-            for (i, ((out, key), commitment)) in prefix
-                .outputs
-                .iter()
-                .zip(&ptx.output_keys)
-                .zip(&ptx.commitments)
-                .enumerate()
+            for (i, ((out, key), commitment)) in
+                prefix.outputs.iter().zip(&ptx.output_keys).zip(&ptx.commitments).enumerate()
             {
                 self.outputs.push(OutputRecord {
                     key: out.key,
@@ -279,26 +262,12 @@ impl ChainState {
             for ki in &ptx.key_images {
                 self.spent.insert(*ki, height);
             }
-            self.txs.insert(
-                ptx.hash,
-                TxLocation {
-                    height,
-                    first_output: tx_first,
-                    outputs: prefix.outputs.len(),
-                },
-            );
+            self.txs.insert(ptx.hash, TxLocation { height, first_output: tx_first, outputs: prefix.outputs.len() });
         }
 
         self.by_hash.insert(hash, height);
         let output_count = self.output_count() - first_output;
-        self.blocks.push(BlockRecord {
-            block,
-            hash,
-            miner_hash,
-            txs,
-            first_output,
-            output_count,
-        });
+        self.blocks.push(BlockRecord { block, hash, miner_hash, txs, first_output, output_count });
         hash
     }
 
@@ -316,8 +285,7 @@ impl ChainState {
         }
         self.txs.remove(&record.miner_hash);
         self.by_hash.remove(&record.hash);
-        self.outputs
-            .truncate(usize::try_from(record.first_output).unwrap_or(usize::MAX));
+        self.outputs.truncate(usize::try_from(record.first_output).unwrap_or(usize::MAX));
         Some(record)
     }
 }
@@ -469,11 +437,7 @@ impl MockMonero {
     /// amount, view tag, coinbase timelock) plus, if asked, the whole mempool in order.
     fn mine_block(&mut self, to: &MoneroAddress, include_mempool: bool) -> [u8; 32] {
         let height = self.state.blocks.len();
-        let txs = if include_mempool {
-            self.pool_mut().take()
-        } else {
-            Vec::new()
-        };
+        let txs = if include_mempool { self.pool_mut().take() } else { Vec::new() };
         let fees = txs.iter().fold(0u64, |acc, p| acc.saturating_add(p.fee));
         let amount = self.config.block_reward.saturating_add(fees);
 
@@ -481,15 +445,9 @@ impl MockMonero {
         let output = derive_output(r, to, 0, miner_uniqueness(height));
         let miner = Transaction::V2 {
             prefix: TransactionPrefix {
-                additional_timelock: Timelock::Block(
-                    height.saturating_add(self.config.coinbase_lock),
-                ),
+                additional_timelock: Timelock::Block(height.saturating_add(self.config.coinbase_lock)),
                 inputs: vec![Input::Gen(height)],
-                outputs: vec![Output {
-                    amount: Some(amount),
-                    key: output.key,
-                    view_tag: Some(output.view_tag),
-                }],
+                outputs: vec![Output { amount: Some(amount), key: output.key, view_tag: Some(output.view_tag) }],
                 extra: ExtraField::PublicKey(tx_key(r, to).compress()).serialize(),
             },
             proofs: None,
@@ -504,9 +462,7 @@ impl MockMonero {
     }
 
     fn pool_mut(&mut self) -> &mut Mempool {
-        self.mempool
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.mempool.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn state(&self) -> &ChainState {
@@ -589,18 +545,13 @@ impl MockMonero {
         let pending = self.pool_mut().take();
 
         let miner = self.miner;
-        let new_blocks = (0..=depth)
-            .map(|_| self.mine_block(&miner, false))
-            .collect();
+        let new_blocks = (0..=depth).map(|_| self.mine_block(&miner, false)).collect();
 
         // Revalidate against the new tip: members in replaced blocks now name other outputs (the
         // CLSAG fails), and everything else only unlocked further.
         let mut requeued = Vec::new();
         let mut dropped = Vec::new();
-        let mempool = self
-            .mempool
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mempool = self.mempool.get_mut().unwrap_or_else(PoisonError::into_inner);
         for ptx in orphaned_txs.into_iter().flatten().chain(pending) {
             match validate(&self.state, mempool, &ptx.tx) {
                 Ok(valid) => {
@@ -610,20 +561,12 @@ impl MockMonero {
                 Err(_) => dropped.push(ptx.hash),
             }
         }
-        Ok(ReorgOutcome {
-            orphaned,
-            new_blocks,
-            requeued,
-            dropped,
-        })
+        Ok(ReorgOutcome { orphaned, new_blocks, requeued, dropped })
     }
 
     /// Validates `tx` against the best chain and the mempool and adds it to the mempool.
     pub fn submit(&mut self, tx: Transaction) -> Result<[u8; 32], TxRejected> {
-        let mempool = self
-            .mempool
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mempool = self.mempool.get_mut().unwrap_or_else(PoisonError::into_inner);
         let valid = validate(&self.state, mempool, &tx)?;
         let hash = valid.hash;
         mempool.push(valid);
@@ -697,11 +640,7 @@ impl MockMonero {
             if &record.miner_hash == hash {
                 return Some(record.block.miner_transaction().clone());
             }
-            return record
-                .txs
-                .iter()
-                .find(|p| &p.hash == hash)
-                .map(|p| p.tx.clone());
+            return record.txs.iter().find(|p| &p.hash == hash).map(|p| p.tx.clone());
         }
         self.pool().get(hash).map(|p| p.tx.clone())
     }
@@ -731,13 +670,8 @@ impl MockMonero {
         let record = self.state.record(height)?;
         Some(ScannableBlock {
             block: record.block.clone(),
-            transactions: record
-                .txs
-                .iter()
-                .map(|p| Transaction::<Pruned>::from(p.tx.clone()))
-                .collect(),
-            output_index_for_first_ringct_output: (record.output_count > 0)
-                .then_some(record.first_output),
+            transactions: record.txs.iter().map(|p| Transaction::<Pruned>::from(p.tx.clone())).collect(),
+            output_index_for_first_ringct_output: (record.output_count > 0).then_some(record.first_output),
         })
     }
 
@@ -768,9 +702,7 @@ impl MockMonero {
 
     /// Whether output `index` may be spent in the next block.
     pub fn is_unlocked(&self, index: u64) -> bool {
-        self.state
-            .output(index)
-            .is_some_and(|out| self.state.unlocked(out, self.tip_height(), true))
+        self.state.output(index).is_some_and(|out| self.state.unlocked(out, self.tip_height(), true))
     }
 
     /// Where a key image is spent, if anywhere.
@@ -778,10 +710,7 @@ impl MockMonero {
         if let Some(height) = self.state.key_image_height(key_image) {
             return Some(KeyImageStatus::OnChain { height });
         }
-        self.pool()
-            .key_images
-            .get(key_image)
-            .map(|tx| KeyImageStatus::Mempool { transaction: *tx })
+        self.pool().key_images.get(key_image).map(|tx| KeyImageStatus::Mempool { transaction: *tx })
     }
 
     /// Key images spent on the best chain with the height spending each, sorted by key image.

@@ -15,11 +15,7 @@ use monero_wallet::{
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-static G: LazyLock<Point> = LazyLock::new(|| {
-    CompressedPoint::G
-        .decompress()
-        .expect("G is a canonical point")
-});
+static G: LazyLock<Point> = LazyLock::new(|| CompressedPoint::G.decompress().expect("G is a canonical point"));
 
 /// `s * G`.
 pub(crate) fn mul_base(s: Scalar) -> Point {
@@ -74,17 +70,9 @@ pub(crate) fn tx_key(r: Scalar, to: &MoneroAddress) -> Point {
 /// Output `o` of a transaction with randomness `r` paying `to`:
 /// `key = Hs([uniqueness ||] 8rV || o) G + S`, `view_tag = H("view_tag" || 8rV || o)[0]`.
 /// `uniqueness` is only used for guaranteed addresses (see monero-wallet's `GuaranteedScanner`).
-pub(crate) fn derive_output(
-    r: Scalar,
-    to: &MoneroAddress,
-    o: usize,
-    uniqueness: [u8; 32],
-) -> DerivedOutput {
+pub(crate) fn derive_output(r: Scalar, to: &MoneroAddress, o: usize, uniqueness: [u8; 32]) -> DerivedOutput {
     let ecdh = mul(r, to.view());
-    let mut derivation = Point::from(ecdh.into().mul_by_cofactor())
-        .compress()
-        .to_bytes()
-        .to_vec();
+    let mut derivation = Point::from(ecdh.into().mul_by_cofactor()).compress().to_bytes().to_vec();
     // Writing to a Vec cannot fail.
     let _ = VarInt::write(&o, &mut derivation);
     let view_tag = keccak256([b"view_tag".as_slice(), &derivation].concat())[0];
@@ -93,10 +81,7 @@ pub(crate) fn derive_output(
     } else {
         Scalar::hash(&derivation)
     };
-    DerivedOutput {
-        key: add(mul_base(shared), to.spend()).compress(),
-        view_tag,
-    }
+    DerivedOutput { key: add(mul_base(shared), to.spend()).compress(), view_tag }
 }
 
 /// monero-wallet's `uniqueness` for a miner transaction of block `height`.
@@ -115,9 +100,7 @@ pub struct WalletKeys {
 
 impl core::fmt::Debug for WalletKeys {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("WalletKeys")
-            .field("spend_public", &self.spend_public().compress())
-            .finish_non_exhaustive()
+        f.debug_struct("WalletKeys").field("spend_public", &self.spend_public().compress()).finish_non_exhaustive()
     }
 }
 
@@ -129,10 +112,7 @@ impl WalletKeys {
     }
 
     pub(crate) fn random(rng: &mut ChaCha20Rng) -> Self {
-        WalletKeys {
-            spend: Scalar::random(rng),
-            view: Scalar::random(rng),
-        }
+        WalletKeys { spend: Scalar::random(rng), view: Scalar::random(rng) }
     }
 
     /// The private spend key.
@@ -158,18 +138,12 @@ impl WalletKeys {
     /// The view pair monero-wallet's `Scanner` takes.
     pub fn view_pair(&self) -> ViewPair {
         // A spend key of the form `x*G` is torsion-free, which is all `ViewPair::new` checks.
-        ViewPair::new(self.spend_public(), Into::into(self.view))
-            .expect("a key x*G is torsion-free")
+        ViewPair::new(self.spend_public(), Into::into(self.view)).expect("a key x*G is torsion-free")
     }
 
     /// The standard (legacy, mainnet) address.
     pub fn address(&self) -> MoneroAddress {
-        MoneroAddress::new(
-            Network::Mainnet,
-            AddressType::Legacy,
-            self.spend_public(),
-            self.view_public(),
-        )
+        MoneroAddress::new(Network::Mainnet, AddressType::Legacy, self.spend_public(), self.view_public())
     }
 }
 
@@ -188,18 +162,11 @@ pub enum KeyError {
 /// Ed25519 key from the DKG) and a compressed public view key.
 pub fn address_from_keys(spend: [u8; 32], view: [u8; 32]) -> Result<MoneroAddress, KeyError> {
     let decode = |bytes: [u8; 32], which: &'static str| {
-        let point = CompressedPoint::from(bytes)
-            .decompress()
-            .ok_or(KeyError::NotAPoint(which))?;
+        let point = CompressedPoint::from(bytes).decompress().ok_or(KeyError::NotAPoint(which))?;
         if !is_torsion_free(point) {
             return Err(KeyError::Torsion(which));
         }
         Ok(point)
     };
-    Ok(MoneroAddress::new(
-        Network::Mainnet,
-        AddressType::Legacy,
-        decode(spend, "spend")?,
-        decode(view, "view")?,
-    ))
+    Ok(MoneroAddress::new(Network::Mainnet, AddressType::Legacy, decode(spend, "spend")?, decode(view, "view")?))
 }

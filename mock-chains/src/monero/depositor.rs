@@ -108,14 +108,7 @@ impl Depositor {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let keys = WalletKeys::random(&mut rng);
         let scanner = Scanner::new(keys.view_pair());
-        Depositor {
-            keys,
-            scanner,
-            rng,
-            scanned: Vec::new(),
-            owned: BTreeMap::new(),
-            pending: BTreeMap::new(),
-        }
+        Depositor { keys, scanner, rng, scanned: Vec::new(), owned: BTreeMap::new(), pending: BTreeMap::new() }
     }
 
     /// The depositor's keys.
@@ -148,28 +141,13 @@ impl Depositor {
         self.owned.retain(|_, o| o.height < kept);
 
         for height in kept..=chain.tip_height() {
-            let block = chain
-                .scannable_block_at(height)
-                .ok_or(DepositError::MissingBlock(height))?;
-            let hash = chain
-                .block_hash(height)
-                .ok_or(DepositError::MissingBlock(height))?;
+            let block = chain.scannable_block_at(height).ok_or(DepositError::MissingBlock(height))?;
+            let hash = chain.block_hash(height).ok_or(DepositError::MissingBlock(height))?;
             // Timelocks are judged by the chain when spending, so take everything.
-            let found = self
-                .scanner
-                .scan(block)
-                .map_err(DepositError::Scan)?
-                .ignore_additional_timelock();
+            let found = self.scanner.scan(block).map_err(DepositError::Scan)?.ignore_additional_timelock();
             for output in found {
                 let key_image = self.key_image(&output);
-                self.owned.insert(
-                    output.index_on_blockchain(),
-                    Owned {
-                        output,
-                        height,
-                        key_image,
-                    },
-                );
+                self.owned.insert(output.index_on_blockchain(), Owned { output, height, key_image });
             }
             self.scanned.push(hash);
         }
@@ -179,8 +157,7 @@ impl Depositor {
                 pending.seen = true;
             }
         }
-        self.pending
-            .retain(|hash, p| !p.seen || chain.contains_transaction(hash));
+        self.pending.retain(|hash, p| !p.seen || chain.contains_transaction(hash));
         Ok(())
     }
 
@@ -194,8 +171,7 @@ impl Depositor {
     /// Owned outputs spendable in the chain's next block and not reserved by a built
     /// transaction, largest first (ties by global index, so the choice is deterministic).
     fn spendable(&self, chain: &MockMonero) -> Vec<&Owned> {
-        let reserved: BTreeSet<&[u8; 32]> =
-            self.pending.values().flat_map(|p| &p.key_images).collect();
+        let reserved: BTreeSet<&[u8; 32]> = self.pending.values().flat_map(|p| &p.key_images).collect();
         let mut outputs: Vec<&Owned> = self
             .owned
             .values()
@@ -210,11 +186,7 @@ impl Depositor {
                 .commitment()
                 .amount
                 .cmp(&a.output.commitment().amount)
-                .then(
-                    a.output
-                        .index_on_blockchain()
-                        .cmp(&b.output.index_on_blockchain()),
-                )
+                .then(a.output.index_on_blockchain().cmp(&b.output.index_on_blockchain()))
         });
         outputs
     }
@@ -222,9 +194,7 @@ impl Depositor {
     /// What the depositor can spend in the chain's next block, after syncing.
     pub fn balance(&mut self, chain: &MockMonero) -> Result<u64, DepositError> {
         self.sync(chain)?;
-        Ok(self.spendable(chain).iter().fold(0u64, |acc, o| {
-            acc.saturating_add(o.output.commitment().amount)
-        }))
+        Ok(self.spendable(chain).iter().fold(0u64, |acc, o| acc.saturating_add(o.output.commitment().amount)))
     }
 
     /// Outputs found so far (spent or not), by global index.
@@ -259,24 +229,14 @@ impl Depositor {
             .ok_or(DepositError::NotReady)?;
         let (tx, used) = built?;
         let key_images = candidates[..used].iter().map(|o| o.key_image).collect();
-        self.pending.insert(
-            tx.hash(),
-            Pending {
-                key_images,
-                seen: false,
-            },
-        );
+        self.pending.insert(tx.hash(), Pending { key_images, seen: false });
         Ok(tx)
     }
 
     /// Finds the depositor's outputs in a block from any source (a real node's RPC); coinbase
     /// timelocks are the spender's to respect.
     pub fn scan(&mut self, block: ScannableBlock) -> Result<Vec<WalletOutput>, DepositError> {
-        Ok(self
-            .scanner
-            .scan(block)
-            .map_err(DepositError::Scan)?
-            .ignore_additional_timelock())
+        Ok(self.scanner.scan(block).map_err(DepositError::Scan)?.ignore_additional_timelock())
     }
 
     /// Builds and signs a deposit from `candidates` (spendable, largest first) with rings
@@ -296,10 +256,7 @@ impl Depositor {
     ) -> Result<(Transaction, usize), DepositError> {
         if let Some(instruction) = instruction {
             if instruction.len() > MAX_INSTRUCTION_LEN {
-                return Err(DepositError::InstructionTooLong {
-                    len: instruction.len(),
-                    max: MAX_INSTRUCTION_LEN,
-                });
+                return Err(DepositError::InstructionTooLong { len: instruction.len(), max: MAX_INSTRUCTION_LEN });
             }
         }
         let available = candidates.iter().fold(0u64, |acc, o| acc.saturating_add(o.commitment().amount));
@@ -335,14 +292,9 @@ impl Depositor {
                 Err(SendError::NotEnoughFunds { .. }) => continue,
                 Err(e) => return Err(DepositError::Send(e)),
             };
-            let tx = signable
-                .sign(&mut self.rng, &Into::into(self.keys.spend()))
-                .map_err(DepositError::Send)?;
+            let tx = signable.sign(&mut self.rng, &Into::into(self.keys.spend())).map_err(DepositError::Send)?;
             return Ok((tx, n));
         }
-        Err(DepositError::InsufficientFunds {
-            available,
-            requested: amount,
-        })
+        Err(DepositError::InsufficientFunds { available, requested: amount })
     }
 }

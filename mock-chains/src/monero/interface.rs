@@ -14,10 +14,9 @@ use monero_wallet::{
     interface::{
         EvaluateUnlocked, FeeError, FeePriority, FeeRate, InterfaceError, ProvidesBlockchainMeta,
         ProvidesUnvalidatedBlockchain, ProvidesUnvalidatedDecoys, ProvidesUnvalidatedFeeRates,
-        ProvidesUnvalidatedOutputs, ProvidesUnvalidatedScannableBlocks,
-        ProvidesUnvalidatedTransactions, PrunedTransactionWithPrunableHash, PublishTransaction,
-        PublishTransactionError, RingCtOutputInformation, TransactionsError,
-        UnvalidatedScannableBlock,
+        ProvidesUnvalidatedOutputs, ProvidesUnvalidatedScannableBlocks, ProvidesUnvalidatedTransactions,
+        PrunedTransactionWithPrunableHash, PublishTransaction, PublishTransactionError, RingCtOutputInformation,
+        TransactionsError, UnvalidatedScannableBlock,
     },
     transaction::{Pruned, Transaction},
 };
@@ -35,17 +34,12 @@ fn not_found(what: &str) -> InterfaceError {
 }
 
 fn pruned(tx: &Transaction) -> Option<PrunedTransactionWithPrunableHash> {
-    PrunedTransactionWithPrunableHash::new(
-        Transaction::<Pruned>::from(tx.clone()),
-        tx.prunable_hash(),
-    )
+    PrunedTransactionWithPrunableHash::new(Transaction::<Pruned>::from(tx.clone()), tx.prunable_hash())
 }
 
 impl MockMonero {
     fn record_by_number(&self, number: usize) -> Result<&BlockRecord, InterfaceError> {
-        self.state()
-            .record(number)
-            .ok_or_else(|| not_found(&format!("block #{number}")))
+        self.state().record(number).ok_or_else(|| not_found(&format!("block #{number}")))
     }
 
     fn record_by_hash(&self, hash: &[u8; 32]) -> Result<&BlockRecord, InterfaceError> {
@@ -55,29 +49,22 @@ impl MockMonero {
             .ok_or_else(|| not_found(&format!("block {}", hex::encode(hash))))
     }
 
-    fn unvalidated_scannable(
-        &self,
-        record: &BlockRecord,
-    ) -> Result<UnvalidatedScannableBlock, InterfaceError> {
+    fn unvalidated_scannable(&self, record: &BlockRecord) -> Result<UnvalidatedScannableBlock, InterfaceError> {
         let transactions = record
             .txs
             .iter()
             .map(|p| pruned(&p.tx))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                InterfaceError::InternalError("a block holds a v1 transaction".to_owned())
-            })?;
+            .ok_or_else(|| InterfaceError::InternalError("a block holds a v1 transaction".to_owned()))?;
         Ok(UnvalidatedScannableBlock {
             block: record.block.clone(),
             transactions,
-            output_index_for_first_ringct_output: (record.output_count > 0)
-                .then_some(record.first_output),
+            output_index_for_first_ringct_output: (record.output_count > 0).then_some(record.first_output),
         })
     }
 
     fn tx_or_not_found(&self, hash: [u8; 32]) -> Result<Transaction, TransactionsError> {
-        self.find_transaction(&hash)
-            .ok_or(TransactionsError::TransactionNotFound)
+        self.find_transaction(&hash).ok_or(TransactionsError::TransactionNotFound)
     }
 
     /// Block numbers covered by `range`; past the tip is an error, as with monerod.
@@ -94,10 +81,7 @@ impl MockMonero {
             Bound::Unbounded => tip + 1,
         };
         if end > tip + 1 {
-            return Err(InterfaceError::InterfaceError(format!(
-                "block #{} is beyond the tip #{tip}",
-                end - 1
-            )));
+            return Err(InterfaceError::InterfaceError(format!("block #{} is beyond the tip #{tip}", end - 1)));
         }
         Ok(start..end)
     }
@@ -114,28 +98,18 @@ impl ProvidesUnvalidatedBlockchain for MockMonero {
         &self,
         range: RangeInclusive<usize>,
     ) -> impl Send + Future<Output = Result<Vec<Block>, InterfaceError>> {
-        ready(
-            range
-                .map(|n| self.record_by_number(n).map(|r| r.block.clone()))
-                .collect(),
-        )
+        ready(range.map(|n| self.record_by_number(n).map(|r| r.block.clone())).collect())
     }
 
     fn block(&self, hash: [u8; 32]) -> impl Send + Future<Output = Result<Block, InterfaceError>> {
         ready(self.record_by_hash(&hash).map(|r| r.block.clone()))
     }
 
-    fn block_by_number(
-        &self,
-        number: usize,
-    ) -> impl Send + Future<Output = Result<Block, InterfaceError>> {
+    fn block_by_number(&self, number: usize) -> impl Send + Future<Output = Result<Block, InterfaceError>> {
         ready(self.record_by_number(number).map(|r| r.block.clone()))
     }
 
-    fn block_hash(
-        &self,
-        number: usize,
-    ) -> impl Send + Future<Output = Result<[u8; 32], InterfaceError>> {
+    fn block_hash(&self, number: usize) -> impl Send + Future<Output = Result<[u8; 32], InterfaceError>> {
         ready(self.record_by_number(number).map(|r| r.hash))
     }
 }
@@ -151,8 +125,7 @@ impl ProvidesUnvalidatedTransactions for MockMonero {
     fn pruned_transactions(
         &self,
         hashes: &[[u8; 32]],
-    ) -> impl Send + Future<Output = Result<Vec<PrunedTransactionWithPrunableHash>, TransactionsError>>
-    {
+    ) -> impl Send + Future<Output = Result<Vec<PrunedTransactionWithPrunableHash>, TransactionsError>> {
         ready(
             hashes
                 .iter()
@@ -165,34 +138,21 @@ impl ProvidesUnvalidatedTransactions for MockMonero {
         )
     }
 
-    fn transaction(
-        &self,
-        hash: [u8; 32],
-    ) -> impl Send + Future<Output = Result<Transaction, TransactionsError>> {
+    fn transaction(&self, hash: [u8; 32]) -> impl Send + Future<Output = Result<Transaction, TransactionsError>> {
         ready(self.tx_or_not_found(hash))
     }
 
     fn pruned_transaction(
         &self,
         hash: [u8; 32],
-    ) -> impl Send + Future<Output = Result<PrunedTransactionWithPrunableHash, TransactionsError>>
-    {
-        ready(
-            self.tx_or_not_found(hash)
-                .and_then(|tx| pruned(&tx).ok_or(TransactionsError::PrunedTransaction)),
-        )
+    ) -> impl Send + Future<Output = Result<PrunedTransactionWithPrunableHash, TransactionsError>> {
+        ready(self.tx_or_not_found(hash).and_then(|tx| pruned(&tx).ok_or(TransactionsError::PrunedTransaction)))
     }
 }
 
 impl ProvidesUnvalidatedOutputs for MockMonero {
-    fn output_indexes(
-        &self,
-        hash: [u8; 32],
-    ) -> impl Send + Future<Output = Result<Vec<u64>, InterfaceError>> {
-        ready(
-            self.tx_output_indexes(&hash)
-                .ok_or_else(|| not_found(&format!("transaction {}", hex::encode(hash)))),
-        )
+    fn output_indexes(&self, hash: [u8; 32]) -> impl Send + Future<Output = Result<Vec<u64>, InterfaceError>> {
+        ready(self.tx_output_indexes(&hash).ok_or_else(|| not_found(&format!("transaction {}", hex::encode(hash)))))
     }
 
     fn ringct_outputs(
@@ -204,10 +164,7 @@ impl ProvidesUnvalidatedOutputs for MockMonero {
             indexes
                 .iter()
                 .map(|i| {
-                    let out = self
-                        .state()
-                        .output(*i)
-                        .ok_or_else(|| not_found(&format!("output {i}")))?;
+                    let out = self.state().output(*i).ok_or_else(|| not_found(&format!("output {i}")))?;
                     Ok(RingCtOutputInformation {
                         block_number: out.height,
                         unlocked: self.state().unlocked(out, tip, true),
@@ -227,10 +184,7 @@ impl ProvidesUnvalidatedDecoys for MockMonero {
         range: impl Send + RangeBounds<usize>,
     ) -> impl Send + Future<Output = Result<Vec<u64>, InterfaceError>> {
         ready(self.block_range(&range).map(|range| {
-            range
-                .filter_map(|h| self.state().record(h))
-                .map(|r| r.first_output + r.output_count)
-                .collect()
+            range.filter_map(|h| self.state().record(h)).map(|r| r.first_output + r.output_count).collect()
         }))
     }
 
@@ -241,21 +195,18 @@ impl ProvidesUnvalidatedDecoys for MockMonero {
     ) -> impl Send + Future<Output = Result<Vec<Option<[Point; 2]>>, TransactionsError>> {
         let (tip, time_locks) = match evaluate_unlocked {
             EvaluateUnlocked::Normal => (self.tip_height(), true),
-            EvaluateUnlocked::FingerprintableDeterministic { block_number } => {
-                (block_number, false)
-            }
+            EvaluateUnlocked::FingerprintableDeterministic { block_number } => (block_number, false),
         };
         ready(
             indexes
                 .iter()
                 .map(|i| {
-                    let out = self.state().output(*i).ok_or_else(|| {
-                        TransactionsError::from(not_found(&format!("output {i}")))
-                    })?;
+                    let out = self
+                        .state()
+                        .output(*i)
+                        .ok_or_else(|| TransactionsError::from(not_found(&format!("output {i}"))))?;
                     Ok(match out.key_point {
-                        Some(key) if self.state().unlocked(out, tip, time_locks) => {
-                            Some([key, out.commitment])
-                        }
+                        Some(key) if self.state().unlocked(out, tip, time_locks) => Some([key, out.commitment]),
                         _ => None,
                     })
                 })
@@ -269,39 +220,26 @@ impl ProvidesUnvalidatedScannableBlocks for MockMonero {
         &self,
         range: RangeInclusive<usize>,
     ) -> impl Send + Future<Output = Result<Vec<UnvalidatedScannableBlock>, InterfaceError>> {
-        ready(
-            range
-                .map(|n| self.unvalidated_scannable(self.record_by_number(n)?))
-                .collect(),
-        )
+        ready(range.map(|n| self.unvalidated_scannable(self.record_by_number(n)?)).collect())
     }
 
     fn scannable_block(
         &self,
         hash: [u8; 32],
     ) -> impl Send + Future<Output = Result<UnvalidatedScannableBlock, InterfaceError>> {
-        ready(
-            self.record_by_hash(&hash)
-                .and_then(|r| self.unvalidated_scannable(r)),
-        )
+        ready(self.record_by_hash(&hash).and_then(|r| self.unvalidated_scannable(r)))
     }
 
     fn scannable_block_by_number(
         &self,
         number: usize,
     ) -> impl Send + Future<Output = Result<UnvalidatedScannableBlock, InterfaceError>> {
-        ready(
-            self.record_by_number(number)
-                .and_then(|r| self.unvalidated_scannable(r)),
-        )
+        ready(self.record_by_number(number).and_then(|r| self.unvalidated_scannable(r)))
     }
 }
 
 impl ProvidesUnvalidatedFeeRates for MockMonero {
-    fn fee_rate(
-        &self,
-        priority: FeePriority,
-    ) -> impl Send + Future<Output = Result<FeeRate, FeeError>> {
+    fn fee_rate(&self, priority: FeePriority) -> impl Send + Future<Output = Result<FeeRate, FeeError>> {
         // monerod's multipliers for the four standard priorities.
         let multiplier = match priority.to_u32() {
             0 | 1 => 1,

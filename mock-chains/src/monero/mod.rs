@@ -66,8 +66,7 @@ pub use parse::{parse_block, parse_transaction, ParseError};
 pub use validate::TxRejected;
 
 pub use monero_wallet::{
-    address::MoneroAddress, block::Block, interface::ScannableBlock, transaction::Transaction,
-    Scanner, ViewPair,
+    address::MoneroAddress, block::Block, interface::ScannableBlock, transaction::Transaction, Scanner, ViewPair,
 };
 
 /// Ring size of every input (Bulletproofs+ era consensus).

@@ -141,11 +141,7 @@ pub(crate) struct PoolTx {
 }
 
 /// Checks `tx` for inclusion in the block after the current tip, given the mempool.
-pub(crate) fn validate(
-    state: &ChainState,
-    pool: &Mempool,
-    tx: &Transaction,
-) -> Result<PoolTx, TxRejected> {
+pub(crate) fn validate(state: &ChainState, pool: &Mempool, tx: &Transaction) -> Result<PoolTx, TxRejected> {
     let hash = tx.hash();
     if let Some(height) = state.tx_height(&hash) {
         return Err(TxRejected::AlreadyOnChain { height });
@@ -174,14 +170,8 @@ pub(crate) fn validate(
     for input in &prefix.inputs {
         match input {
             Input::Gen(_) => return Err(TxRejected::MinerTransaction),
-            Input::ToKey {
-                amount: Some(_), ..
-            } => return Err(TxRejected::Malformed("input with a cleartext amount")),
-            Input::ToKey {
-                amount: None,
-                key_offsets,
-                key_image,
-            } => {
+            Input::ToKey { amount: Some(_), .. } => return Err(TxRejected::Malformed("input with a cleartext amount")),
+            Input::ToKey { amount: None, key_offsets, key_image } => {
                 key_images.push(*key_image);
                 offsets.push(key_offsets);
             }
@@ -191,19 +181,10 @@ pub(crate) fn validate(
         return Err(TxRejected::NotRingCt("no RingCT proofs"));
     };
     if proofs.rct_type() != RctType::ClsagBulletproofPlus {
-        return Err(TxRejected::NotRingCt(
-            "RingCT type is not CLSAG + Bulletproof+",
-        ));
+        return Err(TxRejected::NotRingCt("RingCT type is not CLSAG + Bulletproof+"));
     }
-    let RctPrunable::Clsag {
-        bulletproof,
-        clsags,
-        pseudo_outs,
-    } = &proofs.prunable
-    else {
-        return Err(TxRejected::NotRingCt(
-            "RingCT type is not CLSAG + Bulletproof+",
-        ));
+    let RctPrunable::Clsag { bulletproof, clsags, pseudo_outs } = &proofs.prunable else {
+        return Err(TxRejected::NotRingCt("RingCT type is not CLSAG + Bulletproof+"));
     };
 
     // Outputs.
@@ -217,21 +198,12 @@ pub(crate) fn validate(
     let mut output_keys = Vec::with_capacity(outputs.len());
     for (o, output) in outputs.iter().enumerate() {
         if output.amount.is_some() {
-            return Err(TxRejected::Malformed(
-                "RingCT output with a cleartext amount",
-            ));
+            return Err(TxRejected::Malformed("RingCT output with a cleartext amount"));
         }
         if output.view_tag.is_none() {
-            return Err(TxRejected::Malformed(
-                "output without a view tag (required since v15)",
-            ));
+            return Err(TxRejected::Malformed("output without a view tag (required since v15)"));
         }
-        output_keys.push(
-            output
-                .key
-                .decompress()
-                .ok_or(TxRejected::InvalidOutputKey { output: o })?,
-        );
+        output_keys.push(output.key.decompress().ok_or(TxRejected::InvalidOutputKey { output: o })?);
     }
     if prefix.extra.len() > MAX_EXTRA_SIZE_BY_RELAY_RULE {
         return Err(TxRejected::ExtraTooLarge(prefix.extra.len()));
@@ -246,25 +218,16 @@ pub(crate) fn validate(
         || clsags.len() != prefix.inputs.len()
         || pseudo_outs.len() != prefix.inputs.len()
     {
-        return Err(TxRejected::Malformed(
-            "proof vectors do not match the inputs/outputs",
-        ));
+        return Err(TxRejected::Malformed("proof vectors do not match the inputs/outputs"));
     }
-    if base
-        .encrypted_amounts
-        .iter()
-        .any(|a| !matches!(a, EncryptedAmount::Compact { .. }))
-    {
+    if base.encrypted_amounts.iter().any(|a| !matches!(a, EncryptedAmount::Compact { .. })) {
         return Err(TxRejected::Malformed("non-compact encrypted amount"));
     }
 
     let weight = u64::try_from(tx.weight()).unwrap_or(u64::MAX);
     let required = fee_rate().calculate_fee_from_weight(weight);
     if u128::from(base.fee) < required {
-        return Err(TxRejected::FeeTooLow {
-            fee: base.fee,
-            required,
-        });
+        return Err(TxRejected::FeeTooLow { fee: base.fee, required });
     }
 
     // Key images against the transaction itself (strictly descending also means unique), the
@@ -290,10 +253,7 @@ pub(crate) fn validate(
     let mut rings = Vec::with_capacity(offsets.len());
     for (input, key_offsets) in offsets.iter().enumerate() {
         if key_offsets.len() != usize::from(RING_LEN) {
-            return Err(TxRejected::RingSize {
-                input,
-                len: key_offsets.len(),
-            });
+            return Err(TxRejected::RingSize { input, len: key_offsets.len() });
         }
         let mut ring = Vec::with_capacity(key_offsets.len());
         let mut position = 0u64;
@@ -301,20 +261,12 @@ pub(crate) fn validate(
             if j != 0 && *offset == 0 {
                 return Err(TxRejected::Malformed("ring repeats a member"));
             }
-            position = position
-                .checked_add(*offset)
-                .ok_or(TxRejected::Malformed("ring offsets overflow"))?;
+            position = position.checked_add(*offset).ok_or(TxRejected::Malformed("ring offsets overflow"))?;
             let Some(member) = state.output(position) else {
-                return Err(TxRejected::RingMemberUnknown {
-                    input,
-                    index: position,
-                });
+                return Err(TxRejected::RingMemberUnknown { input, index: position });
             };
             if !state.unlocked(member, tip, true) {
-                return Err(TxRejected::RingMemberLocked {
-                    input,
-                    index: position,
-                });
+                return Err(TxRejected::RingMemberLocked { input, index: position });
             }
             ring.push([member.key, member.commitment_compressed]);
         }
@@ -329,10 +281,7 @@ pub(crate) fn validate(
         .ok_or(TxRejected::Malformed("pseudo-out is not a point"))?;
     let mut commitments = Vec::with_capacity(outputs.len());
     for (o, c) in base.commitments.iter().enumerate() {
-        commitments.push(
-            c.decompress()
-                .ok_or(TxRejected::InvalidOutputCommitment { output: o })?,
-        );
+        commitments.push(c.decompress().ok_or(TxRejected::InvalidOutputCommitment { output: o })?);
     }
     let inputs_sum = sum(pseudo.iter().copied());
     let outputs_sum = sum(commitments.iter().copied()).map(|s| add(s, fee_commit(base.fee)));
@@ -348,18 +297,11 @@ pub(crate) fn validate(
     }
 
     // Signatures over the transaction's signature hash.
-    let msg = tx
-        .signature_hash()
-        .ok_or(TxRejected::Malformed("no signature hash"))?;
-    for (input, ((clsag, ring), (ki, pseudo_out))) in clsags
-        .iter()
-        .zip(rings)
-        .zip(key_images.iter().zip(pseudo_outs))
-        .enumerate()
+    let msg = tx.signature_hash().ok_or(TxRejected::Malformed("no signature hash"))?;
+    for (input, ((clsag, ring), (ki, pseudo_out))) in
+        clsags.iter().zip(rings).zip(key_images.iter().zip(pseudo_outs)).enumerate()
     {
-        clsag
-            .verify(ring, ki, pseudo_out, &msg)
-            .map_err(|reason| TxRejected::InvalidSignature { input, reason })?;
+        clsag.verify(ring, ki, pseudo_out, &msg).map_err(|reason| TxRejected::InvalidSignature { input, reason })?;
     }
 
     Ok(PoolTx {

@@ -11,8 +11,8 @@ use coordinator::Observation;
 use mock_chains::bitcoin::{Depositor, MockBitcoin};
 use processor_core::chain::instruction::encode_instruction;
 use processor_core::chain::{self, ScanKey};
-use processor_core::inspect::Inspector;
 use processor_core::ids::{Amount, BatchId, BlockHeight, ExternalChain};
+use processor_core::inspect::Inspector;
 use processor_core::messages::{ChainPublicKey, GroupKeys, InInstruction};
 use proptest::prelude::*;
 use std::cell::RefCell;
@@ -29,7 +29,7 @@ fn funded_chain(seed: u64) -> (Rc<RefCell<MockBitcoin>>, Depositor) {
     let mut chain = MockBitcoin::new(seed);
     chain.set_coinbase_maturity(1);
     let depositor = Depositor::new(seed);
-    for _ in 0 .. 5 {
+    for _ in 0..5 {
         chain.mine_to(depositor.script_pubkey());
     }
     chain.mine();
@@ -40,7 +40,13 @@ fn account(byte: u8) -> InInstruction {
     InInstruction { account: [byte; 32] }
 }
 
-fn deposit(chain: &Rc<RefCell<MockBitcoin>>, depositor: &mut Depositor, keys: &GroupKeys, sats: u64, instruction: Option<InInstruction>) {
+fn deposit(
+    chain: &Rc<RefCell<MockBitcoin>>,
+    depositor: &mut Depositor,
+    keys: &GroupKeys,
+    sats: u64,
+    instruction: Option<InInstruction>,
+) {
     let encoded = instruction.map(|i| encode_instruction(&i));
     let tx = depositor
         .deposit(&chain.borrow(), &group_script(keys), bitcoin::Amount::from_sat(sats), encoded.as_deref())
@@ -51,8 +57,15 @@ fn deposit(chain: &Rc<RefCell<MockBitcoin>>, depositor: &mut Depositor, keys: &G
 #[test]
 fn deposits_end_in_batches_signed_3_of_4_identically_everywhere() {
     let (chain, mut depositor) = funded_chain(1);
-    let (mut network, keys) =
-        network_with_keys(4, 3, ExternalChain::Bitcoin, 1, Faults::unreliable(), Box::new(SharedBitcoin(chain.clone())), CONFIRMATIONS);
+    let (mut network, keys) = network_with_keys(
+        4,
+        3,
+        ExternalChain::Bitcoin,
+        1,
+        Faults::unreliable(),
+        Box::new(SharedBitcoin(chain.clone())),
+        CONFIRMATIONS,
+    );
 
     deposit(&chain, &mut depositor, &keys, 50_000, Some(account(1)));
     deposit(&chain, &mut depositor, &keys, 70_000, None);
@@ -61,7 +74,7 @@ fn deposits_end_in_batches_signed_3_of_4_identically_everywhere() {
     let deposit_height = chain.borrow().tip_height();
     deposit(&chain, &mut depositor, &keys, 11_000, Some(account(3)));
     chain.borrow_mut().mine();
-    for _ in 0 .. CONFIRMATIONS {
+    for _ in 0..CONFIRMATIONS {
         chain.borrow_mut().mine();
     }
 
@@ -82,7 +95,7 @@ fn deposits_end_in_batches_signed_3_of_4_identically_everywhere() {
     // Let the publication reach everyone, then: every processor built the same Batches, and
     // whoever aggregated holds the same signature.
     run_for(&mut network, 20_000);
-    for index in 0 .. 4 {
+    for index in 0..4 {
         let records = Inspector::new(network.db(index)).batches().unwrap();
         assert_eq!(records.len(), 2, "processor {index} built {} Batches", records.len());
         for ((id, record), (batch, signature)) in records.iter().zip(&batches) {
@@ -96,7 +109,7 @@ fn deposits_end_in_batches_signed_3_of_4_identically_everywhere() {
     }
     // Every deposit is now spendable by the group: the attributed ones since their Batch was
     // published, the unattributed one since its block was final.
-    for index in 0 .. 4 {
+    for index in 0..4 {
         let scheduler = processor_core::scheduler::Scheduler::load(network.db(index)).unwrap();
         let mut amounts: Vec<u64> = scheduler.available().iter().map(|u| u.amount.0).collect();
         amounts.sort();
@@ -122,27 +135,34 @@ impl ByteArray for bitcoin::BlockHash {
 #[test]
 fn a_reorganisation_deeper_than_the_confirmations_halts_and_reports_nothing_twice() {
     let (chain, mut depositor) = funded_chain(2);
-    let (mut network, keys) =
-        network_with_keys(4, 3, ExternalChain::Bitcoin, 2, Faults::none(), Box::new(SharedBitcoin(chain.clone())), CONFIRMATIONS);
+    let (mut network, keys) = network_with_keys(
+        4,
+        3,
+        ExternalChain::Bitcoin,
+        2,
+        Faults::none(),
+        Box::new(SharedBitcoin(chain.clone())),
+        CONFIRMATIONS,
+    );
     deposit(&chain, &mut depositor, &keys, 40_000, Some(account(9)));
-    for _ in 0 ..= CONFIRMATIONS + 2 {
+    for _ in 0..=CONFIRMATIONS + 2 {
         chain.borrow_mut().mine();
     }
-    assert!(network.run_until(processor_core::ids::Millis(network.now().0 + 60_000), |net| net.coordinator().signed_batches().count() == 1));
-    let reported_before: Vec<_> = (0 .. 4).map(|i| reports_by(&network, i)).collect();
+    assert!(network.run_until(processor_core::ids::Millis(network.now().0 + 60_000), |net| net
+        .coordinator()
+        .signed_batches()
+        .count()
+        == 1));
+    let reported_before: Vec<_> = (0..4).map(|i| reports_by(&network, i)).collect();
 
     chain.borrow_mut().reorg(usize::try_from(CONFIRMATIONS + 1).unwrap()).unwrap();
     chain.borrow_mut().mine();
     run_for(&mut network, 20_000);
 
-    let halts: Vec<_> = network
-        .coordinator()
-        .observations()
-        .iter()
-        .filter(|o| matches!(o, Observation::ChainHalted { .. }))
-        .collect();
+    let halts: Vec<_> =
+        network.coordinator().observations().iter().filter(|o| matches!(o, Observation::ChainHalted { .. })).collect();
     assert_eq!(halts.len(), 4, "every processor halts once: {halts:?}");
-    for index in 0 .. 4 {
+    for index in 0..4 {
         assert!(Inspector::new(network.db(index)).halted().unwrap().is_some(), "processor {index} did not halt");
         let reports = reports_by(&network, index);
         // Nothing past the halt was reported, and nothing reported before changed.
@@ -154,7 +174,7 @@ fn a_reorganisation_deeper_than_the_confirmations_halts_and_reports_nothing_twic
 /// What scanning the final part of the best chain directly gives, from `from` on.
 fn direct_scan(chain: &MockBitcoin, keys: &GroupKeys, from: u64) -> Vec<(u64, [u8; 32], usize)> {
     let key = [ScanKey { session: SESSION, key: keys.chain }];
-    (from ..= chain.tip_height() - CONFIRMATIONS)
+    (from..=chain.tip_height() - CONFIRMATIONS)
         .map(|height| {
             let scanned = chain::scan_block(ExternalChain::Bitcoin, &chain.block_bytes(height).unwrap(), &key).unwrap();
             (height, scanned.id.0, scanned.outputs.len())

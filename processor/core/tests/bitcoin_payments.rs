@@ -14,8 +14,8 @@ use coordinator::local::Faults;
 use coordinator::Observation;
 use mock_chains::bitcoin::{Depositor, MockBitcoin};
 use processor_core::chain::instruction::encode_instruction;
-use processor_core::inspect::Inspector;
 use processor_core::ids::{Amount, ExternalChain, Millis, Participant, PlanId};
+use processor_core::inspect::Inspector;
 use processor_core::messages::{Burn, ChainPublicKey, GroupKeys, InInstruction, PaymentsEvent};
 use processor_core::payments::{BurnStatus, PlanState};
 use processor_core::scheduler::Plan;
@@ -65,7 +65,7 @@ fn burns_are_planned_identically_everywhere_and_exactly_once() {
             .unwrap();
         chain.borrow_mut().submit(tx).unwrap();
     }
-    for _ in 0 ..= CONFIRMATIONS {
+    for _ in 0..=CONFIRMATIONS {
         chain.borrow_mut().mine();
     }
     assert!(network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 1));
@@ -86,7 +86,7 @@ fn burns_are_planned_identically_everywhere_and_exactly_once() {
     // Every processor planned exactly the same transactions.
     let reference = plans(&network, 0);
     assert!(!reference.is_empty(), "nothing was planned");
-    for index in 1 .. 4 {
+    for index in 1..4 {
         assert_eq!(plans(&network, index), reference, "processor {index} planned differently");
     }
     // Each valid Burn is planned exactly once, the invalid ones never.
@@ -95,7 +95,11 @@ fn burns_are_planned_identically_everywhere_and_exactly_once() {
     for (_, plan) in &reference {
         assert!(plan.conserves_value());
         for input in &plan.inputs {
-            assert!(deposited.contains(&input.amount.0), "a plan spends {} which the group never received", input.amount);
+            assert!(
+                deposited.contains(&input.amount.0),
+                "a plan spends {} which the group never received",
+                input.amount
+            );
         }
         for payment in &plan.payments {
             assert!(planned.insert(payment.payment.id[0]), "Burn {} planned twice", payment.payment.id[0]);
@@ -103,7 +107,7 @@ fn burns_are_planned_identically_everywhere_and_exactly_once() {
         }
     }
     assert_eq!(planned, BTreeSet::from([1, 2, 6]));
-    for index in 0 .. 4 {
+    for index in 0..4 {
         let status = |id: u8| Inspector::new(network.db(index)).burn(&[id; 32]).unwrap();
         assert_eq!(status(3), Some(BurnStatus::Rejected));
         assert_eq!(status(4), Some(BurnStatus::Rejected));
@@ -119,7 +123,7 @@ fn burns_are_planned_identically_everywhere_and_exactly_once() {
             _ => None,
         })
         .collect();
-    for index in 0 .. 4 {
+    for index in 0..4 {
         let by = Participant::from_position(index);
         let rejected: BTreeSet<u8> = events
             .iter()
@@ -129,7 +133,9 @@ fn burns_are_planned_identically_everywhere_and_exactly_once() {
             })
             .collect();
         assert_eq!(rejected, BTreeSet::from([3, 4]), "processor {index}");
-        assert!(events.iter().any(|(who, e)| *who == by && matches!(e, PaymentsEvent::BurnForfeited { id, .. } if id[0] == 5)));
+        assert!(events
+            .iter()
+            .any(|(who, e)| *who == by && matches!(e, PaymentsEvent::BurnForfeited { id, .. } if id[0] == 5)));
     }
     assert!(network.stats().crashes > 0, "the run should include crashes");
 }
@@ -149,7 +155,7 @@ enum Disturbance {
 /// Outputs paying `script` anywhere on the best chain: (height, txid, sats).
 fn paid_to(chain: &MockBitcoin, script: &bitcoin::Script) -> Vec<(u64, bitcoin::Txid, u64)> {
     let mut found = Vec::new();
-    for height in 0 ..= chain.tip_height() {
+    for height in 0..=chain.tip_height() {
         for tx in &chain.block(height).unwrap().txdata {
             for output in tx.output.iter().filter(|o| o.script_pubkey.as_script() == script) {
                 found.push((height, tx.compute_txid(), output.value.to_sat()));
@@ -176,8 +182,15 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> coordinator:
     let (chain, mut depositor) = mock_chains::bitcoin::funded_chain(seed, 5);
     let chain = Rc::new(RefCell::new(chain));
     let faults = if disturbance == Disturbance::None { Faults::crashing() } else { Faults::unreliable() };
-    let (mut network, keys) =
-        network_with_keys(4, 3, ExternalChain::Bitcoin, seed, faults, Box::new(SharedBitcoin(chain.clone())), CONFIRMATIONS);
+    let (mut network, keys) = network_with_keys(
+        4,
+        3,
+        ExternalChain::Bitcoin,
+        seed,
+        faults,
+        Box::new(SharedBitcoin(chain.clone())),
+        CONFIRMATIONS,
+    );
     for (sats, account) in [(600_000u64, Some(1u8)), (350_000, None), (450_000, Some(2))] {
         let instruction = account.map(|a| encode_instruction(&InInstruction { account: [a; 32] }));
         let tx = depositor
@@ -185,7 +198,7 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> coordinator:
             .unwrap();
         chain.borrow_mut().submit(tx).unwrap();
     }
-    for _ in 0 ..= CONFIRMATIONS {
+    for _ in 0..=CONFIRMATIONS {
         chain.borrow_mut().mine();
     }
     assert!(network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 1));
@@ -197,7 +210,8 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> coordinator:
         Disturbance::None | Disturbance::CrashAfterPreprocess => {}
     }
     // Four Burns, more than the largest deposit alone covers: several inputs, change back.
-    let burns: Vec<Burn> = (1 ..= 4u8).map(|i| burn(i, recipient(200 + u64::from(i)), 150_000 + 40_000 * u64::from(i))).collect();
+    let burns: Vec<Burn> =
+        (1..=4u8).map(|i| burn(i, recipient(200 + u64::from(i)), 150_000 + 40_000 * u64::from(i))).collect();
     network.burn(ExternalChain::Bitcoin, burns.clone(), FEE_RATE);
     if disturbance == Disturbance::CrashAfterPreprocess {
         assert!(network.run_until(Millis(network.now().0 + 30_000), |net| transaction_preprocessed(net, 0)));
@@ -220,7 +234,10 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> coordinator:
         assert_eq!(on_chain.len(), 1, "Burn {} paid {} times", burn.id[0], on_chain.len());
         let (height, txid, sats) = on_chain[0];
         assert_eq!(sats, paid);
-        assert!(paid > burn.amount.0 - 10_000 && paid < burn.amount.0, "the fee share is small and carried by the payment");
+        assert!(
+            paid > burn.amount.0 - 10_000 && paid < burn.amount.0,
+            "the fee share is small and carried by the payment"
+        );
         assert_eq!(txid.to_byte_array().to_vec(), *transaction);
         assert!(chain.tip_height() - height >= CONFIRMATIONS);
     }
@@ -271,7 +288,10 @@ fn a_signer_sending_bad_shares_is_blamed_and_the_rest_pay() {
         })
         .collect();
     assert!(!blamed.is_empty(), "nobody was blamed for the bad transaction shares");
-    assert!(blamed.iter().all(|accused| *accused == Participant::from_position(3)), "an honest signer was blamed: {blamed:?}");
+    assert!(
+        blamed.iter().all(|accused| *accused == Participant::from_position(3)),
+        "an honest signer was blamed: {blamed:?}"
+    );
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! dropping network, with crashes and a Byzantine participant; the generated keys sign, and
 //! implementations other than the signer's verify.
 
-use bitcoin::secp256k1::{schnorr, Message, Secp256k1, XOnlyPublicKey};
 use bitcoin::key::TapTweak;
+use bitcoin::secp256k1::{schnorr, Message, Secp256k1, XOnlyPublicKey};
 use coordinator::local::{Faults, LocalNetwork};
 use coordinator::{Observation, SessionStatus};
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
@@ -24,10 +24,16 @@ fn all_active(network: &LocalNetwork, members: &[usize]) -> bool {
 }
 
 /// Runs a key generation and returns every member's active keys.
-fn generate(n: usize, t: u16, chain: ExternalChain, seed: u64, faults: Faults) -> (LocalNetwork, Vec<ThresholdKeyPair>) {
+fn generate(
+    n: usize,
+    t: u16,
+    chain: ExternalChain,
+    seed: u64,
+    faults: Faults,
+) -> (LocalNetwork, Vec<ThresholdKeyPair>) {
     let mut network = LocalNetwork::new(n, chain, seed, faults);
     network.start_keygen(SESSION, t, None);
-    let members: Vec<usize> = (0 .. n).collect();
+    let members: Vec<usize> = (0..n).collect();
     assert!(
         network.run_until(DEADLINE, |net| all_active(net, &members)),
         "{t}-of-{n} {chain} key generation (seed {seed}) did not finish; coordinator saw {:?}",
@@ -52,10 +58,18 @@ fn frost_sign<C: Ciphersuite>(
     shares: &[(&KeyPackage<C>, &PublicKeyPackage<C>)],
     message: &[u8],
     rng: &mut ChaCha20Rng,
-    sign: impl Fn(&frost_core::SigningPackage<C>, &frost_core::round1::SigningNonces<C>, &KeyPackage<C>) -> frost_core::round2::SignatureShare<C>,
-    aggregate: impl Fn(&frost_core::SigningPackage<C>, &BTreeMap<frost_core::Identifier<C>, frost_core::round2::SignatureShare<C>>, &PublicKeyPackage<C>) -> frost_core::Signature<C>,
+    sign: impl Fn(
+        &frost_core::SigningPackage<C>,
+        &frost_core::round1::SigningNonces<C>,
+        &KeyPackage<C>,
+    ) -> frost_core::round2::SignatureShare<C>,
+    aggregate: impl Fn(
+        &frost_core::SigningPackage<C>,
+        &BTreeMap<frost_core::Identifier<C>, frost_core::round2::SignatureShare<C>>,
+        &PublicKeyPackage<C>,
+    ) -> frost_core::Signature<C>,
 ) -> Vec<u8> {
-    let signers = &shares[.. usize::from(*shares[0].0.min_signers())];
+    let signers = &shares[..usize::from(*shares[0].0.min_signers())];
     let mut nonces = BTreeMap::new();
     let mut commitments = BTreeMap::new();
     for (share, _) in signers {
@@ -71,7 +85,11 @@ fn frost_sign<C: Ciphersuite>(
     aggregate(&package, &signature_shares, signers[0].1).serialize().unwrap()
 }
 
-fn ed25519_sign(shares: &[(&KeyPackage<keygen::keys::Ed25519>, &PublicKeyPackage<keygen::keys::Ed25519>)], message: &[u8], rng: &mut ChaCha20Rng) -> [u8; 64] {
+fn ed25519_sign(
+    shares: &[(&KeyPackage<keygen::keys::Ed25519>, &PublicKeyPackage<keygen::keys::Ed25519>)],
+    message: &[u8],
+    rng: &mut ChaCha20Rng,
+) -> [u8; 64] {
     frost_sign(
         shares,
         message,
@@ -114,8 +132,12 @@ fn assert_keys_sign(keys: &mut [ThresholdKeyPair], group: GroupKeys, seed: u64) 
                 &shares,
                 &sighash,
                 &mut rng,
-                |package, nonces, share| frost_secp256k1_tr::round2::sign_with_tweak(package, nonces, share, None).unwrap(),
-                |package, shares, public| frost_secp256k1_tr::aggregate_with_tweak(package, shares, public, None).unwrap(),
+                |package, nonces, share| {
+                    frost_secp256k1_tr::round2::sign_with_tweak(package, nonces, share, None).unwrap()
+                },
+                |package, shares, public| {
+                    frost_secp256k1_tr::aggregate_with_tweak(package, shares, public, None).unwrap()
+                },
             );
             // libsecp256k1's BIP340 verification against the BIP341-tweaked output key.
             let secp = Secp256k1::verification_only();
@@ -138,10 +160,11 @@ fn assert_keys_sign(keys: &mut [ThresholdKeyPair], group: GroupKeys, seed: u64) 
             // monero-wallet's multisig signer takes these shares with the same group key.
             for pair in keys.iter() {
                 let ChainKeyShare::Monero(share) = &pair.chain else { unreachable!() };
-                let index = (1 ..= keys.len() as u16)
+                let index = (1..=keys.len() as u16)
                     .find(|i| frost_core::Identifier::try_from(*i).unwrap() == *share.share.identifier())
                     .unwrap();
-                monero_threshold_keys(share, Participant::new(index).unwrap()).expect("converts to monero-wallet's keys");
+                monero_threshold_keys(share, Participant::new(index).unwrap())
+                    .expect("converts to monero-wallet's keys");
             }
         }
     }
@@ -156,7 +179,11 @@ fn threshold_keys_agree_and_sign_2_of_3_3_of_4_5_of_7() {
             let group = agreed_keys(&network, &keys);
             let stats = network.stats();
             assert!(stats.duplicated > 0 && stats.dropped > 0, "the network did not misbehave: {stats:?}");
-            println!("{t}-of-{n} {chain}: keys agreed in {:?} wall, {} virtual; {stats:?}", started.elapsed(), network.now());
+            println!(
+                "{t}-of-{n} {chain}: keys agreed in {:?} wall, {} virtual; {stats:?}",
+                started.elapsed(),
+                network.now()
+            );
             assert_keys_sign(&mut keys, group, seed as u64);
         }
     }
@@ -164,7 +191,7 @@ fn threshold_keys_agree_and_sign_2_of_3_3_of_4_5_of_7() {
 
 #[test]
 fn key_generation_survives_processor_crashes() {
-    for seed in 0 .. 4u64 {
+    for seed in 0..4u64 {
         let chain = if seed % 2 == 0 { ExternalChain::Bitcoin } else { ExternalChain::Monero };
         let faults = Faults { crash_per_mille: 250, ..Faults::unreliable() };
         let (network, mut keys) = generate(4, 3, chain, 100 + seed, faults);
@@ -181,9 +208,8 @@ fn a_participant_sending_bad_shares_is_blamed_and_no_key_is_used() {
         let byzantine = 2;
         network.make_byzantine(byzantine);
         network.start_keygen(SESSION, 3, None);
-        let failed = network.run_until(DEADLINE, |net| {
-            matches!(net.coordinator().status(SESSION), Some(SessionStatus::Failed { .. }))
-        });
+        let failed = network
+            .run_until(DEADLINE, |net| matches!(net.coordinator().status(SESSION), Some(SessionStatus::Failed { .. })));
         assert!(failed, "the session with a bad-share participant did not fail");
         let accused = Participant::from_position(byzantine);
         assert_eq!(network.coordinator().status(SESSION), Some(&SessionStatus::Failed { blamed: accused }));
@@ -218,9 +244,15 @@ fn a_participant_sending_bad_shares_is_blamed_and_no_key_is_used() {
             network.coordinator_acts(|c| c.confirm_regardless(SESSION, keys));
         }
         network.run_until(Millis(network.now().0 + 10_000), |_| false);
-        for index in 0 .. 4 {
-            assert!(keygen::active_keys(network.db(index)).unwrap().is_none(), "processor {index} activated a failed session's key");
-            assert!(keygen::generated_keys(network.db(index), SESSION).unwrap().is_none(), "processor {index} kept a failed session's key shares");
+        for index in 0..4 {
+            assert!(
+                keygen::active_keys(network.db(index)).unwrap().is_none(),
+                "processor {index} activated a failed session's key"
+            );
+            assert!(
+                keygen::generated_keys(network.db(index), SESSION).unwrap().is_none(),
+                "processor {index} kept a failed session's key shares"
+            );
         }
 
         // The honest three then generate a key without the blamed participant.

@@ -5,11 +5,9 @@
 use processor_core::core::{Config, Effect, Event, InboundStatus, Processor, IDLE_TICK_MS, RESEND_AFTER_MS};
 use processor_core::crypto::Identity;
 use processor_core::db::MemDb;
-use processor_core::inspect::Inspector;
 use processor_core::ids::{ExternalChain, Millis, Participant, PeerKey, SeqId, SessionId};
-use processor_core::messages::{
-    CoordinatorMessage, Envelope, Frame, KeyGenCommand, KeyGenEvent, ProcessorMessage,
-};
+use processor_core::inspect::Inspector;
+use processor_core::messages::{CoordinatorMessage, Envelope, Frame, KeyGenCommand, KeyGenEvent, ProcessorMessage};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -27,7 +25,7 @@ fn fixture() -> Fixture {
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let coordinator = Identity::generate(&mut rng);
     let identity = Identity::generate(&mut rng);
-    let others = (0 .. 2).map(|_| Identity::generate(&mut rng).peer_key()).collect();
+    let others = (0..2).map(|_| Identity::generate(&mut rng).peer_key()).collect();
     let db = MemDb::new();
     let config = Config { chain: ExternalChain::Bitcoin, coordinator: coordinator.peer_key(), confirmations: 3 };
     let processor_key = identity.peer_key();
@@ -114,7 +112,12 @@ fn the_outbox_is_resent_until_acknowledged() {
     assert_eq!(f.outbox_len(), 1);
 
     // Not before the re-send interval, then once per interval.
-    assert!(f.processor.handle(Event::Tick { now: Millis(processor_core::core::RESEND_AFTER_MS - 100) }).unwrap().effects.is_empty());
+    assert!(f
+        .processor
+        .handle(Event::Tick { now: Millis(processor_core::core::RESEND_AFTER_MS - 100) })
+        .unwrap()
+        .effects
+        .is_empty());
     for now in [processor_core::core::RESEND_AFTER_MS, 2 * processor_core::core::RESEND_AFTER_MS] {
         let resent = f.processor.handle(Event::Tick { now: Millis(now) }).unwrap().effects;
         assert_eq!(f.open(resent), vec![replies[0].clone()]);
@@ -160,7 +163,8 @@ fn bytes_that_are_not_an_authentic_frame_change_nothing() {
         my_index: Participant::new(1).unwrap(),
         participants,
     });
-    let forged = Envelope::new(impostor.peer_key(), f.processor_key, Frame::Data { seq: SeqId(1), message: command }).seal(&impostor);
+    let forged = Envelope::new(impostor.peer_key(), f.processor_key, Frame::Data { seq: SeqId(1), message: command })
+        .seal(&impostor);
 
     let mut truncated = f.start(1, 1);
     truncated.truncate(truncated.len() / 2);

@@ -11,8 +11,8 @@ use coordinator::Observation;
 use mock_chains::monero::{Depositor, MockMonero, MoneroConfig};
 use processor_core::chain::instruction::encode_instruction;
 use processor_core::chain::monero::group_address;
-use processor_core::inspect::Inspector;
 use processor_core::ids::{Amount, ExternalChain, Millis};
+use processor_core::inspect::Inspector;
 use processor_core::messages::{ChainPublicKey, GroupKeys, InInstruction};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -22,13 +22,19 @@ const CONFIRMATIONS: u64 = 3;
 fn funded_chain(seed: u64) -> (Rc<RefCell<MockMonero>>, Depositor) {
     let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
     let depositor = Depositor::new(seed ^ 0xd0d0);
-    for _ in 0 .. 12 {
+    for _ in 0..12 {
         chain.mine_to(&depositor.address());
     }
     (Rc::new(RefCell::new(chain)), depositor)
 }
 
-fn deposit(chain: &Rc<RefCell<MockMonero>>, depositor: &mut Depositor, keys: &GroupKeys, amount: u64, account: Option<u8>) {
+fn deposit(
+    chain: &Rc<RefCell<MockMonero>>,
+    depositor: &mut Depositor,
+    keys: &GroupKeys,
+    amount: u64,
+    account: Option<u8>,
+) {
     let ChainPublicKey::Monero { spend_key } = keys.chain else { panic!("not a Monero key") };
     let address = group_address(&spend_key, monero_wallet::address::Network::Mainnet).unwrap();
     let instruction = account.map(|a| encode_instruction(&InInstruction { account: [a; 32] }));
@@ -39,19 +45,27 @@ fn deposit(chain: &Rc<RefCell<MockMonero>>, depositor: &mut Depositor, keys: &Gr
 #[test]
 fn monero_deposits_end_in_batches_signed_3_of_4() {
     let (chain, mut depositor) = funded_chain(3);
-    let (mut network, keys) =
-        network_with_keys(4, 3, ExternalChain::Monero, 3, Faults::unreliable(), Box::new(SharedMonero(chain.clone())), CONFIRMATIONS);
+    let (mut network, keys) = network_with_keys(
+        4,
+        3,
+        ExternalChain::Monero,
+        3,
+        Faults::unreliable(),
+        Box::new(SharedMonero(chain.clone())),
+        CONFIRMATIONS,
+    );
 
     deposit(&chain, &mut depositor, &keys, 1_000_000, Some(1));
     deposit(&chain, &mut depositor, &keys, 2_000_000, None);
     chain.borrow_mut().mine();
     deposit(&chain, &mut depositor, &keys, 3_000_000, Some(2));
     chain.borrow_mut().mine();
-    for _ in 0 .. CONFIRMATIONS {
+    for _ in 0..CONFIRMATIONS {
         chain.borrow_mut().mine();
     }
 
-    let done = network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 2);
+    let done =
+        network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 2);
     assert!(done, "Batches not signed; coordinator saw {:?}", network.coordinator().observations());
     let batches = signed_batches(&network);
     assert_eq!(batches[0].0.instructions, vec![(InInstruction { account: [1; 32] }, Amount(1_000_000))]);
@@ -61,7 +75,7 @@ fn monero_deposits_end_in_batches_signed_3_of_4() {
         assert_batch_signature(&keys, batch, signature);
     }
     run_for(&mut network, 20_000);
-    for index in 0 .. 4 {
+    for index in 0..4 {
         let records = Inspector::new(network.db(index)).batches().unwrap();
         assert_eq!(records.len(), 2);
         for ((_, record), (batch, signature)) in records.iter().zip(&batches) {
@@ -74,13 +88,16 @@ fn monero_deposits_end_in_batches_signed_3_of_4() {
     }
     // The deposit without an InInstruction was reported with the first block's deposits.
     let reports = reports_by(&network, 0);
-    assert!(reports.iter().any(|(_, _, deposits)| deposits.len() == 2 && deposits.iter().any(|d| d.instruction.is_none())));
+    assert!(reports
+        .iter()
+        .any(|(_, _, deposits)| deposits.len() == 2 && deposits.iter().any(|d| d.instruction.is_none())));
 
     // A reorganisation deeper than the confirmations halts every processor, and no Batch follows.
     chain.borrow_mut().reorg(usize::try_from(CONFIRMATIONS + 1).unwrap()).unwrap();
     chain.borrow_mut().mine();
     run_for(&mut network, 20_000);
-    let halts = network.coordinator().observations().iter().filter(|o| matches!(o, Observation::ChainHalted { .. })).count();
+    let halts =
+        network.coordinator().observations().iter().filter(|o| matches!(o, Observation::ChainHalted { .. })).count();
     assert_eq!(halts, 4);
     assert_eq!(network.coordinator().signed_batches().count(), 2);
 }
@@ -90,16 +107,13 @@ fn malformed_monero_blocks_are_refused_not_panicked_on() {
     use processor_core::chain::{scan_block, ScanKey};
     use processor_core::ids::SessionId;
     let (chain, _) = funded_chain(4);
-    let key = [ScanKey {
-        session: SessionId(1),
-        key: ChainPublicKey::Monero { spend_key: *curve_point_bytes() },
-    }];
+    let key = [ScanKey { session: SessionId(1), key: ChainPublicKey::Monero { spend_key: *curve_point_bytes() } }];
     let good = monero_block_data(&chain.borrow(), 5).unwrap();
     assert!(scan_block(ExternalChain::Monero, &good, &key).is_ok());
     for cut in [0, 1, good.len() / 3, good.len() - 1] {
-        assert!(scan_block(ExternalChain::Monero, &good[.. cut], &key).is_err());
+        assert!(scan_block(ExternalChain::Monero, &good[..cut], &key).is_err());
     }
-    for position in (0 .. good.len()).step_by(7) {
+    for position in (0..good.len()).step_by(7) {
         let mut mutated = good.clone();
         mutated[position] ^= 0x41;
         let _ = scan_block(ExternalChain::Monero, &mutated, &key);
@@ -109,8 +123,8 @@ fn malformed_monero_blocks_are_refused_not_panicked_on() {
 /// The Ed25519 basepoint, compressed: a valid spend key nobody in the test holds.
 fn curve_point_bytes() -> &'static [u8; 32] {
     &[
-        0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
-        0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+        0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+        0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
     ]
 }
 
@@ -125,13 +139,13 @@ fn a_large_block_scanned_in_halves_equals_a_whole_scan() {
     let mut chain = MockMonero::with_config(8, MoneroConfig { coinbase_lock: 1, ..MoneroConfig::default() });
     let mut depositor = Depositor::new(8);
     let transactions = PARALLEL_FROM_TRANSACTIONS + 6;
-    for _ in 0 .. transactions + 12 {
+    for _ in 0..transactions + 12 {
         chain.mine_to(&depositor.address());
     }
     let spend_key = WalletKeys::from_seed(99).spend_public().compress().to_bytes();
     let group = group_address(&spend_key, monero_wallet::address::Network::Mainnet).unwrap();
     let stranger = WalletKeys::from_seed(98).address();
-    for index in 0 .. transactions {
+    for index in 0..transactions {
         let to = if index % 3 == 0 { &group } else { &stranger };
         let instruction = encode_instruction(&InInstruction { account: [index as u8; 32] });
         let transaction = depositor.deposit(&chain, to, 1_000_000 + index as u64, Some(&instruction)).unwrap();
@@ -150,7 +164,7 @@ fn a_large_block_scanned_in_halves_equals_a_whole_scan() {
     assert_eq!(found.len(), transactions.div_ceil(3));
     assert_eq!(found.len(), whole.len());
     for (ours, theirs) in found.iter().zip(&whole) {
-        assert_eq!(&ours.id.0[.. 32], theirs.transaction().as_slice());
+        assert_eq!(&ours.id.0[..32], theirs.transaction().as_slice());
         assert_eq!(ours.amount.0, theirs.commitment().amount);
         let parsed = monero_wallet::WalletOutput::read(&mut ours.spend_data.as_slice()).unwrap();
         assert_eq!(parsed.index_on_blockchain(), theirs.index_on_blockchain(), "global output index differs");

@@ -8,8 +8,8 @@ use mock_chains::monero::{block_on, Depositor, MockMonero, MoneroConfig, WalletK
 use processor_core::chain::monero::{group_address, MoneroBlockData};
 use processor_core::chain::{scan_block, ScanKey};
 use processor_core::db::{Db, MemDb};
-use processor_core::inspect::Inspector;
 use processor_core::ids::{Amount, Attempt, BlockHeight, ExternalChain, SessionId};
+use processor_core::inspect::Inspector;
 use processor_core::messages::ChainPublicKey;
 use processor_core::payments::{fee_model, PlanRecord, PlanState};
 use processor_core::scheduler::{Payment, Plan, PlanKind, PlannedPayment, Utxo};
@@ -24,7 +24,8 @@ fn install_dealer_keys(db: &MemDb, seed: u64) -> [u8; 32] {
     use rand_chacha::rand_core::SeedableRng;
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
     let mut deal = || {
-        let (shares, public) = frost_core::keys::generate_with_dealer::<Ed25519, _>(2, 2, IdentifierList::Default, &mut rng).unwrap();
+        let (shares, public) =
+            frost_core::keys::generate_with_dealer::<Ed25519, _>(2, 2, IdentifierList::Default, &mut rng).unwrap();
         let share = shares.into_values().next().unwrap();
         KeyShare { share: KeyPackage::try_from(share).unwrap(), public }
     };
@@ -43,33 +44,37 @@ fn the_monero_fee_model_covers_real_transactions() {
     let mut chain = MockMonero::with_config(61, MoneroConfig { coinbase_lock: 1, ..MoneroConfig::default() });
     let mut depositor = Depositor::new(61);
     let inputs_wanted = 4;
-    for _ in 0 .. 14 {
+    for _ in 0..14 {
         chain.mine_to(&depositor.address());
     }
     let db = MemDb::default();
     let spend_key = install_dealer_keys(&db, 62);
     let group = group_address(&spend_key, monero_wallet::address::Network::Mainnet).unwrap();
     let first = chain.tip_height() + 1;
-    for _ in 0 .. inputs_wanted {
+    for _ in 0..inputs_wanted {
         let deposit = depositor.deposit(&chain, &group, 50_000_000_000, None).unwrap();
         chain.submit(deposit).unwrap();
         chain.mine();
     }
-    for _ in 0 .. 12 {
+    for _ in 0..12 {
         chain.mine();
     }
     let key = [ScanKey { session: SessionId(1), key: ChainPublicKey::Monero { spend_key } }];
     let mut utxos = Vec::new();
-    for height in first .. first + inputs_wanted {
+    for height in first..first + inputs_wanted {
         let bytes = MoneroBlockData::new(
             chain.block(height).unwrap(),
-            &chain.transactions(height)[1 ..],
+            &chain.transactions(height)[1..],
             chain.scannable_block_at(height).unwrap().output_index_for_first_ringct_output,
         )
         .encode();
         for output in scan_block(ExternalChain::Monero, &bytes, &key).unwrap().outputs {
             let mut txn = db.txn();
-            xmr::store_output(&mut txn, &output.id, &xmr::MoneroOutput { final_at: BlockHeight(height as u64), wallet_output: output.spend_data.clone() });
+            xmr::store_output(
+                &mut txn,
+                &output.id,
+                &xmr::MoneroOutput { final_at: BlockHeight(height as u64), wallet_output: output.spend_data.clone() },
+            );
             txn.commit().unwrap();
             utxos.push(Utxo { id: output.id, amount: output.amount, kind: output.kind });
         }
@@ -78,14 +83,14 @@ fn the_monero_fee_model_covers_real_transactions() {
     let recipient = WalletKeys::from_seed(63).address().to_string().into_bytes();
     for inputs in [1, 2, 4] {
         for payments in [1, 2, 3, 4, 7, 8, 12, model.max_outputs - 1] {
-            let spent = &utxos[.. inputs];
+            let spent = &utxos[..inputs];
             let total: u64 = spent.iter().map(|u| u.amount.0).sum();
             let fee = model.fee(FEE_RATE, inputs, payments + 1);
             let each = 1_000_000_000;
             let plan = Plan {
                 kind: PlanKind::Payments,
                 inputs: spent.to_vec(),
-                payments: (0 .. payments)
+                payments: (0..payments)
                     .map(|i| PlannedPayment {
                         payment: Payment { id: [i as u8; 32], destination: recipient.clone(), amount: Amount(each) },
                         paid: Amount(each),
@@ -121,7 +126,7 @@ fn the_monero_fee_model_covers_real_transactions() {
 
     // A plan whose transaction cannot be built (it leaves less than the real fee and no
     // change) fails once, with a report, instead of asking for rings forever.
-    let spent = &utxos[.. 1];
+    let spent = &utxos[..1];
     let total = spent[0].amount.0;
     let plan = Plan {
         kind: PlanKind::Payments,
@@ -135,7 +140,15 @@ fn the_monero_fee_model_covers_real_transactions() {
         fee: Amount(10),
     };
     let id = processor_core::payments::plan_id(ExternalChain::Monero, &plan);
-    let record = PlanRecord { id, chain: ExternalChain::Monero, session: SessionId(1), plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate: FEE_RATE };
+    let record = PlanRecord {
+        id,
+        chain: ExternalChain::Monero,
+        session: SessionId(1),
+        plan,
+        state: PlanState::Planned,
+        attempt: Attempt(0),
+        fee_rate: FEE_RATE,
+    };
     let mut txn = db.txn();
     processor_core::payments::save_plan(&mut txn, &record);
     processor_core::transaction::eventuality::watch(&mut txn, &record).unwrap();

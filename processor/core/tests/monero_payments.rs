@@ -33,7 +33,7 @@ enum Disturbance {
 /// A wallet that receives Burns, and how much it has received on chain.
 fn received(chain: &MockMonero, keys: &WalletKeys) -> u64 {
     let mut scanner = monero_wallet::Scanner::new(keys.view_pair());
-    (0 ..= chain.tip_height())
+    (0..=chain.tip_height())
         .filter_map(|height| chain.scannable_block_at(height))
         .filter_map(|block| scanner.scan(block).ok())
         .flat_map(|found| found.not_additionally_locked())
@@ -44,13 +44,20 @@ fn received(chain: &MockMonero, keys: &WalletKeys) -> u64 {
 fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> LocalNetwork {
     let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
     let mut depositor = Depositor::new(seed ^ 0xd0d0);
-    for _ in 0 .. 12 {
+    for _ in 0..12 {
         chain.mine_to(&depositor.address());
     }
     let chain = Rc::new(RefCell::new(chain));
     let faults = if disturbance == Disturbance::None { Faults::crashing() } else { Faults::unreliable() };
-    let (mut network, keys) =
-        network_with_keys(4, 3, ExternalChain::Monero, seed, faults, Box::new(SharedMonero(chain.clone())), CONFIRMATIONS);
+    let (mut network, keys) = network_with_keys(
+        4,
+        3,
+        ExternalChain::Monero,
+        seed,
+        faults,
+        Box::new(SharedMonero(chain.clone())),
+        CONFIRMATIONS,
+    );
     let ChainPublicKey::Monero { spend_key } = keys.chain else { panic!("not a Monero key") };
     let address = group_address(&spend_key, Network::Mainnet).unwrap();
     for (amount, account) in [(6 * XMR / 10, Some(1u8)), (4 * XMR / 10, None)] {
@@ -59,7 +66,7 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> LocalNetwork
         chain.borrow_mut().submit(transaction).unwrap();
         chain.borrow_mut().mine();
     }
-    for _ in 0 .. CONFIRMATIONS {
+    for _ in 0..CONFIRMATIONS {
         chain.borrow_mut().mine();
     }
     assert!(network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 1));
@@ -70,7 +77,7 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> LocalNetwork
         Disturbance::BadShares => network.make_byzantine_signer(3),
         Disturbance::None => {}
     }
-    let recipients: Vec<WalletKeys> = (0 .. 3).map(|i| WalletKeys::from_seed(seed * 10 + i)).collect();
+    let recipients: Vec<WalletKeys> = (0..3).map(|i| WalletKeys::from_seed(seed * 10 + i)).collect();
     let burns: Vec<Burn> = recipients
         .iter()
         .enumerate()
@@ -90,7 +97,10 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> LocalNetwork
     for (burn, wallet) in burns.iter().zip(&recipients) {
         let (record, paid) = plan_paying(&network, 0, burn);
         assert_eq!(received(&chain, wallet), paid, "Burn {} was not paid exactly once", burn.id[0]);
-        assert!(paid < burn.amount.0 && paid > burn.amount.0 - XMR / 100, "the fee share is small and carried by the payment");
+        assert!(
+            paid < burn.amount.0 && paid > burn.amount.0 - XMR / 100,
+            "the fee share is small and carried by the payment"
+        );
         let PlanState::Completed { transaction } = &record.state else { unreachable!() };
         let hash: [u8; 32] = transaction.as_slice().try_into().unwrap();
         assert!(chain.tx_height(&hash).is_some(), "the plan's transaction is not on chain");
@@ -126,12 +136,17 @@ fn monero_bad_shares_are_blamed_and_the_rest_pay() {
         .observations()
         .iter()
         .filter_map(|o| match o {
-            Observation::SigningBlamed { id, accused, .. } if matches!(id.target, processor_core::messages::SignTarget::Transaction(_)) => {
+            Observation::SigningBlamed { id, accused, .. }
+                if matches!(id.target, processor_core::messages::SignTarget::Transaction(_)) =>
+            {
                 Some(*accused)
             }
             _ => None,
         })
         .collect();
     assert!(!blamed.is_empty(), "nobody was blamed");
-    assert!(blamed.iter().all(|accused| *accused == Participant::from_position(3)), "an honest signer was blamed: {blamed:?}");
+    assert!(
+        blamed.iter().all(|accused| *accused == Participant::from_position(3)),
+        "an honest signer was blamed: {blamed:?}"
+    );
 }

@@ -1,15 +1,15 @@
 //! The `processor` command line: the daemon (`processor run`) and its identity management. A
 //! library module so that any binary (the `processor` one, test harnesses) runs the same thing.
 
-use clap::{Parser, Subcommand};
-use processor_core::crypto::Identity;
 use crate::daemon::config::{DaemonConfig, LinkConfig, LogFormat, RunArgs};
 use crate::daemon::metrics::Metrics;
 use crate::daemon::source::{BitcoinSource, MoneroSource, NodeSource};
 use crate::daemon::{check_network, read_identity, write_identity, Daemon};
-use processor_core::ids::ExternalChain;
 use crate::link::nats::NatsProcessorLink;
 use crate::rpc::bitcoin::BitcoinRpc;
+use clap::{Parser, Subcommand};
+use processor_core::crypto::Identity;
+use processor_core::ids::ExternalChain;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -118,7 +118,9 @@ async fn run_daemon(config: DaemonConfig) -> Result<(), String> {
             let source = loop {
                 match MoneroSource::connect(&url, config.node_timeout).await {
                     Ok(source) => break source,
-                    Err(error) => tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach monerod"),
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach monerod")
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}

@@ -123,13 +123,33 @@ pub struct BitcoinProfile {
 }
 
 pub const BITCOIN_PROFILES: &[BitcoinProfile] = &[
-    BitcoinProfile { name: "bitcoin", hrp: "bc", genesis: Some("000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f") },
-    BitcoinProfile { name: "testnet", hrp: "tb", genesis: Some("000000000933ea01ad0ee984209779baaec3ced90fa3f408719526f8d77f4943") },
-    BitcoinProfile { name: "signet", hrp: "tb", genesis: Some("00000008819873e925422c1ff0f99f7cc9bbb232af63a077a480a3633bee1ef6") },
-    BitcoinProfile { name: "regtest", hrp: "bcrt", genesis: Some("0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206") },
+    BitcoinProfile {
+        name: "bitcoin",
+        hrp: "bc",
+        genesis: Some("000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"),
+    },
+    BitcoinProfile {
+        name: "testnet",
+        hrp: "tb",
+        genesis: Some("000000000933ea01ad0ee984209779baaec3ced90fa3f408719526f8d77f4943"),
+    },
+    BitcoinProfile {
+        name: "signet",
+        hrp: "tb",
+        genesis: Some("00000008819873e925422c1ff0f99f7cc9bbb232af63a077a480a3633bee1ef6"),
+    },
+    BitcoinProfile {
+        name: "regtest",
+        hrp: "bcrt",
+        genesis: Some("0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"),
+    },
     // Litecoin Core 0.21: bech32 prefix `rltc`; its own genesis; blocks without MWEB data
     // parse as Bitcoin blocks (MWEB is not activated on a fresh regtest chain).
-    BitcoinProfile { name: "litecoin-regtest", hrp: "rltc", genesis: Some("530827f38f93b43ed12af0b3ad25a288dc02ed74d6d7857862df51fc56c416f9") },
+    BitcoinProfile {
+        name: "litecoin-regtest",
+        hrp: "rltc",
+        genesis: Some("530827f38f93b43ed12af0b3ad25a288dc02ed74d6d7857862df51fc56c416f9"),
+    },
     BitcoinProfile { name: "devnet", hrp: "bcrt", genesis: None },
 ];
 
@@ -196,11 +216,13 @@ impl DaemonConfig {
             }
             None => FileConfig::default(),
         };
-        let required = |name: &str| format!("{name} is not set (flag --{}, file or environment)", name.replace('_', "-"));
+        let required =
+            |name: &str| format!("{name} is not set (flag --{}, file or environment)", name.replace('_', "-"));
         let chain = parse_chain(&args.chain.clone().or(file.chain).ok_or_else(|| required("chain"))?)?;
-        let coordinator =
-            parse_peer_key(&args.coordinator_key.clone().or(file.coordinator_key).ok_or_else(|| required("coordinator_key"))?)
-                .map_err(|e| format!("coordinator_key: {e}"))?;
+        let coordinator = parse_peer_key(
+            &args.coordinator_key.clone().or(file.coordinator_key).ok_or_else(|| required("coordinator_key"))?,
+        )
+        .map_err(|e| format!("coordinator_key: {e}"))?;
         let confirmations = args.confirmations.or(file.confirmations).unwrap_or(match chain {
             ExternalChain::Bitcoin => 6,
             ExternalChain::Monero => 10,
@@ -278,7 +300,9 @@ mod tests {
         let config = DaemonConfig::load(&RunArgs { config: Some(path.clone()), ..args() }).unwrap();
         assert_eq!(config.chain, ExternalChain::Bitcoin, "the flag wins");
         assert_eq!(config.confirmations, 3, "the file fills what flags leave unset");
-        assert!(matches!(config.link, LinkConfig::Nats(ref nats) if nats.url == "nats://h:1" && nats.stream == "CUSTODY"));
+        assert!(
+            matches!(config.link, LinkConfig::Nats(ref nats) if nats.url == "nats://h:1" && nats.stream == "CUSTODY")
+        );
 
         let error = DaemonConfig::load(&RunArgs { node_url: None, ..args() }).unwrap_err();
         assert!(error.contains("node_url"), "{error}");
@@ -306,7 +330,12 @@ mod tests {
     #[test]
     fn known_profiles_match_the_bitcoin_crate() {
         use bitcoin::Network;
-        for (name, network) in [("bitcoin", Network::Bitcoin), ("testnet", Network::Testnet), ("signet", Network::Signet), ("regtest", Network::Regtest)] {
+        for (name, network) in [
+            ("bitcoin", Network::Bitcoin),
+            ("testnet", Network::Testnet),
+            ("signet", Network::Signet),
+            ("regtest", Network::Regtest),
+        ] {
             let profile = BITCOIN_PROFILES.iter().find(|p| p.name == name).unwrap();
             let genesis = bitcoin::constants::genesis_block(network).block_hash().to_string();
             assert_eq!(profile.genesis, Some(genesis.as_str()), "{name}");

@@ -111,31 +111,66 @@ impl Metrics {
         metric("chain_tip_height", "gauge", "Best height the node reported.", s.state.tip);
         metric("final_height", "gauge", "Highest final height (tip minus confirmations).", s.state.final_height);
         metric("scanned_height", "gauge", "Next height to scan.", s.state.next_to_scan);
-        metric("halted", "gauge", "1 once a final block changed: scanning stopped for good.", u64::from(s.state.halted));
+        metric(
+            "halted",
+            "gauge",
+            "1 once a final block changed: scanning stopped for good.",
+            u64::from(s.state.halted),
+        );
         metric("batches_pending", "gauge", "Batches built and not yet signed.", s.state.batches_pending);
         metric("batches_signed", "gauge", "Batches signed.", s.state.batches_signed);
         metric("plans_planned", "gauge", "Plans being signed.", s.state.plans_planned);
         metric("plans_signed", "gauge", "Plans signed, not yet final.", s.state.plans_signed);
         metric("plans_completed", "gauge", "Plans whose transaction is final.", s.state.plans_completed);
         metric("plans_failed", "gauge", "Plans that cannot be built.", s.state.plans_failed);
-        metric("signing_reattempts_pending", "gauge", "Attempts beyond the first of unfinished signings.", s.state.reattempts_pending);
+        metric(
+            "signing_reattempts_pending",
+            "gauge",
+            "Attempts beyond the first of unfinished signings.",
+            s.state.reattempts_pending,
+        );
         metric("outbox_messages", "gauge", "Messages to the coordinator not yet acknowledged.", s.state.outbox);
         metric("frames_in_total", "counter", "Frames received from the coordinator link.", s.core.frames_in);
-        metric("frames_refused_total", "counter", "Frames refused (malformed, not signed by the coordinator).", s.core.refused_frames);
+        metric(
+            "frames_refused_total",
+            "counter",
+            "Frames refused (malformed, not signed by the coordinator).",
+            s.core.refused_frames,
+        );
         metric("frames_duplicate_total", "counter", "Redelivered frames recognised.", s.core.duplicates);
-        metric("commands_refused_total", "counter", "Authentic commands refused as inconsistent.", s.core.refused_commands);
+        metric(
+            "commands_refused_total",
+            "counter",
+            "Authentic commands refused as inconsistent.",
+            s.core.refused_commands,
+        );
         metric("messages_out_total", "counter", "Messages sent to the coordinator.", s.core.messages_out);
         metric("messages_resent_total", "counter", "Messages re-sent for lack of acknowledgement.", s.core.resent);
         metric("blames_total", "counter", "Participants blamed.", s.core.blames);
         metric("blocks_scanned_total", "counter", "Final blocks scanned.", s.core.blocks_scanned);
-        metric("blocks_refused_total", "counter", "Blocks from the node that did not parse or were inconsistent.", s.core.refused_blocks);
+        metric(
+            "blocks_refused_total",
+            "counter",
+            "Blocks from the node that did not parse or were inconsistent.",
+            s.core.refused_blocks,
+        );
         metric("transactions_signed_total", "counter", "Transactions signed.", s.core.transactions_signed);
         metric("node_errors_total", "counter", "Failed node calls (all kinds).", s.edges.node_errors);
         metric("node_timeouts_total", "counter", "Node calls that timed out.", s.edges.node_timeouts);
         metric("node_malformed_total", "counter", "Node replies that were malformed or lied.", s.edges.node_malformed);
-        metric("link_errors_total", "counter", "Failed sends or receives on the coordinator link.", s.edges.link_errors);
+        metric(
+            "link_errors_total",
+            "counter",
+            "Failed sends or receives on the coordinator link.",
+            s.edges.link_errors,
+        );
         metric("published_total", "counter", "Transactions the node accepted.", s.edges.published);
-        metric("publish_refused_total", "counter", "Transactions the node refused (often: already known).", s.edges.publish_refused);
+        metric(
+            "publish_refused_total",
+            "counter",
+            "Transactions the node refused (often: already known).",
+            s.edges.publish_refused,
+        );
         metric("healthy", "gauge", "1 when the daemon is healthy (see /health).", u64::from(s.unhealthy.is_none()));
         out
     }
@@ -153,7 +188,7 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
             while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
                 let mut buffer = [0u8; 1024];
                 match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
-                    Ok(Ok(read)) if read > 0 => request.extend_from_slice(&buffer[.. read]),
+                    Ok(Ok(read)) if read > 0 => request.extend_from_slice(&buffer[..read]),
                     _ => return,
                 }
             }

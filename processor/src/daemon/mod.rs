@@ -17,14 +17,14 @@ pub mod config;
 pub mod metrics;
 pub mod source;
 
-use processor_core::core::{BlockStatus, Config, CoreError, Effect, Event, InboundStatus, Processor};
-use processor_core::crypto::Identity;
 use crate::db::RocksDb;
-use processor_core::ids::{BlockHeight, Millis};
 use crate::link::{LinkError, ProcessorLink};
 use crate::rpc::RpcError;
 use config::DaemonConfig;
 use metrics::{Metrics, StateGauges};
+use processor_core::core::{BlockStatus, Config, CoreError, Effect, Event, InboundStatus, Processor};
+use processor_core::crypto::Identity;
+use processor_core::ids::{BlockHeight, Millis};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use source::NodeSource;
@@ -108,7 +108,8 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
         let core_config =
             Config { chain: config.chain, coordinator: config.coordinator, confirmations: config.confirmations };
         // Fresh randomness per start (nonces never outlive a process).
-        let rng = ChaCha20Rng::from_rng(rand_core::OsRng).map_err(|e| DaemonError::Start(format!("no randomness: {e}")))?;
+        let rng =
+            ChaCha20Rng::from_rng(rand_core::OsRng).map_err(|e| DaemonError::Start(format!("no randomness: {e}")))?;
         let core = Processor::open(db.clone(), identity, core_config, rng)?;
         metrics.update(|m| m.chain = format!("{:?}", config.chain).to_lowercase());
         Ok(Daemon {
@@ -306,9 +307,8 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
 
 /// Reads an identity file (hex secret key).
 pub fn read_identity(path: &std::path::Path) -> Result<Identity, String> {
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
-    );
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?);
     let mut secret = zeroize::Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(text.trim(), secret.as_mut())
         .map_err(|_| format!("{} does not hold a 32-byte hex secret key", path.display()))?;
@@ -368,7 +368,7 @@ pub fn bitcoin_address(profile: &config::BitcoinProfile, script: &bitcoin::Scrip
         return None;
     }
     let hrp = Hrp::parse(profile.hrp).ok()?;
-    let program = &script.as_bytes()[2 ..];
+    let program = &script.as_bytes()[2..];
     segwit::encode(hrp, Fe32::P, program).ok()
 }
 
@@ -401,7 +401,7 @@ mod tests {
         assert!(!backoff.ready());
         tokio::time::advance(FIRST_BACKOFF).await;
         assert!(backoff.ready());
-        for _ in 0 .. 20 {
+        for _ in 0..20 {
             backoff.failed();
         }
         assert_eq!(backoff.delay, MAX_BACKOFF);

@@ -3,12 +3,12 @@
 //! checked to build on the last one before anything is reported), so a lying node produces
 //! errors, never a wrong report.
 
-use processor_core::chain::monero::MoneroBlockData;
 use crate::rpc::bitcoin::BitcoinRpc;
 use crate::rpc::RpcError;
-use processor_core::transaction::monero::DecoyRequest;
 use monero_simple_request_rpc::prelude::*;
 use monero_simple_request_rpc::SimpleRequestTransport;
+use processor_core::chain::monero::MoneroBlockData;
+use processor_core::transaction::monero::DecoyRequest;
 use std::future::Future;
 use std::time::Duration;
 
@@ -82,16 +82,19 @@ impl NodeSource for MoneroSource {
         let scannable =
             self.rpc.scannable_block_by_number(number).await.map_err(|e| interface_error("scannable block", e))?;
         let hashes = scannable.block.transactions.clone();
-        let transactions =
-            self.rpc.transactions(&hashes).await.map_err(|e| interface_error("transactions", e))?;
-        let data = MoneroBlockData::new(&scannable.block, &transactions, scannable.output_index_for_first_ringct_output);
+        let transactions = self.rpc.transactions(&hashes).await.map_err(|e| interface_error("transactions", e))?;
+        let data =
+            MoneroBlockData::new(&scannable.block, &transactions, scannable.output_index_for_first_ringct_output);
         Ok(data.encode())
     }
 
     async fn publish(&self, transaction: &[u8]) -> Result<(), RpcError> {
         let transaction = monero_wallet::transaction::Transaction::read(&mut &*transaction)
             .map_err(|e| RpcError::Malformed(format!("not a transaction: {e}")))?;
-        self.rpc.publish_transaction(&transaction).await.map_err(|e| RpcError::Node { code: 0, message: format!("{e:?}") })
+        self.rpc
+            .publish_transaction(&transaction)
+            .await
+            .map_err(|e| RpcError::Node { code: 0, message: format!("{e:?}") })
     }
 
     async fn select_decoys(&self, request: &DecoyRequest) -> Result<Vec<Vec<u8>>, RpcError> {

@@ -56,7 +56,8 @@ impl ProcessorLink for EmbeddedProcessorLink {
 impl CoordinatorLink for EmbeddedCoordinatorLink {
     async fn send_to(&mut self, to: PeerKey, bytes: Vec<u8>) -> Result<(), LinkError> {
         let processors = self.processors.lock().unwrap_or_else(PoisonError::into_inner);
-        let sender = processors.get(&to).ok_or_else(|| LinkError::Transient(format!("processor {to} never connected")))?;
+        let sender =
+            processors.get(&to).ok_or_else(|| LinkError::Transient(format!("processor {to} never connected")))?;
         // A processor that stopped (a daemon restarting) misses messages: the coordinator resends.
         sender.send(bytes).map_err(|_| LinkError::Transient(format!("processor {to} is not running")))
     }

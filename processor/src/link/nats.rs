@@ -15,9 +15,9 @@
 //! acked and comes back after [`REDELIVER_AFTER`].
 
 use super::{CoordinatorLink, LinkError, ProcessorLink};
-use processor_core::ids::PeerKey;
 use async_nats::jetstream::{self, consumer::pull, context::Publish, stream::StorageType, AckKind};
 use futures::StreamExt;
+use processor_core::ids::PeerKey;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 

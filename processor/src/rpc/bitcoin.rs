@@ -35,7 +35,8 @@ impl BitcoinRpc {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({ "jsonrpc": "1.0", "id": id, "method": method, "params": params }).to_string();
         let reply = post_json(&self.address, "/", self.authorization.as_deref(), body.as_bytes(), self.timeout).await?;
-        let reply: Value = serde_json::from_slice(&reply).map_err(|e| RpcError::Malformed(format!("{method}: not JSON: {e}")))?;
+        let reply: Value =
+            serde_json::from_slice(&reply).map_err(|e| RpcError::Malformed(format!("{method}: not JSON: {e}")))?;
         if reply.get("id") != Some(&json!(id)) {
             return Err(RpcError::Malformed(format!("{method}: reply to another request")));
         }
@@ -70,9 +71,13 @@ impl BitcoinRpc {
         let hex = self.call("getblock", json!([hash.to_string(), 0])).await?;
         let text = hex.as_str().ok_or_else(|| RpcError::Malformed("getblock: not a string".into()))?;
         let bytes = hex::decode(text).map_err(|e| RpcError::Malformed(format!("getblock: {e}")))?;
-        let block: Block = bitcoin::consensus::deserialize(&bytes).map_err(|e| RpcError::Malformed(format!("getblock: {e}")))?;
+        let block: Block =
+            bitcoin::consensus::deserialize(&bytes).map_err(|e| RpcError::Malformed(format!("getblock: {e}")))?;
         if block.block_hash() != hash {
-            return Err(RpcError::Malformed(format!("getblock {hash}: the node returned block {}", block.block_hash())));
+            return Err(RpcError::Malformed(format!(
+                "getblock {hash}: the node returned block {}",
+                block.block_hash()
+            )));
         }
         Ok(bytes)
     }
@@ -81,7 +86,8 @@ impl BitcoinRpc {
     pub async fn send_raw_transaction(&self, transaction: &[u8]) -> Result<[u8; 32], RpcError> {
         let txid = self.call("sendrawtransaction", json!([hex::encode(transaction)])).await?;
         let text = txid.as_str().ok_or_else(|| RpcError::Malformed(format!("sendrawtransaction: {txid}")))?;
-        let txid = bitcoin::Txid::from_str(text).map_err(|e| RpcError::Malformed(format!("sendrawtransaction: {e}")))?;
+        let txid =
+            bitcoin::Txid::from_str(text).map_err(|e| RpcError::Malformed(format!("sendrawtransaction: {e}")))?;
         Ok(txid.to_byte_array())
     }
 

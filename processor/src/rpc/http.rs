@@ -38,9 +38,7 @@ pub async fn post_json(
     body: &[u8],
     timeout: Duration,
 ) -> Result<Vec<u8>, RpcError> {
-    tokio::time::timeout(timeout, exchange(address, path, authorization, body))
-        .await
-        .map_err(|_| RpcError::Timeout)?
+    tokio::time::timeout(timeout, exchange(address, path, authorization, body)).await.map_err(|_| RpcError::Timeout)?
 }
 
 async fn exchange(address: &str, path: &str, authorization: Option<&str>, body: &[u8]) -> Result<Vec<u8>, RpcError> {
@@ -70,9 +68,10 @@ async fn exchange(address: &str, path: &str, authorization: Option<&str>, body: 
         if read == 0 {
             return Err(RpcError::Malformed("connection closed before the reply headers ended".into()));
         }
-        received.extend_from_slice(&buffer[.. read]);
+        received.extend_from_slice(&buffer[..read]);
     };
-    let headers = std::str::from_utf8(&received[.. header_end]).map_err(|_| RpcError::Malformed("reply headers are not text".into()))?;
+    let headers = std::str::from_utf8(&received[..header_end])
+        .map_err(|_| RpcError::Malformed("reply headers are not text".into()))?;
     let mut lines = headers.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status: u16 = status_line
@@ -84,7 +83,8 @@ async fn exchange(address: &str, path: &str, authorization: Option<&str>, body: 
     for line in lines {
         if let Some((name, value)) = line.split_once(':') {
             if name.trim().eq_ignore_ascii_case("content-length") {
-                length = Some(value.trim().parse::<usize>().map_err(|_| RpcError::Malformed("bad Content-Length".into()))?);
+                length =
+                    Some(value.trim().parse::<usize>().map_err(|_| RpcError::Malformed("bad Content-Length".into()))?);
             }
         }
     }
@@ -107,7 +107,7 @@ async fn exchange(address: &str, path: &str, authorization: Option<&str>, body: 
         if read == 0 {
             return Err(RpcError::Malformed("connection closed before the reply body ended".into()));
         }
-        body.extend_from_slice(&buffer[.. read]);
+        body.extend_from_slice(&buffer[..read]);
     }
     body.truncate(length);
     Ok(body)
@@ -117,9 +117,15 @@ async fn exchange(address: &str, path: &str, authorization: Option<&str>, body: 
 mod tests {
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (input, output) in
-            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")]
-        {
+        for (input, output) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(super::base64(input.as_bytes()), output);
         }
     }

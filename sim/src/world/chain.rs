@@ -24,7 +24,7 @@ impl SimChain {
         let mut bitcoin = MockBitcoin::new(seed);
         bitcoin.set_coinbase_maturity(1);
         let depositor = BitcoinDepositor::new(seed ^ 0x5eed);
-        for _ in 0 .. 20 {
+        for _ in 0..20 {
             bitcoin.mine_to(depositor.script_pubkey());
         }
         SimChain { mock: Mock::Bitcoin(bitcoin, depositor), deposits: 0, reorgs: 0 }
@@ -33,7 +33,7 @@ impl SimChain {
     pub fn monero(seed: u64) -> SimChain {
         let mut monero = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
         let depositor = MoneroDepositor::new(seed ^ 0x5eed);
-        for _ in 0 .. 20 {
+        for _ in 0..20 {
             monero.mine_to(&depositor.address());
         }
         SimChain { mock: Mock::Monero(monero, depositor), deposits: 0, reorgs: 0 }
@@ -64,7 +64,7 @@ impl SimChain {
                 let block = chain.block(height)?;
                 let transactions = chain.transactions(height);
                 let first = chain.scannable_block_at(height)?.output_index_for_first_ringct_output;
-                Some(MoneroBlockData::new(block, transactions.get(1 ..).unwrap_or_default(), first).encode())
+                Some(MoneroBlockData::new(block, transactions.get(1..).unwrap_or_default(), first).encode())
             }
         }
     }
@@ -96,7 +96,8 @@ impl SimChain {
             (Mock::Bitcoin(chain, depositor), ChainPublicKey::Bitcoin { internal_key }) => {
                 let Ok(key) = bitcoin::key::XOnlyPublicKey::from_slice(&internal_key) else { return false };
                 let script = mock_chains::bitcoin::p2tr_script(key);
-                let built = depositor.deposit(chain, &script, bitcoin::Amount::from_sat(amount), instruction.as_deref());
+                let built =
+                    depositor.deposit(chain, &script, bitcoin::Amount::from_sat(amount), instruction.as_deref());
                 let Ok(transaction) = built else { return false };
                 let accepted = chain.submit(transaction.clone()).is_ok();
                 if !accepted {
@@ -105,7 +106,9 @@ impl SimChain {
                 accepted
             }
             (Mock::Monero(chain, depositor), ChainPublicKey::Monero { spend_key }) => {
-                let Ok(address) = group_address(&spend_key, monero_wallet::address::Network::Mainnet) else { return false };
+                let Ok(address) = group_address(&spend_key, monero_wallet::address::Network::Mainnet) else {
+                    return false;
+                };
                 let Ok(transaction) = depositor.deposit(chain, &address, amount, instruction.as_deref()) else {
                     return false;
                 };
@@ -143,7 +146,9 @@ impl SimChain {
         match (&self.mock, valid) {
             (Mock::Bitcoin(..), true) => BitcoinDepositor::new(seed).script_pubkey().to_bytes(),
             (Mock::Bitcoin(..), false) => vec![0x6a, 0x01, 0x00],
-            (Mock::Monero(..), true) => mock_chains::monero::WalletKeys::from_seed(seed).address().to_string().into_bytes(),
+            (Mock::Monero(..), true) => {
+                mock_chains::monero::WalletKeys::from_seed(seed).address().to_string().into_bytes()
+            }
             (Mock::Monero(..), false) => b"not an address".to_vec(),
         }
     }
@@ -156,17 +161,23 @@ impl SimChain {
                 chain.submit(transaction).map(|_| ()).map_err(|e| e.to_string())
             }
             Mock::Monero(chain, _) => {
-                let transaction = monero_wallet::transaction::Transaction::read(&mut &*transaction).map_err(|e| e.to_string())?;
+                let transaction =
+                    monero_wallet::transaction::Transaction::read(&mut &*transaction).map_err(|e| e.to_string())?;
                 chain.submit(transaction).map(|_| ()).map_err(|e| format!("{e:?}"))
             }
         }
     }
 
     /// Selects the rings of a Monero plan's inputs, as a node's RPC would.
-    pub fn select_decoys(&self, request: &processor_core::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
+    pub fn select_decoys(
+        &self,
+        request: &processor_core::transaction::monero::DecoyRequest,
+    ) -> Result<Vec<Vec<u8>>, String> {
         match &self.mock {
-            Mock::Monero(chain, _) => mock_chains::monero::block_on(processor_core::transaction::monero::select_decoys(chain, request))
-                .ok_or("the mock chain's futures did not complete")?,
+            Mock::Monero(chain, _) => {
+                mock_chains::monero::block_on(processor_core::transaction::monero::select_decoys(chain, request))
+                    .ok_or("the mock chain's futures did not complete")?
+            }
             Mock::Bitcoin(..) => Err("Bitcoin has no rings".into()),
         }
     }

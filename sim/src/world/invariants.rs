@@ -4,8 +4,8 @@
 use super::{lock, Shared, CONFIRMATIONS};
 use coordinator::SessionStatus;
 use processor_core::chain::{self, ScanKey};
-use processor_core::inspect::Inspector;
 use processor_core::ids::{BatchId, SessionId};
+use processor_core::inspect::Inspector;
 use processor_core::keygen;
 use processor_core::messages::{Batch, GroupKeys};
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ fn expected_batches(shared: &Shared, session: SessionId, keys: &GroupKeys, from:
     let Some(last_final) = chain.tip().checked_sub(CONFIRMATIONS) else { return vec![] };
     let scan_key = [ScanKey { session, key: keys.chain }];
     let mut cache = lock(&shared.scan_cache);
-    (from ..= last_final)
+    (from..=last_final)
         .filter_map(|height| {
             let id = chain.block_id(height)?;
             let batch = cache.entry((session, id)).or_insert_with(|| {
@@ -35,8 +35,12 @@ fn expected_batches(shared: &Shared, session: SessionId, keys: &GroupKeys, from:
                     .into_iter()
                     .filter_map(|output| output.instruction.map(|instruction| (instruction, output.amount)))
                     .collect();
-                (!instructions.is_empty())
-                    .then(|| Batch { chain: shared.chain_kind, id: BatchId(0), block: scanned.id, instructions })
+                (!instructions.is_empty()).then(|| Batch {
+                    chain: shared.chain_kind,
+                    id: BatchId(0),
+                    block: scanned.id,
+                    instructions,
+                })
             });
             batch.clone().map(|batch| (height, batch))
         })
@@ -69,7 +73,11 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
                 status => {
                     return Err(failure(
                         "agreement: active keys are the confirmed keys of a session that did not fail",
-                        format!("processor {index} activated session {} with {:?}; coordinator: {status:?}", active.session, active.group_keys()),
+                        format!(
+                            "processor {index} activated session {} with {:?}; coordinator: {status:?}",
+                            active.session,
+                            active.group_keys()
+                        ),
                     ))
                 }
             }
@@ -101,7 +109,10 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
                 Some((other, batch)) if *batch != record.batch => {
                     return Err(failure(
                         "agreement: every honest processor builds the same Batch",
-                        format!("Batch {id}: processor {index} built {:?}, processor {other} built {batch:?}", record.batch),
+                        format!(
+                            "Batch {id}: processor {index} built {:?}, processor {other} built {batch:?}",
+                            record.batch
+                        ),
                     ))
                 }
                 Some(_) => {}
@@ -116,7 +127,10 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
     for batch in &signed {
         if let Some((_, built)) = contents.get(&batch.id) {
             if built != batch {
-                return Err(failure("agreement: the signed Batch is the one processors built", format!("Batch {}", batch.id)));
+                return Err(failure(
+                    "agreement: the signed Batch is the one processors built",
+                    format!("Batch {}", batch.id),
+                ));
             }
         }
         if let Some(other) = blocks.insert(batch.block, batch.id) {
@@ -141,7 +155,10 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
                 found => {
                     return Err(failure(
                         "each signed Batch is exactly its final block's InInstructions",
-                        format!("Batch {} for block {}: expected {found:?}, signed {:?}", batch.id, batch.block, batch.instructions),
+                        format!(
+                            "Batch {} for block {}: expected {found:?}, signed {:?}",
+                            batch.id, batch.block, batch.instructions
+                        ),
                     ))
                 }
             }
@@ -220,7 +237,8 @@ pub(super) fn plans_at(shared: &Shared, index: usize) -> u64 {
 /// Plans whose transaction a processor saw final.
 pub(super) fn plans_completed_at(shared: &Shared, index: usize) -> u64 {
     Inspector::new(&shared.dbs[index]).plans().map_or(0, |plans| {
-        plans.iter().filter(|(_, r)| matches!(r.state, processor_core::payments::PlanState::Completed { .. })).count() as u64
+        plans.iter().filter(|(_, r)| matches!(r.state, processor_core::payments::PlanState::Completed { .. })).count()
+            as u64
     })
 }
 
@@ -228,13 +246,17 @@ pub(super) fn plans_completed_at(shared: &Shared, index: usize) -> u64 {
 /// plans and no Burn is in two plans; a plan id means the same transaction everywhere.
 fn check_plans(shared: &Shared) -> Result<(), Failure> {
     let storage = |e: processor_core::db::DbError| failure("storage", e.to_string());
-    let mut everywhere: BTreeMap<processor_core::ids::PlanId, (usize, processor_core::scheduler::Plan)> = BTreeMap::new();
+    let mut everywhere: BTreeMap<processor_core::ids::PlanId, (usize, processor_core::scheduler::Plan)> =
+        BTreeMap::new();
     for (index, db) in shared.dbs.iter().enumerate() {
         let mut inputs = std::collections::BTreeSet::new();
         let mut burns = std::collections::BTreeSet::new();
         for (id, record) in Inspector::new(db).plans().map_err(storage)? {
             if !record.plan.conserves_value() {
-                return Err(failure("value is conserved", format!("processor {index}'s plan {} does not conserve value", record.id)));
+                return Err(failure(
+                    "value is conserved",
+                    format!("processor {index}'s plan {} does not conserve value", record.id),
+                ));
             }
             for input in &record.plan.inputs {
                 if !inputs.insert(input.id.clone()) {
@@ -270,8 +292,15 @@ fn check_plans(shared: &Shared) -> Result<(), Failure> {
 }
 
 /// What a processor planned: ids and plans (signing progress differs between processors).
-fn plan_contents(db: &processor_core::db::MemDb) -> Result<Vec<(processor_core::ids::PlanId, processor_core::scheduler::Plan)>, String> {
-    Ok(Inspector::new(db).plans().map_err(|e| e.to_string())?.into_iter().map(|(id, record)| (id, record.plan)).collect())
+fn plan_contents(
+    db: &processor_core::db::MemDb,
+) -> Result<Vec<(processor_core::ids::PlanId, processor_core::scheduler::Plan)>, String> {
+    Ok(Inspector::new(db)
+        .plans()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(id, record)| (id, record.plan))
+        .collect())
 }
 
 /// Payments liveness: every processor of the active session reached the same plans and the

@@ -29,7 +29,10 @@ async fn next_bytes(endpoint: &Endpoint) -> Result<Vec<u8>, LinkError> {
 
 impl ProcessorLink for SimProcessorLink {
     async fn send(&mut self, bytes: Vec<u8>) -> Result<(), LinkError> {
-        self.endpoint.send_to_raw(coordinator_addr(), TAG, Box::new(bytes)).await.map_err(|e| LinkError::Transient(e.to_string()))
+        self.endpoint
+            .send_to_raw(coordinator_addr(), TAG, Box::new(bytes))
+            .await
+            .map_err(|e| LinkError::Transient(e.to_string()))
     }
     async fn recv(&mut self) -> Result<Vec<u8>, LinkError> {
         next_bytes(&self.endpoint).await
@@ -41,8 +44,15 @@ impl ProcessorLink for SimProcessorLink {
 
 impl CoordinatorLink for SimCoordinatorLink {
     async fn send_to(&mut self, to: PeerKey, bytes: Vec<u8>) -> Result<(), LinkError> {
-        let index = self.processors.iter().position(|k| *k == to).ok_or_else(|| LinkError::Transient(format!("unknown processor {to}")))?;
-        self.endpoint.send_to_raw(processor_addr(index), TAG, Box::new(bytes)).await.map_err(|e| LinkError::Transient(e.to_string()))
+        let index = self
+            .processors
+            .iter()
+            .position(|k| *k == to)
+            .ok_or_else(|| LinkError::Transient(format!("unknown processor {to}")))?;
+        self.endpoint
+            .send_to_raw(processor_addr(index), TAG, Box::new(bytes))
+            .await
+            .map_err(|e| LinkError::Transient(e.to_string()))
     }
     async fn recv(&mut self) -> Result<Vec<u8>, LinkError> {
         next_bytes(&self.endpoint).await

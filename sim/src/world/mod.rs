@@ -148,7 +148,7 @@ fn describe(bytes: &[u8], to_processor: bool) -> String {
             }
         }
     }
-    let hash = hex::encode(&Sha256::digest(bytes)[.. 4]);
+    let hash = hex::encode(&Sha256::digest(bytes)[..4]);
     let Ok(signed) = decode::<SignedEnvelope>(bytes) else { return format!("{hash} (undecodable)") };
     if to_processor {
         if let Ok(envelope) = decode::<Envelope<CoordinatorMessage>>(&signed.envelope) {
@@ -165,7 +165,7 @@ fn describe(bytes: &[u8], to_processor: bool) -> String {
 pub fn run(seed: u64, scenario: &Scenario) -> Outcome {
     let mut config = madsim::Config::default();
     config.net.packet_loss_rate = f64::from(scenario.loss_per_mille) / 1000.0;
-    config.net.send_latency = Duration::from_millis(1) .. Duration::from_millis(scenario.max_latency_ms.max(2));
+    config.net.send_latency = Duration::from_millis(1)..Duration::from_millis(scenario.max_latency_ms.max(2));
     let runtime = Runtime::with_seed_and_config(seed, config);
     let scenario = scenario.clone();
     runtime.block_on(async move { world(seed, scenario).await })
@@ -176,7 +176,7 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
     // Even seeds run Bitcoin, odd seeds Monero.
     let chain_kind = if seed % 2 == 0 { ExternalChain::Bitcoin } else { ExternalChain::Monero };
     let coordinator_identity = Identity::generate(&mut rng);
-    let identities: Vec<Identity> = (0 .. scenario.validators).map(|_| Identity::generate(&mut rng)).collect();
+    let identities: Vec<Identity> = (0..scenario.validators).map(|_| Identity::generate(&mut rng)).collect();
     let keys: Vec<_> = identities.iter().map(Identity::peer_key).collect();
     let mut coordinator = Coordinator::new(coordinator_identity, &keys);
     coordinator.retry_without_blamed(true);
@@ -215,7 +215,7 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
             .init(move || nodes::coordinator_node(shared.clone()))
             .build()
     };
-    let processor_nodes: Vec<NodeHandle> = (0 .. scenario.validators)
+    let processor_nodes: Vec<NodeHandle> = (0..scenario.validators)
         .map(|index| {
             let shared = shared.clone();
             handle
@@ -254,7 +254,9 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
     let blames = coordinator
         .observations()
         .iter()
-        .filter(|o| matches!(o, coordinator::Observation::Blamed { .. } | coordinator::Observation::SigningBlamed { .. }))
+        .filter(|o| {
+            matches!(o, coordinator::Observation::Blamed { .. } | coordinator::Observation::SigningBlamed { .. })
+        })
         .count() as u64;
     let outcome = Outcome {
         seed,
@@ -269,7 +271,11 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         burns,
         plans,
         paid,
-        halted: coordinator.observations().iter().filter(|o| matches!(o, coordinator::Observation::ChainHalted { .. })).count() as u64,
+        halted: coordinator
+            .observations()
+            .iter()
+            .filter(|o| matches!(o, coordinator::Observation::ChainHalted { .. }))
+            .count() as u64,
         faults: FaultCounts { reorgs, ..faults },
         violation: violation.map(|(invariant, detail)| Violation {
             invariant,
@@ -297,7 +303,10 @@ async fn drive(
             return Some(violation);
         }
         workload(shared, true);
-        if scenario.deep_reorg && !shared.deep_reorg_done() && start.elapsed() > Duration::from_millis(scenario.fault_phase_ms / 2) {
+        if scenario.deep_reorg
+            && !shared.deep_reorg_done()
+            && start.elapsed() > Duration::from_millis(scenario.fault_phase_ms / 2)
+        {
             let depth = CONFIRMATIONS as usize + 3 + shared.random_below(3) as usize;
             if let Some(chain) = &shared.chain {
                 let mut chain = lock(chain);
@@ -373,7 +382,8 @@ async fn drive(
             Err(waiting_for) => {
                 if quiet_start.elapsed() > Duration::from_millis(scenario.liveness_deadline_ms) {
                     return Some((
-                        "liveness: after faults stop, keys are active and every final deposit is in a signed Batch".into(),
+                        "liveness: after faults stop, keys are active and every final deposit is in a signed Batch"
+                            .into(),
                         format!("{} ms into the quiet phase: {waiting_for}", scenario.liveness_deadline_ms),
                     ));
                 }
@@ -409,21 +419,24 @@ fn workload(shared: &Shared, faults: bool) {
             let amount = chain.deposit_amount(shared.random_below(u64::MAX));
             let account = shared.roll(800).then(|| {
                 let mut account = [0u8; 32];
-                account[.. 8].copy_from_slice(&shared.random_below(u64::MAX).to_le_bytes());
+                account[..8].copy_from_slice(&shared.random_below(u64::MAX).to_le_bytes());
                 account
             });
             if chain.deposit(&keys, amount, account) {
-                shared.record(format!("chain: deposit of {amount} ({})", if account.is_some() { "instruction" } else { "no instruction" }));
+                shared.record(format!(
+                    "chain: deposit of {amount} ({})",
+                    if account.is_some() { "instruction" } else { "no instruction" }
+                ));
             }
         }
     }
     if let (true, Some(_)) = (faults, confirmed) {
         if shared.roll(scenario.burn_per_mille) {
             let count = 1 + shared.random_below(4) as usize;
-            let burns: Vec<processor_core::messages::Burn> = (0 .. count)
+            let burns: Vec<processor_core::messages::Burn> = (0..count)
                 .map(|_| {
                     let mut id = [0u8; 32];
-                    id[.. 8].copy_from_slice(&shared.random_below(u64::MAX).to_le_bytes());
+                    id[..8].copy_from_slice(&shared.random_below(u64::MAX).to_le_bytes());
                     let valid = shared.roll(900);
                     let amount = chain.deposit_amount(shared.random_below(u64::MAX)) / 2;
                     processor_core::messages::Burn {

@@ -6,13 +6,13 @@ use super::{coordinator_addr, describe, lock, processor_addr, Shared, CONFIRMATI
 use crate::scenario::Byzantine;
 use coordinator::{byzantine, Outbound};
 use madsim::net::Endpoint;
-use processor_core::link::{CoordinatorLink, ProcessorLink};
 use madsim::time::{timeout, Instant};
 use processor_core::core::{Config, Effect, Event, Processor};
 use processor_core::crypto::Identity;
-use processor_core::ids::{BlockHeight, Millis};
 use processor_core::db::Db;
+use processor_core::ids::{BlockHeight, Millis};
 use processor_core::inspect::Inspector;
+use processor_core::link::{CoordinatorLink, ProcessorLink};
 use processor_core::messages::{CoordinatorMessage, Envelope, Frame, ProcessorMessage, SignEvent};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -32,7 +32,8 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
     };
     // A restart is a new process: new randomness, drawn from the simulation's seeded RNG.
     let rng = ChaCha20Rng::seed_from_u64(madsim::rand::random());
-    let mut core = Processor::open(shared.dbs[index].clone(), shared.identities[index].clone(), config, rng).expect("the in-memory DB opens");
+    let mut core = Processor::open(shared.dbs[index].clone(), shared.identities[index].clone(), config, rng)
+        .expect("the in-memory DB opens");
     shared.record(format!("processor {index} starts"));
     let mut next_tick = Instant::now() + TICK;
     loop {
@@ -40,11 +41,8 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
         // A tick that is due fires before any more traffic is read: a steady inflow must not
         // starve retransmission and chain polling.
         let now = Instant::now();
-        let received = if now >= next_tick {
-            Err(())
-        } else {
-            timeout(next_tick - now, link.recv()).await.map_err(|_| ())
-        };
+        let received =
+            if now >= next_tick { Err(()) } else { timeout(next_tick - now, link.recv()).await.map_err(|_| ()) };
         match received {
             Ok(Ok(bytes)) => {
                 shared.record(format!("processor {index} <- {}", describe(&bytes, true)));
@@ -155,15 +153,27 @@ fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
     let (txid, spent): (Vec<u8>, Vec<Vec<u8>>) = match shared.chain_kind {
         processor_core::ids::ExternalChain::Bitcoin => {
             let Ok(transaction) = bitcoin::consensus::deserialize::<bitcoin::Transaction>(bytes) else {
-                shared.violate("every published transaction is well formed", format!("processor {index} published undecodable bytes"));
+                shared.violate(
+                    "every published transaction is well formed",
+                    format!("processor {index} published undecodable bytes"),
+                );
                 return;
             };
-            let spent = transaction.input.iter().map(|input| processor_core::chain::bitcoin::output_id(&input.previous_output)).collect();
+            let spent = transaction
+                .input
+                .iter()
+                .map(|input| processor_core::chain::bitcoin::output_id(&input.previous_output))
+                .collect();
             (transaction.compute_txid().to_byte_array().to_vec(), spent)
         }
         processor_core::ids::ExternalChain::Monero => {
-            let Ok(transaction) = monero_wallet::transaction::Transaction::<monero_wallet::transaction::NotPruned>::read(&mut &*bytes) else {
-                shared.violate("every published transaction is well formed", format!("processor {index} published undecodable bytes"));
+            let Ok(transaction) =
+                monero_wallet::transaction::Transaction::<monero_wallet::transaction::NotPruned>::read(&mut &*bytes)
+            else {
+                shared.violate(
+                    "every published transaction is well formed",
+                    format!("processor {index} published undecodable bytes"),
+                );
                 return;
             };
             let spent = transaction
@@ -231,7 +241,9 @@ fn observe_outbound(shared: &Shared, index: usize, bytes: &[u8]) {
         if (*other_index, *other_id) != (index, id) {
             shared.violate(
                 "no nonce is used twice",
-                format!("processor {index} sent for {id:?} the preprocess processor {other_index} sent for {other_id:?}"),
+                format!(
+                    "processor {index} sent for {id:?} the preprocess processor {other_index} sent for {other_id:?}"
+                ),
             );
         }
         return;
@@ -253,11 +265,8 @@ pub(super) async fn coordinator_node(shared: Arc<Shared>) {
     let mut next_tick = Instant::now() + TICK;
     loop {
         let now = Instant::now();
-        let received = if now >= next_tick {
-            Err(())
-        } else {
-            timeout(next_tick - now, link.recv()).await.map_err(|_| ())
-        };
+        let received =
+            if now >= next_tick { Err(()) } else { timeout(next_tick - now, link.recv()).await.map_err(|_| ()) };
         let out: Vec<Outbound> = match received {
             Ok(Ok(bytes)) => {
                 shared.record(format!("coordinator <- {}", describe(&bytes, false)));
@@ -282,7 +291,7 @@ pub(super) async fn coordinator_node(shared: Arc<Shared>) {
             } else {
                 1
             };
-            for _ in 0 .. copies {
+            for _ in 0..copies {
                 shared.record(format!("coordinator -> processor {index} {}", describe(&bytes, true)));
                 let _ = link.send_to(to, bytes.clone()).await;
             }

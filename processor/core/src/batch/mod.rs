@@ -101,7 +101,11 @@ fn signing_set(keys: &ThresholdKeyPair) -> Result<SigningSet, SignError> {
     Ok(SigningSet { threshold: *share.share.min_signers(), participants, me })
 }
 
-fn keys_for<D: Db>(cache: &mut KeyCache, txn: &Txn<'_, D>, session: SessionId) -> Result<Arc<ThresholdKeyPair>, SignError> {
+fn keys_for<D: Db>(
+    cache: &mut KeyCache,
+    txn: &Txn<'_, D>,
+    session: SessionId,
+) -> Result<Arc<ThresholdKeyPair>, SignError> {
     cache.get(txn, session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {session}")))
 }
 
@@ -127,10 +131,14 @@ impl BatchSigner {
             }
         }
         let Some(final_block) = scanner::final_block(txn, height)? else {
-            return Err(SignError::Refused(format!("no outputs to the group at height {height} here (or already acknowledged)")));
+            return Err(SignError::Refused(format!(
+                "no outputs to the group at height {height} here (or already acknowledged)"
+            )));
         };
         if final_block.id != block {
-            return Err(SignError::Refused(format!("acknowledged block {block} at {height} is not the final block seen here")));
+            return Err(SignError::Refused(format!(
+                "acknowledged block {block} at {height} is not the final block seen here"
+            )));
         }
         if final_block.has_instructions() != batch.is_some() {
             return Err(SignError::Refused(format!("block {height}'s Batch does not match its InInstructions")));
@@ -167,18 +175,17 @@ impl BatchSigner {
         let (nonces, commitments) = if crate::mutation::active(crate::mutation::Mutation::ReuseNonce) {
             // The deliberate bug: the same nonces for every attempt at this target.
             let mut seed = [0u8; 32];
-            seed[.. 4].copy_from_slice(&id.session.0.to_le_bytes());
+            seed[..4].copy_from_slice(&id.session.0.to_le_bytes());
             if let SignTarget::Batch(batch) = id.target {
-                seed[4 .. 8].copy_from_slice(&batch.0.to_le_bytes());
+                seed[4..8].copy_from_slice(&batch.0.to_le_bytes());
             }
             let mut fixed = <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(seed);
             frost_core::round1::commit(keys.batch.share.signing_share(), &mut fixed)
         } else {
             frost_core::round1::commit(keys.batch.share.signing_share(), rng)
         };
-        let preprocess = commitments
-            .serialize()
-            .map_err(|e| SignError::Refused(format!("serializing our commitments: {e}")))?;
+        let preprocess =
+            commitments.serialize().map_err(|e| SignError::Refused(format!("serializing our commitments: {e}")))?;
         self.nonces.insert(id, nonces);
         Ok(Some(ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess })))
     }
@@ -215,7 +222,8 @@ impl BatchSigner {
         signing_set(&keys)?.check(preprocesses.iter().map(|(participant, _)| participant))?;
         let mut commitments = BTreeMap::new();
         for (participant, bytes) in preprocesses {
-            let parsed = SigningCommitments::<Ed25519>::deserialize(bytes).map_err(|_| SignError::malformed(*participant))?;
+            let parsed =
+                SigningCommitments::<Ed25519>::deserialize(bytes).map_err(|_| SignError::malformed(*participant))?;
             commitments.insert(keygen::dkg_identifier::<Ed25519>(*participant), parsed);
         }
         // Nonces are taken out now: whatever happens next, they are never used again.
@@ -253,7 +261,8 @@ impl BatchSigner {
         };
         let mut parsed = BTreeMap::new();
         for (participant, bytes) in shares {
-            let share = SignatureShare::<Ed25519>::deserialize(bytes).map_err(|_| SignError::malformed(*participant))?;
+            let share =
+                SignatureShare::<Ed25519>::deserialize(bytes).map_err(|_| SignError::malformed(*participant))?;
             parsed.insert(keygen::dkg_identifier::<Ed25519>(*participant), share);
         }
         let (signature, bytes) = sign::aggregate(&package, &parsed, &keys.batch.public)?;
@@ -294,9 +303,8 @@ impl BatchSigner {
         let SignTarget::Batch(batch_id) = id.target else {
             return Err(SignError::refused("not a Batch"));
         };
-        let record = BATCHES
-            .get(txn, &batch_id)?
-            .ok_or_else(|| SignError::Refused(format!("no Batch {batch_id} here")))?;
+        let record =
+            BATCHES.get(txn, &batch_id)?.ok_or_else(|| SignError::Refused(format!("no Batch {batch_id} here")))?;
         if record.session != id.session {
             return Err(SignError::Refused(format!("Batch {batch_id} is not signed by session {}", id.session)));
         }

@@ -54,8 +54,8 @@ pub fn output_id(outpoint: &OutPoint) -> OutputId {
 
 /// The outpoint an output id names, if it is one.
 pub fn outpoint_of(id: &OutputId) -> Option<OutPoint> {
-    let txid: [u8; 32] = id.0.get(.. 32)?.try_into().ok()?;
-    let vout: [u8; 4] = id.0.get(32 ..)?.try_into().ok()?;
+    let txid: [u8; 32] = id.0.get(..32)?.try_into().ok()?;
+    let vout: [u8; 4] = id.0.get(32..)?.try_into().ok()?;
     Some(OutPoint { txid: bitcoin::Txid::from_byte_array(txid), vout: u32::from_le_bytes(vout) })
 }
 
@@ -75,9 +75,12 @@ pub fn block_id(block: &Block) -> BlockId {
     BlockId(block.block_hash().to_byte_array())
 }
 
-pub(super) fn scan_block(bytes: &[u8], keys: &[ScanKey], watched: &BTreeSet<OutputId>) -> Result<ScannedBlock, ChainError> {
-    let block: Block =
-        bitcoin::consensus::deserialize(bytes).map_err(|e| ChainError::Malformed(e.to_string()))?;
+pub(super) fn scan_block(
+    bytes: &[u8],
+    keys: &[ScanKey],
+    watched: &BTreeSet<OutputId>,
+) -> Result<ScannedBlock, ChainError> {
+    let block: Block = bitcoin::consensus::deserialize(bytes).map_err(|e| ChainError::Malformed(e.to_string()))?;
     if !block.check_merkle_root() {
         return Err(ChainError::Inconsistent("merkle root does not commit to the transactions".into()));
     }

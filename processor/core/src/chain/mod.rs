@@ -8,8 +8,8 @@ pub mod monero;
 
 use crate::ids::{Amount, BlockId, ExternalChain, OutputId, PlanId, SessionId};
 use crate::messages::{ChainPublicKey, InInstruction, OutputKind};
-use std::collections::BTreeSet;
 use bincode::{Decode, Encode};
+use std::collections::BTreeSet;
 
 /// The IO half of a chain, as the driver around the core sees it: the core asks for blocks by
 /// height ([`crate::core::Effect::FetchBlock`]) and is told the tip; the driver gets both from

@@ -7,16 +7,16 @@
 
 use super::instruction::decode_instruction;
 use super::{ChainError, Completion, MoneroEventuality, ReceivedOutput, ScanKey, ScannedBlock};
-use crate::ids::{OutputId, PlanId};
 use crate::ids::{Amount, BlockId};
+use crate::ids::{OutputId, PlanId};
 use crate::messages::{decode, encode, ChainPublicKey, OutputKind};
 use bincode::{Decode, Encode};
+use monero_wallet::address::SubaddressIndex;
 use monero_wallet::address::{AddressType, MoneroAddress, Network};
 use monero_wallet::block::Block;
 use monero_wallet::ed25519::{CompressedPoint, Point, Scalar};
 use monero_wallet::interface::ScannableBlock;
 use monero_wallet::transaction::{Pruned, Transaction};
-use monero_wallet::address::SubaddressIndex;
 use monero_wallet::{Scanner, ViewPair, WalletOutput};
 use zeroize::Zeroizing;
 
@@ -115,7 +115,7 @@ fn find_outputs(
         return scan_part(pair, block, transactions, first_ringct_output_index);
     };
     let middle = transactions.len() / 2;
-    let first_half_outputs: u64 = transactions[.. middle]
+    let first_half_outputs: u64 = transactions[..middle]
         .iter()
         .filter(|tx| matches!(tx, Transaction::V2 { .. }))
         .map(|tx| tx.prefix().outputs.len() as u64)
@@ -126,12 +126,13 @@ fn find_outputs(
     let mut first_block = block.clone();
     first_block.transactions.truncate(middle);
     let mut second_block = block.clone();
-    second_block.transactions.drain(.. middle);
+    second_block.transactions.drain(..middle);
     let miner = block.miner_transaction().hash();
     let (first_found, second_found) = std::thread::scope(|scope| {
-        let second = scope.spawn(|| scan_part(pair, &second_block, &transactions[middle ..], Some(second_first)));
-        let first_found = scan_part(pair, &first_block, &transactions[.. middle], Some(first));
-        let second_found = second.join().unwrap_or_else(|_| Err(ChainError::Inconsistent("the scanning thread panicked".into())));
+        let second = scope.spawn(|| scan_part(pair, &second_block, &transactions[middle..], Some(second_first)));
+        let first_found = scan_part(pair, &first_block, &transactions[..middle], Some(first));
+        let second_found =
+            second.join().unwrap_or_else(|_| Err(ChainError::Inconsistent("the scanning thread panicked".into())));
         (first_found, second_found)
     });
     let mut outputs = first_found?;

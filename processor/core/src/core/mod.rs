@@ -13,7 +13,6 @@ use crate::batch::BatchSigner;
 use crate::crypto::Identity;
 use crate::db::{tables, Db, DbError, Read, Txn};
 use crate::ids::{BlockHeight, ExternalChain, Millis, PeerKey, PlanId, SeqId};
-use crate::transaction::TransactionSigner;
 use crate::keygen::{self, KeyGenContext, KeyGenError};
 use crate::messages::{
     CoordinatorMessage, Envelope, Frame, PaymentsCommand, ProcessorMessage, ScannerCommand, SignCommand, SignEvent,
@@ -22,6 +21,7 @@ use crate::messages::{
 use crate::payments;
 use crate::scanner::{self, BlockOutcome};
 use crate::sign::SignError;
+use crate::transaction::TransactionSigner;
 use rand_core::{CryptoRng, RngCore};
 use std::collections::BTreeMap;
 
@@ -311,7 +311,15 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
     fn block(&mut self, height: BlockHeight, bytes: &[u8]) -> Result<(BlockStatus, Vec<Effect>), CoreError> {
         let db = self.db.clone();
         let mut txn = db.txn();
-        let (status, messages) = match scanner::on_block(&mut txn, &mut self.keys, self.config.chain, self.config.confirmations, self.tip, height, bytes)? {
+        let (status, messages) = match scanner::on_block(
+            &mut txn,
+            &mut self.keys,
+            self.config.chain,
+            self.config.confirmations,
+            self.tip,
+            height,
+            bytes,
+        )? {
             BlockOutcome::Ignored(_) => return Ok((BlockStatus::Ignored, vec![])),
             BlockOutcome::Refused(error) => {
                 self.counters.refused_blocks += 1;
@@ -589,7 +597,10 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             if tip.0 < request.block_number.saturating_add(self.config.confirmations) {
                 continue;
             }
-            let due = self.decoys_asked.get(&request.plan).is_none_or(|at| now.0.saturating_sub(at.0) >= DECOYS_AGAIN_AFTER_MS);
+            let due = self
+                .decoys_asked
+                .get(&request.plan)
+                .is_none_or(|at| now.0.saturating_sub(at.0) >= DECOYS_AGAIN_AFTER_MS);
             if due {
                 self.decoys_asked.insert(request.plan, now);
                 effects.push(Effect::SelectDecoys(request));

@@ -211,9 +211,10 @@ pub mod pairwise {
         #[test]
         fn only_the_two_ends_can_open_and_contexts_do_not_mix() {
             let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
-            let (alice, bob, eve) = (Identity::generate(&mut rng), Identity::generate(&mut rng), Identity::generate(&mut rng));
+            let (alice, bob, eve) =
+                (Identity::generate(&mut rng), Identity::generate(&mut rng), Identity::generate(&mut rng));
             let sealed = seal(&alice, &bob.peer_key(), b"ctx", b"share").unwrap();
-            assert_ne!(&sealed[.. 5], b"share");
+            assert_ne!(&sealed[..5], b"share");
             assert_eq!(open(&bob, &alice.peer_key(), b"ctx", &sealed).unwrap().as_slice(), b"share");
             assert!(open(&bob, &alice.peer_key(), b"other ctx", &sealed).is_none());
             assert!(open(&eve, &alice.peer_key(), b"ctx", &sealed).is_none());
@@ -224,7 +225,11 @@ pub mod pairwise {
             // Deterministic: a restart re-encrypts to the same bytes.
             assert_eq!(seal(&alice, &bob.peer_key(), b"ctx", b"share").unwrap(), sealed);
             // The identity point is of small order: refused.
-            let identity_point = PeerKey({ let mut b = [0u8; 32]; b[0] = 1; b });
+            let identity_point = PeerKey({
+                let mut b = [0u8; 32];
+                b[0] = 1;
+                b
+            });
             assert!(!usable(&identity_point));
             assert!(seal(&alice, &identity_point, b"ctx", b"share").is_none());
         }

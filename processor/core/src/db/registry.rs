@@ -77,7 +77,14 @@ mod tests {
             assert!(a.prefix.ends_with(b"/"), "{} does not end in /", a.name);
             for (j, b) in tables.iter().enumerate() {
                 if i != j {
-                    assert!(!b.prefix.starts_with(a.prefix), "{} ({}) shadows {} ({})", a.name, a.module, b.name, b.module);
+                    assert!(
+                        !b.prefix.starts_with(a.prefix),
+                        "{} ({}) shadows {} ({})",
+                        a.name,
+                        a.module,
+                        b.name,
+                        b.module
+                    );
                 }
             }
         }

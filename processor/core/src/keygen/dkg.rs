@@ -26,10 +26,7 @@ pub fn identifier<C: Ciphersuite>(participant: Participant) -> Identifier<C> {
 }
 
 /// Maps a frost error to blame of a participant, or to a refusal when nobody is at fault.
-fn blame_or_refuse<C: Ciphersuite>(
-    error: frost_core::Error<C>,
-    participants: &[Participant],
-) -> KeyGenError {
+fn blame_or_refuse<C: Ciphersuite>(error: frost_core::Error<C>, participants: &[Participant]) -> KeyGenError {
     let reason = match &error {
         frost_core::Error::InvalidProofOfKnowledge { .. } => BlameReason::InvalidProofOfKnowledge,
         frost_core::Error::InvalidSecretShare { .. } => BlameReason::InvalidShare,
@@ -98,10 +95,7 @@ pub(crate) fn parse_commitment<C: Ciphersuite>(
 }
 
 /// Parses one participant's round-2 share, blaming them if it is malformed.
-pub(crate) fn parse_share<C: Ciphersuite>(
-    from: Participant,
-    bytes: &[u8],
-) -> Result<round2::Package<C>, KeyGenError> {
+pub(crate) fn parse_share<C: Ciphersuite>(from: Participant, bytes: &[u8]) -> Result<round2::Package<C>, KeyGenError> {
     round2::Package::<C>::deserialize(bytes)
         .map_err(|_| KeyGenError::Blame { accused: from, reason: BlameReason::Malformed })
 }

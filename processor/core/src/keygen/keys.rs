@@ -1,8 +1,8 @@
 //! Generated key shares: how they are stored, loaded, and turned into the group keys reported
 //! to the coordinator.
 
-use crate::crypto::SecretBytes;
 use super::{ACTIVE_SESSION, KEY_SHARES};
+use crate::crypto::SecretBytes;
 use crate::db::{DbError, Read};
 use crate::ids::{BatchPublicKey, ExternalChain, SessionId};
 use crate::messages::{ChainPublicKey, GroupKeys};
@@ -66,7 +66,7 @@ impl ThresholdKeyPair {
                 // SEC1 compressed: a parity byte, then x. The x-only key is x alone, the same for
                 // the key and its even-Y negation that BIP340 uses.
                 let sec1 = share.group_key_bytes();
-                let internal_key = sec1[1 ..].try_into().expect("compressed secp256k1 keys are 33 bytes");
+                let internal_key = sec1[1..].try_into().expect("compressed secp256k1 keys are 33 bytes");
                 ChainPublicKey::Bitcoin { internal_key }
             }
             ChainKeyShare::Monero(share) => ChainPublicKey::Monero {
@@ -111,10 +111,7 @@ pub struct KeyShares {
 
 /// The keys a session generated here, whether or not they are active yet.
 pub fn generated_keys(reader: &impl Read, session: SessionId) -> Result<Option<ThresholdKeyPair>, DbError> {
-    KEY_SHARES
-        .get(reader, &session)?
-        .map(|stored| ThresholdKeyPair::from_stored(session, &stored))
-        .transpose()
+    KEY_SHARES.get(reader, &session)?.map(|stored| ThresholdKeyPair::from_stored(session, &stored)).transpose()
 }
 
 /// The keys the coordinator confirmed, the only ones that may sign.
@@ -135,7 +132,11 @@ impl KeyCache {
     /// Sessions kept at once (keys rotate rarely; an evicted session is parsed again).
     const CAPACITY: usize = 4;
 
-    pub fn get(&mut self, reader: &impl Read, session: SessionId) -> Result<Option<std::sync::Arc<ThresholdKeyPair>>, DbError> {
+    pub fn get(
+        &mut self,
+        reader: &impl Read,
+        session: SessionId,
+    ) -> Result<Option<std::sync::Arc<ThresholdKeyPair>>, DbError> {
         if let Some(keys) = self.0.get(&session) {
             return Ok(Some(keys.clone()));
         }

@@ -190,7 +190,9 @@ pub fn handle<D: Db>(
                     "confirmation of session {session} names keys other than the ones generated here"
                 ))),
                 Phase::Active { keys: ours } if ours == keys => Ok(vec![]),
-                ref phase => Err(KeyGenError::Refused(format!("session {session} cannot be confirmed in phase {phase:?}"))),
+                ref phase => {
+                    Err(KeyGenError::Refused(format!("session {session} cannot be confirmed in phase {phase:?}")))
+                }
             }
         }
     }
@@ -235,10 +237,10 @@ fn start<D: Db>(
         return Err(KeyGenError::Refused(format!("session {session} was already started")));
     }
     let n = participants.len();
-    if !(2 ..= MAX_PARTICIPANTS).contains(&n) {
+    if !(2..=MAX_PARTICIPANTS).contains(&n) {
         return Err(KeyGenError::Refused(format!("{n} participants is outside 2..={MAX_PARTICIPANTS}")));
     }
-    if !(2 ..= n).contains(&usize::from(threshold)) {
+    if !(2..=n).contains(&usize::from(threshold)) {
         return Err(KeyGenError::Refused(format!("threshold {threshold} is outside 2..={n}")));
     }
     if participants.get(my_index.position()) != Some(&context.identity.peer_key()) {
@@ -269,9 +271,7 @@ fn start<D: Db>(
 }
 
 fn load<D: Db>(txn: &Txn<'_, D>, session: SessionId) -> Result<SessionState, KeyGenError> {
-    KEYGEN_SESSIONS
-        .get(txn, &session)?
-        .ok_or_else(|| KeyGenError::Refused(format!("unknown session {session}")))
+    KEYGEN_SESSIONS.get(txn, &session)?.ok_or_else(|| KeyGenError::Refused(format!("unknown session {session}")))
 }
 
 fn save<D: Db>(txn: &mut Txn<'_, D>, session: SessionId, state: SessionState) {
@@ -286,7 +286,7 @@ fn fail<D: Db>(txn: &mut Txn<'_, D>, session: SessionId, state: SessionState, bl
 
 impl SessionState {
     fn all_participants(&self) -> Vec<Participant> {
-        (0 .. self.participants.len()).map(Participant::from_position).collect()
+        (0..self.participants.len()).map(Participant::from_position).collect()
     }
 
     fn others(&self) -> BTreeSet<Participant> {
@@ -356,7 +356,8 @@ fn commit<C: Ciphersuite>(state: &SessionState) -> Result<Opaque, KeyGenError> {
     }))
 }
 
-type Round1Maps<C> = (BTreeMap<Identifier<Ed25519>, round1::Package<Ed25519>>, BTreeMap<Identifier<C>, round1::Package<C>>);
+type Round1Maps<C> =
+    (BTreeMap<Identifier<Ed25519>, round1::Package<Ed25519>>, BTreeMap<Identifier<C>, round1::Package<C>>);
 
 fn parse_commitments<C: Ciphersuite>(
     state: &SessionState,
@@ -395,7 +396,8 @@ fn make_shares<C: Ciphersuite>(
         .collect())
 }
 
-type Round2Maps<C> = (BTreeMap<Identifier<Ed25519>, round2::Package<Ed25519>>, BTreeMap<Identifier<C>, round2::Package<C>>);
+type Round2Maps<C> =
+    (BTreeMap<Identifier<Ed25519>, round2::Package<Ed25519>>, BTreeMap<Identifier<C>, round2::Package<C>>);
 
 fn parse_shares<C: Ciphersuite>(
     shares: &[(Participant, zeroize::Zeroizing<Vec<u8>>)],

@@ -30,10 +30,8 @@ type Scalar = <MoneroEd25519 as modular_frost::curve::Ciphersuite>::F;
 type Point = <MoneroEd25519 as modular_frost::curve::Ciphersuite>::G;
 
 fn point(bytes: Vec<u8>) -> Result<Point, MoneroKeyError> {
-    let bytes: [u8; 32] =
-        bytes.try_into().map_err(|_| MoneroKeyError::Conversion("point is not 32 bytes".into()))?;
-    Option::from(Point::from_bytes(&bytes))
-        .ok_or_else(|| MoneroKeyError::Conversion("point does not decode".into()))
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| MoneroKeyError::Conversion("point is not 32 bytes".into()))?;
+    Option::from(Point::from_bytes(&bytes)).ok_or_else(|| MoneroKeyError::Conversion("point does not decode".into()))
 }
 
 /// Converts this participant's Ed25519 chain-key share into monero-wallet's multisig keys.
@@ -44,8 +42,12 @@ pub fn monero_threshold_keys(
     let conversion = |e: &dyn core::fmt::Display| MoneroKeyError::Conversion(e.to_string());
     let n = u16::try_from(share.public.verifying_shares().len()).map_err(|e| conversion(&e))?;
     let t = *share.share.min_signers();
-    let params = ThresholdParams::new(t, n, modular_frost::Participant::new(me.get()).ok_or_else(|| conversion(&"participant 0"))?)
-        .map_err(|e| conversion(&e))?;
+    let params = ThresholdParams::new(
+        t,
+        n,
+        modular_frost::Participant::new(me.get()).ok_or_else(|| conversion(&"participant 0"))?,
+    )
+    .map_err(|e| conversion(&e))?;
 
     let mut secret_repr = Zeroizing::new([0u8; 32]);
     secret_repr.copy_from_slice(&share.share.signing_share().serialize());
@@ -53,7 +55,7 @@ pub fn monero_threshold_keys(
         .ok_or_else(|| conversion(&"secret share is not a canonical scalar"))?;
 
     let mut verification_shares = HashMap::new();
-    for index in 1 ..= n {
+    for index in 1..=n {
         let participant = Participant::new(index).expect("index starts at 1");
         let id = super::dkg::identifier::<Ed25519>(participant);
         let verifying = share
@@ -62,14 +64,12 @@ pub fn monero_threshold_keys(
             .get(&id)
             .ok_or_else(|| conversion(&format!("missing verification share of {participant}")))?;
         let bytes = verifying.serialize().map_err(|e| conversion(&e))?;
-        verification_shares.insert(
-            modular_frost::Participant::new(index).expect("index starts at 1"),
-            point(bytes)?,
-        );
+        verification_shares.insert(modular_frost::Participant::new(index).expect("index starts at 1"), point(bytes)?);
     }
 
-    let keys: ThresholdKeys<MoneroEd25519> = ThresholdKeys::new(params, Interpolation::Lagrange, Zeroizing::new(secret), verification_shares)
-        .map_err(|e| conversion(&e))?;
+    let keys: ThresholdKeys<MoneroEd25519> =
+        ThresholdKeys::new(params, Interpolation::Lagrange, Zeroizing::new(secret), verification_shares)
+            .map_err(|e| conversion(&e))?;
     if keys.group_key().to_bytes().as_slice() != share.group_key_bytes().as_slice() {
         return Err(MoneroKeyError::GroupKeyMismatch);
     }

@@ -7,10 +7,7 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Explicit rather than bincode's defaults, so a library upgrade cannot change the encoding.
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard()
-        .with_little_endian()
-        .with_variable_int_encoding()
-        .with_limit::<MAX_MESSAGE_BYTES>()
+    bincode::config::standard().with_little_endian().with_variable_int_encoding().with_limit::<MAX_MESSAGE_BYTES>()
 }
 
 /// Why bytes from the network were refused.
@@ -42,8 +39,8 @@ pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, WireError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(WireError::TooLarge { len: bytes.len() });
     }
-    let (value, read) = bincode::decode_from_slice(bytes, config())
-        .map_err(|error| WireError::Malformed(error.to_string()))?;
+    let (value, read) =
+        bincode::decode_from_slice(bytes, config()).map_err(|error| WireError::Malformed(error.to_string()))?;
     if read != bytes.len() {
         return Err(WireError::TrailingBytes(bytes.len() - read));
     }

@@ -54,11 +54,7 @@ impl<M: Encode> Envelope<M> {
 impl<M: Decode<()>> Envelope<M> {
     /// Decodes wire bytes addressed to `me`, checking the version, that `accept_sender` accepts
     /// the sender, and the sender's signature. Never panics on any input.
-    pub fn open(
-        bytes: &[u8],
-        me: &PeerKey,
-        accept_sender: impl Fn(&PeerKey) -> bool,
-    ) -> Result<Self, WireError> {
+    pub fn open(bytes: &[u8], me: &PeerKey, accept_sender: impl Fn(&PeerKey) -> bool) -> Result<Self, WireError> {
         let signed: SignedEnvelope = decode(bytes)?;
         let envelope: Envelope<M> = decode(&signed.envelope)?;
         if envelope.version != PROTOCOL_VERSION {

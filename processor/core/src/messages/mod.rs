@@ -12,8 +12,8 @@ pub use codec::{decode, encode, WireError, MAX_MESSAGE_BYTES};
 pub use envelope::{Envelope, Frame, SignedEnvelope, PROTOCOL_VERSION};
 
 use crate::ids::{
-    Amount, Attempt, BatchId, BatchPublicKey, BlockHeight, BlockId, ExternalChain, Participant,
-    PeerKey, PlanId, SessionId,
+    Amount, Attempt, BatchId, BatchPublicKey, BlockHeight, BlockId, ExternalChain, Participant, PeerKey, PlanId,
+    SessionId,
 };
 use bincode::{Decode, Encode};
 
@@ -220,13 +220,26 @@ pub enum SignCommand {
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum SignEvent {
-    Preprocess { id: SignId, preprocess: Opaque },
-    Share { id: SignId, share: Opaque },
+    Preprocess {
+        id: SignId,
+        preprocess: Opaque,
+    },
+    Share {
+        id: SignId,
+        share: Opaque,
+    },
     /// A participant's preprocess or share was invalid.
-    Blame { id: SignId, accused: Participant, reason: BlameReason },
+    Blame {
+        id: SignId,
+        accused: Participant,
+        reason: BlameReason,
+    },
     /// A plan's transaction is complete: signed here (and published), or seen in a final
     /// block (whoever published it). `transaction` is its chain id (the txid for Bitcoin).
-    Completed { plan: PlanId, transaction: Opaque },
+    Completed {
+        plan: PlanId,
+        transaction: Opaque,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------

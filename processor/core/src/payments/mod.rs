@@ -116,13 +116,15 @@ pub fn validate_burn(chain: ExternalChain, burn: &Burn) -> Result<(), String> {
                 return Err("the amount exceeds Bitcoin's supply".into());
             }
             let script = bitcoin::Script::from_bytes(&burn.destination);
-            let payable = script.is_p2tr() || script.is_p2wpkh() || script.is_p2wsh() || script.is_p2pkh() || script.is_p2sh();
+            let payable =
+                script.is_p2tr() || script.is_p2wpkh() || script.is_p2wsh() || script.is_p2pkh() || script.is_p2sh();
             if !payable {
                 return Err("the destination is not a standard output script (P2TR, P2WPKH, P2WSH, P2PKH, P2SH)".into());
             }
         }
         ExternalChain::Monero => {
-            let text = core::str::from_utf8(&burn.destination).map_err(|_| "the destination is not text".to_string())?;
+            let text =
+                core::str::from_utf8(&burn.destination).map_err(|_| "the destination is not text".to_string())?;
             monero_wallet::address::MoneroAddress::from_str(monero_wallet::address::Network::Mainnet, text)
                 .map_err(|e| format!("the destination is not a mainnet Monero address: {e:?}"))?;
         }
@@ -194,7 +196,8 @@ pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Sch
     let mut plans = Vec::new();
     for payment in scheduled.forfeited {
         BURNS.set(txn, &payment.id, &BurnStatus::Forfeited);
-        messages.push(ProcessorMessage::Payments(PaymentsEvent::BurnForfeited { id: payment.id, amount: payment.amount }));
+        messages
+            .push(ProcessorMessage::Payments(PaymentsEvent::BurnForfeited { id: payment.id, amount: payment.amount }));
     }
     for plan in scheduled.plans {
         let id = plan_id(chain, &plan);
@@ -204,7 +207,8 @@ pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Sch
         }
         tracing::info!(plan = %id, kind = ?plan.kind, inputs = plan.inputs.len(), payments = burns.len(), fee = %plan.fee, "planned a transaction");
         let fee_rate = scheduler.fee_rate();
-        let mut record = PlanRecord { id, chain, session, plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate };
+        let mut record =
+            PlanRecord { id, chain, session, plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate };
         PLANS.set(txn, &id, &record);
         messages.push(ProcessorMessage::Payments(PaymentsEvent::Planned { plan: id, burns }));
         match crate::transaction::eventuality::watch(txn, &record) {

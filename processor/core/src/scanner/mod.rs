@@ -153,7 +153,7 @@ pub fn heights_to_fetch(
         _ => next.0,
     };
     let to = last_final.min(next.0 + MAX_FETCH_AHEAD - 1);
-    Ok((from ..= to).map(BlockHeight).collect())
+    Ok((from..=to).map(BlockHeight).collect())
 }
 
 /// Scans block `height` if it is the next final block, in the caller's transaction.

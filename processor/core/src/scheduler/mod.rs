@@ -172,9 +172,8 @@ impl Scheduler {
 
     /// Adds an output unless it is already known (a redelivered report must not add twice).
     pub fn add_output(&mut self, utxo: Utxo) {
-        let Err(position) = self
-            .utxos
-            .binary_search_by(|probe| utxo.amount.cmp(&probe.amount).then_with(|| probe.id.cmp(&utxo.id)))
+        let Err(position) =
+            self.utxos.binary_search_by(|probe| utxo.amount.cmp(&probe.amount).then_with(|| probe.id.cmp(&utxo.id)))
         else {
             return;
         };
@@ -209,7 +208,9 @@ impl Scheduler {
     pub fn schedule(&mut self, fee_rate: u64, model: &FeeModel) -> Scheduled {
         assert!(model.max_outputs >= 2 && model.max_inputs >= 1, "a fee model must allow a payment and change");
         let mut scheduled = Scheduled::default();
-        if self.queue.len() > model.max_outputs - 1 && self.utxos.len() < self.queue.len().div_ceil(model.max_outputs - 1) {
+        if self.queue.len() > model.max_outputs - 1
+            && self.utxos.len() < self.queue.len().div_ceil(model.max_outputs - 1)
+        {
             if let Some(plan) = self.branch(fee_rate, model) {
                 scheduled.plans.push(plan);
                 return scheduled;
@@ -253,7 +254,7 @@ impl Scheduler {
                 take -= 1;
                 continue;
             };
-            let input_total: u128 = self.utxos[.. inputs].iter().map(|u| u.amount.0 as u128).sum();
+            let input_total: u128 = self.utxos[..inputs].iter().map(|u| u.amount.0 as u128).sum();
             let leftover = input_total - needed;
             let with_change = leftover >= model.dust.0 as u128;
             let outputs = take + usize::from(with_change);
@@ -277,10 +278,10 @@ impl Scheduler {
                 continue;
             }
 
-            let inputs: Vec<Utxo> = self.utxos.drain(.. inputs).collect();
+            let inputs: Vec<Utxo> = self.utxos.drain(..inputs).collect();
             let payments: Vec<PlannedPayment> = self
                 .queue
-                .drain(.. take)
+                .drain(..take)
                 .enumerate()
                 .map(|(i, payment)| {
                     let owed = share + if i == 0 { remainder } else { 0 };
@@ -304,11 +305,18 @@ impl Scheduler {
             return None;
         }
         let fee = model.fee(fee_rate, model.max_inputs, 1);
-        let inputs: Vec<Utxo> = self.utxos[.. model.max_inputs].to_vec();
+        let inputs: Vec<Utxo> = self.utxos[..model.max_inputs].to_vec();
         let total: u64 = inputs.iter().map(|u| u.amount.0).sum();
         let merged = total.checked_sub(fee.0).filter(|m| *m >= model.dust.0)?;
-        self.utxos.drain(.. model.max_inputs);
-        let plan = Plan { kind: PlanKind::Consolidation, inputs, payments: vec![], branches: vec![], change: Some(Amount(merged)), fee };
+        self.utxos.drain(..model.max_inputs);
+        let plan = Plan {
+            kind: PlanKind::Consolidation,
+            inputs,
+            payments: vec![],
+            branches: vec![],
+            change: Some(Amount(merged)),
+            fee,
+        };
         assert!(plan.conserves_value(), "a consolidation must conserve value: {plan:?}");
         Some(plan)
     }
@@ -334,11 +342,11 @@ impl Scheduler {
         if inputs >= groups.len() {
             return None;
         }
-        let input_total: u128 = self.utxos[.. inputs].iter().map(|u| u.amount.0 as u128).sum();
+        let input_total: u128 = self.utxos[..inputs].iter().map(|u| u.amount.0 as u128).sum();
         let fee = model.fee(fee_rate, inputs, groups.len() + 1).0 as u128;
         let leftover = input_total.checked_sub(branches_total + fee)?;
         let with_change = leftover >= model.dust.0 as u128;
-        let inputs: Vec<Utxo> = self.utxos.drain(.. inputs).collect();
+        let inputs: Vec<Utxo> = self.utxos.drain(..inputs).collect();
         let fee = Amount(u64::try_from(fee + if with_change { 0 } else { leftover }).ok()?);
         let change = with_change.then(|| Amount(u64::try_from(leftover).expect("bounded by an input")));
         let plan = Plan {

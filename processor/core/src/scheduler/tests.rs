@@ -2,8 +2,8 @@
 //! limits, including the outputs plans create coming back and being spent in turn.
 
 use super::*;
-use proptest::prelude::*;
 use crate::messages::OutputKind;
+use proptest::prelude::*;
 use std::collections::BTreeSet;
 
 fn model(max_inputs: usize, max_outputs: usize, dust: u64) -> FeeModel {
@@ -12,7 +12,7 @@ fn model(max_inputs: usize, max_outputs: usize, dust: u64) -> FeeModel {
 
 fn payment(index: usize, amount: u64) -> Payment {
     let mut id = [0u8; 32];
-    id[.. 8].copy_from_slice(&(index as u64).to_le_bytes());
+    id[..8].copy_from_slice(&(index as u64).to_le_bytes());
     Payment { id, destination: vec![index as u8], amount: Amount(amount) }
 }
 
@@ -129,8 +129,12 @@ proptest! {
 fn payments_are_batched_and_carry_their_fee() {
     let model = model(10, 4, 330);
     let mut scheduler = Scheduler::default();
-    scheduler.add_output(Utxo { id: crate::ids::OutputId(vec![1]), amount: Amount(1_000_000), kind: OutputKind::External });
-    for index in 0 .. 3 {
+    scheduler.add_output(Utxo {
+        id: crate::ids::OutputId(vec![1]),
+        amount: Amount(1_000_000),
+        kind: OutputKind::External,
+    });
+    for index in 0..3 {
         scheduler.queue_payment(payment(index, 100_000));
     }
     let scheduled = scheduler.schedule(10, &model);
@@ -139,7 +143,10 @@ fn payments_are_batched_and_carry_their_fee() {
     assert_eq!(plan.payments.len(), 3);
     // One input, three payments and change: 11 + 58 + 4 * 43 = 241 vB at 10 sat/vB.
     assert_eq!(plan.fee, Amount(2_410));
-    assert_eq!(plan.payments.iter().map(|p| p.paid.0).collect::<Vec<_>>(), vec![100_000 - 804, 100_000 - 803, 100_000 - 803]);
+    assert_eq!(
+        plan.payments.iter().map(|p| p.paid.0).collect::<Vec<_>>(),
+        vec![100_000 - 804, 100_000 - 803, 100_000 - 803]
+    );
     assert_eq!(plan.change, Some(Amount(700_000)));
 }
 
@@ -147,7 +154,11 @@ fn payments_are_batched_and_carry_their_fee() {
 fn a_payment_that_cannot_pay_its_fee_is_forfeited_and_accounted() {
     let model = model(10, 4, 330);
     let mut scheduler = Scheduler::default();
-    scheduler.add_output(Utxo { id: crate::ids::OutputId(vec![1]), amount: Amount(1_000_000), kind: OutputKind::External });
+    scheduler.add_output(Utxo {
+        id: crate::ids::OutputId(vec![1]),
+        amount: Amount(1_000_000),
+        kind: OutputKind::External,
+    });
     scheduler.queue_payment(payment(0, 500));
     scheduler.queue_payment(payment(1, 50_000));
     let scheduled = scheduler.schedule(10, &model);
@@ -160,8 +171,12 @@ fn a_payment_that_cannot_pay_its_fee_is_forfeited_and_accounted() {
 fn too_many_payments_for_one_output_branch_first() {
     let model = model(10, 3, 330);
     let mut scheduler = Scheduler::default();
-    scheduler.add_output(Utxo { id: crate::ids::OutputId(vec![1]), amount: Amount(10_000_000), kind: OutputKind::External });
-    for index in 0 .. 6 {
+    scheduler.add_output(Utxo {
+        id: crate::ids::OutputId(vec![1]),
+        amount: Amount(10_000_000),
+        kind: OutputKind::External,
+    });
+    for index in 0..6 {
         scheduler.queue_payment(payment(index, 100_000));
     }
     let scheduled = scheduler.schedule(1, &model);
@@ -176,8 +191,12 @@ fn too_many_payments_for_one_output_branch_first() {
 fn many_small_outputs_are_consolidated_when_no_selection_fits() {
     let model = model(3, 4, 330);
     let mut scheduler = Scheduler::default();
-    for index in 0 .. 10u8 {
-        scheduler.add_output(Utxo { id: crate::ids::OutputId(vec![index]), amount: Amount(10_000), kind: OutputKind::External });
+    for index in 0..10u8 {
+        scheduler.add_output(Utxo {
+            id: crate::ids::OutputId(vec![index]),
+            amount: Amount(10_000),
+            kind: OutputKind::External,
+        });
     }
     scheduler.queue_payment(payment(0, 50_000));
     let scheduled = scheduler.schedule(1, &model);

@@ -15,6 +15,11 @@ use crate::messages::{decode, encode, ChainPublicKey, OutputKind};
 use crate::payments::PlanRecord;
 use crate::scheduler::Plan;
 use crate::sign::{self, SignError, SigningSet};
+use bitcoin::absolute::LockTime;
+use bitcoin::hashes::Hash;
+use bitcoin::sighash::{Prevouts, SighashCache};
+use bitcoin::transaction::Version;
+use bitcoin::{Amount, ScriptBuf, Sequence, TapSighashType, Transaction, TxIn, TxOut, Witness};
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
 use frost_core::round1::{SigningCommitments, SigningNonces};
 use frost_core::round2::SignatureShare;
@@ -22,11 +27,6 @@ use frost_core::{Identifier, SigningPackage};
 use frost_secp256k1_tr::keys::Tweak;
 use rand_core::{CryptoRng, RngCore};
 use std::collections::BTreeMap;
-use bitcoin::absolute::LockTime;
-use bitcoin::hashes::Hash;
-use bitcoin::sighash::{Prevouts, SighashCache};
-use bitcoin::transaction::Version;
-use bitcoin::{Amount, ScriptBuf, Sequence, TapSighashType, Transaction, TxIn, TxOut, Witness};
 
 /// The unsigned transaction of a plan and what its inputs spend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +48,12 @@ pub fn build(plan: &Plan, internal_key: &[u8; 32]) -> Result<SignableTransaction
     let mut roots = Vec::with_capacity(plan.inputs.len());
     for utxo in &plan.inputs {
         let previous_output = outpoint_of(&utxo.id).ok_or("an input's id is not an outpoint")?;
-        input.push(TxIn { previous_output, script_sig: ScriptBuf::new(), sequence: Sequence::MAX, witness: Witness::new() });
+        input.push(TxIn {
+            previous_output,
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        });
         let script_pubkey = script_of(internal_key, utxo.kind).map_err(|e| e.to_string())?;
         prevouts.push(TxOut { value: Amount::from_sat(utxo.amount.0), script_pubkey });
         roots.push(merkle_root(utxo.kind));
@@ -75,7 +80,7 @@ impl SignableTransaction {
     /// Each input's BIP341 key-path sighash (SIGHASH_DEFAULT), in input order.
     pub fn sighashes(&self) -> Result<Vec<[u8; 32]>, String> {
         let mut cache = SighashCache::new(&self.transaction);
-        (0 .. self.transaction.input.len())
+        (0..self.transaction.input.len())
             .map(|index| {
                 cache
                     .taproot_key_spend_signature_hash(index, &Prevouts::All(&self.prevouts), TapSighashType::Default)
@@ -200,8 +205,9 @@ impl ChainSigner for BitcoinSigner {
         let mut by_input: Vec<BTreeMap<Identifier<Secp256k1Tr>, SigningCommitments<Secp256k1Tr>>> =
             vec![BTreeMap::new(); inputs];
         for (participant, bytes) in preprocesses {
-            let parsed =
-                per_input(*participant, bytes, inputs, |item| SigningCommitments::<Secp256k1Tr>::deserialize(item).ok())?;
+            let parsed = per_input(*participant, bytes, inputs, |item| {
+                SigningCommitments::<Secp256k1Tr>::deserialize(item).ok()
+            })?;
             let identifier = keygen::dkg_identifier::<Secp256k1Tr>(*participant);
             for (input, commitments) in parsed.into_iter().enumerate() {
                 by_input[input].insert(identifier, commitments);
@@ -330,7 +336,11 @@ mod tests {
     fn change_goes_to_the_change_address_and_payments_first() {
         let plan = crate::scheduler::Plan {
             kind: crate::scheduler::PlanKind::Payments,
-            inputs: vec![Utxo { id: crate::ids::OutputId([1; 36].to_vec()), amount: Sats(100_000), kind: OutputKind::External }],
+            inputs: vec![Utxo {
+                id: crate::ids::OutputId([1; 36].to_vec()),
+                amount: Sats(100_000),
+                kind: OutputKind::External,
+            }],
             payments: vec![crate::scheduler::PlannedPayment {
                 payment: Payment { id: [2; 32], destination: destination(0, 5), amount: Sats(40_000) },
                 paid: Sats(39_000),

@@ -149,7 +149,11 @@ fn resolve_monero<D: Db>(
     scanned: &ScannedBlock,
 ) -> Result<Vec<ProcessorMessage>, DbError> {
     for output in &scanned.outputs {
-        monero::store_output(txn, &output.id, &MoneroOutput { final_at: height, wallet_output: output.spend_data.clone() });
+        monero::store_output(
+            txn,
+            &output.id,
+            &MoneroOutput { final_at: height, wallet_output: output.spend_data.clone() },
+        );
     }
     let mut messages = Vec::new();
     let mut resolved = Vec::new();

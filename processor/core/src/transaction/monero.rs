@@ -25,13 +25,13 @@ use crate::messages::{decode, encode, ChainPublicKey, PaymentsEvent, ProcessorMe
 use crate::payments::{self, PlanRecord, PlanState};
 use crate::sign::{SignError, SigningSet};
 use bincode::{Decode, Encode};
-use rand_core::{CryptoRng, RngCore};
 use monero_wallet::address::{MoneroAddress, Network};
 use monero_wallet::interface::{FeeRate, ProvidesDecoys};
 use monero_wallet::ringct::RctType;
 use monero_wallet::send::{Change, Eventuality, SignableTransaction};
 use monero_wallet::{OutputWithDecoys, WalletOutput};
 use rand_chacha::rand_core::SeedableRng;
+use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -136,9 +136,10 @@ pub async fn select_decoys(rpc: &impl ProvidesDecoys, request: &DecoyRequest) ->
     for (index, bytes) in request.outputs.iter().enumerate() {
         let output = WalletOutput::read(&mut bytes.as_slice()).map_err(|e| format!("input {index}: {e}"))?;
         let mut rng = rand_chacha::ChaCha20Rng::from_seed(hash(&[&request.seed, &(index as u64).to_le_bytes()]));
-        let with_decoys = OutputWithDecoys::fingerprintable_deterministic_new(&mut rng, rpc, RING_LEN, block_number, output)
-            .await
-            .map_err(|e| format!("input {index}: {e:?}"))?;
+        let with_decoys =
+            OutputWithDecoys::fingerprintable_deterministic_new(&mut rng, rpc, RING_LEN, block_number, output)
+                .await
+                .map_err(|e| format!("input {index}: {e:?}"))?;
         inputs.push(with_decoys.serialize());
     }
     Ok(inputs)
@@ -165,11 +166,17 @@ pub fn parse_inputs(request: &DecoyRequest, inputs: &[Vec<u8>]) -> Result<Vec<Ou
 }
 
 /// The plan's transaction, before signing.
-pub fn signable(record: &PlanRecord, spend_key: &[u8; 32], inputs: Vec<OutputWithDecoys>) -> Result<SignableTransaction, String> {
+pub fn signable(
+    record: &PlanRecord,
+    spend_key: &[u8; 32],
+    inputs: Vec<OutputWithDecoys>,
+) -> Result<SignableTransaction, String> {
     let mut payments = Vec::with_capacity(record.plan.output_count());
     for payment in &record.plan.payments {
-        let text = core::str::from_utf8(&payment.payment.destination).map_err(|_| "a destination is not text".to_string())?;
-        let address = MoneroAddress::from_str(NETWORK, text).map_err(|e| format!("a destination does not parse: {e:?}"))?;
+        let text =
+            core::str::from_utf8(&payment.payment.destination).map_err(|_| "a destination is not text".to_string())?;
+        let address =
+            MoneroAddress::from_str(NETWORK, text).map_err(|e| format!("a destination does not parse: {e:?}"))?;
         payments.push((address, payment.paid.0));
     }
     let change = change_address(spend_key, NETWORK).map_err(|e| e.to_string())?;
@@ -177,7 +184,8 @@ pub fn signable(record: &PlanRecord, spend_key: &[u8; 32], inputs: Vec<OutputWit
         payments.push((change, branch.0));
     }
     let view_pair = view_pair(spend_key).map_err(|e| e.to_string())?;
-    let outgoing_view_key = Zeroizing::new(hash(&[b"threshold-custody processor: outgoing view key", spend_key, &record.id.0]));
+    let outgoing_view_key =
+        Zeroizing::new(hash(&[b"threshold-custody processor: outgoing view key", spend_key, &record.id.0]));
     let fee_rate = FeeRate::new(record.fee_rate.max(1), FEE_MASK).ok_or("a zero fee rate")?;
     SignableTransaction::new(
         RctType::ClsagBulletproofPlus,
@@ -204,7 +212,9 @@ pub fn eventuality(signable: &SignableTransaction) -> (Vec<u8>, Eventuality) {
 
 /// Whether a stored own transaction (pruned, serialized) completes the eventuality.
 pub fn completes(eventuality: &Eventuality, transaction: &[u8]) -> bool {
-    let Ok(transaction) = monero_wallet::transaction::Transaction::<monero_wallet::transaction::Pruned>::read(&mut &*transaction) else {
+    let Ok(transaction) =
+        monero_wallet::transaction::Transaction::<monero_wallet::transaction::Pruned>::read(&mut &*transaction)
+    else {
         return false;
     };
     transaction.prefix().extra == eventuality.extra() && eventuality.matches(&transaction)
@@ -281,12 +291,11 @@ fn monero_share(keys: &ThresholdKeyPair) -> Result<&KeyShare<Ed25519>, SignError
 
 fn frost_error(error: modular_frost::FrostError, step: &str) -> SignError {
     match error {
-        modular_frost::FrostError::InvalidPreprocess(participant) | modular_frost::FrostError::InvalidShare(participant) => {
-            match Participant::new(u16::from(participant)) {
-                Some(accused) => SignError::Blame { accused, reason: crate::messages::BlameReason::InvalidSignatureShare },
-                None => SignError::Refused(format!("{step}: {error:?}")),
-            }
-        }
+        modular_frost::FrostError::InvalidPreprocess(participant)
+        | modular_frost::FrostError::InvalidShare(participant) => match Participant::new(u16::from(participant)) {
+            Some(accused) => SignError::Blame { accused, reason: crate::messages::BlameReason::InvalidSignatureShare },
+            None => SignError::Refused(format!("{step}: {error:?}")),
+        },
         other => SignError::Refused(format!("{step}: {other:?}")),
     }
 }

@@ -31,7 +31,7 @@ pub fn network_with_keys(
     network.attach_chain(source, confirmations);
     network.coordinator_mut().record_reports(true);
     network.start_keygen(SESSION, t, None);
-    let members: Vec<usize> = (0 .. n).collect();
+    let members: Vec<usize> = (0..n).collect();
     assert!(network.run_until(Millis(600_000), |net| all_active(net, &members)), "key generation did not finish");
     let keys = keygen::active_keys(network.db(0)).unwrap().unwrap().group_keys();
     (network, keys)
@@ -55,7 +55,10 @@ pub fn assert_batch_signature(keys: &GroupKeys, batch: &Batch, signature: &[u8; 
 }
 
 /// Every block report the coordinator saw from one processor, in order.
-pub fn reports_by(network: &LocalNetwork, index: usize) -> Vec<(u64, [u8; 32], Vec<processor_core::messages::Deposit>)> {
+pub fn reports_by(
+    network: &LocalNetwork,
+    index: usize,
+) -> Vec<(u64, [u8; 32], Vec<processor_core::messages::Deposit>)> {
     let participant = processor_core::ids::Participant::from_position(index);
     let mut reports: Vec<_> = network
         .coordinator()
@@ -73,12 +76,14 @@ pub fn reports_by(network: &LocalNetwork, index: usize) -> Vec<(u64, [u8; 32], V
     reports
 }
 
-
 /// Whether every processor in `live` has plans and all of them are complete on chain.
 pub fn plans_completed(network: &LocalNetwork, live: &[usize]) -> bool {
     live.iter().all(|index| {
         let plans = processor_core::inspect::Inspector::new(network.db(*index)).plans().unwrap();
-        !plans.is_empty() && plans.iter().all(|(_, record)| matches!(record.state, processor_core::payments::PlanState::Completed { .. }))
+        !plans.is_empty()
+            && plans
+                .iter()
+                .all(|(_, record)| matches!(record.state, processor_core::payments::PlanState::Completed { .. }))
     })
 }
 
@@ -96,7 +101,11 @@ pub fn mine_until_paid(network: &mut LocalNetwork, live: &[usize], within_ms: u6
 }
 
 /// Processor `index`'s plan paying `burn`, and what it pays.
-pub fn plan_paying(network: &LocalNetwork, index: usize, burn: &processor_core::messages::Burn) -> (processor_core::payments::PlanRecord, u64) {
+pub fn plan_paying(
+    network: &LocalNetwork,
+    index: usize,
+    burn: &processor_core::messages::Burn,
+) -> (processor_core::payments::PlanRecord, u64) {
     let Some(processor_core::payments::BurnStatus::Planned(plan)) =
         processor_core::inspect::Inspector::new(network.db(index)).burn(&burn.id).unwrap()
     else {
