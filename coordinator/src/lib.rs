@@ -122,6 +122,91 @@ struct KeyGenRound {
     status: SessionStatus,
 }
 
+impl KeyGenRound {
+    /// A participant's commitments; once all are in, each participant gets everyone else's.
+    fn commitments_from(
+        &mut self,
+        session: SessionId,
+        sender: Participant,
+        commitments: Vec<u8>,
+    ) -> Vec<(PeerKey, KeyGenCommand)> {
+        self.commitments.insert(sender, commitments);
+        if self.commitments.len() != self.participants.len() {
+            return vec![];
+        }
+        self.participants
+            .iter()
+            .enumerate()
+            .map(|(position, peer)| {
+                let me = Participant::from_position(position);
+                let commitments =
+                    self.commitments.iter().filter(|(p, _)| **p != me).map(|(p, c)| (*p, c.clone())).collect();
+                (*peer, KeyGenCommand::Commitments { session, commitments })
+            })
+            .collect()
+    }
+
+    /// A participant's encrypted shares (kept from its first report only); once all are in,
+    /// each participant gets the shares addressed to it.
+    fn shares_from(
+        &mut self,
+        session: SessionId,
+        sender: Participant,
+        shares: Vec<(Participant, Vec<u8>)>,
+    ) -> Vec<(PeerKey, KeyGenCommand)> {
+        if self.shares_from.insert(sender, ()).is_none() {
+            for (to, share) in shares {
+                self.shares.insert((sender, to), share);
+            }
+        }
+        if self.shares_from.len() != self.participants.len() {
+            return vec![];
+        }
+        self.participants
+            .iter()
+            .enumerate()
+            .map(|(position, peer)| {
+                let me = Participant::from_position(position);
+                let shares = self
+                    .shares
+                    .iter()
+                    .filter(|((_, to), _)| *to == me)
+                    .map(|((from, _), share)| (*from, share.clone()))
+                    .collect();
+                (*peer, KeyGenCommand::Shares { session, shares })
+            })
+            .collect()
+    }
+
+    /// A participant generated `keys`; once all did and agree, the keys are confirmed with
+    /// activation at `tip`. Returns the confirmations and what to observe.
+    fn generated_by(
+        &mut self,
+        session: SessionId,
+        sender: Participant,
+        keys: GroupKeys,
+        tip: BlockHeight,
+    ) -> (Vec<(PeerKey, KeyGenCommand)>, Option<Observation>) {
+        self.generated.insert(sender, keys);
+        if self.generated.len() != self.participants.len() || self.status != SessionStatus::Running {
+            return (vec![], None);
+        }
+        let mut all = self.generated.values();
+        let first = *all.next().expect("at least two participants");
+        if !all.all(|k| *k == first) {
+            return (vec![], Some(Observation::KeysDisagree { session }));
+        }
+        self.status = SessionStatus::Confirmed(first);
+        self.activation = Some(tip);
+        let to_send = self
+            .participants
+            .iter()
+            .map(|peer| (*peer, KeyGenCommand::Confirm { session, keys: first, activation: tip }))
+            .collect();
+        (to_send, Some(Observation::KeysConfirmed { session, keys: first }))
+    }
+}
+
 pub struct Coordinator {
     identity: Identity,
     links: BTreeMap<PeerKey, Link>,
@@ -343,92 +428,56 @@ impl Coordinator {
             return vec![];
         };
         let sender = Participant::from_position(position);
-        let mut to_send: Vec<(PeerKey, KeyGenCommand)> = Vec::new();
-        match event {
-            KeyGenEvent::Commitments { commitments, .. } => {
-                round.commitments.insert(sender, commitments);
-                if round.commitments.len() == round.participants.len() {
-                    for (position, peer) in round.participants.iter().enumerate() {
-                        let me = Participant::from_position(position);
-                        let commitments =
-                            round.commitments.iter().filter(|(p, _)| **p != me).map(|(p, c)| (*p, c.clone())).collect();
-                        to_send.push((*peer, KeyGenCommand::Commitments { session, commitments }));
-                    }
-                }
-            }
-            KeyGenEvent::Shares { shares, .. } => {
-                if round.shares_from.insert(sender, ()).is_none() {
-                    for (to, share) in shares {
-                        round.shares.insert((sender, to), share);
-                    }
-                }
-                if round.shares_from.len() == round.participants.len() {
-                    for (position, peer) in round.participants.iter().enumerate() {
-                        let me = Participant::from_position(position);
-                        let shares = round
-                            .shares
-                            .iter()
-                            .filter(|((_, to), _)| *to == me)
-                            .map(|((from, _), share)| (*from, share.clone()))
-                            .collect();
-                        to_send.push((*peer, KeyGenCommand::Shares { session, shares }));
-                    }
-                }
-            }
+        let to_send = match event {
+            KeyGenEvent::Commitments { commitments, .. } => round.commitments_from(session, sender, commitments),
+            KeyGenEvent::Shares { shares, .. } => round.shares_from(session, sender, shares),
             KeyGenEvent::Generated { keys, .. } => {
                 self.observations.push(Observation::KeysGenerated { session, participant: sender, keys });
-                round.generated.insert(sender, keys);
-                if round.generated.len() == round.participants.len() && round.status == SessionStatus::Running {
-                    let mut all = round.generated.values();
-                    let first = *all.next().expect("at least two participants");
-                    if all.all(|k| *k == first) {
-                        round.status = SessionStatus::Confirmed(first);
-                        round.activation = Some(self.chain_tip);
-                        self.observations.push(Observation::KeysConfirmed { session, keys: first });
-                        for peer in &round.participants {
-                            to_send.push((
-                                *peer,
-                                KeyGenCommand::Confirm { session, keys: first, activation: self.chain_tip },
-                            ));
-                        }
-                    } else {
-                        self.observations.push(Observation::KeysDisagree { session });
-                    }
-                }
+                let tip = self.chain_tip;
+                let (to_send, observation) = round.generated_by(session, sender, keys, tip);
+                self.observations.extend(observation);
+                to_send
             }
             KeyGenEvent::Blame { accused, reason, .. } => {
                 self.observations.push(Observation::Blamed { session, by: sender, accused, reason });
-                if round.status == SessionStatus::Running {
-                    round.status = SessionStatus::Failed { blamed: accused };
-                    for peer in &round.participants {
-                        to_send.push((*peer, KeyGenCommand::Failed { session, blamed: accused }));
-                    }
-                    if self.retry_without_blamed {
-                        let threshold = round.threshold;
-                        let remaining: Vec<PeerKey> = round
-                            .participants
-                            .iter()
-                            .enumerate()
-                            .filter(|(position, _)| Participant::from_position(*position) != accused)
-                            .map(|(_, peer)| *peer)
-                            .collect();
-                        let mut out: Vec<Outbound> = to_send
-                            .into_iter()
-                            .flat_map(|(to, command)| self.send(to, CoordinatorMessage::KeyGen(command)))
-                            .collect();
-                        if remaining.len() >= usize::from(threshold.max(2)) {
-                            let next = SessionId(self.latest_session().map_or(1, |s| s.0 + 1));
-                            out.extend(self.start_keygen(next, threshold, remaining));
-                        }
-                        return out;
-                    }
-                }
+                return self.blamed(session, accused);
             }
             KeyGenEvent::Activated { keys, .. } => {
                 self.observations.push(Observation::Activated { session, participant: sender, keys });
+                vec![]
             }
-        }
+        };
+        self.send_keygen(to_send)
+    }
+
+    fn send_keygen(&mut self, to_send: Vec<(PeerKey, KeyGenCommand)>) -> Vec<Outbound> {
         to_send.into_iter().flat_map(|(to, command)| self.send(to, CoordinatorMessage::KeyGen(command))).collect()
+    }
+
+    /// A participant blamed `accused`: the session fails (once), and with
+    /// `retry_without_blamed` a new session starts without the accused.
+    fn blamed(&mut self, session: SessionId, accused: Participant) -> Vec<Outbound> {
+        let Some(round) = self.sessions.get_mut(&session) else { return vec![] };
+        if round.status != SessionStatus::Running {
+            return vec![];
+        }
+        round.status = SessionStatus::Failed { blamed: accused };
+        let to_send: Vec<_> =
+            round.participants.iter().map(|peer| (*peer, KeyGenCommand::Failed { session, blamed: accused })).collect();
+        let threshold = round.threshold;
+        let remaining: Vec<PeerKey> = round
+            .participants
+            .iter()
+            .enumerate()
+            .filter(|(position, _)| Participant::from_position(*position) != accused)
+            .map(|(_, peer)| *peer)
+            .collect();
+        let mut out = self.send_keygen(to_send);
+        if self.retry_without_blamed && remaining.len() >= usize::from(threshold.max(2)) {
+            let next = SessionId(self.latest_session().map_or(1, |s| s.0 + 1));
+            out.extend(self.start_keygen(next, threshold, remaining));
+        }
+        out
     }
 }
 

@@ -292,7 +292,7 @@ impl LocalNetwork {
         let members = members.unwrap_or(&all);
         let participants = members.iter().map(|i| self.nodes[*i].identity.peer_key()).collect();
         let out = self.coordinator.start_keygen(session, threshold, participants);
-        self.from_coordinator(out);
+        self.deliver_outbound(out);
     }
 
     /// Crashes processor `index` (losing everything not committed) and restarts it on its DB.
@@ -339,11 +339,11 @@ impl LocalNetwork {
             }
             for event in events {
                 let effects = self.nodes[index].processor.handle(event);
-                self.from_processor(index, effects.expect("the in-memory DB does not fail").effects);
+                self.deliver_effects(index, effects.expect("the in-memory DB does not fail").effects);
             }
         }
         let out = self.coordinator.tick(Millis(self.now));
-        self.from_coordinator(out);
+        self.deliver_outbound(out);
     }
 
     fn deliver(&mut self, destination: Destination, bytes: Vec<u8>) {
@@ -351,19 +351,19 @@ impl LocalNetwork {
         match destination {
             Destination::Coordinator => {
                 let out = self.coordinator.handle(&bytes);
-                self.from_coordinator(out);
+                self.deliver_outbound(out);
             }
             Destination::Processor(index) => {
                 if self.silent.contains(&index) {
                     return;
                 }
                 let effects = self.nodes[index].processor.handle(Event::Inbound(bytes));
-                self.from_processor(index, effects.expect("the in-memory DB does not fail").effects);
+                self.deliver_effects(index, effects.expect("the in-memory DB does not fail").effects);
             }
         }
     }
 
-    fn from_coordinator(&mut self, out: Vec<Outbound>) {
+    fn deliver_outbound(&mut self, out: Vec<Outbound>) {
         for Outbound { to, bytes } in out {
             if let Some(index) = self.nodes.iter().position(|n| n.identity.peer_key() == to) {
                 self.transmit(Destination::Processor(index), bytes);
@@ -371,7 +371,7 @@ impl LocalNetwork {
         }
     }
 
-    fn from_processor(&mut self, index: usize, effects: Vec<Effect>) {
+    fn deliver_effects(&mut self, index: usize, effects: Vec<Effect>) {
         let mut pending: std::collections::VecDeque<Effect> = effects.into();
         while let Some(effect) = pending.pop_front() {
             match effect {
@@ -450,12 +450,12 @@ impl LocalNetwork {
     /// Sends Burns from Serai through the coordinator.
     pub fn burn(&mut self, chain: ExternalChain, burns: Vec<processor_core::messages::Burn>, fee_rate: u64) {
         let out = self.coordinator.burn(chain, burns, fee_rate);
-        self.from_coordinator(out);
+        self.deliver_outbound(out);
     }
 
     /// Lets a test act as a faulty coordinator: `act` produces messages that are then delivered.
     pub fn coordinator_acts(&mut self, act: impl FnOnce(&mut Coordinator) -> Vec<Outbound>) {
         let out = act(&mut self.coordinator);
-        self.from_coordinator(out);
+        self.deliver_outbound(out);
     }
 }

@@ -92,6 +92,8 @@ const TICK: Duration = Duration::from_millis(100);
 const STAGE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The devnet's mock chain and the depositor funding the group on it.
+// One value per run: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Chain {
     /// The chain, its JSON-RPC server, the depositor.
     Bitcoin(Arc<Mutex<MockBitcoin>>, RpcNode, BitcoinDepositor),

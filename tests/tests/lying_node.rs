@@ -51,7 +51,7 @@ fn reports_are_true(cluster: &Cluster, chain: &Mutex<MockBitcoin>) {
     assert!(!reports.is_empty(), "blocks were reported");
     let chain = lock(chain);
     for (height, block) in reports {
-        let honest = chain.block_hash(height.0).map(|hash| bitcoin::hashes::Hash::to_byte_array(hash));
+        let honest = chain.block_hash(height.0).map(bitcoin::hashes::Hash::to_byte_array);
         assert_eq!(honest, Some(block.0), "the report for height {height} names the chain's block");
     }
 }

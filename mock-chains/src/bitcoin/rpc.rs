@@ -158,7 +158,7 @@ fn respond(
             let mut block = chain.block(height).cloned().ok_or((-5, "Block not found".to_string()))?;
             if behaviour == Behaviour::CorruptBlock {
                 if let Some(output) = block.txdata.last_mut().and_then(|tx| tx.output.first_mut()) {
-                    output.value = output.value + bitcoin::Amount::from_sat(1);
+                    output.value += bitcoin::Amount::from_sat(1);
                 }
             }
             Ok(json!(hex::encode(bitcoin::consensus::serialize(&block))))

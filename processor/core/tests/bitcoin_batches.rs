@@ -162,11 +162,11 @@ fn a_reorganisation_deeper_than_the_confirmations_halts_and_reports_nothing_twic
     let halts: Vec<_> =
         network.coordinator().observations().iter().filter(|o| matches!(o, Observation::ChainHalted { .. })).collect();
     assert_eq!(halts.len(), 4, "every processor halts once: {halts:?}");
-    for index in 0..4 {
+    for (index, before) in reported_before.iter().enumerate() {
         assert!(Inspector::new(network.db(index)).halted().unwrap().is_some(), "processor {index} did not halt");
         let reports = reports_by(&network, index);
         // Nothing past the halt was reported, and nothing reported before changed.
-        assert_eq!(reports, reported_before[index], "processor {index} reported again after the deep reorganisation");
+        assert_eq!(&reports, before, "processor {index} reported again after the deep reorganisation");
     }
     assert_eq!(network.coordinator().signed_batches().count(), 1, "a second Batch was signed");
 }

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the processor for one chain until SIGTERM or SIGINT.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create a new network identity (Ed25519) and print its public key, which the coordinator
     /// is configured with. Refuses to overwrite an existing file.
     NewIdentity {
@@ -43,7 +43,7 @@ enum Command {
 /// Parses the arguments and runs the command.
 pub fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::NewIdentity { out } => {
             let identity = Identity::generate(&mut rand_core::OsRng);
             write_identity(&out, &identity).map(|()| println!("{}", identity.peer_key()))

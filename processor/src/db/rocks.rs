@@ -1,7 +1,7 @@
 //! RocksDB backend for the daemon: every commit is one `WriteBatch` written with `sync`, so a
 //! committed transaction survives a crash or power loss, and a torn one never appears.
 
-use processor_core::db::{Db, DbError, WriteBatch};
+use processor_core::db::{Db, DbError, RawEntries, WriteBatch};
 use rocksdb::{IteratorMode, Options, WriteOptions, DB};
 use std::path::Path;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ impl Db for RocksDb {
         self.0.get(key).map_err(backend)
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<RawEntries, DbError> {
         let mut entries = Vec::new();
         for item in self.0.iterator(IteratorMode::From(prefix, rocksdb::Direction::Forward)) {
             let (key, value) = item.map_err(backend)?;
