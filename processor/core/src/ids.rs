@@ -91,6 +91,7 @@ impl Participant {
             Some(Participant(index))
         }
     }
+    /// The 1-based index, as FROST numbers the participant.
     pub const fn get(self) -> u16 {
         self.0
     }
@@ -115,7 +116,9 @@ impl fmt::Display for Participant {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum ExternalChain {
+    /// Bitcoin: amounts in satoshi, funds under a Taproot key.
     Bitcoin,
+    /// Monero: amounts in piconero, funds in a wallet with a threshold spend key.
     Monero,
 }
 

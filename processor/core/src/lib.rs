@@ -24,6 +24,8 @@
 //! - [`link`]: the traits a coordinator link implements;
 //! - [`mutation`]: deliberate bugs the simulation must catch (only with the `mutations` feature).
 
+#![deny(missing_docs)]
+
 pub mod batch;
 pub mod chain;
 pub mod core;

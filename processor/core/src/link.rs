@@ -10,6 +10,7 @@
 use crate::ids::PeerKey;
 use std::future::Future;
 
+/// Why a link could not send or receive.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
     /// The link is gone for good (the other end dropped, the broker refused us).
@@ -37,8 +38,10 @@ pub trait ProcessorLink: Send {
 
 /// The coordinator's end: one link to every processor.
 pub trait CoordinatorLink: Send {
+    /// Sends sealed bytes to the processor whose network key is `to`.
     fn send_to(&mut self, to: PeerKey, bytes: Vec<u8>) -> impl Future<Output = Result<(), LinkError>> + Send;
     /// The next bytes from any processor (the envelope says who sent them). Cancel-safe.
     fn recv(&mut self) -> impl Future<Output = Result<Vec<u8>, LinkError>> + Send;
+    /// Tells the link the bytes last received are handled, so a broker may forget them.
     fn handled(&mut self) -> impl Future<Output = ()> + Send;
 }

@@ -6,6 +6,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Mutation {
+    /// No bug: the processor behaves as production builds do.
     None = 0,
     /// Handle a redelivered inbound frame again instead of only acknowledging it.
     SkipSequenceCheck = 1,
@@ -22,6 +23,7 @@ mod switch {
 
     static ACTIVE: AtomicU8 = AtomicU8::new(Mutation::None as u8);
 
+    /// Switches `mutation` on for the whole process (`Mutation::None` switches every one off).
     pub fn set(mutation: Mutation) {
         ACTIVE.store(mutation as u8, Ordering::SeqCst);
     }

@@ -49,12 +49,18 @@ pub fn store_batch<D: Db>(txn: &mut Txn<'_, D>, id: BatchId, record: &BatchRecor
 /// A Batch this processor built and what became of it.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct BatchRecord {
+    /// The key-generation session whose batch key signs it (the one active when it was built).
     pub session: SessionId,
+    /// The height of the final block it reports, on the external chain.
     pub height: BlockHeight,
+    /// The Batch itself.
     pub batch: Batch,
     /// The latest attempt this processor took part in.
     pub attempt: Attempt,
+    /// The aggregate Ed25519 signature, once signing completed here.
     pub signature: Option<[u8; 64]>,
+    /// Whether the coordinator reported the Batch published on Serai (its outputs then joined
+    /// the group's funds).
     pub published: bool,
 }
 
@@ -190,6 +196,8 @@ impl BatchSigner {
         Ok(Some(ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess })))
     }
 
+    /// Begins the coordinator's new attempt `id` at a Batch not yet signed here: fresh nonces,
+    /// and our preprocess. An attempt no later than the latest one taken part in is ignored.
     pub fn reattempt<D: Db>(
         &mut self,
         txn: &mut Txn<'_, D>,

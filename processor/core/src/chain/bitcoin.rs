@@ -71,6 +71,8 @@ pub fn transaction_instruction(transaction: &Transaction) -> Option<InInstructio
     })
 }
 
+/// A block's id: its block hash, in the hash's internal byte order (not the reversed hex shown
+/// by explorers).
 pub fn block_id(block: &Block) -> BlockId {
     BlockId(block.block_hash().to_byte_array())
 }

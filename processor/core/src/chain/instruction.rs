@@ -7,6 +7,8 @@ const VERSION: u8 = 1;
 /// Bitcoin's standard OP_RETURN relay limit; Monero allows more but one format serves both.
 pub const MAX_INSTRUCTION_BYTES: usize = 80;
 
+/// The bytes a deposit carries for `instruction`: the version byte, then its wire encoding (at
+/// most [`MAX_INSTRUCTION_BYTES`]).
 pub fn encode_instruction(instruction: &InInstruction) -> Vec<u8> {
     let mut bytes = vec![VERSION];
     bytes.extend(encode(instruction));

@@ -34,10 +34,14 @@ pub trait ChainSource {
 /// Why a block from the chain source was refused. Never a panic: these bytes are external.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
+    /// The bytes do not decode as a block of the chain; the decoder's reason.
     #[error("block does not decode: {0}")]
     Malformed(String),
+    /// The block decodes but does not commit to its contents (merkle root, witness commitment,
+    /// transactions supplied), or cannot be scanned; what is wrong.
     #[error("block is internally inconsistent: {0}")]
     Inconsistent(String),
+    /// The group's key (or a stored Eventuality) cannot be used to scan this chain; why.
     #[error("scanning is not supported for this key: {0}")]
     UnsupportedKey(String),
 }
@@ -45,7 +49,9 @@ pub enum ChainError {
 /// A key the group receives to, and the session that generated it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScanKey {
+    /// The key-generation session that generated the key.
     pub session: SessionId,
+    /// The group's chain key, whose addresses are scanned for.
     pub key: ChainPublicKey,
 }
 
@@ -54,12 +60,14 @@ pub struct ScanKey {
 pub struct ReceivedOutput {
     /// Chain-specific id: txid and output index for Bitcoin; txid and index for Monero.
     pub id: OutputId,
+    /// The output's value, in the chain's smallest unit (satoshi, piconero).
     pub amount: Amount,
     /// `None` when the transaction carried no valid InInstruction: the output is kept by the
     /// group and not credited on Serai (the README's deposit policy).
     pub instruction: Option<InInstruction>,
     /// The key-generation session whose key received it.
     pub session: SessionId,
+    /// Whether it was paid to the deposit address or the group's change address.
     pub kind: OutputKind,
     /// What spending it needs beyond its id, chain-encoded: nothing for Bitcoin; the
     /// monero-wallet `WalletOutput` for Monero.
@@ -108,7 +116,9 @@ pub struct Completion {
 /// A block reduced to what the processor needs from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScannedBlock {
+    /// The block's hash.
     pub id: BlockId,
+    /// The hash of the block it builds on, checked against the block scanned before it.
     pub parent: BlockId,
     /// Outputs to the group's keys, in block order (transaction, then output index).
     pub outputs: Vec<ReceivedOutput>,

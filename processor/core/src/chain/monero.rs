@@ -24,12 +24,17 @@ use zeroize::Zeroizing;
 /// transactions in full, and the global index of the block's first RingCT output.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct MoneroBlockData {
+    /// The block in Monero's encoding (header, miner transaction, transaction hashes).
     pub block: Vec<u8>,
+    /// The block's non-miner transactions in Monero's encoding, in the block's order.
     pub transactions: Vec<Vec<u8>>,
+    /// The global (chain-wide) index of the block's first RingCT output, as monerod numbers
+    /// outputs; `None` if the block has none.
     pub first_ringct_output_index: Option<u64>,
 }
 
 impl MoneroBlockData {
+    /// Serializes a parsed block and its non-miner transactions (in block order).
     pub fn new(block: &Block, transactions: &[Transaction], first_ringct_output_index: Option<u64>) -> Self {
         MoneroBlockData {
             block: block.serialize(),
@@ -38,6 +43,7 @@ impl MoneroBlockData {
         }
     }
 
+    /// The bytes a chain source hands the core for this block ([`crate::core::Event::Block`]).
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
     }
@@ -56,6 +62,7 @@ fn spend_point(spend_key: &[u8; 32]) -> Result<Point, ChainError> {
         .ok_or_else(|| ChainError::UnsupportedKey("the spend key is not a point".into()))
 }
 
+/// The group's view pair (spend key and derived view key), for its addresses and its scanner.
 pub fn view_pair(spend_key: &[u8; 32]) -> Result<ViewPair, ChainError> {
     ViewPair::new(spend_point(spend_key)?, view_key(spend_key))
         .map_err(|e| ChainError::UnsupportedKey(format!("not a usable spend key: {e:?}")))

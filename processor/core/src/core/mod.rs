@@ -64,14 +64,31 @@ pub enum Event {
     /// Bytes received from the coordinator link, not yet authenticated.
     Inbound(Vec<u8>),
     /// Time passed; carries the injected clock's current time.
-    Tick { now: Millis },
+    Tick {
+        /// The current time; a time earlier than one already seen is taken as that one.
+        now: Millis,
+    },
     /// The chain source's current best height.
-    ChainTip { height: BlockHeight },
+    ChainTip {
+        /// The height of the best chain's tip, on the external chain.
+        height: BlockHeight,
+    },
     /// A block the core asked for with [`Effect::FetchBlock`], as the chain source returned it.
-    Block { height: BlockHeight, bytes: Vec<u8> },
+    Block {
+        /// The height it was fetched at.
+        height: BlockHeight,
+        /// The block as [`crate::chain::scan_block`] reads it (Bitcoin: consensus encoding;
+        /// Monero: encoded [`crate::chain::monero::MoneroBlockData`]).
+        bytes: Vec<u8>,
+    },
     /// The inputs with rings the core asked for with [`Effect::SelectDecoys`] (Monero), each a
     /// serialized monero-wallet `OutputWithDecoys`, in request order.
-    Decoys { plan: PlanId, inputs: Vec<Vec<u8>> },
+    Decoys {
+        /// The Monero plan whose rings these are.
+        plan: PlanId,
+        /// One serialized `OutputWithDecoys` per input of the plan.
+        inputs: Vec<Vec<u8>>,
+    },
 }
 
 /// What the core asks the driver to do.
@@ -82,10 +99,16 @@ pub enum Effect {
     /// Fetch the block at this height from the chain source and hand it back as
     /// [`Event::Block`]. Requests come in height order; a failed fetch may simply be dropped,
     /// it is requested again on a later tick.
-    FetchBlock { height: BlockHeight },
+    FetchBlock {
+        /// The height to fetch, on the external chain.
+        height: BlockHeight,
+    },
     /// Publish this signed transaction (chain encoding) through the chain source. Repeated
     /// until the transaction is seen in a final block; a failure may simply be dropped.
-    Publish { transaction: Vec<u8> },
+    Publish {
+        /// The signed transaction, in its chain's encoding.
+        transaction: Vec<u8>,
+    },
     /// Select rings for a Monero plan's inputs
     /// ([`crate::transaction::monero::select_decoys`]) and hand them back as [`Event::Decoys`].
     /// Asked again until answered; a failure may simply be dropped.
@@ -138,6 +161,7 @@ pub enum BlockStatus {
 /// A failure the core cannot handle: the driver must stop and restart from the DB.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
+    /// The database failed; nothing of the event was committed.
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -145,6 +169,7 @@ pub enum CoreError {
 /// Counts of what the core saw, for logs, metrics and tests.
 #[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub struct Counters {
+    /// Inbound frames received from the link, before any check.
     pub frames_in: u64,
     /// Inbound bytes refused before any effect (malformed, unsigned, misaddressed).
     pub refused_frames: u64,
@@ -152,20 +177,28 @@ pub struct Counters {
     pub duplicates: u64,
     /// Authentic commands refused as inconsistent with the state.
     pub refused_commands: u64,
+    /// Messages sealed into the outbox and sent (acknowledgements not counted).
     pub messages_out: u64,
+    /// Outbox messages sent again because they were not acknowledged in time.
     pub resent: u64,
+    /// Participants blamed, in key generation or in signing.
     pub blames: u64,
+    /// Final blocks scanned (including those with nothing for the group).
     pub blocks_scanned: u64,
     /// Blocks from the chain source that did not parse or were inconsistent.
     pub refused_blocks: u64,
+    /// Batches whose aggregate signature was completed here.
     pub batches_signed: u64,
+    /// Plans whose transaction was completely signed here.
     pub transactions_signed: u64,
+    /// Times a signed transaction was handed out for publication (republications included).
     pub transactions_published: u64,
 }
 
 /// Static configuration of one processor.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The external chain this processor serves.
     pub chain: ExternalChain,
     /// The only key commands are accepted from.
     pub coordinator: PeerKey,
@@ -173,6 +206,8 @@ pub struct Config {
     pub confirmations: u64,
 }
 
+/// One processor's core over a database `D`, drawing every random byte from the injected `R`.
+/// Drivers call [`Processor::handle`] for each event and perform the effects it returns.
 pub struct Processor<D: Db, R: RngCore + CryptoRng> {
     db: D,
     identity: Identity,

@@ -12,22 +12,27 @@ use zeroize::Zeroizing;
 pub struct Identity(SigningKey);
 
 impl Identity {
+    /// A new identity, its secret key drawn from `rng`.
     pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Identity {
         Identity(SigningKey::generate(rng))
     }
 
+    /// The identity with this 32-byte Ed25519 secret key (as [`Identity::secret_bytes`] gives it).
     pub fn from_secret_bytes(secret: &Zeroizing<[u8; 32]>) -> Identity {
         Identity(SigningKey::from_bytes(secret))
     }
 
+    /// The 32-byte Ed25519 secret key, to persist; zeroized when dropped.
     pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.0.to_bytes())
     }
 
+    /// The public key that names this peer on the message network.
     pub fn peer_key(&self) -> PeerKey {
         PeerKey(self.0.verifying_key().to_bytes())
     }
 
+    /// An Ed25519 signature over `message` (how envelopes are sealed).
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.0.sign(message).to_bytes()
     }
@@ -44,14 +49,17 @@ impl fmt::Debug for Identity {
 pub struct SecretSeed(Zeroizing<[u8; 32]>);
 
 impl SecretSeed {
+    /// A fresh seed drawn from `rng`.
     pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> SecretSeed {
         let mut seed = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(seed.as_mut());
         SecretSeed(seed)
     }
+    /// Wraps seed bytes already kept zeroizing.
     pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> SecretSeed {
         SecretSeed(bytes)
     }
+    /// The seed's bytes, for the derivation that uses them; never log or store them elsewhere.
     pub fn expose(&self) -> &[u8; 32] {
         &self.0
     }
@@ -68,9 +76,11 @@ impl fmt::Debug for SecretSeed {
 pub struct SecretBytes(Zeroizing<Vec<u8>>);
 
 impl SecretBytes {
+    /// Takes ownership of secret bytes, zeroizing them when dropped.
     pub fn new(bytes: Vec<u8>) -> SecretBytes {
         SecretBytes(Zeroizing::new(bytes))
     }
+    /// The secret bytes, to parse them; never log or store them elsewhere.
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
@@ -173,7 +183,7 @@ pub mod pairwise {
     use sha2::{Digest, Sha256};
     use zeroize::Zeroizing;
 
-    /// A peer key unusable for agreement (not a point, or of small order).
+    /// Whether a peer key is usable for agreement: a valid point, not of small order.
     pub fn usable(peer: &PeerKey) -> bool {
         VerifyingKey::from_bytes(&peer.0).is_ok_and(|key| !key.is_weak())
     }

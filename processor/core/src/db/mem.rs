@@ -1,14 +1,16 @@
 //! In-memory backend for tests and the simulation. Cloning shares the store, so a simulated
 //! crash (dropping the processor) keeps exactly what was committed, as a disk would.
 
-use super::{Db, DbError, WriteBatch};
+use super::{Db, DbError, RawEntries, WriteBatch};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// A [`Db`] in memory: one sorted map behind a lock, shared by every clone.
 #[derive(Clone, Default)]
 pub struct MemDb(Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>);
 
 impl MemDb {
+    /// An empty store.
     pub fn new() -> MemDb {
         MemDb::default()
     }
@@ -24,6 +26,7 @@ impl MemDb {
         self.lock().len()
     }
 
+    /// Whether nothing at all is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -34,7 +37,7 @@ impl Db for MemDb {
         Ok(self.lock().get(key).cloned())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<RawEntries, DbError> {
         Ok(self
             .lock()
             .range(prefix.to_vec()..)

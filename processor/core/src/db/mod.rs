@@ -5,7 +5,7 @@
 //! messages it sends are written in one `Txn` and become visible together on `commit`, or not
 //! at all.
 //!
-//! Each module declares its own tables next to the code that uses them, with [`tables!`], and
+//! Each module declares its own tables next to the code that uses them, with `tables!`, and
 //! keeps them private behind intent-named functions: no module reads or writes another's
 //! tables. The declarations register themselves in [`registry`], which checks the layout (no
 //! prefix shadows another) and stamps the database with its [`registry::SCHEMA_VERSION`].
@@ -71,18 +71,23 @@ pub enum DbError {
     },
 }
 
+/// Raw entries of a prefix scan: full keys and encoded values, in key order.
+pub type RawEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One atomic set of writes: `None` deletes. Values are zeroized when dropped, since some of
 /// them are key shares.
 pub type WriteBatch = BTreeMap<Vec<u8>, Option<Zeroizing<Vec<u8>>>>;
 
 /// A storage backend.
 pub trait Db: Clone + Send + Sync + 'static {
+    /// The committed value stored under exactly `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError>;
     /// Every entry whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError>;
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<RawEntries, DbError>;
     /// Applies the whole batch atomically and durably (synced before returning).
     fn write(&self, batch: WriteBatch) -> Result<(), DbError>;
 
+    /// A new, empty write transaction on this backend.
     fn txn(&self) -> Txn<'_, Self> {
         Txn { db: self, writes: WriteBatch::new() }
     }
@@ -90,15 +95,18 @@ pub trait Db: Clone + Send + Sync + 'static {
 
 /// Read access shared by a backend and a transaction (which reads its own writes).
 pub trait Read {
+    /// The encoded value under exactly `key`, if any (for a transaction, its own writes first).
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError>;
-    fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError>;
+    /// Every entry whose key starts with `prefix`, in key order (for a transaction, with its
+    /// own writes and deletions applied).
+    fn scan_raw(&self, prefix: &[u8]) -> Result<RawEntries, DbError>;
 }
 
 impl<D: Db> Read for D {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
         self.get(key)
     }
-    fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
+    fn scan_raw(&self, prefix: &[u8]) -> Result<RawEntries, DbError> {
         self.scan_prefix(prefix)
     }
 }
@@ -112,12 +120,16 @@ pub struct Txn<'a, D: Db> {
 }
 
 impl<D: Db> Txn<'_, D> {
+    /// Buffers writing `value` under `key` (zeroized once the transaction is dropped).
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.writes.insert(key, Some(Zeroizing::new(value)));
     }
+    /// Buffers deleting `key`.
     pub fn delete(&mut self, key: Vec<u8>) {
         self.writes.insert(key, None);
     }
+    /// Applies every buffered write in one atomic, durable batch; a transaction without writes
+    /// writes nothing.
     pub fn commit(self) -> Result<(), DbError> {
         if self.writes.is_empty() {
             return Ok(());
@@ -134,7 +146,7 @@ impl<D: Db> Read for Txn<'_, D> {
         }
     }
 
-    fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
+    fn scan_raw(&self, prefix: &[u8]) -> Result<RawEntries, DbError> {
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.db.scan_prefix(prefix)?.into_iter().collect();
         for (key, write) in self.writes.range(prefix.to_vec()..) {
             if !key.starts_with(prefix) {

@@ -1,5 +1,5 @@
 //! Every table of the processor, gathered at link time from the modules that declare them with
-//! [`tables!`](crate::db::tables): the registry is generated, so the layout checks below cover
+//! `db::tables!`: the registry is generated, so the layout checks below cover
 //! every table by construction, and no module can declare one without it being checked.
 
 pub use linkme;
@@ -18,7 +18,7 @@ pub struct TableInfo {
     pub prefix: &'static [u8],
 }
 
-/// Filled by [`tables!`](crate::db::tables).
+/// Filled by `db::tables!`.
 #[linkme::distributed_slice]
 pub static TABLES: [TableInfo];
 

@@ -90,7 +90,7 @@ pub struct Table<K, V> {
 }
 
 impl<K: DbKey, V: Encode + Decode<()>> Table<K, V> {
-    /// A table under `prefix`; declare tables with [`tables!`](crate::db::tables), which
+    /// A table under `prefix`; declare tables with `db::tables!`, which
     /// registers them.
     pub const fn new(name: &'static str, prefix: &'static [u8]) -> Self {
         Table { name, prefix, _types: PhantomData }

@@ -52,6 +52,9 @@ pub(crate) struct DkgParams<'a> {
     pub participants: &'a [Participant],
 }
 
+/// Round 2's secret and the share for each other participant.
+pub type Round2<C> = (round2::SecretPackage<C>, BTreeMap<Identifier<C>, round2::Package<C>>);
+
 impl DkgParams<'_> {
     fn n(&self) -> u16 {
         u16::try_from(self.participants.len()).expect("participant count is bounded")
@@ -69,7 +72,7 @@ impl DkgParams<'_> {
     pub fn round2<C: Ciphersuite>(
         &self,
         commitments: &BTreeMap<Identifier<C>, round1::Package<C>>,
-    ) -> Result<(round2::SecretPackage<C>, BTreeMap<Identifier<C>, round2::Package<C>>), KeyGenError> {
+    ) -> Result<Round2<C>, KeyGenError> {
         let (secret, _) = self.round1::<C>()?;
         part2(secret, commitments).map_err(|error| blame_or_refuse(error, self.participants))
     }

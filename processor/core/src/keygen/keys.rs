@@ -10,13 +10,18 @@ use bincode::{Decode, Encode};
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
 use frost_core::Ciphersuite;
 
+/// FROST over Ed25519 with SHA-512: the batch key's ciphersuite, and Monero's chain key's.
 pub type Ed25519 = frost_ed25519::Ed25519Sha512;
+/// FROST over secp256k1 with BIP340 Taproot signatures: Bitcoin's chain key's ciphersuite.
 pub type Secp256k1Tr = frost_secp256k1_tr::Secp256K1Sha256TR;
 
 /// One participant's share of one group key, with the group's public data.
 #[derive(Clone, Debug)]
 pub struct KeyShare<C: Ciphersuite> {
+    /// This participant's secret signing share, with its identifier, the threshold and the group
+    /// key.
     pub share: KeyPackage<C>,
+    /// The group key and every participant's verifying share.
     pub public: PublicKeyPackage<C>,
 }
 
@@ -53,12 +58,16 @@ pub enum ChainKeyShare {
 /// Both keys a session produced for this processor.
 #[derive(Clone, Debug)]
 pub struct ThresholdKeyPair {
+    /// The key-generation session that produced both keys.
     pub session: SessionId,
+    /// The share of the Ed25519 key that signs Batches.
     pub batch: KeyShare<Ed25519>,
+    /// The share of the key that holds the chain's funds.
     pub chain: ChainKeyShare,
 }
 
 impl ThresholdKeyPair {
+    /// The group's public keys in the form reported to the coordinator (Bitcoin's as x-only).
     pub fn group_keys(&self) -> GroupKeys {
         let batch: [u8; 32] = self.batch.group_key_bytes().try_into().expect("Ed25519 keys are 32 bytes");
         let chain = match &self.chain {
@@ -132,6 +141,8 @@ impl KeyCache {
     /// Sessions kept at once (keys rotate rarely; an evicted session is parsed again).
     const CAPACITY: usize = 4;
 
+    /// The keys `session` generated here (see [`generated_keys`]), parsed at most once while
+    /// cached.
     pub fn get(
         &mut self,
         reader: &impl Read,

@@ -61,10 +61,16 @@ pub const MAX_PARTICIPANTS: usize = 256;
 pub enum KeyGenError {
     /// A participant sent something invalid: they are blamed and the session fails.
     #[error("participant {accused} blamed: {reason:?}")]
-    Blame { accused: Participant, reason: BlameReason },
+    Blame {
+        /// The participant whose package was invalid.
+        accused: Participant,
+        /// What was wrong with it.
+        reason: BlameReason,
+    },
     /// The coordinator sent something inconsistent; the command changes nothing.
     #[error("command refused: {0}")]
     Refused(String),
+    /// The database failed; fatal for the caller.
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -72,26 +78,45 @@ pub enum KeyGenError {
 /// A session as persisted.
 #[derive(Clone, Debug, Encode, Decode)]
 pub struct SessionState {
+    /// The external chain whose chain key the session generates (the processor's).
     pub chain: ExternalChain,
+    /// t: how many participants it takes to sign with the session's keys.
     pub threshold: u16,
+    /// This processor's 1-based index among the participants.
     pub my_index: Participant,
+    /// Every participant's network key, in index order.
     pub participants: Vec<PeerKey>,
     seed: SecretSeed,
+    /// How far the session got.
     pub phase: Phase,
 }
 
+/// Where a key-generation session stands (see the module docs' diagram).
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 pub enum Phase {
     /// Our commitments are sent; waiting for everyone else's.
     Committed,
     /// Our shares are sent; waiting for the shares addressed to us.
-    SharesSent { commitments: Vec<(Participant, Opaque)> },
+    SharesSent {
+        /// Every other participant's round-1 commitments, kept to finish both DKGs when the
+        /// shares arrive.
+        commitments: Vec<(Participant, Opaque)>,
+    },
     /// Keys generated and reported; not usable until confirmed.
-    Generated { keys: GroupKeys },
+    Generated {
+        /// The group keys reported to the coordinator.
+        keys: GroupKeys,
+    },
     /// Confirmed by the coordinator: these keys are in use.
-    Active { keys: GroupKeys },
+    Active {
+        /// The group keys the coordinator confirmed.
+        keys: GroupKeys,
+    },
     /// No key from this session may ever be used.
-    Failed { blamed: Participant },
+    Failed {
+        /// The participant blamed, by this processor or by the coordinator.
+        blamed: Participant,
+    },
 }
 
 /// This participant's round-1 message: both DKGs' commitments.
@@ -110,7 +135,9 @@ struct Shares {
 
 /// The processor-wide facts a key-generation step needs.
 pub struct KeyGenContext<'a> {
+    /// The external chain this processor serves, whose chain key a new session generates.
     pub chain: ExternalChain,
+    /// This processor's network identity, which shares are encrypted to and from.
     pub identity: &'a Identity,
 }
 
@@ -326,6 +353,9 @@ fn encrypt_shares(
         .collect()
 }
 
+/// Each sender's decrypted share.
+type DecryptedShares = Vec<(Participant, zeroize::Zeroizing<Vec<u8>>)>;
+
 /// Decrypts the shares addressed to us; one that does not open was not sent by its claimed
 /// sender for this session, and the sender is blamed.
 fn decrypt_shares(
@@ -333,7 +363,7 @@ fn decrypt_shares(
     identity: &Identity,
     session: SessionId,
     shares: &[(Participant, Opaque)],
-) -> Result<Vec<(Participant, zeroize::Zeroizing<Vec<u8>>)>, KeyGenError> {
+) -> Result<DecryptedShares, KeyGenError> {
     state.check_from_others(shares, "shares")?;
     shares
         .iter()
@@ -447,6 +477,7 @@ pub fn install_keys<D: Db>(
 
 /// Which [`ChainKeyShare`] variant a ciphersuite's key share is.
 pub trait IntoChainKeyShare {
+    /// Wraps the share in the variant of the chain its curve serves.
     fn into_chain_key_share(self) -> ChainKeyShare;
 }
 impl IntoChainKeyShare for KeyShare<Secp256k1Tr> {

@@ -18,10 +18,13 @@ use modular_frost::{ThresholdKeys, ThresholdParams};
 use std::collections::HashMap;
 use zeroize::Zeroizing;
 
+/// Why a chain-key share could not become monero-wallet's multisig keys.
 #[derive(Debug, thiserror::Error)]
 pub enum MoneroKeyError {
+    /// A part of the share did not carry over (a point, a scalar, the parameters); says which.
     #[error("key share does not convert: {0}")]
     Conversion(String),
+    /// The group key recomputed from the verification shares is not the DKG's group key.
     #[error("converted group key differs from the DKG's group key")]
     GroupKeyMismatch,
 }

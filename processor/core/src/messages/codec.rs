@@ -13,18 +13,29 @@ fn config() -> impl bincode::config::Config {
 /// Why bytes from the network were refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
+    /// The input is longer than [`MAX_MESSAGE_BYTES`]; refused before decoding.
     #[error("message of {len} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
-    TooLarge { len: usize },
+    TooLarge {
+        /// The input's length in bytes.
+        len: usize,
+    },
+    /// The bytes do not decode as the expected type; the decoder's reason.
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// A value decoded but did not span the input: this many bytes were left over.
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
+    /// The envelope's protocol version (carried here) is not [`super::PROTOCOL_VERSION`].
     #[error("unsupported protocol version {0}")]
     UnsupportedVersion(u16),
+    /// The envelope names a recipient other than the peer opening it.
     #[error("message addressed to another peer")]
     WrongRecipient,
+    /// The envelope's sender is not one the receiver accepts (a processor accepts only its
+    /// configured coordinator).
     #[error("message from a sender that is not accepted here")]
     UnexpectedSender,
+    /// The sender's Ed25519 signature over the envelope does not verify (or its key is not one).
     #[error("invalid sender signature")]
     BadSignature,
 }

@@ -14,18 +14,30 @@ pub const PROTOCOL_VERSION: u16 = 1;
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Frame<M> {
     /// A message, handled exactly once by its sequence id.
-    Data { seq: SeqId, message: M },
+    Data {
+        /// The message's position in this direction of the link, from 1 with no gaps.
+        seq: SeqId,
+        /// The message itself.
+        message: M,
+    },
     /// Every `Data` frame up to and including `up_to` was handled and may be forgotten.
-    Ack { up_to: SeqId },
+    Ack {
+        /// The highest sequence id whose effects the sender of the `Ack` has committed.
+        up_to: SeqId,
+    },
 }
 
+/// A frame with its protocol version and both ends' network keys: what the sender signs.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Envelope<M> {
+    /// The sender's [`PROTOCOL_VERSION`]; any other version is refused when opened.
     pub version: u16,
+    /// The network key of the peer that signs the envelope.
     pub sender: PeerKey,
     /// Bound into the signature so a message cannot be replayed to another peer.
     pub recipient: PeerKey,
+    /// What the envelope carries: a message or an acknowledgement.
     pub frame: Frame<M>,
 }
 
@@ -33,11 +45,14 @@ pub struct Envelope<M> {
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct SignedEnvelope {
+    /// The encoded [`Envelope`], exactly the bytes signed.
     pub envelope: Vec<u8>,
+    /// The sender's Ed25519 signature over `envelope`.
     pub signature: [u8; 64],
 }
 
 impl<M: Encode> Envelope<M> {
+    /// An envelope of the current [`PROTOCOL_VERSION`] from `sender` to `recipient`.
     pub fn new(sender: PeerKey, recipient: PeerKey, frame: Frame<M>) -> Self {
         Envelope { version: PROTOCOL_VERSION, sender, recipient, frame }
     }

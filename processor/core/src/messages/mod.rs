@@ -25,9 +25,13 @@ pub type Opaque = Vec<u8>;
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum CoordinatorMessage {
+    /// Key generation: start a session, relay the other participants' packages, fail or confirm it.
     KeyGen(KeyGenCommand),
+    /// The validators' agreement on reported final blocks, and Batches published on Serai.
     Scanner(ScannerCommand),
+    /// A threshold-signing round of a Batch or a plan's transaction: relayed packages, re-attempts.
     Sign(SignCommand),
+    /// Burns to pay out on the processor's chain.
     Payments(PaymentsCommand),
 }
 
@@ -35,9 +39,13 @@ pub enum CoordinatorMessage {
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum ProcessorMessage {
+    /// Key-generation progress: this processor's packages, its generated or activated keys, blame.
     KeyGen(KeyGenEvent),
+    /// Final blocks and their deposits, a halt on a changed final block, signed Batches.
     Scanner(ScannerEvent),
+    /// This processor's preprocesses and signature shares, blame of a signer, completed plans.
     Sign(SignEvent),
+    /// What became of Burns (rejected, forfeited, planned) and of plans that cannot be built.
     Payments(PaymentsEvent),
 }
 
@@ -60,12 +68,20 @@ pub struct GroupKeys {
 pub enum ChainPublicKey {
     /// The BIP340 x-only *internal* key (even Y); outputs pay to its BIP341 tweak with no
     /// script tree.
-    Bitcoin { internal_key: [u8; 32] },
+    Bitcoin {
+        /// The key's x coordinate, big-endian (BIP340's x-only encoding), before any tweak.
+        internal_key: [u8; 32],
+    },
     /// The compressed Ed25519 spend key of the group's Monero wallet.
-    Monero { spend_key: [u8; 32] },
+    Monero {
+        /// The compressed Edwards point; the wallet's view key is derived from it
+        /// ([`crate::chain::monero::view_key`]).
+        spend_key: [u8; 32],
+    },
 }
 
 impl ChainPublicKey {
+    /// The external chain whose funds this key holds.
     pub fn chain(&self) -> ExternalChain {
         match self {
             ChainPublicKey::Bitcoin { .. } => ExternalChain::Bitcoin,
@@ -74,38 +90,104 @@ impl ChainPublicKey {
     }
 }
 
+/// The coordinator's key-generation commands, each about one session.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum KeyGenCommand {
     /// Begin a DKG. `participants` lists every processor's network key in index order, so
     /// `n = participants.len()` and `participants[my_index - 1]` is the recipient.
-    Start { session: SessionId, threshold: u16, my_index: Participant, participants: Vec<PeerKey> },
+    Start {
+        /// The new session; each session id is started at most once.
+        session: SessionId,
+        /// t: how many participants it takes to sign with the keys (2..=n).
+        threshold: u16,
+        /// The recipient's 1-based index in `participants`.
+        my_index: Participant,
+        /// Every participant's network key, in index order (at most
+        /// [`crate::keygen::MAX_PARTICIPANTS`]).
+        participants: Vec<PeerKey>,
+    },
     /// Every other participant's round-1 commitments.
-    Commitments { session: SessionId, commitments: Vec<(Participant, Opaque)> },
+    Commitments {
+        /// The session, which must be awaiting commitments.
+        session: SessionId,
+        /// Each other participant's encoded round-1 packages (batch and chain DKG), one per
+        /// sender.
+        commitments: Vec<(Participant, Opaque)>,
+    },
     /// Every other participant's round-2 share addressed to this processor.
-    Shares { session: SessionId, shares: Vec<(Participant, Opaque)> },
+    Shares {
+        /// The session, which must have sent its own shares.
+        session: SessionId,
+        /// Each sender's round-2 shares for the recipient, encrypted to its identity
+        /// ([`crate::crypto::pairwise`]), one per other participant.
+        shares: Vec<(Participant, Opaque)>,
+    },
     /// The session failed: a participant was blamed. No key from it may ever be used.
-    Failed { session: SessionId, blamed: Participant },
+    Failed {
+        /// The session that failed.
+        session: SessionId,
+        /// The participant the coordinator holds responsible.
+        blamed: Participant,
+    },
     /// The validator set voted these keys in: they become active, and blocks from `activation`
     /// on are scanned for outputs to them.
-    Confirm { session: SessionId, keys: GroupKeys, activation: BlockHeight },
+    Confirm {
+        /// The session whose generated keys were voted in.
+        session: SessionId,
+        /// The keys voted in; refused unless they equal the keys generated here.
+        keys: GroupKeys,
+        /// The first height of the external chain scanned for outputs to the keys.
+        activation: BlockHeight,
+    },
 }
 
+/// A processor's key-generation reports to the coordinator, each about one session.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum KeyGenEvent {
     /// This processor's round-1 commitments, for every other participant.
-    Commitments { session: SessionId, commitments: Opaque },
+    Commitments {
+        /// The session just started here.
+        session: SessionId,
+        /// The encoded round-1 packages of both DKGs (batch and chain key), the same bytes for
+        /// every recipient.
+        commitments: Opaque,
+    },
     /// This processor's round-2 shares, one per other participant.
-    Shares { session: SessionId, shares: Vec<(Participant, Opaque)> },
+    Shares {
+        /// The session whose commitments all arrived.
+        session: SessionId,
+        /// Each recipient's round-2 shares of both DKGs, encrypted to its identity so the
+        /// coordinator relaying them cannot read them.
+        shares: Vec<(Participant, Opaque)>,
+    },
     /// The DKG finished here with these group keys; they are not usable until confirmed.
-    Generated { session: SessionId, keys: GroupKeys },
+    Generated {
+        /// The session that finished.
+        session: SessionId,
+        /// The group's public batch and chain keys as computed here.
+        keys: GroupKeys,
+    },
     /// A participant sent something invalid; the session must not produce a key.
-    Blame { session: SessionId, accused: Participant, reason: BlameReason },
+    Blame {
+        /// The session that fails with this blame.
+        session: SessionId,
+        /// The participant whose package was invalid.
+        accused: Participant,
+        /// What was wrong with the package.
+        reason: BlameReason,
+    },
     /// The coordinator's confirmation was accepted; the keys are now in use.
-    Activated { session: SessionId, keys: GroupKeys },
+    Activated {
+        /// The session whose keys are now the active ones.
+        session: SessionId,
+        /// The keys now in use for scanning, Batches and plans.
+        keys: GroupKeys,
+    },
 }
 
+/// Why a participant is blamed, in key generation or in a signing attempt.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum BlameReason {
@@ -135,7 +217,11 @@ pub struct InInstruction {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum OutputKind {
+    /// Paid to the address deposits go to (Bitcoin: the key path of the group key with no
+    /// script tree; Monero: the group's standard address).
     External,
+    /// Paid to the group's change address (Bitcoin: the key committed to
+    /// [`crate::chain::bitcoin::CHANGE_ROOT`]; Monero: its change subaddress).
     Change,
 }
 
@@ -144,11 +230,14 @@ pub enum OutputKind {
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Deposit {
-    /// Chain-specific output id (txid and index for Bitcoin, the output key for Monero).
+    /// Chain-specific output id: txid and output index for Bitcoin; transaction hash and index
+    /// in the transaction (little endian) for Monero.
     pub output_id: crate::ids::OutputId,
+    /// The output's value, in the chain's smallest unit (satoshi, piconero).
     pub amount: Amount,
     /// `None` if the transaction carried no valid InInstruction (always for change).
     pub instruction: Option<InInstruction>,
+    /// Which of the group's addresses it was paid to: a deposit, or the group's own change.
     pub kind: OutputKind,
 }
 
@@ -156,13 +245,18 @@ pub struct Deposit {
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Batch {
+    /// The external chain the deposits were made on.
     pub chain: ExternalChain,
+    /// The Batch's sequential id on that chain, as the coordinator named it when acknowledging
+    /// the block.
     pub id: BatchId,
+    /// The final block whose deposits it reports.
     pub block: BlockId,
     /// The block's InInstructions in canonical order.
     pub instructions: Vec<(InInstruction, Amount)>,
 }
 
+/// The coordinator's commands about scanned blocks and their Batches.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum ScannerCommand {
@@ -170,20 +264,50 @@ pub enum ScannerCommand {
     /// outputs join the group's funds (those with InInstructions once `batch`, which names the
     /// block's Batch if it has any, is published), and the Batch is signed. Commands are acted
     /// on in order, so a processor that has not scanned the block yet waits for it.
-    AcknowledgeBlock { height: BlockHeight, block: BlockId, batch: Option<BatchId> },
+    AcknowledgeBlock {
+        /// The block's height on the external chain.
+        height: BlockHeight,
+        /// The block's id, which must be the final block scanned here at `height`.
+        block: BlockId,
+        /// The id the block's Batch gets, `None` exactly when it has no InInstructions.
+        batch: Option<BatchId>,
+    },
     /// Serai acknowledged a signed Batch; its outputs may be spent.
-    BatchPublished { batch: BatchId },
+    BatchPublished {
+        /// The Batch Serai acknowledged.
+        batch: BatchId,
+    },
 }
 
+/// A processor's reports about the blocks it scanned and the Batches it signed.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum ScannerEvent {
     /// A block became final; these are the deposits to the group found in it.
-    BlockFinal { height: BlockHeight, block: BlockId, deposits: Vec<Deposit> },
+    BlockFinal {
+        /// The block's height on the external chain.
+        height: BlockHeight,
+        /// The block's id (Bitcoin's block hash, Monero's block hash).
+        block: BlockId,
+        /// The outputs to the group in the block, in block order.
+        deposits: Vec<Deposit>,
+    },
     /// A block already reported final changed: the chain is halted here.
-    Halted { height: BlockHeight, reported: BlockId, found: BlockId },
+    Halted {
+        /// The height whose final block changed.
+        height: BlockHeight,
+        /// The block reported final at that height.
+        reported: BlockId,
+        /// The block the chain source now has there.
+        found: BlockId,
+    },
     /// A Batch with its Ed25519 signature by the batch key.
-    SignedBatch { batch: Batch, signature: [u8; 64] },
+    SignedBatch {
+        /// The Batch signed.
+        batch: Batch,
+        /// The aggregate Ed25519 signature over [`crate::batch::batch_message`] of the Batch.
+        signature: [u8; 64],
+    },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,7 +317,9 @@ pub enum ScannerEvent {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum SignTarget {
+    /// The Batch with this id, signed with the batch key.
     Batch(BatchId),
+    /// The transaction of the plan with this id, signed with the chain key.
     Transaction(PlanId),
 }
 
@@ -201,43 +327,73 @@ pub enum SignTarget {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct SignId {
+    /// The key-generation session whose keys sign.
     pub session: SessionId,
+    /// What is being signed.
     pub target: SignTarget,
+    /// Which attempt at signing the target this is (0 first).
     pub attempt: Attempt,
 }
 
+/// The coordinator's commands in a signing round, relayed from the attempt's signing set.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum SignCommand {
     /// The preprocesses of the attempt's signing set (including this processor's own).
-    Preprocesses { id: SignId, preprocesses: Vec<(Participant, Opaque)> },
+    Preprocesses {
+        /// The attempt they belong to.
+        id: SignId,
+        /// Each signer's preprocess (nonce commitments), exactly the signing set, by participant.
+        preprocesses: Vec<(Participant, Opaque)>,
+    },
     /// The signature shares of the attempt's signing set (including this processor's own).
-    Shares { id: SignId, shares: Vec<(Participant, Opaque)> },
+    Shares {
+        /// The attempt they belong to.
+        id: SignId,
+        /// Each signer's signature share, exactly the signing set, by participant.
+        shares: Vec<(Participant, Opaque)>,
+    },
     /// Begin a new attempt; earlier attempts' nonces are discarded.
-    Reattempt { id: SignId },
+    Reattempt {
+        /// The new attempt; ignored unless later than the latest attempt taken part in here.
+        id: SignId,
+    },
 }
 
+/// A processor's messages in a signing round, and the completion of plans.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum SignEvent {
+    /// This processor's preprocess for an attempt: its commitments to fresh nonces.
     Preprocess {
+        /// The attempt the nonces are bound to.
         id: SignId,
+        /// The encoded commitments (for a Bitcoin transaction one per input; for Monero with the
+        /// hash of the transaction signed).
         preprocess: Opaque,
     },
+    /// This processor's signature share for an attempt, made once the preprocesses arrived.
     Share {
+        /// The attempt the share belongs to.
         id: SignId,
+        /// The encoded signature share (for a Bitcoin transaction one per input).
         share: Opaque,
     },
     /// A participant's preprocess or share was invalid.
     Blame {
+        /// The attempt in which it was sent.
         id: SignId,
+        /// The participant who sent it.
         accused: Participant,
+        /// What was wrong with it.
         reason: BlameReason,
     },
     /// A plan's transaction is complete: signed here (and published), or seen in a final
     /// block (whoever published it). `transaction` is its chain id (the txid for Bitcoin).
     Completed {
+        /// The plan completed.
         plan: PlanId,
+        /// The transaction's id on its chain (Bitcoin's txid, Monero's transaction hash).
         transaction: Opaque,
     },
 }
@@ -253,30 +409,63 @@ pub struct Burn {
     pub id: [u8; 32],
     /// Chain-encoded address (a script for Bitcoin, an address string for Monero).
     pub destination: Opaque,
+    /// What the Burn pays, in the chain's smallest unit (satoshi, piconero), before the
+    /// recipient's share of the fee is deducted.
     pub amount: Amount,
 }
 
+/// The coordinator's payment commands.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum PaymentsCommand {
-    /// Burns to pay, with the fee rate (in the chain's smallest unit per vbyte or per byte) the
+    /// Burns to pay, with the fee rate (satoshi per vbyte; piconero per weight unit) the
     /// validator set agreed from its chain sources, so every processor plans alike.
-    Burns { chain: ExternalChain, burns: Vec<Burn>, fee_rate: u64 },
+    Burns {
+        /// The chain the Burns pay out on; refused unless it is the processor's chain.
+        chain: ExternalChain,
+        /// The Burns, at most [`crate::payments::MAX_BURNS_PER_COMMAND`]; ids seen before are
+        /// skipped.
+        burns: Vec<Burn>,
+        /// The fee rate for plans from now on: satoshi per virtual byte (Bitcoin), piconero per
+        /// unit of fee weight (Monero).
+        fee_rate: u64,
+    },
 }
 
+/// A processor's reports on what became of Burns and plans.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum PaymentsEvent {
     /// A Burn could not become a payment; nothing else changed.
-    BurnRejected { id: [u8; 32], reason: String },
+    BurnRejected {
+        /// The rejected Burn's id on Serai.
+        id: [u8; 32],
+        /// Why it cannot be paid (an unpayable destination, a zero or impossible amount).
+        reason: String,
+    },
     /// A Burn too small to pay its share of the fee: not paid; its amount stays with the group.
-    BurnForfeited { id: [u8; 32], amount: Amount },
+    BurnForfeited {
+        /// The forfeited Burn's id on Serai.
+        id: [u8; 32],
+        /// The Burn's whole amount, kept by the group (satoshi, piconero).
+        amount: Amount,
+    },
     /// Burns were planned into a transaction the group will sign.
-    Planned { plan: PlanId, burns: Vec<[u8; 32]> },
+    Planned {
+        /// The new plan, whose signing starts now.
+        plan: PlanId,
+        /// The ids of the Burns it pays, in the plan's payment order.
+        burns: Vec<[u8; 32]>,
+    },
     /// A plan's transaction cannot be built here (the chain's transaction builder refused it):
     /// it is not signed, and its inputs stay out of the group's spendable funds until an
     /// operator acts.
-    PlanFailed { plan: PlanId, reason: String },
+    PlanFailed {
+        /// The plan that failed.
+        plan: PlanId,
+        /// The transaction builder's refusal.
+        reason: String,
+    },
 }
 
 #[cfg(test)]

@@ -55,9 +55,13 @@ pub fn save_plan<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) {
 /// What became of a Burn.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum BurnStatus {
+    /// Invalid (see [`validate_burn`]); reported with `PaymentsEvent::BurnRejected`, never paid.
     Rejected,
+    /// Valid and waiting in the scheduler's queue for funds.
     Queued,
+    /// Paid by the plan with this id.
     Planned(PlanId),
+    /// Too small to carry its share of the fee: not paid, its amount kept by the group.
     Forfeited,
 }
 
@@ -67,20 +71,34 @@ pub enum PlanState {
     /// Being signed.
     Planned,
     /// Signed here; published until seen in a final block.
-    Signed { transaction: Vec<u8> },
+    Signed {
+        /// The signed transaction in its chain's encoding, as published.
+        transaction: Vec<u8>,
+    },
     /// Its transaction (this chain id) is in a final block.
-    Completed { transaction: Vec<u8> },
+    Completed {
+        /// The transaction's id on its chain (Bitcoin's txid, Monero's transaction hash).
+        transaction: Vec<u8>,
+    },
     /// Its transaction cannot be built (see `PaymentsEvent::PlanFailed`).
-    Failed { reason: String },
+    Failed {
+        /// The chain's transaction builder's refusal.
+        reason: String,
+    },
 }
 
+/// A plan made here, as stored: the plan, who signs it, and how far it got.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct PlanRecord {
+    /// The plan's id ([`plan_id`]): equal on every processor that made the same plan.
     pub id: PlanId,
+    /// The external chain the transaction is for.
     pub chain: ExternalChain,
     /// The key-generation session whose key signs it (the one active when it was made).
     pub session: SessionId,
+    /// What the transaction spends and pays.
     pub plan: Plan,
+    /// Where its signing and completion stand.
     pub state: PlanState,
     /// The latest signing attempt this processor took part in.
     pub attempt: Attempt,
@@ -136,7 +154,9 @@ pub fn validate_burn(chain: ExternalChain, burn: &Burn) -> Result<(), String> {
 /// signing begins now).
 #[derive(Debug, Default)]
 pub struct Scheduling {
+    /// Reports for the coordinator: rejected, forfeited and planned Burns, plans completed at once.
     pub messages: Vec<ProcessorMessage>,
+    /// The plans whose signing the caller starts, in the order they were made.
     pub plans: Vec<PlanId>,
 }
 

@@ -175,7 +175,7 @@ pub fn on_block<D: Db>(
     if SCANNER_NEXT.get(txn, &())? != Some(height) {
         return Ok(BlockOutcome::Ignored("not the next block to scan"));
     }
-    if !tip.is_some_and(|tip| tip.0.saturating_sub(height.0) >= confirmations) {
+    if tip.is_none_or(|tip| tip.0.saturating_sub(height.0) < confirmations) {
         return Ok(BlockOutcome::Ignored("not final"));
     }
     let Some(keys) = key_cache.active(txn)? else {

@@ -39,11 +39,15 @@ tables! {
 pub struct FeeModel {
     /// Size units of a transaction with no inputs or outputs.
     pub base_units: u64,
+    /// Size units each input adds (vbytes for Bitcoin, fee weight for Monero).
     pub units_per_input: u64,
+    /// Size units each output adds (vbytes for Bitcoin, fee weight for Monero).
     pub units_per_output: u64,
     /// Smallest output worth creating.
     pub dust: Amount,
+    /// Most inputs one planned transaction may spend.
     pub max_inputs: usize,
+    /// Most outputs one planned transaction may have, change included.
     pub max_outputs: usize,
 }
 
@@ -72,6 +76,8 @@ impl FeeModel {
         max_outputs: 16,
     };
 
+    /// The fee of a transaction with this many inputs and outputs at `rate_per_unit` (satoshi
+    /// per vbyte, piconero per weight unit), in the chain's smallest unit; saturates on overflow.
     pub fn fee(&self, rate_per_unit: u64, inputs: usize, outputs: usize) -> Amount {
         let units = self.base_units + self.units_per_input * inputs as u64 + self.units_per_output * outputs as u64;
         Amount(units.saturating_mul(rate_per_unit))
@@ -81,7 +87,9 @@ impl FeeModel {
 /// An output the group can spend.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
 pub struct Utxo {
+    /// The output's chain-specific id (Bitcoin: txid and index; Monero: transaction hash and index).
     pub id: OutputId,
+    /// Its value, in the chain's smallest unit (satoshi, piconero).
     pub amount: Amount,
     /// Which of the group's addresses holds it (how it is signed for).
     pub kind: crate::messages::OutputKind,
@@ -90,20 +98,27 @@ pub struct Utxo {
 /// A payment to make (from a Burn).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Payment {
+    /// The id of the Burn it pays.
     pub id: [u8; 32],
+    /// The Burn's chain-encoded destination (a script for Bitcoin, an address string for Monero).
     pub destination: Vec<u8>,
+    /// The Burn's amount, before the payment's share of the fee (satoshi, piconero).
     pub amount: Amount,
 }
 
 /// A payment within a plan: what the recipient receives after its fee share.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct PlannedPayment {
+    /// The payment as queued.
     pub payment: Payment,
+    /// The output's amount: the payment's amount less its share of the transaction's fee.
     pub paid: Amount,
 }
 
+/// What a plan's transaction is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum PlanKind {
+    /// Pays queued payments, their fee deducted from them, with change back to the group.
     Payments,
     /// Splits funds into outputs for later payment transactions.
     Branch,
@@ -114,20 +129,27 @@ pub enum PlanKind {
 /// One transaction the group will sign.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Plan {
+    /// Why the transaction is made.
     pub kind: PlanKind,
+    /// The group's outputs it spends, in input order.
     pub inputs: Vec<Utxo>,
+    /// The payments it makes, in output order (first in, first out).
     pub payments: Vec<PlannedPayment>,
     /// Outputs back to the group meant to fund later transactions.
     pub branches: Vec<Amount>,
+    /// The output back to the group's change address, if the leftover is not dust.
     pub change: Option<Amount>,
+    /// The transaction's fee (dust change included), in the chain's smallest unit.
     pub fee: Amount,
 }
 
 impl Plan {
+    /// The sum of the inputs' amounts, in the chain's smallest unit.
     pub fn input_total(&self) -> u64 {
         self.inputs.iter().map(|input| input.amount.0).sum()
     }
 
+    /// How many outputs the transaction has: payments, branches and change.
     pub fn output_count(&self) -> usize {
         self.payments.len() + self.branches.len() + usize::from(self.change.is_some())
     }
@@ -145,11 +167,14 @@ impl Plan {
 /// What one scheduling pass decided.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scheduled {
+    /// The transactions planned, in the order they were made.
     pub plans: Vec<Plan>,
     /// Payments too small to pay their own fee: not paid, amount kept by the group.
     pub forfeited: Vec<Payment>,
 }
 
+/// The group's spendable outputs, its queue of payments, and the agreed fee rate, as stored; see
+/// the module docs for the policy that turns them into plans.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
 pub struct Scheduler {
     /// Available outputs, largest first (ties by id, so the order is canonical).
@@ -180,22 +205,27 @@ impl Scheduler {
         self.utxos.insert(position, utxo);
     }
 
+    /// The fee rate last agreed by the validator set (satoshi per vbyte, piconero per weight unit).
     pub fn fee_rate(&self) -> u64 {
         self.fee_rate
     }
 
+    /// Replaces the fee rate plans are made at, with the one a Burns command carries.
     pub fn set_fee_rate(&mut self, fee_rate: u64) {
         self.fee_rate = fee_rate;
     }
 
+    /// Appends a payment to the end of the queue (first in, first out).
     pub fn queue_payment(&mut self, payment: Payment) {
         self.queue.push_back(payment);
     }
 
+    /// The spendable outputs, largest first.
     pub fn available(&self) -> &[Utxo] {
         &self.utxos
     }
 
+    /// The payments waiting to be planned, oldest first.
     pub fn queued(&self) -> impl Iterator<Item = &Payment> {
         self.queue.iter()
     }

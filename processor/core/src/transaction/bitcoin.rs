@@ -5,7 +5,7 @@
 //! Layout: version 2, lock time 0, inputs in plan order with final sequence numbers, outputs
 //! in the order payments, branches, change (branches and change to the group's change address).
 
-use super::{signing_set_of, ChainSigner, SignedTransaction};
+use super::{signing_set_of, ChainSigner, Preprocess, SignedTransaction};
 use crate::chain::bitcoin::{merkle_root, outpoint_of, script_of};
 use crate::db::Read;
 use crate::ids::Participant;
@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 /// The unsigned transaction of a plan and what its inputs spend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignableTransaction {
+    /// The transaction in the plan's layout, its witnesses still empty.
     pub transaction: Transaction,
     /// The output each input spends, in input order (BIP341 sighashes commit to all of them).
     pub prevouts: Vec<TxOut>,
@@ -127,13 +128,12 @@ pub fn plan_txid(record: &PlanRecord, keys: &ThresholdKeyPair) -> Result<[u8; 32
     Ok(signable(record, keys)?.txid())
 }
 
+/// A key share and the group's public package, tweaked for one merkle root.
+type TweakedKeys = (KeyPackage<Secp256k1Tr>, PublicKeyPackage<Secp256k1Tr>);
+
 /// The key package and public package tweaked for each input's merkle root.
-fn tweaked(
-    share: &KeyShare<Secp256k1Tr>,
-    roots: &[Option<[u8; 32]>],
-) -> Vec<(KeyPackage<Secp256k1Tr>, PublicKeyPackage<Secp256k1Tr>)> {
-    let mut by_root: BTreeMap<Option<[u8; 32]>, (KeyPackage<Secp256k1Tr>, PublicKeyPackage<Secp256k1Tr>)> =
-        BTreeMap::new();
+fn tweaked(share: &KeyShare<Secp256k1Tr>, roots: &[Option<[u8; 32]>]) -> Vec<TweakedKeys> {
+    let mut by_root: BTreeMap<Option<[u8; 32]>, TweakedKeys> = BTreeMap::new();
     roots
         .iter()
         .map(|root| {
@@ -175,7 +175,7 @@ impl ChainSigner for BitcoinSigner {
         keys: &ThresholdKeyPair,
         record: &PlanRecord,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Option<(Self::Preprocessed, Vec<u8>)>, SignError> {
+    ) -> Result<Option<Preprocess<Self::Preprocessed>>, SignError> {
         let share = bitcoin_share(keys)?;
         let inputs = record.plan.inputs.len();
         let mut nonces = Vec::with_capacity(inputs);
@@ -186,7 +186,7 @@ impl ChainSigner for BitcoinSigner {
                 .push(commitment.serialize().map_err(|e| SignError::Refused(format!("serializing commitments: {e}")))?);
             nonces.push(nonce);
         }
-        Ok(Some((nonces, encode(&commitments))))
+        Ok(Some(Preprocess { state: nonces, message: encode(&commitments) }))
     }
 
     fn share(

@@ -61,7 +61,7 @@ pub trait ChainSigner {
         keys: &ThresholdKeyPair,
         record: &PlanRecord,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Option<(Self::Preprocessed, Vec<u8>)>, SignError>;
+    ) -> Result<Option<Preprocess<Self::Preprocessed>>, SignError>;
 
     /// The signing set's preprocesses: our share.
     fn share(
@@ -78,6 +78,14 @@ pub trait ChainSigner {
         state: Self::Shared,
         shares: &[(Participant, Vec<u8>)],
     ) -> Result<SignedTransaction, SignError>;
+}
+
+/// An attempt's state after its preprocess, and the preprocess to send.
+pub struct Preprocess<T> {
+    /// What the attempt holds until the signing set's preprocesses arrive.
+    pub state: T,
+    /// The preprocess message.
+    pub message: Vec<u8>,
 }
 
 /// Where one attempt of one chain stands.
@@ -113,7 +121,9 @@ impl<S: ChainSigner> ChainAttempts<S> {
         if sign::was_preprocessed(txn, id)? {
             return Ok(None);
         }
-        let Some((state, preprocess)) = S::preprocess(txn, keys, record, rng)? else { return Ok(None) };
+        let Some(Preprocess { state, message: preprocess }) = S::preprocess(txn, keys, record, rng)? else {
+            return Ok(None);
+        };
         sign::first_preprocess(txn, id)?;
         self.0.insert(id, Stage::Preprocessed(state));
         Ok(Some(ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess })))

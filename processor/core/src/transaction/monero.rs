@@ -15,7 +15,7 @@
 //! inputs' key images; scanning checks every transaction of a final block against the pending
 //! ones, and keeps the group's own transactions so a plan made late still completes.
 
-use super::{signing_set_of, ChainSigner, SignedTransaction};
+use super::{signing_set_of, ChainSigner, Preprocess, SignedTransaction};
 use crate::chain::monero::{change_address, view_pair, CHANGE_SUBADDRESS};
 use crate::db::{tables, Db, DbError, Read, Txn};
 use crate::ids::{BlockHeight, OutputId, Participant, PlanId};
@@ -329,7 +329,7 @@ impl ChainSigner for MoneroSigner {
         keys: &ThresholdKeyPair,
         record: &PlanRecord,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Option<(Self::Preprocessed, Vec<u8>)>, SignError> {
+    ) -> Result<Option<Preprocess<Self::Preprocessed>>, SignError> {
         use modular_frost::sign::{PreprocessMachine, Writable};
         // Signing begins once the rings are known.
         let Some(inputs) = MONERO_INPUTS.get(reader, &record.id)? else { return Ok(None) };
@@ -346,7 +346,10 @@ impl ChainSigner for MoneroSigner {
         let hash = signable_hash(&signable);
         let machine = signable.multisig(threshold_keys).map_err(|e| SignError::Refused(format!("multisig: {e:?}")))?;
         let (machine, preprocess) = machine.preprocess(rng);
-        Ok(Some((MoneroPreprocessed { machine, signable: hash }, encode(&(hash, preprocess.serialize())))))
+        Ok(Some(Preprocess {
+            state: MoneroPreprocessed { machine, signable: hash },
+            message: encode(&(hash, preprocess.serialize())),
+        }))
     }
 
     fn share(
