@@ -270,5 +270,9 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
     for (name, value) in rows {
         println!("{name:<22}{value}");
     }
+    // One seed: its trace hash, so a replay (or a refactoring) can be compared exactly.
+    if let [outcome] = outcomes {
+        println!("{:<22}{}", "trace hash", hex::encode(outcome.trace_hash));
+    }
     println!("{:-<72}", "");
 }

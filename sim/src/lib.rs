@@ -11,10 +11,12 @@
 //! The simulation itself exists only under `--cfg madsim` (see `scripts/sim.sh`); the scenario
 //! and outcome types compile everywhere.
 
+pub mod invariant;
 pub mod scenario;
 #[cfg(madsim)]
 mod world;
 
+pub use invariant::Invariant;
 pub use scenario::{Byzantine, FaultCounts, Outcome, Scenario, Violation};
 #[cfg(madsim)]
 pub use world::run;

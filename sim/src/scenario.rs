@@ -157,7 +157,7 @@ pub struct FaultCounts {
 /// An invariant that did not hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    pub invariant: String,
+    pub invariant: crate::Invariant,
     pub detail: String,
     /// The last events before the violation, oldest first.
     pub trace_tail: Vec<String>,

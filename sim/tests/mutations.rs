@@ -6,7 +6,7 @@ use sim::{run, set_mutation, Mutation, Scenario};
 
 const SEEDS: u64 = 200;
 
-fn first_caught(mutation: Mutation) -> Option<(u64, String)> {
+fn first_caught(mutation: Mutation) -> Option<(u64, sim::Invariant)> {
     set_mutation(mutation);
     let scenario = Scenario::standard();
     let caught = (0..SEEDS).find_map(|seed| run(seed, &scenario).violation.map(|v| (seed, v.invariant)));

@@ -7,6 +7,8 @@ use processor_core::chain::instruction::encode_instruction;
 use processor_core::chain::monero::{group_address, MoneroBlockData};
 use processor_core::messages::{ChainPublicKey, GroupKeys, InInstruction};
 
+// One value per run: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Mock {
     Bitcoin(MockBitcoin, BitcoinDepositor),
     Monero(MockMonero, MoneroDepositor),

@@ -1,7 +1,8 @@
-//! The invariants every run is checked against (DESIGN.md): safety during the whole run,
-//! liveness once faults stop.
+//! The invariants every run is checked against ([`crate::Invariant`], citing `ARCHITECTURE.md`):
+//! safety during the whole run, liveness once faults stop.
 
 use super::{lock, Shared, CONFIRMATIONS};
+use crate::Invariant;
 use coordinator::SessionStatus;
 use processor_core::chain::{self, ScanKey};
 use processor_core::ids::{BatchId, SessionId};
@@ -10,10 +11,10 @@ use processor_core::keygen;
 use processor_core::messages::{Batch, GroupKeys};
 use std::collections::BTreeMap;
 
-type Failure = (String, String);
+type Failure = (Invariant, String);
 
-fn failure(invariant: &str, detail: String) -> Failure {
-    (invariant.to_string(), detail)
+fn failure(invariant: Invariant, detail: String) -> Failure {
+    (invariant, detail)
 }
 
 /// The Batch each final block with InInstructions must produce, scanning the best chain
@@ -35,7 +36,7 @@ fn expected_batches(shared: &Shared, session: SessionId, keys: &GroupKeys, from:
                     .into_iter()
                     .filter_map(|output| output.instruction.map(|instruction| (instruction, output.amount)))
                     .collect();
-                (!instructions.is_empty()).then(|| Batch {
+                (!instructions.is_empty()).then_some(Batch {
                     chain: shared.chain_kind,
                     id: BatchId(0),
                     block: scanned.id,
@@ -61,7 +62,7 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
     if let Some(violation) = lock(&shared.violation).clone() {
         return Err(violation);
     }
-    let storage = |e: processor_core::db::DbError| failure("storage", e.to_string());
+    let storage = |e: processor_core::db::DbError| failure(Invariant::Storage, e.to_string());
 
     // Keys: whatever a processor activated is what the coordinator confirmed for that session.
     {
@@ -72,7 +73,7 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
                 Some(SessionStatus::Confirmed(keys)) if *keys == active.group_keys() => {}
                 status => {
                     return Err(failure(
-                        "agreement: active keys are the confirmed keys of a session that did not fail",
+                        Invariant::ActiveKeysConfirmed,
                         format!(
                             "processor {index} activated session {} with {:?}; coordinator: {status:?}",
                             active.session,
@@ -92,23 +93,20 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
     for (index, db) in shared.dbs.iter().enumerate() {
         let may_halt = lock(&shared.deep_reorged).as_ref().is_some_and(|must_halt| must_halt[index]);
         if !may_halt && Inspector::new(db).halted().map_err(storage)?.is_some() {
-            return Err(failure(
-                "no halt unless a final block this processor reported was replaced",
-                format!("processor {index} halted"),
-            ));
+            return Err(failure(Invariant::HaltOnlyOnReplacedFinalBlock, format!("processor {index} halted")));
         }
         let mut heights = BTreeMap::new();
         for (id, record) in Inspector::new(db).batches().map_err(storage)? {
             if let Some(other) = heights.insert(record.height, id) {
                 return Err(failure(
-                    "no output is reported twice",
+                    Invariant::OneBatchPerHeight,
                     format!("processor {index} built Batches {other} and {id} for height {}", record.height),
                 ));
             }
             match contents.get(&id) {
                 Some((other, batch)) if *batch != record.batch => {
                     return Err(failure(
-                        "agreement: every honest processor builds the same Batch",
+                        Invariant::BatchesAgree,
                         format!(
                             "Batch {id}: processor {index} built {:?}, processor {other} built {batch:?}",
                             record.batch
@@ -127,15 +125,12 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
     for batch in &signed {
         if let Some((_, built)) = contents.get(&batch.id) {
             if built != batch {
-                return Err(failure(
-                    "agreement: the signed Batch is the one processors built",
-                    format!("Batch {}", batch.id),
-                ));
+                return Err(failure(Invariant::SignedBatchIsBuilt, format!("Batch {}", batch.id)));
             }
         }
         if let Some(other) = blocks.insert(batch.block, batch.id) {
             return Err(failure(
-                "no output is reported twice",
+                Invariant::OneBatchPerBlock,
                 format!("block {} is in Batches {other} and {}", batch.block, batch.id),
             ));
         }
@@ -154,7 +149,7 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
                 Some((_, e)) if e.instructions == batch.instructions => {}
                 found => {
                     return Err(failure(
-                        "each signed Batch is exactly its final block's InInstructions",
+                        Invariant::BatchIsItsFinalBlock,
                         format!(
                             "Batch {} for block {}: expected {found:?}, signed {:?}",
                             batch.id, batch.block, batch.instructions
@@ -245,7 +240,7 @@ pub(super) fn plans_completed_at(shared: &Shared, index: usize) -> u64 {
 /// Payments safety: every plan conserves value; at each processor no output is spent by two
 /// plans and no Burn is in two plans; a plan id means the same transaction everywhere.
 fn check_plans(shared: &Shared) -> Result<(), Failure> {
-    let storage = |e: processor_core::db::DbError| failure("storage", e.to_string());
+    let storage = |e: processor_core::db::DbError| failure(Invariant::Storage, e.to_string());
     let mut everywhere: BTreeMap<processor_core::ids::PlanId, (usize, processor_core::scheduler::Plan)> =
         BTreeMap::new();
     for (index, db) in shared.dbs.iter().enumerate() {
@@ -254,14 +249,14 @@ fn check_plans(shared: &Shared) -> Result<(), Failure> {
         for (id, record) in Inspector::new(db).plans().map_err(storage)? {
             if !record.plan.conserves_value() {
                 return Err(failure(
-                    "value is conserved",
+                    Invariant::PlanConservesValue,
                     format!("processor {index}'s plan {} does not conserve value", record.id),
                 ));
             }
             for input in &record.plan.inputs {
                 if !inputs.insert(input.id.clone()) {
                     return Err(failure(
-                        "no input is spent by two different transactions",
+                        Invariant::OutputInOnePlan,
                         format!("processor {index} planned output {} twice", input.id),
                     ));
                 }
@@ -269,7 +264,7 @@ fn check_plans(shared: &Shared) -> Result<(), Failure> {
             for payment in &record.plan.payments {
                 if !burns.insert(payment.payment.id) {
                     return Err(failure(
-                        "every Burn is paid exactly once",
+                        Invariant::BurnInOnePlan,
                         format!("processor {index} planned Burn {} twice", hex::encode(payment.payment.id)),
                     ));
                 }
@@ -277,7 +272,7 @@ fn check_plans(shared: &Shared) -> Result<(), Failure> {
             match everywhere.get(&id) {
                 Some((other, theirs)) if *theirs != record.plan => {
                     return Err(failure(
-                        "agreement: a plan id names the same transaction everywhere",
+                        Invariant::PlanIdsAgree,
                         format!("plan {} differs between processors {other} and {index}", record.id),
                     ))
                 }

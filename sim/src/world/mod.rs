@@ -7,6 +7,7 @@ mod link;
 mod nodes;
 
 use crate::scenario::{FaultCounts, Outcome, Scenario, Violation};
+use crate::Invariant;
 use chain::SimChain;
 use coordinator::{Coordinator, SessionStatus};
 use madsim::net::NetSim;
@@ -40,6 +41,11 @@ fn processor_addr(index: usize) -> SocketAddr {
     let index = u8::try_from(index + 1).expect("validator count is bounded by the scenario");
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, index)), 1)
 }
+
+/// The transaction (by the simulation's id for it) that spent an output, and its publisher.
+type SpentBy = (Vec<u8>, usize);
+/// The Batch a block must produce for a session's keys, if any.
+type ExpectedBatch = Option<processor_core::messages::Batch>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -84,12 +90,12 @@ struct Shared {
     /// Every preprocess each processor sent, by the signing attempt it was for.
     preprocesses: Mutex<BTreeMap<Vec<u8>, (usize, processor_core::messages::SignId)>>,
     /// Every output a published transaction spends, with that transaction's id and publisher.
-    spent_by: Mutex<BTreeMap<Vec<u8>, (Vec<u8>, usize)>>,
+    spent_by: Mutex<BTreeMap<Vec<u8>, SpentBy>>,
     /// Transactions published (first publications, by any processor).
     published: Mutex<u64>,
     /// What the checks found scanning each block for a session's keys, by block id (a block id
     /// never changes content).
-    scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), Option<processor_core::messages::Batch>>>,
+    scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), ExpectedBatch>>,
     /// Once the deep reorganisation of a deep-reorg scenario happened: which processors had
     /// scanned a block it replaced (they must halt; the others never saw the replaced blocks
     /// and carry on).
@@ -97,7 +103,7 @@ struct Shared {
     /// Burns issued by Serai.
     burns: Mutex<u64>,
     /// The first invariant violation seen by a node, if any.
-    violation: Mutex<Option<(String, String)>>,
+    violation: Mutex<Option<(Invariant, String)>>,
 }
 
 impl Shared {
@@ -126,10 +132,10 @@ impl Shared {
         lock(&self.trace).start.elapsed().as_millis() as u64
     }
 
-    fn violate(&self, invariant: &str, detail: String) {
+    fn violate(&self, invariant: Invariant, detail: String) {
         let mut violation = lock(&self.violation);
         if violation.is_none() {
-            *violation = Some((invariant.to_string(), detail));
+            *violation = Some((invariant, detail));
         }
     }
 }
@@ -294,7 +300,7 @@ async fn drive(
     coordinator_node: &NodeHandle,
     processor_nodes: &[NodeHandle],
     start: Instant,
-) -> Option<(String, String)> {
+) -> Option<(Invariant, String)> {
     let scenario = &shared.scenario;
     let net = NetSim::current();
     while start.elapsed() < Duration::from_millis(scenario.fault_phase_ms) {
@@ -382,8 +388,7 @@ async fn drive(
             Err(waiting_for) => {
                 if quiet_start.elapsed() > Duration::from_millis(scenario.liveness_deadline_ms) {
                     return Some((
-                        "liveness: after faults stop, keys are active and every final deposit is in a signed Batch"
-                            .into(),
+                        Invariant::Liveness,
                         format!("{} ms into the quiet phase: {waiting_for}", scenario.liveness_deadline_ms),
                     ));
                 }

@@ -4,6 +4,7 @@
 use super::link::{SimCoordinatorLink, SimProcessorLink};
 use super::{coordinator_addr, describe, lock, processor_addr, Shared, CONFIRMATIONS, TICK};
 use crate::scenario::Byzantine;
+use crate::Invariant;
 use coordinator::{byzantine, Outbound};
 use madsim::net::Endpoint;
 use madsim::time::{timeout, Instant};
@@ -127,16 +128,21 @@ fn snapshot(shared: &Shared, index: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// A redelivered frame may only be acknowledged again: no state change, no new message.
 fn check_no_second_effect(shared: &Shared, index: usize, before: Vec<(Vec<u8>, Vec<u8>)>, effects: &[Effect]) {
-    const INVARIANT: &str = "a redelivered message has no second effect";
     if snapshot(shared, index) != before {
-        shared.violate(INVARIANT, format!("processor {index} changed its state handling a redelivered frame"));
+        shared.violate(
+            Invariant::RedeliveryChangesNothing,
+            format!("processor {index} changed its state handling a redelivered frame"),
+        );
     }
     let coordinator = lock(&shared.coordinator).peer_key();
     for effect in effects {
         let Effect::Send(bytes) = effect else { continue };
         if let Ok(envelope) = Envelope::<ProcessorMessage>::open(bytes, &coordinator, |_| true) {
             if let Frame::Data { message, .. } = envelope.frame {
-                shared.violate(INVARIANT, format!("processor {index} sent {message:?} for a redelivered frame"));
+                shared.violate(
+                    Invariant::RedeliverySendsNothing,
+                    format!("processor {index} sent {message:?} for a redelivered frame"),
+                );
             }
         }
     }
@@ -154,7 +160,7 @@ fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
         processor_core::ids::ExternalChain::Bitcoin => {
             let Ok(transaction) = bitcoin::consensus::deserialize::<bitcoin::Transaction>(bytes) else {
                 shared.violate(
-                    "every published transaction is well formed",
+                    Invariant::PublishedTransactionDecodes,
                     format!("processor {index} published undecodable bytes"),
                 );
                 return;
@@ -162,7 +168,7 @@ fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
             let spent = transaction
                 .input
                 .iter()
-                .map(|input| processor_core::chain::bitcoin::output_id(&input.previous_output))
+                .map(|input| processor_core::chain::bitcoin::output_id(&input.previous_output).0)
                 .collect();
             (transaction.compute_txid().to_byte_array().to_vec(), spent)
         }
@@ -171,7 +177,7 @@ fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
                 monero_wallet::transaction::Transaction::<monero_wallet::transaction::NotPruned>::read(&mut &*bytes)
             else {
                 shared.violate(
-                    "every published transaction is well formed",
+                    Invariant::PublishedTransactionDecodes,
                     format!("processor {index} published undecodable bytes"),
                 );
                 return;
@@ -207,7 +213,7 @@ fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
     for output in spent {
         match spent_by.get(&output) {
             Some((other, publisher)) if *other != txid => shared.violate(
-                "no output is spent by two different signed transactions",
+                Invariant::OutputInOneSignedTransaction,
                 format!(
                     "output {} spent by {} (processor {publisher}) and {} (processor {index})",
                     hex::encode(&output),
@@ -240,7 +246,7 @@ fn observe_outbound(shared: &Shared, index: usize, bytes: &[u8]) {
     if let Some((other_index, other_id)) = seen.get(&preprocess) {
         if (*other_index, *other_id) != (index, id) {
             shared.violate(
-                "no nonce is used twice",
+                Invariant::PreprocessUnique,
                 format!(
                     "processor {index} sent for {id:?} the preprocess processor {other_index} sent for {other_id:?}"
                 ),
@@ -249,7 +255,7 @@ fn observe_outbound(shared: &Shared, index: usize, bytes: &[u8]) {
         return;
     }
     if seen.values().any(|(other_index, other_id)| *other_index == index && *other_id == id) {
-        shared.violate("no nonce is used twice", format!("processor {index} preprocessed {id:?} twice"));
+        shared.violate(Invariant::AttemptPreprocessedOnce, format!("processor {index} preprocessed {id:?} twice"));
     }
     seen.insert(preprocess, (index, id));
 }
