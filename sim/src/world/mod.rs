@@ -179,10 +179,30 @@ pub fn run(seed: u64, scenario: &Scenario) -> Outcome {
 
 async fn world(seed: u64, scenario: Scenario) -> Outcome {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    // Even seeds run Bitcoin, odd seeds Monero.
+    let shared = new_shared(seed, &scenario, &mut rng);
+    let handle = Handle::current();
+    let (coordinator_node, processor_nodes) = spawn_nodes(&shared, &handle);
+    {
+        let keys: Vec<_> = shared.identities.iter().map(Identity::peer_key).collect();
+        let mut coordinator = lock(&shared.coordinator);
+        if let Some(chain) = &shared.chain {
+            coordinator.observe_chain_tip(processor_core::ids::BlockHeight(lock(chain).tip()));
+        }
+        // Delivered by the coordinator's retransmission on its next tick.
+        let _ = coordinator.start_keygen(SessionId(1), scenario.threshold, keys);
+        shared.record("coordinator orders key generation, session 1".into());
+    }
+    let start = Instant::now();
+    let violation = drive(&shared, &handle, &coordinator_node, &processor_nodes, start).await;
+    outcome(&shared, seed, start, violation)
+}
+
+/// The world of one seed: identities, the coordinator, the chain (even seeds Bitcoin, odd
+/// seeds Monero), empty databases.
+fn new_shared(seed: u64, scenario: &Scenario, rng: &mut ChaCha20Rng) -> Arc<Shared> {
     let chain_kind = if seed % 2 == 0 { ExternalChain::Bitcoin } else { ExternalChain::Monero };
-    let coordinator_identity = Identity::generate(&mut rng);
-    let identities: Vec<Identity> = (0..scenario.validators).map(|_| Identity::generate(&mut rng)).collect();
+    let coordinator_identity = Identity::generate(rng);
+    let identities: Vec<Identity> = (0..scenario.validators).map(|_| Identity::generate(rng)).collect();
     let keys: Vec<_> = identities.iter().map(Identity::peer_key).collect();
     let mut coordinator = Coordinator::new(coordinator_identity, &keys);
     coordinator.retry_without_blamed(true);
@@ -210,8 +230,11 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         scenario: scenario.clone(),
     });
     shared.record(format!("seed {seed}: {chain_kind}, {}-of-{}", scenario.threshold, scenario.validators));
+    shared
+}
 
-    let handle = Handle::current();
+/// The coordinator's node and one node per processor.
+fn spawn_nodes(shared: &Arc<Shared>, handle: &Handle) -> (NodeHandle, Vec<NodeHandle>) {
     let coordinator_node = {
         let shared = shared.clone();
         handle
@@ -221,7 +244,7 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
             .init(move || nodes::coordinator_node(shared.clone()))
             .build()
     };
-    let processor_nodes: Vec<NodeHandle> = (0..scenario.validators)
+    let processor_nodes = (0..shared.scenario.validators)
         .map(|index| {
             let shared = shared.clone();
             handle
@@ -232,39 +255,31 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
                 .build()
         })
         .collect();
+    (coordinator_node, processor_nodes)
+}
 
-    {
-        let mut coordinator = lock(&shared.coordinator);
-        if let Some(chain) = &shared.chain {
-            coordinator.observe_chain_tip(processor_core::ids::BlockHeight(lock(chain).tip()));
-        }
-        // Delivered by the coordinator's retransmission on its next tick.
-        let _ = coordinator.start_keygen(SessionId(1), scenario.threshold, keys.clone());
-        shared.record("coordinator orders key generation, session 1".into());
-    }
-
-    let start = Instant::now();
-    let violation = drive(&shared, &handle, &coordinator_node, &processor_nodes, start).await;
+/// What a finished run produced.
+fn outcome(shared: &Shared, seed: u64, start: Instant, violation: Option<(Invariant, String)>) -> Outcome {
     let faults = *lock(&shared.faults);
     let (deposits, reorgs) = shared.chain.as_ref().map_or((0, 0), |c| {
         let chain = lock(c);
         (chain.deposits, chain.reorgs)
     });
     let burns = *lock(&shared.burns);
-    let plans = invariants::plans_at(&shared, 0);
-    let paid = invariants::plans_completed_at(&shared, 0);
+    let plans = invariants::plans_at(shared, 0);
+    let paid = invariants::plans_completed_at(shared, 0);
     let trace = lock(&shared.trace);
     let coordinator = lock(&shared.coordinator);
     let keys_confirmed =
         coordinator.sessions().filter(|(_, status)| matches!(status, SessionStatus::Confirmed(_))).count() as u64;
-    let blames = coordinator
-        .observations()
-        .iter()
-        .filter(|o| {
-            matches!(o, coordinator::Observation::Blamed { .. } | coordinator::Observation::SigningBlamed { .. })
-        })
-        .count() as u64;
-    let outcome = Outcome {
+    let count = |wanted: &dyn Fn(&coordinator::Observation) -> bool| {
+        coordinator.observations().iter().filter(|o| wanted(o)).count() as u64
+    };
+    let blames = count(&|o| {
+        matches!(o, coordinator::Observation::Blamed { .. } | coordinator::Observation::SigningBlamed { .. })
+    });
+    let halted = count(&|o| matches!(o, coordinator::Observation::ChainHalted { .. }));
+    Outcome {
         seed,
         simulated_ms: start.elapsed().as_millis() as u64,
         trace_hash: trace.hasher.clone().finalize().into(),
@@ -277,19 +292,14 @@ async fn world(seed: u64, scenario: Scenario) -> Outcome {
         burns,
         plans,
         paid,
-        halted: coordinator
-            .observations()
-            .iter()
-            .filter(|o| matches!(o, coordinator::Observation::ChainHalted { .. }))
-            .count() as u64,
+        halted,
         faults: FaultCounts { reorgs, ..faults },
         violation: violation.map(|(invariant, detail)| Violation {
             invariant,
             detail,
             trace_tail: trace.tail.iter().cloned().collect(),
         }),
-    };
-    outcome
+    }
 }
 
 /// The fault plan and workload, then the quiet phase; checks safety throughout and liveness
@@ -313,64 +323,86 @@ async fn drive(
             && !shared.deep_reorg_done()
             && start.elapsed() > Duration::from_millis(scenario.fault_phase_ms / 2)
         {
-            let depth = CONFIRMATIONS as usize + 3 + shared.random_below(3) as usize;
-            if let Some(chain) = &shared.chain {
-                let mut chain = lock(chain);
-                let first_replaced = (chain.tip() + 1).saturating_sub(depth as u64);
-                if chain.reorg(depth) {
-                    let must_halt = shared
-                        .dbs
-                        .iter()
-                        .map(|db| {
-                            processor_core::inspect::Inspector::new(db)
-                                .last_scanned()
-                                .ok()
-                                .flatten()
-                                .is_some_and(|tip| tip.height.0 >= first_replaced)
-                        })
-                        .collect();
-                    shared.record(format!(
-                        "chain: reorganisation of depth {depth} from height {first_replaced}, deeper than the confirmations; must halt: {must_halt:?}"
-                    ));
-                    *lock(&shared.deep_reorged) = Some(must_halt);
-                }
-            }
+            deep_reorg(shared);
         }
-        if shared.roll(scenario.processor_crash_per_mille) {
-            let index = shared.random_below(processor_nodes.len() as u64) as usize;
-            let down = Duration::from_millis(1 + shared.random_below(2_000));
-            if crash(shared, handle, processor_nodes[index].id(), index, down) {
-                shared.record(format!("fault: processor {index} crashes for {} ms", down.as_millis()));
-                lock(&shared.faults).processor_crashes += 1;
-            }
-        }
-        if shared.roll(scenario.coordinator_crash_per_mille) {
-            let down = Duration::from_millis(1 + shared.random_below(2_000));
-            if crash(shared, handle, coordinator_node.id(), processor_nodes.len(), down) {
-                shared.record(format!("fault: coordinator crashes for {} ms", down.as_millis()));
-                lock(&shared.faults).coordinator_crashes += 1;
-            }
-        }
-        if shared.roll(scenario.partition_per_mille) {
-            let index = shared.random_below(processor_nodes.len() as u64) as usize;
-            let length = Duration::from_millis(1 + shared.random_below(3_000));
-            shared.record(format!("fault: processor {index} partitioned for {} ms", length.as_millis()));
-            lock(&shared.faults).partitions += 1;
-            let (a, b) = (coordinator_node.id(), processor_nodes[index].id());
-            net.clog_link(a, b);
-            net.clog_link(b, a);
-            let net = net.clone();
-            madsim::task::spawn(async move {
-                sleep(length).await;
-                net.unclog_link(a, b);
-                net.unclog_link(b, a);
-            });
+        inject_faults(shared, handle, coordinator_node, processor_nodes, &net);
+    }
+    quiet_phase(shared, &net).await
+}
+
+/// Reorganises the chain deeper than the confirmations, noting which processors had scanned a
+/// replaced block (those must halt).
+fn deep_reorg(shared: &Shared) {
+    let depth = CONFIRMATIONS as usize + 3 + shared.random_below(3) as usize;
+    let Some(chain) = &shared.chain else { return };
+    let mut chain = lock(chain);
+    let first_replaced = (chain.tip() + 1).saturating_sub(depth as u64);
+    if !chain.reorg(depth) {
+        return;
+    }
+    let must_halt = shared
+        .dbs
+        .iter()
+        .map(|db| {
+            processor_core::inspect::Inspector::new(db)
+                .last_scanned()
+                .ok()
+                .flatten()
+                .is_some_and(|tip| tip.height.0 >= first_replaced)
+        })
+        .collect();
+    shared.record(format!(
+        "chain: reorganisation of depth {depth} from height {first_replaced}, deeper than the confirmations; must halt: {must_halt:?}"
+    ));
+    *lock(&shared.deep_reorged) = Some(must_halt);
+}
+
+/// One block interval's faults: processor and coordinator crashes, partitions.
+fn inject_faults(
+    shared: &Arc<Shared>,
+    handle: &Handle,
+    coordinator_node: &NodeHandle,
+    processor_nodes: &[NodeHandle],
+    net: &Arc<NetSim>,
+) {
+    let scenario = &shared.scenario;
+    if shared.roll(scenario.processor_crash_per_mille) {
+        let index = shared.random_below(processor_nodes.len() as u64) as usize;
+        let down = Duration::from_millis(1 + shared.random_below(2_000));
+        if crash(shared, handle, processor_nodes[index].id(), index, down) {
+            shared.record(format!("fault: processor {index} crashes for {} ms", down.as_millis()));
+            lock(&shared.faults).processor_crashes += 1;
         }
     }
+    if shared.roll(scenario.coordinator_crash_per_mille) {
+        let down = Duration::from_millis(1 + shared.random_below(2_000));
+        if crash(shared, handle, coordinator_node.id(), processor_nodes.len(), down) {
+            shared.record(format!("fault: coordinator crashes for {} ms", down.as_millis()));
+            lock(&shared.faults).coordinator_crashes += 1;
+        }
+    }
+    if shared.roll(scenario.partition_per_mille) {
+        let index = shared.random_below(processor_nodes.len() as u64) as usize;
+        let length = Duration::from_millis(1 + shared.random_below(3_000));
+        shared.record(format!("fault: processor {index} partitioned for {} ms", length.as_millis()));
+        lock(&shared.faults).partitions += 1;
+        let (a, b) = (coordinator_node.id(), processor_nodes[index].id());
+        net.clog_link(a, b);
+        net.clog_link(b, a);
+        let net = net.clone();
+        madsim::task::spawn(async move {
+            sleep(length).await;
+            net.unclog_link(a, b);
+            net.unclog_link(b, a);
+        });
+    }
+}
 
-    // Quiet phase: faults and deposits stop (crashed nodes come back, partitions heal within
-    // their bounded lengths, the network stops losing messages); blocks keep coming so every
-    // deposit becomes final; everything must now finish.
+/// The quiet phase: faults and deposits stop (crashed nodes come back, partitions heal within
+/// their bounded lengths, the network stops losing messages); blocks keep coming so every
+/// deposit becomes final; everything must now finish.
+async fn quiet_phase(shared: &Shared, net: &Arc<NetSim>) -> Option<(Invariant, String)> {
+    let scenario = &shared.scenario;
     net.update_config(|config| config.packet_loss_rate = 0.0);
     shared.record("quiet phase: faults stop".into());
     let quiet_start = Instant::now();

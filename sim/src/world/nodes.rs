@@ -71,43 +71,55 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                 check_no_second_effect(&shared, index, before, &effects);
             }
             for effect in effects {
-                match effect {
-                    Effect::Send(bytes) => {
-                        let identity = &shared.identities[index];
-                        let bytes = match shared.byzantine() {
-                            Some((byzantine, Byzantine::KeyGen)) if byzantine == index => {
-                                byzantine::corrupt_keygen_shares(identity, &lock(&shared.coordinator), bytes)
-                            }
-                            Some((byzantine, Byzantine::Signing)) if byzantine == index => {
-                                byzantine::corrupt_signature_shares(identity, &lock(&shared.coordinator), bytes)
-                            }
-                            _ => bytes,
-                        };
-                        observe_outbound(&shared, index, &bytes);
-                        shared.record(format!("processor {index} -> {}", describe(&bytes, false)));
-                        let _ = link.send(bytes).await;
-                    }
-                    Effect::FetchBlock { height } => {
-                        let bytes = shared.chain.as_ref().and_then(|chain| lock(chain).block_bytes(height.0));
-                        if let Some(bytes) = bytes {
-                            events.push_back(Event::Block { height, bytes });
-                        }
-                    }
-                    Effect::SelectDecoys(request) => {
-                        let inputs = shared.chain.as_ref().map(|chain| lock(chain).select_decoys(&request));
-                        match inputs {
-                            Some(Ok(inputs)) => events.push_back(Event::Decoys { plan: request.plan, inputs }),
-                            other => shared.record(format!("processor {index}: ring selection failed: {other:?}")),
-                        }
-                    }
-                    Effect::Publish { transaction } => {
-                        observe_publication(&shared, index, &transaction);
-                        if let Some(chain) = &shared.chain {
-                            let result = lock(chain).publish(&transaction);
-                            shared.record(format!("processor {index} publishes a transaction: {result:?}"));
-                        }
-                    }
+                perform(&shared, index, &mut link, effect, &mut events).await;
+            }
+        }
+    }
+}
+
+/// Performs one of processor `index`'s effects: sends (corrupted first if this validator is
+/// the Byzantine one), answers from the chain (queued in `events`), publishes.
+async fn perform(
+    shared: &Shared,
+    index: usize,
+    link: &mut SimProcessorLink,
+    effect: Effect,
+    events: &mut VecDeque<Event>,
+) {
+    match effect {
+        Effect::Send(bytes) => {
+            let identity = &shared.identities[index];
+            let bytes = match shared.byzantine() {
+                Some((byzantine, Byzantine::KeyGen)) if byzantine == index => {
+                    byzantine::corrupt_keygen_shares(identity, &lock(&shared.coordinator), bytes)
                 }
+                Some((byzantine, Byzantine::Signing)) if byzantine == index => {
+                    byzantine::corrupt_signature_shares(identity, &lock(&shared.coordinator), bytes)
+                }
+                _ => bytes,
+            };
+            observe_outbound(shared, index, &bytes);
+            shared.record(format!("processor {index} -> {}", describe(&bytes, false)));
+            let _ = link.send(bytes).await;
+        }
+        Effect::FetchBlock { height } => {
+            let bytes = shared.chain.as_ref().and_then(|chain| lock(chain).block_bytes(height.0));
+            if let Some(bytes) = bytes {
+                events.push_back(Event::Block { height, bytes });
+            }
+        }
+        Effect::SelectDecoys(request) => {
+            let inputs = shared.chain.as_ref().map(|chain| lock(chain).select_decoys(&request));
+            match inputs {
+                Some(Ok(inputs)) => events.push_back(Event::Decoys { plan: request.plan, inputs }),
+                other => shared.record(format!("processor {index}: ring selection failed: {other:?}")),
+            }
+        }
+        Effect::Publish { transaction } => {
+            observe_publication(shared, index, &transaction);
+            if let Some(chain) = &shared.chain {
+                let result = lock(chain).publish(&transaction);
+                shared.record(format!("processor {index} publishes a transaction: {result:?}"));
             }
         }
     }
