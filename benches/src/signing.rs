@@ -40,7 +40,8 @@ pub fn bitcoin_signers(n: u16, t: u16, seed: u64) -> Vec<MemDb> {
             let db = MemDb::default();
             let mut txn = db.txn();
             let keys = ThresholdKeyPair { session: SESSION, batch, chain: ChainKeyShare::Bitcoin(chain) };
-            install_keys(&mut txn, &keys, BlockHeight(0)).unwrap();
+            install_keys(&mut txn, &keys);
+            processor_core::scanner::start_at(&mut txn, BlockHeight(0)).expect("in-memory");
             txn.commit().expect("in-memory");
             db
         })
@@ -183,7 +184,8 @@ pub fn monero_signing(inputs: usize, seed: u64) -> MoneroSigning {
         .map(|pair| {
             let db = MemDb::default();
             let mut txn = db.txn();
-            install_keys(&mut txn, pair, BlockHeight(0)).unwrap();
+            install_keys(&mut txn, pair);
+            processor_core::scanner::start_at(&mut txn, BlockHeight(0)).expect("in-memory");
             txn.commit().expect("in-memory");
             db
         })

@@ -7,7 +7,8 @@ use crate::db::{registry, DbError, Read};
 use crate::ids::{BatchId, BlockHeight, PlanId, SchemaVersion, SeqId, SessionId};
 use crate::keygen::{self, SessionState, ThresholdKeyPair};
 use crate::messages::SignId;
-use crate::payments::{self, BurnStatus, PlanRecord};
+use crate::payments::{self, BurnStatus};
+use crate::plan::{self, PlanRecord};
 use crate::scanner::{self, Halt, ScannedTip};
 use crate::scheduler::Scheduler;
 
@@ -77,12 +78,12 @@ impl<'r, R: Read> Inspector<'r, R> {
 
     /// Every plan made here.
     pub fn plans(&self) -> Result<Vec<(PlanId, PlanRecord)>, DbError> {
-        payments::plans(self.0)
+        plan::plans(self.0)
     }
 
     /// One plan made here.
     pub fn plan(&self, id: PlanId) -> Result<Option<PlanRecord>, DbError> {
-        payments::plan(self.0, id)
+        plan::plan(self.0, id)
     }
 
     /// What became of a Burn.

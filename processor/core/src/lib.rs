@@ -15,7 +15,7 @@
 //! - [`keygen`]: the threshold key generation the core runs;
 //! - [`chain`] and [`scanner`]: parsing and scanning Bitcoin and Monero blocks, finality, halts;
 //! - [`batch`]: threshold-signed Batches of the deposits' InInstructions;
-//! - [`scheduler`] and [`payments`]: Burns into planned transactions;
+//! - [`scheduler`] and [`payments`]: Burns into planned transactions, recorded in [`plan`];
 //! - [`transaction`]: plans into threshold-signed Bitcoin and Monero transactions, and their
 //!   Eventualities;
 //! - [`sign`]: the signing-attempt bookkeeping Batches and transactions share;
@@ -38,6 +38,7 @@ pub mod link;
 pub mod messages;
 pub mod mutation;
 pub mod payments;
+pub mod plan;
 pub mod scanner;
 pub mod scheduler;
 pub mod sign;

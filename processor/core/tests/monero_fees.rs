@@ -31,7 +31,8 @@ fn install_dealer_keys(db: &MemDb, seed: u64) -> [u8; 32] {
     };
     let keys = ThresholdKeyPair { session: SessionId(1), batch: deal(), chain: ChainKeyShare::Monero(deal()) };
     let mut txn = db.txn();
-    install_keys(&mut txn, &keys, BlockHeight(0)).unwrap();
+    install_keys(&mut txn, &keys);
+    processor_core::scanner::start_at(&mut txn, BlockHeight(0)).unwrap();
     txn.commit().unwrap();
     let ChainPublicKey::Monero { spend_key } = keys.group_keys().chain else { unreachable!() };
     spend_key

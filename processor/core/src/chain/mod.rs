@@ -25,8 +25,8 @@ pub trait ChainSource {
     /// fatal: the core publishes again until the transaction is final.
     fn publish(&self, transaction: &[u8]) -> Result<(), String>;
     /// Monero: selects the rings of a plan's inputs (see
-    /// [`crate::transaction::monero::select_decoys`]).
-    fn select_decoys(&self, _request: &crate::transaction::monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
+    /// `transaction::monero::select_decoys`).
+    fn select_decoys(&self, _request: &monero::DecoyRequest) -> Result<Vec<Vec<u8>>, String> {
         Err("this chain has no rings".into())
     }
 }

@@ -9,6 +9,7 @@ use super::instruction::decode_instruction;
 use super::{ChainError, Completion, MoneroEventuality, ReceivedOutput, ScanKey, ScannedBlock};
 use crate::ids::{Amount, BlockId};
 use crate::ids::{OutputId, PlanId};
+
 use crate::messages::{decode, encode, ChainPublicKey, OutputKind};
 use bincode::{Decode, Encode};
 use monero_wallet::address::SubaddressIndex;
@@ -66,6 +67,19 @@ fn spend_point(spend_key: &[u8; 32]) -> Result<Point, ChainError> {
 pub fn view_pair(spend_key: &[u8; 32]) -> Result<ViewPair, ChainError> {
     ViewPair::new(spend_point(spend_key)?, view_key(spend_key))
         .map_err(|e| ChainError::UnsupportedKey(format!("not a usable spend key: {e:?}")))
+}
+
+/// What the driver must fetch from the chain for a plan: each input with its ring.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct DecoyRequest {
+    /// The plan whose inputs these are.
+    pub plan: PlanId,
+    /// Decoys are selected from the chain as of this height (it must be final).
+    pub block_number: u64,
+    /// The inputs, as monero-wallet `WalletOutput`s, in plan order.
+    pub outputs: Vec<Vec<u8>>,
+    /// Seeds the deterministic selection (the same at every processor).
+    pub seed: [u8; 32],
 }
 
 /// The subaddress the group's own transactions send change and branch outputs to; deposits go

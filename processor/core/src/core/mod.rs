@@ -346,14 +346,14 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
     fn block(&mut self, height: BlockHeight, bytes: &[u8]) -> Result<(BlockStatus, Vec<Effect>), CoreError> {
         let db = self.db.clone();
         let mut txn = db.txn();
+        let chain = self.config.chain;
         let (status, messages) = match scanner::on_block(
             &mut txn,
             &mut self.keys,
-            self.config.chain,
-            self.config.confirmations,
-            self.tip,
+            scanner::ChainView { chain, confirmations: self.config.confirmations, tip: self.tip },
             height,
             bytes,
+            |txn| crate::transaction::eventuality::watched(txn, chain),
         )? {
             BlockOutcome::Ignored(_) => return Ok((BlockStatus::Ignored, vec![])),
             BlockOutcome::Refused(error) => {
@@ -363,8 +363,10 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
                 return Ok((BlockStatus::Refused, vec![]));
             }
             BlockOutcome::Halted { messages } => (BlockStatus::Halted, messages),
-            BlockOutcome::Scanned { messages } => {
+            BlockOutcome::Scanned { mut messages, block } => {
                 self.counters.blocks_scanned += 1;
+                // The block's spends and outputs may complete the group's plans.
+                messages.extend(crate::transaction::eventuality::resolve(&mut txn, chain, height, &block)?);
                 (BlockStatus::Scanned, messages)
             }
         };
@@ -513,9 +515,21 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         command: crate::messages::KeyGenCommand,
     ) -> Result<Vec<ProcessorMessage>, CoreError> {
         let session = keygen::session_of(&command);
+        let activation = match command {
+            crate::messages::KeyGenCommand::Confirm { activation, .. } => Some(activation),
+            _ => None,
+        };
         let context = KeyGenContext { chain: self.config.chain, identity: &self.identity };
         let events = match keygen::handle(txn, &context, &mut self.rng, command) {
-            Ok(events) => events,
+            Ok(events) => {
+                // The first keys' activation height is where scanning begins.
+                let activated =
+                    events.iter().any(|event| matches!(event, crate::messages::KeyGenEvent::Activated { .. }));
+                if let (true, Some(activation)) = (activated, activation) {
+                    scanner::start_at(txn, activation)?;
+                }
+                events
+            }
             Err(KeyGenError::Blame { accused, reason }) => {
                 // Nothing the failed step wrote may stand; only the verdict does.
                 *txn = db.txn();

@@ -67,7 +67,9 @@ mod tests {
         let tables = tables();
         // The modules that own state each registered theirs (a table declared without the
         // macro would be missing here, and could shadow another unnoticed).
-        for module in ["core", "keygen", "scanner", "batch", "sign", "scheduler", "payments", "transaction", "db"] {
+        for module in
+            ["core", "keygen", "scanner", "batch", "sign", "scheduler", "payments", "plan", "transaction", "db"]
+        {
             assert!(
                 tables.iter().any(|t| t.module.split("::").any(|part| part == module)),
                 "no table registered by {module}: {tables:?}"

@@ -203,12 +203,12 @@ pub fn handle<D: Db>(
                 }
             }
         }
-        KeyGenCommand::Confirm { session, keys, activation } => {
+        // The activation height is where scanning begins: the scanner's business, not ours.
+        KeyGenCommand::Confirm { session, keys, .. } => {
             let state = load(txn, session)?;
             match state.phase {
                 Phase::Generated { keys: ours } if ours == keys => {
                     ACTIVE_SESSION.set(txn, &(), &session);
-                    crate::scanner::start_at(txn, activation)?;
                     save(txn, session, SessionState { phase: Phase::Active { keys }, ..state });
                     tracing::info!(%session, ?keys, "keys confirmed and active");
                     Ok(vec![KeyGenEvent::Activated { session, keys }])
@@ -464,15 +464,11 @@ where
 }
 
 /// Stores keys made elsewhere (a trusted dealer in benchmarks, an operator's import) as this
-/// processor's generated and active keys for `keys.session`, scanning from `activation`.
-pub fn install_keys<D: Db>(
-    txn: &mut Txn<'_, D>,
-    keys: &ThresholdKeyPair,
-    activation: crate::ids::BlockHeight,
-) -> Result<(), DbError> {
+/// processor's generated and active keys for `keys.session` (scanning is started separately,
+/// with `scanner::start_at`).
+pub fn install_keys<D: Db>(txn: &mut Txn<'_, D>, keys: &ThresholdKeyPair) {
     KEY_SHARES.set(txn, &keys.session, &keys.to_stored());
     ACTIVE_SESSION.set(txn, &(), &keys.session);
-    crate::scanner::start_at(txn, activation)
 }
 
 /// Which [`ChainKeyShare`] variant a ciphersuite's key share is.

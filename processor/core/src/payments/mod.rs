@@ -8,7 +8,7 @@
 //! transactions with the same plan ids.
 
 use crate::db::{tables, Db, DbError, Read, Txn};
-use crate::ids::{Amount, Attempt, ExternalChain, PlanId, SessionId};
+use crate::ids::{Amount, Attempt, ExternalChain, PlanId};
 use crate::messages::{encode, Burn, PaymentsEvent, ProcessorMessage};
 use crate::scheduler::{FeeModel, Payment, Plan, Scheduler};
 use bincode::{Decode, Encode};
@@ -19,11 +19,11 @@ const MAX_BITCOIN_SATS: u64 = 21_000_000 * 100_000_000;
 /// Burns handled per command (bounds the work a command can cause).
 pub const MAX_BURNS_PER_COMMAND: usize = 4096;
 
+pub use crate::plan::{plan, plans, save_plan, PlanRecord, PlanState};
+
 tables! {
     /// Every Burn ever received, by id, so one is never paid twice.
     BURNS: Table<[u8; 32], BurnStatus> = b"pay/burn/";
-    /// Planned transactions, by plan id.
-    PLANS: Table<PlanId, PlanRecord> = b"pay/plan/";
 }
 
 /// What became of the Burn with this id, if it was ever received.
@@ -34,22 +34,6 @@ pub fn burn_status(reader: &impl Read, id: &[u8; 32]) -> Result<Option<BurnStatu
 /// Every Burn received, with what became of it.
 pub fn burns_received(reader: &impl Read) -> Result<Vec<([u8; 32], BurnStatus)>, DbError> {
     BURNS.entries(reader)
-}
-
-/// The plan with this id, if it was made here.
-pub fn plan(reader: &impl Read, id: PlanId) -> Result<Option<PlanRecord>, DbError> {
-    PLANS.get(reader, &id)
-}
-
-/// Every plan made here, by id.
-pub fn plans(reader: &impl Read) -> Result<Vec<(PlanId, PlanRecord)>, DbError> {
-    PLANS.entries(reader)
-}
-
-/// Stores a plan's record (its state advanced by signing or completion; benchmarks and tests
-/// store plans made elsewhere).
-pub fn save_plan<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) {
-    PLANS.set(txn, &record.id, record);
 }
 
 /// What became of a Burn.
@@ -63,48 +47,6 @@ pub enum BurnStatus {
     Planned(PlanId),
     /// Too small to carry its share of the fee: not paid, its amount kept by the group.
     Forfeited,
-}
-
-/// Where a planned transaction stands.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub enum PlanState {
-    /// Being signed.
-    Planned,
-    /// Signed here; published until seen in a final block.
-    Signed {
-        /// The signed transaction in its chain's encoding, as published.
-        transaction: Vec<u8>,
-    },
-    /// Its transaction (this chain id) is in a final block.
-    Completed {
-        /// The transaction's id on its chain (Bitcoin's txid, Monero's transaction hash).
-        transaction: Vec<u8>,
-    },
-    /// Its transaction cannot be built (see `PaymentsEvent::PlanFailed`).
-    Failed {
-        /// The chain's transaction builder's refusal.
-        reason: String,
-    },
-}
-
-/// A plan made here, as stored: the plan, who signs it, and how far it got.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub struct PlanRecord {
-    /// The plan's id ([`plan_id`]): equal on every processor that made the same plan.
-    pub id: PlanId,
-    /// The external chain the transaction is for.
-    pub chain: ExternalChain,
-    /// The key-generation session whose key signs it (the one active when it was made).
-    pub session: SessionId,
-    /// What the transaction spends and pays.
-    pub plan: Plan,
-    /// Where its signing and completion stand.
-    pub state: PlanState,
-    /// The latest signing attempt this processor took part in.
-    pub attempt: Attempt,
-    /// The fee rate the plan was made at (what a chain whose transaction builder sets the fee
-    /// itself, Monero, builds with).
-    pub fee_rate: u64,
 }
 
 /// The fee model of a chain.
@@ -229,7 +171,7 @@ pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Sch
         let fee_rate = scheduler.fee_rate();
         let mut record =
             PlanRecord { id, chain, session, plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate };
-        PLANS.set(txn, &id, &record);
+        crate::plan::save_plan(txn, &record);
         messages.push(ProcessorMessage::Payments(PaymentsEvent::Planned { plan: id, burns }));
         match crate::transaction::eventuality::watch(txn, &record) {
             Ok(None) => plans.push(id),

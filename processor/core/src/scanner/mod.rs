@@ -6,7 +6,7 @@
 //! invisible here; a deeper one shows up as a final block whose successor names another parent,
 //! and halts scanning for good with a report to the coordinator: nothing is ever reported twice.
 
-use crate::chain::{self, ChainError, ReceivedOutput, ScanKey};
+use crate::chain::{self, ChainError, ReceivedOutput, ScanKey, ScannedBlock, Watched};
 use crate::db::{tables, Db, DbError, Read, Txn};
 use crate::ids::{BlockHeight, BlockId, ExternalChain};
 use crate::keygen;
@@ -113,6 +113,8 @@ pub enum BlockOutcome {
     Scanned {
         /// The reports.
         messages: Vec<ProcessorMessage>,
+        /// What scanning found, for the caller to resolve the group's plans against.
+        block: ScannedBlock,
     },
     /// A final block changed: halted.
     Halted {
@@ -156,16 +158,27 @@ pub fn heights_to_fetch(
     Ok((from..=to).map(BlockHeight).collect())
 }
 
+/// The chain as a processor sees it when a block arrives.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainView {
+    /// The chain served.
+    pub chain: ExternalChain,
+    /// Blocks on top of a block before it is final.
+    pub confirmations: u64,
+    /// The chain source's best height, once known.
+    pub tip: Option<BlockHeight>,
+}
+
 /// Scans block `height` if it is the next final block, in the caller's transaction.
 pub fn on_block<D: Db>(
     txn: &mut Txn<'_, D>,
     key_cache: &mut keygen::KeyCache,
-    chain: ExternalChain,
-    mut confirmations: u64,
-    tip: Option<BlockHeight>,
+    view: ChainView,
     height: BlockHeight,
     bytes: &[u8],
+    watched: impl FnOnce(&Txn<'_, D>) -> Result<Watched, DbError>,
 ) -> Result<BlockOutcome, DbError> {
+    let ChainView { chain, mut confirmations, tip } = view;
     if crate::mutation::active(crate::mutation::Mutation::ReportBeforeFinal) {
         confirmations = confirmations.saturating_sub(1);
     }
@@ -182,7 +195,7 @@ pub fn on_block<D: Db>(
         return Ok(BlockOutcome::Ignored("no active keys"));
     };
     let scan_keys = [ScanKey { session: keys.session, key: keys.group_keys().chain }];
-    let watched = crate::transaction::eventuality::watched(txn, chain)?;
+    let watched = watched(txn)?;
     let scanned = match chain::scan_block_watching(chain, bytes, &scan_keys, &watched) {
         Ok(scanned) => scanned,
         Err(error) => return Ok(BlockOutcome::Refused(error)),
@@ -221,7 +234,5 @@ pub fn on_block<D: Db>(
         FINAL_BLOCKS.set(txn, &height, &FinalBlock { id: scanned.id, outputs: scanned.outputs.clone() });
     }
     let event = ScannerEvent::BlockFinal { height, block: scanned.id, deposits };
-    let mut messages = vec![ProcessorMessage::Scanner(event)];
-    messages.extend(crate::transaction::eventuality::resolve(txn, chain, height, &scanned)?);
-    Ok(BlockOutcome::Scanned { messages })
+    Ok(BlockOutcome::Scanned { messages: vec![ProcessorMessage::Scanner(event)], block: scanned })
 }

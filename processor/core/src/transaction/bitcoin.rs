@@ -12,7 +12,7 @@ use crate::ids::Participant;
 use crate::keygen::keys::{KeyShare, Secp256k1Tr};
 use crate::keygen::{self, ChainKeyShare, ThresholdKeyPair};
 use crate::messages::{decode, encode, ChainPublicKey, OutputKind};
-use crate::payments::PlanRecord;
+use crate::plan::PlanRecord;
 use crate::scheduler::Plan;
 use crate::sign::{self, SignError, SigningSet};
 use bitcoin::absolute::LockTime;

@@ -16,7 +16,7 @@ use crate::chain::{MoneroEventuality, ScannedBlock, Watched};
 use crate::db::{tables, Db, DbError, Read, Txn};
 use crate::ids::{BlockHeight, ExternalChain, OutputId, PlanId};
 use crate::messages::{ProcessorMessage, SignEvent};
-use crate::payments::{self, PlanRecord};
+use crate::plan::{self, PlanRecord};
 use crate::sign::SignError;
 use bincode::{Decode, Encode};
 
@@ -133,7 +133,7 @@ fn resolve_bitcoin<D: Db>(txn: &mut Txn<'_, D>, scanned: &ScannedBlock) -> Resul
             );
             continue;
         }
-        let Some(mut record) = payments::plan(txn, eventuality.plan)? else { continue };
+        let Some(mut record) = plan::plan(txn, eventuality.plan)? else { continue };
         super::complete(txn, &mut record, spend.transaction.clone());
         messages.push(ProcessorMessage::Sign(SignEvent::Completed {
             plan: record.id,
@@ -162,7 +162,7 @@ fn resolve_monero<D: Db>(
             continue;
         }
         resolved.push(completion.transaction.clone());
-        let Some(mut record) = payments::plan(txn, completion.plan)? else { continue };
+        let Some(mut record) = plan::plan(txn, completion.plan)? else { continue };
         super::complete(txn, &mut record, completion.transaction.clone());
         messages.push(ProcessorMessage::Sign(SignEvent::Completed {
             plan: record.id,

@@ -20,7 +20,7 @@ use crate::db::{tables, Db, DbError, Read, Txn};
 use crate::ids::{ExternalChain, Participant, PlanId};
 use crate::keygen::{KeyCache, KeyShare, ThresholdKeyPair};
 use crate::messages::{ProcessorMessage, SignEvent, SignId, SignTarget};
-use crate::payments::{self, PlanRecord, PlanState};
+use crate::plan::{self, PlanRecord, PlanState};
 use crate::sign::{self, Attempts, SignError, SigningSet};
 use rand_core::{CryptoRng, RngCore};
 
@@ -180,7 +180,7 @@ impl TransactionSigner {
         let SignTarget::Transaction(plan) = id.target else {
             return Err(SignError::refused("not a transaction"));
         };
-        let record = payments::plan(txn, plan)?.ok_or_else(|| SignError::Refused(format!("no plan {plan} here")))?;
+        let record = plan::plan(txn, plan)?.ok_or_else(|| SignError::Refused(format!("no plan {plan} here")))?;
         if record.session != id.session {
             return Err(SignError::Refused(format!("plan {plan} is not signed by session {}", id.session)));
         }
@@ -198,7 +198,7 @@ impl TransactionSigner {
         rng: &mut (impl RngCore + CryptoRng),
         plan: PlanId,
     ) -> Result<Vec<ProcessorMessage>, SignError> {
-        let record = payments::plan(txn, plan)?.ok_or_else(|| SignError::Refused(format!("no plan {plan}")))?;
+        let record = plan::plan(txn, plan)?.ok_or_else(|| SignError::Refused(format!("no plan {plan}")))?;
         if record.state != PlanState::Planned {
             return Ok(vec![]);
         }
@@ -236,7 +236,7 @@ impl TransactionSigner {
             return Ok(vec![]);
         }
         record.attempt = id.attempt;
-        payments::save_plan(txn, &record);
+        plan::save_plan(txn, &record);
         Ok(self.preprocess(txn, rng, &record, id)?.into_iter().collect())
     }
 
@@ -277,7 +277,7 @@ impl TransactionSigner {
             ExternalChain::Monero => self.monero.complete(&keys, &record, id, shares)?,
         };
         record.state = PlanState::Signed { transaction: signed.bytes.clone() };
-        payments::save_plan(txn, &record);
+        plan::save_plan(txn, &record);
         UNCONFIRMED.set(txn, &record.id, &signed.bytes);
         tracing::info!(plan = %record.id, chain = %record.chain, id = %hex::encode(&signed.id), "transaction signed");
         Ok(vec![ProcessorMessage::Sign(SignEvent::Completed { plan: record.id, transaction: signed.id })])
@@ -293,7 +293,7 @@ pub fn complete<D: Db>(txn: &mut Txn<'_, D>, record: &mut PlanRecord, transactio
     }
     tracing::info!(plan = %record.id, transaction = %hex::encode(&transaction), "plan completed on chain");
     record.state = PlanState::Completed { transaction };
-    payments::save_plan(txn, record);
+    plan::save_plan(txn, record);
 }
 
 /// Signed transactions not yet seen final, to (re)publish.

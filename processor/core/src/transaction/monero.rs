@@ -22,7 +22,7 @@ use crate::ids::{BlockHeight, OutputId, Participant, PlanId};
 use crate::keygen::keys::{Ed25519, KeyShare};
 use crate::keygen::{ChainKeyShare, ThresholdKeyPair};
 use crate::messages::{decode, encode, ChainPublicKey, PaymentsEvent, ProcessorMessage};
-use crate::payments::{self, PlanRecord, PlanState};
+use crate::plan::{self, PlanRecord, PlanState};
 use crate::sign::{SignError, SigningSet};
 use bincode::{Decode, Encode};
 use monero_wallet::address::{MoneroAddress, Network};
@@ -87,18 +87,7 @@ pub fn store_inputs<D: Db>(txn: &mut Txn<'_, D>, plan: PlanId, inputs: &[Vec<u8>
     MONERO_INPUTS.set(txn, &plan, &inputs.to_vec());
 }
 
-/// What the driver must fetch from the chain for a plan: each input with its ring.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub struct DecoyRequest {
-    /// The plan whose inputs these are.
-    pub plan: PlanId,
-    /// Decoys are selected from the chain as of this height (it must be final).
-    pub block_number: u64,
-    /// The inputs, as monero-wallet `WalletOutput`s, in plan order.
-    pub outputs: Vec<Vec<u8>>,
-    /// Seeds the deterministic selection (the same at every processor).
-    pub seed: [u8; 32],
-}
+pub use crate::chain::monero::DecoyRequest;
 
 fn hash(parts: &[&[u8]]) -> [u8; 32] {
     let mut hasher = Sha256::new();
@@ -231,7 +220,7 @@ pub fn decoys_arrived<D: Db>(
     if AWAITING_DECOYS.get(txn, &plan)?.is_none() {
         return Ok(None);
     }
-    let mut record = payments::plan(txn, plan)?.ok_or_else(|| SignError::Refused(format!("no plan {plan}")))?;
+    let mut record = plan::plan(txn, plan)?.ok_or_else(|| SignError::Refused(format!("no plan {plan}")))?;
     let request = decoy_request(txn, &record).map_err(SignError::Refused)?;
     let parsed = parse_inputs(&request, inputs).map_err(SignError::Refused)?;
     let keys = crate::keygen::generated_keys(txn, record.session)?
@@ -245,7 +234,7 @@ pub fn decoys_arrived<D: Db>(
             tracing::error!(%plan, %reason, "a Monero plan's transaction cannot be built");
             AWAITING_DECOYS.delete(txn, &plan);
             record.state = PlanState::Failed { reason: reason.clone() };
-            payments::save_plan(txn, &record);
+            plan::save_plan(txn, &record);
             return Ok(Some(vec![ProcessorMessage::Payments(PaymentsEvent::PlanFailed { plan, reason })]));
         }
     };
@@ -266,7 +255,7 @@ pub fn decoys_arrived<D: Db>(
 pub fn decoy_requests(reader: &impl Read) -> Result<Vec<DecoyRequest>, DbError> {
     let mut requests = Vec::new();
     for (plan, ()) in AWAITING_DECOYS.entries(reader)? {
-        let Some(record) = payments::plan(reader, plan)? else { continue };
+        let Some(record) = plan::plan(reader, plan)? else { continue };
         match decoy_request(reader, &record) {
             Ok(request) => requests.push(request),
             Err(error) => tracing::error!(plan = %record.id, %error, "a Monero plan's inputs are unknown here"),
