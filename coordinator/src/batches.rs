@@ -139,6 +139,9 @@ impl Coordinator {
                 self.batches.rounds.remove(&SignTarget::Batch(batch.id));
                 self.batches.signed.insert(batch.id, (batch.clone(), signature));
                 self.observations.push(Observation::BatchSigned { batch: batch.clone(), signature });
+                if self.hold_publication {
+                    return vec![];
+                }
                 let command = ScannerCommand::BatchPublished { batch: batch.id };
                 participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect()
             }

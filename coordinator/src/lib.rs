@@ -214,6 +214,9 @@ pub struct Coordinator {
     observations: Vec<Observation>,
     retry_without_blamed: bool,
     record_reports: bool,
+    /// Signed Batches are not published to the processors (Serai is slow, or a test needs the
+    /// time between a Batch's signature and its publication).
+    hold_publication: bool,
     chain_tip: BlockHeight,
     now: Millis,
     batches: batches::BatchState,
@@ -229,6 +232,7 @@ impl Coordinator {
             observations: Vec::new(),
             retry_without_blamed: false,
             record_reports: false,
+            hold_publication: false,
             chain_tip: BlockHeight(0),
             now: Millis(0),
             batches: batches::BatchState::default(),
@@ -247,6 +251,11 @@ impl Coordinator {
     }
 
     /// Record every block report as an [`Observation::BlockReported`] (for tests).
+    /// Holds back `BatchPublished` for Batches signed from now on (while `held`).
+    pub fn hold_batch_publication(&mut self, held: bool) {
+        self.hold_publication = held;
+    }
+
     pub fn record_reports(&mut self, enabled: bool) {
         self.record_reports = enabled;
     }
@@ -376,6 +385,12 @@ impl Coordinator {
             SessionStatus::Confirmed(keys) => Some((*id, round.participants.clone(), round.threshold, keys)),
             _ => None,
         })
+    }
+
+    /// Sends `message` to `to` as an authentic command, whatever it says: how tests and the
+    /// simulation play a faulty coordinator (the processor must refuse what is inconsistent).
+    pub fn send_command(&mut self, to: PeerKey, message: CoordinatorMessage) -> Vec<Outbound> {
+        self.send(to, message)
     }
 
     fn seal(&self, to: PeerKey, frame: Frame<CoordinatorMessage>) -> Outbound {

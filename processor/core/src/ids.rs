@@ -2,6 +2,7 @@
 //! sequence id. Every one of them is encoded the same way on the wire and in the DB.
 
 use bincode::{Decode, Encode};
+
 use core::fmt;
 
 macro_rules! id_type {
@@ -78,9 +79,21 @@ impl fmt::Display for OutputId {
 }
 
 /// A validator's 1-based index in a key-generation session, as FROST numbers participants.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Encode, Decode)]
+/// Never 0: the constructors refuse it and so does decoding, so no index from the wire can
+/// underflow a position or name FROST's invalid identifier.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Encode)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct Participant(u16);
+pub struct Participant(#[cfg_attr(test, proptest(strategy = "1..=u16::MAX"))] u16);
+
+impl<Context> bincode::Decode<Context> for Participant {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let index = u16::decode(decoder)?;
+        Participant::new(index).ok_or(bincode::error::DecodeError::Other("participant index 0 (indexes start at 1)"))
+    }
+}
+bincode::impl_borrow_decode!(Participant);
 
 impl Participant {
     /// `None` for 0: FROST identifiers start at 1.

@@ -29,6 +29,18 @@ pub const MAX_LIVE_ATTEMPTS: usize = 256;
 tables! {
     /// Batches this processor built, and their signatures once known.
     BATCHES: Table<BatchId, BatchRecord> = b"batch/record/";
+    /// Every height the coordinator acknowledged here, with what it acknowledged: a height is
+    /// acknowledged once (a second acknowledgement would add its outputs to the funds again).
+    ACKNOWLEDGED: Table<BlockHeight, Acknowledgement> = b"batch/acknowledged/";
+}
+
+/// What the coordinator acknowledged at a height.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Acknowledgement {
+    /// The block.
+    pub block: BlockId,
+    /// Its Batch's id, if it has InInstructions.
+    pub batch: Option<BatchId>,
 }
 
 /// The Batch with this id built here, if any.
@@ -100,11 +112,7 @@ impl Default for BatchSigner {
 
 /// The signing set's shape for a batch key.
 fn signing_set(keys: &ThresholdKeyPair) -> Result<SigningSet, SignError> {
-    let share = &keys.batch;
-    let participants = u16::try_from(share.public.verifying_shares().len()).unwrap_or(u16::MAX);
-    let me = sign::participant_of(share.share.identifier(), participants)
-        .ok_or_else(|| SignError::refused("our share is not in the group"))?;
-    Ok(SigningSet { threshold: *share.share.min_signers(), participants, me })
+    SigningSet::of(&keys.batch)
 }
 
 fn keys_for<D: Db>(
@@ -128,6 +136,16 @@ impl BatchSigner {
         block: BlockId,
         batch: Option<BatchId>,
     ) -> Result<Vec<ProcessorMessage>, SignError> {
+        if let Some(earlier) = ACKNOWLEDGED.get(txn, &height)? {
+            if earlier == (Acknowledgement { block, batch }) {
+                // The same command again (a coordinator's resend under a new sequence id).
+                return Ok(vec![]);
+            }
+            return Err(SignError::Refused(format!(
+                "height {height} was already acknowledged as block {} with Batch {:?}",
+                earlier.block, earlier.batch
+            )));
+        }
         if let Some(batch_id) = batch {
             if let Some(record) = BATCHES.get(txn, &batch_id)? {
                 if record.height == height && record.batch.block == block {
@@ -149,6 +167,7 @@ impl BatchSigner {
         if final_block.has_instructions() != batch.is_some() {
             return Err(SignError::Refused(format!("block {height}'s Batch does not match its InInstructions")));
         }
+        ACKNOWLEDGED.set(txn, &height, &Acknowledgement { block, batch });
         let mut scheduler = Scheduler::load(txn)?;
         for output in final_block.outputs.iter().filter(|o| o.instruction.is_none()) {
             scheduler.add_output(Utxo { id: output.id.clone(), amount: output.amount, kind: output.kind });

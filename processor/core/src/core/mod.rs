@@ -478,7 +478,16 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         let db = self.db.clone();
         let mut txn = db.txn();
         let mut publish: Option<(PlanId, Vec<u8>)> = None;
+        // A chain whose final block changed signs and plans nothing more (ARCHITECTURE.md,
+        // invariant 8): which funds the group holds is no longer known.
+        let halted = scanner::halted(&txn)?.is_some();
         let replies = match message {
+            CoordinatorMessage::Scanner(_) | CoordinatorMessage::Sign(_) | CoordinatorMessage::Payments(_)
+                if halted =>
+            {
+                self.refuse(seq, "the chain is halted: a final block changed; nothing is signed or planned");
+                vec![]
+            }
             CoordinatorMessage::KeyGen(command) => self.keygen_command(&db, &mut txn, seq, command)?,
             CoordinatorMessage::Scanner(command) => self.scanner_command(&db, &mut txn, seq, command)?,
             CoordinatorMessage::Sign(command) => self.sign_command(&db, &mut txn, seq, command, &mut publish)?,
@@ -662,6 +671,9 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
     fn decoys(&mut self, plan: PlanId, inputs: &[Vec<u8>]) -> Result<Vec<Effect>, CoreError> {
         let db = self.db.clone();
         let mut txn = db.txn();
+        if scanner::halted(&txn)?.is_some() {
+            return Ok(vec![]);
+        }
         let mut messages = match crate::transaction::monero::decoys_arrived(&mut txn, plan, inputs) {
             Ok(Some(messages)) => messages,
             Ok(None) => return Ok(vec![]),

@@ -19,6 +19,19 @@ const MAX_BITCOIN_SATS: u64 = 21_000_000 * 100_000_000;
 /// Burns handled per command (bounds the work a command can cause).
 pub const MAX_BURNS_PER_COMMAND: usize = 4096;
 
+/// The fee rates a Burns command may carry, per chain (satoshi per vbyte; piconero per weight
+/// unit). Below the minimum no node relays the transaction; above the maximum the fee would
+/// swallow the payments (and forfeit every queued Burn), so a command outside them is refused
+/// whole rather than obeyed. Bitcoin's 1,000 sat/vB is several times the highest rate paid in
+/// its history; Monero's 10,000,000 piconero/weight is 500 times mainnet's usual rate and above
+/// what monerod's regtest asks (4,700,000).
+pub fn fee_rate_bounds(chain: ExternalChain) -> core::ops::RangeInclusive<u64> {
+    match chain {
+        ExternalChain::Bitcoin => 1..=1_000,
+        ExternalChain::Monero => 1..=10_000_000,
+    }
+}
+
 pub use crate::plan::{plan, plans, save_plan, PlanRecord, PlanState};
 
 tables! {
@@ -115,6 +128,10 @@ pub fn burns<D: Db>(
     }
     if burns.len() > MAX_BURNS_PER_COMMAND {
         return Ok(Err(format!("{} Burns in one command exceed {MAX_BURNS_PER_COMMAND}", burns.len())));
+    }
+    let bounds = fee_rate_bounds(chain);
+    if !bounds.contains(&fee_rate) {
+        return Ok(Err(format!("fee rate {fee_rate} is outside {}..={} for {chain}", bounds.start(), bounds.end())));
     }
     let mut scheduler = Scheduler::load(txn)?;
     scheduler.set_fee_rate(fee_rate);

@@ -16,7 +16,7 @@
 
 use crate::db::{tables, Db, DbError, Txn};
 use crate::ids::Participant;
-use crate::keygen;
+use crate::keygen::{self, KeyShare};
 use crate::messages::{BlameReason, SignId, SignTarget};
 use frost_core::round2::SignatureShare;
 use frost_core::{Identifier, SigningPackage};
@@ -128,19 +128,37 @@ pub struct SigningSet {
 }
 
 impl SigningSet {
-    /// Checks a signing set's members, as the coordinator listed them with their preprocesses:
-    /// at least `threshold`, each a participant of the session, none twice, and we among them.
-    /// Index 0 and indexes past `participants` are refused before anything is parsed.
-    pub fn check<'a>(&self, members: impl IntoIterator<Item = &'a Participant>) -> Result<(), SignError> {
+    /// The signing set's shape for one of our key shares.
+    pub fn of<C: frost_core::Ciphersuite>(share: &KeyShare<C>) -> Result<SigningSet, SignError> {
+        let participants = u16::try_from(share.public.verifying_shares().len()).unwrap_or(u16::MAX);
+        let me = participant_of(share.share.identifier(), participants)
+            .ok_or_else(|| SignError::refused("our share is not in the group"))?;
+        Ok(SigningSet { threshold: *share.share.min_signers(), participants, me })
+    }
+
+    /// The distinct members, each a participant of the session (indexes past `participants`
+    /// are refused before anything is parsed; 0 does not decode).
+    fn members<'a>(
+        &self,
+        members: impl IntoIterator<Item = &'a Participant>,
+        what: &str,
+    ) -> Result<BTreeSet<Participant>, SignError> {
         let mut seen = BTreeSet::new();
         for member in members {
-            if member.get() == 0 || member.get() > self.participants {
+            if member.get() > self.participants {
                 return Err(SignError::refused(format!("participant {member} is not in the session")));
             }
             if !seen.insert(*member) {
-                return Err(SignError::refused(format!("participant {member}'s preprocess appears twice")));
+                return Err(SignError::refused(format!("participant {member}'s {what} appears twice")));
             }
         }
+        Ok(seen)
+    }
+
+    /// Checks a signing set's members, as the coordinator listed them with their preprocesses:
+    /// at least `threshold`, each a participant of the session, none twice, and we among them.
+    pub fn check<'a>(&self, members: impl IntoIterator<Item = &'a Participant>) -> Result<(), SignError> {
+        let seen = self.members(members, "preprocess")?;
         if seen.len() < usize::from(self.threshold) {
             return Err(SignError::refused(format!("{} preprocesses, {} needed", seen.len(), self.threshold)));
         }
@@ -153,16 +171,7 @@ impl SigningSet {
     /// Checks the members who sent shares: each a participant of the session, none twice (the
     /// aggregation itself checks they are the signing set).
     pub fn check_shares<'a>(&self, members: impl IntoIterator<Item = &'a Participant>) -> Result<(), SignError> {
-        let mut seen = BTreeSet::new();
-        for member in members {
-            if member.get() == 0 || member.get() > self.participants {
-                return Err(SignError::refused(format!("participant {member} is not in the session")));
-            }
-            if !seen.insert(*member) {
-                return Err(SignError::refused(format!("participant {member}'s share appears twice")));
-            }
-        }
-        Ok(())
+        self.members(members, "share").map(|_| ())
     }
 }
 
@@ -243,9 +252,10 @@ mod tests {
         assert!(set.check(&[p(2), p(3)]).is_err(), "without us");
         assert!(set.check(&[p(1), p(1), p(2)]).is_err(), "twice");
         assert!(set.check(&[p(1), p(4)]).is_err(), "past the session");
-        let zero: Participant = crate::messages::decode(&crate::messages::encode(&0u16)).unwrap();
-        assert!(set.check(&[p(1), p(2), zero]).is_err(), "index 0");
         assert!(set.check_shares(&[p(1), p(1)]).is_err());
-        assert!(set.check_shares(&[zero]).is_err());
+        assert!(set.check_shares(&[p(4)]).is_err());
+        // Index 0 cannot even be decoded.
+        assert!(crate::messages::decode::<Participant>(&crate::messages::encode(&0u16)).is_err());
+        assert_eq!(crate::messages::decode::<Participant>(&crate::messages::encode(&3u16)).unwrap(), p(3));
     }
 }

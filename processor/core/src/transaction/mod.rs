@@ -96,10 +96,7 @@ enum Stage<S: ChainSigner> {
 
 /// The signing set's shape for one key share.
 pub(crate) fn signing_set_of<C: frost_core::Ciphersuite>(share: &KeyShare<C>) -> Result<SigningSet, SignError> {
-    let participants = u16::try_from(share.public.verifying_shares().len()).unwrap_or(u16::MAX);
-    let me = sign::participant_of(share.share.identifier(), participants)
-        .ok_or_else(|| SignError::refused("our share is not in the group"))?;
-    Ok(SigningSet { threshold: *share.share.min_signers(), participants, me })
+    SigningSet::of(share)
 }
 
 /// The live attempts of one chain's signer.
@@ -138,8 +135,18 @@ impl<S: ChainSigner> ChainAttempts<S> {
     ) -> Result<Vec<u8>, SignError> {
         S::signing_set(keys)?.check(preprocesses.iter().map(|(participant, _)| participant))?;
         // Taken out now: whatever happens next, these nonces are never used again.
-        let Some(Stage::Preprocessed(state)) = self.0.take(&id) else {
-            return Err(SignError::Refused(format!("no live nonces for {id:?} (already used, or lost in a restart)")));
+        let state = match self.0.take(&id) {
+            Some(Stage::Preprocessed(state)) => state,
+            // A repeated command: the attempt is past this step; it stays as it was.
+            Some(shared) => {
+                self.0.insert(id, shared);
+                return Err(SignError::Refused(format!("{id:?} already has its share")));
+            }
+            None => {
+                return Err(SignError::Refused(format!(
+                    "no live nonces for {id:?} (already used, or lost in a restart)"
+                )))
+            }
         };
         let (state, share) = S::share(keys, record, state, preprocesses)?;
         self.0.insert(id, Stage::Shared(state));
@@ -154,8 +161,14 @@ impl<S: ChainSigner> ChainAttempts<S> {
         shares: &[(Participant, Vec<u8>)],
     ) -> Result<SignedTransaction, SignError> {
         S::signing_set(keys)?.check_shares(shares.iter().map(|(participant, _)| participant))?;
-        let Some(Stage::Shared(state)) = self.0.take(&id) else {
-            return Err(SignError::Refused(format!("no signing state for {id:?} here")));
+        let state = match self.0.take(&id) {
+            Some(Stage::Shared(state)) => state,
+            // Shares before our share was made: the attempt stays as it was.
+            Some(preprocessed) => {
+                self.0.insert(id, preprocessed);
+                return Err(SignError::Refused(format!("{id:?} has no share of ours yet")));
+            }
+            None => return Err(SignError::Refused(format!("no signing state for {id:?} here"))),
         };
         S::complete(keys, record, state, shares)
     }
