@@ -433,6 +433,21 @@ fn rejects_malformed_transactions() {
     let huge = vec![TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(vec![0x6a; 100_001]) }];
     assert!(matches!(chain.submit(signed(huge)), Err(TxRejected::TooLarge { .. })));
 
+    // Standardness: an output below its script's dust limit is refused, as Bitcoin Core's relay
+    // policy refuses it (P2PKH 546 sat, P2WPKH 294 sat); OP_RETURN carries nothing to spend.
+    use bitcoin::hashes::Hash;
+    let p2pkh = ScriptBuf::new_p2pkh(&bitcoin::PubkeyHash::from_byte_array([3; 20]));
+    let p2wpkh = ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([3; 20]));
+    let change = |paid: Amount| TxOut { value: value - paid, script_pubkey: txout.script_pubkey.clone() };
+    let dusty =
+        vec![TxOut { value: Amount::from_sat(545), script_pubkey: p2pkh.clone() }, change(Amount::from_sat(545))];
+    assert_eq!(
+        chain.submit(signed(dusty)),
+        Err(TxRejected::Dust { index: 0, value: Amount::from_sat(545), minimum: Amount::from_sat(546) })
+    );
+    let dusty = vec![TxOut { value: Amount::from_sat(293), script_pubkey: p2wpkh }, change(Amount::from_sat(293))];
+    assert!(matches!(chain.submit(signed(dusty)), Err(TxRejected::Dust { index: 0, .. })));
+
     // Witness shapes.
     let mut tx = signed(pay(value));
     tx.input[0].witness = Witness::new();

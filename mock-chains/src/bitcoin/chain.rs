@@ -61,6 +61,8 @@ pub enum TxRejected {
     NoInputs,
     #[error("transaction has no outputs")]
     NoOutputs,
+    #[error("output {index} of {value} is dust for its script (Bitcoin Core's minimum is {minimum})")]
+    Dust { index: usize, value: Amount, minimum: Amount },
     #[error("input {index} spends the null outpoint (coinbases are only created by mining)")]
     NullPrevout { index: usize },
     #[error("transaction weight {weight} exceeds {MAX_TX_WEIGHT}")]
@@ -424,6 +426,15 @@ impl MockBitcoin {
         let mut cache = SighashCache::new(tx);
         for (index, input) in tx.input.iter().enumerate() {
             verify_key_spend(&mut cache, index, input, &prevouts)?;
+        }
+        // Policy after consensus (Bitcoin Core checks it first; here the consensus checks keep
+        // their own errors): no output below its script's dust limit (what spending it costs at
+        // 3 sat/vB; an OP_RETURN output carries nothing to spend).
+        for (index, txout) in tx.output.iter().enumerate() {
+            let minimum = txout.script_pubkey.minimal_non_dust();
+            if !txout.script_pubkey.is_op_return() && txout.value < minimum {
+                return Err(TxRejected::Dust { index, value: txout.value, minimum });
+            }
         }
         Ok((txid, inputs - outputs))
     }

@@ -94,6 +94,10 @@ pub fn validate_burn(chain: ExternalChain, burn: &Burn) -> Result<(), String> {
             if !payable {
                 return Err("the destination is not a standard output script (P2TR, P2WPKH, P2WSH, P2PKH, P2SH)".into());
             }
+            let dust = FeeModel::BITCOIN.payment_dust(&burn.destination);
+            if burn.amount < dust {
+                return Err(format!("the amount is below the destination script's dust limit ({dust} sat)"));
+            }
         }
         ExternalChain::Monero => {
             let text =
@@ -207,4 +211,40 @@ pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Sch
 /// The amount a plan pays out, for reports.
 pub fn paid_out(plan: &Plan) -> Amount {
     Amount(plan.payments.iter().map(|p| p.paid.0).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::hashes::Hash;
+
+    fn burn(destination: bitcoin::ScriptBuf, amount: u64) -> Burn {
+        Burn { id: [1; 32], destination: destination.to_bytes(), amount: Amount(amount) }
+    }
+
+    /// A Burn below its destination's dust limit is rejected when it arrives (hole 4).
+    #[test]
+    fn burns_below_their_destination_dust_limit_are_rejected() {
+        let p2pkh = bitcoin::ScriptBuf::new_p2pkh(&bitcoin::PubkeyHash::from_byte_array([7; 20]));
+        let p2sh = bitcoin::ScriptBuf::new_p2sh(&bitcoin::ScriptHash::from_byte_array([7; 20]));
+        let p2wpkh = bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([7; 20]));
+        let chain = ExternalChain::Bitcoin;
+        assert!(validate_burn(chain, &burn(p2pkh.clone(), 545)).is_err());
+        assert!(validate_burn(chain, &burn(p2pkh, 546)).is_ok());
+        assert!(validate_burn(chain, &burn(p2sh.clone(), 539)).is_err());
+        assert!(validate_burn(chain, &burn(p2sh, 540)).is_ok());
+        assert!(validate_burn(chain, &burn(p2wpkh.clone(), 329)).is_err());
+        assert!(validate_burn(chain, &burn(p2wpkh, 330)).is_ok());
+    }
+
+    #[test]
+    fn fee_rate_bounds_exclude_zero_and_absurd_rates() {
+        for chain in [ExternalChain::Bitcoin, ExternalChain::Monero] {
+            let bounds = fee_rate_bounds(chain);
+            assert!(!bounds.contains(&0) && bounds.contains(&1));
+            assert!(!bounds.contains(&1_000_000_000_000_000));
+        }
+        // What monerod's regtest asks must pass.
+        assert!(fee_rate_bounds(ExternalChain::Monero).contains(&4_700_000));
+    }
 }

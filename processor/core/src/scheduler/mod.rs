@@ -34,6 +34,17 @@ tables! {
     SCHEDULER: Table<(), Scheduler> = b"schedule/state/";
 }
 
+/// How a payment's destination limits the smallest output paying it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestinationDust {
+    /// The model's `dust`, whatever the destination (Monero: amounts are hidden).
+    Fixed,
+    /// Bitcoin Core's dust limit of the destination script (546 sat for P2PKH, 540 for P2SH,
+    /// 294 for P2WPKH, 330 for P2WSH and P2TR), and never below the model's `dust`: an output
+    /// below it is non-standard, and no node would relay the transaction.
+    BitcoinScript,
+}
+
 /// A chain's transaction-size model and limits, for fees and for splitting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeeModel {
@@ -43,8 +54,11 @@ pub struct FeeModel {
     pub units_per_input: u64,
     /// Size units each output adds (vbytes for Bitcoin, fee weight for Monero).
     pub units_per_output: u64,
-    /// Smallest output worth creating.
+    /// Smallest output worth creating (for the group's own outputs; payments also respect
+    /// their destination's limit, see [`FeeModel::payment_dust`]).
     pub dust: Amount,
+    /// How a payment's destination limits its smallest output.
+    pub destination_dust: DestinationDust,
     /// Most inputs one planned transaction may spend.
     pub max_inputs: usize,
     /// Most outputs one planned transaction may have, change included.
@@ -52,12 +66,24 @@ pub struct FeeModel {
 }
 
 impl FeeModel {
+    /// The smallest amount a payment to `destination` may be paid.
+    pub fn payment_dust(&self, destination: &[u8]) -> Amount {
+        match self.destination_dust {
+            DestinationDust::Fixed => self.dust,
+            DestinationDust::BitcoinScript => {
+                let limit = bitcoin::Script::from_bytes(destination).minimal_non_dust().to_sat();
+                Amount(limit.max(self.dust.0))
+            }
+        }
+    }
+
     /// Bitcoin Taproot key-path spends, sizes in vbytes (rounded up).
     pub const BITCOIN: FeeModel = FeeModel {
         base_units: 11,
         units_per_input: 58,
         units_per_output: 43,
         dust: Amount(330),
+        destination_dust: DestinationDust::BitcoinScript,
         max_inputs: 400,
         max_outputs: 250,
     };
@@ -72,6 +98,7 @@ impl FeeModel {
         units_per_input: 700,
         units_per_output: 500,
         dust: Amount(1_000_000),
+        destination_dust: DestinationDust::Fixed,
         max_inputs: 64,
         max_outputs: 16,
     };
@@ -296,7 +323,7 @@ impl Scheduler {
             let batch: Vec<&Payment> = self.queue.iter().take(take).collect();
             let unpayable = batch.iter().enumerate().position(|(i, p)| {
                 let owed = share + if i == 0 { remainder } else { 0 };
-                p.amount.0 < owed.saturating_add(model.dust.0)
+                p.amount.0 < owed.saturating_add(model.payment_dust(&p.destination).0)
             });
             if let Some(position) = unpayable {
                 let payment = self.queue.remove(position).expect("position is within the batch");

@@ -7,7 +7,15 @@ use proptest::prelude::*;
 use std::collections::BTreeSet;
 
 fn model(max_inputs: usize, max_outputs: usize, dust: u64) -> FeeModel {
-    FeeModel { base_units: 11, units_per_input: 58, units_per_output: 43, dust: Amount(dust), max_inputs, max_outputs }
+    FeeModel {
+        base_units: 11,
+        units_per_input: 58,
+        units_per_output: 43,
+        dust: Amount(dust),
+        destination_dust: super::DestinationDust::Fixed,
+        max_inputs,
+        max_outputs,
+    }
 }
 
 fn payment(index: usize, amount: u64) -> Payment {
@@ -203,4 +211,38 @@ fn many_small_outputs_are_consolidated_when_no_selection_fits() {
     assert_eq!(scheduled.plans.len(), 1);
     assert_eq!(scheduled.plans[0].kind, PlanKind::Consolidation);
     assert_eq!(scheduled.plans[0].inputs.len(), 3);
+}
+
+/// Bitcoin dust is per script: a payment to P2PKH left with less than 546 sat after its fee
+/// share would make a transaction no node relays (hole 4 of the hostile-inputs review).
+#[test]
+fn bitcoin_dust_depends_on_the_destination_script() {
+    use bitcoin::hashes::Hash;
+    let p2pkh = bitcoin::ScriptBuf::new_p2pkh(&bitcoin::PubkeyHash::from_byte_array([7; 20])).to_bytes();
+    let p2wpkh = bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([7; 20])).to_bytes();
+    let p2sh = bitcoin::ScriptBuf::new_p2sh(&bitcoin::ScriptHash::from_byte_array([7; 20])).to_bytes();
+    let model = FeeModel::BITCOIN;
+    assert_eq!(model.payment_dust(&p2pkh), Amount(546));
+    assert_eq!(model.payment_dust(&p2sh), Amount(540));
+    // Below the group's own 330 nothing is paid, whatever the script allows.
+    assert_eq!(model.payment_dust(&p2wpkh), Amount(330));
+
+    // Two payments and change share a fee of 11 + 58 + 3 * 43 = 198 vbytes at 1 sat/vB: 99
+    // each. The P2PKH one would be paid 501 (330 <= 501 < 546): forfeited; the P2WPKH one is
+    // paid.
+    let mut scheduler = Scheduler::default();
+    scheduler.add_output(Utxo {
+        id: crate::ids::OutputId(vec![1]),
+        amount: Amount(1_000_000),
+        kind: OutputKind::External,
+    });
+    let to_p2pkh = Payment { id: [1; 32], destination: p2pkh, amount: Amount(600) };
+    let to_p2wpkh = Payment { id: [2; 32], destination: p2wpkh, amount: Amount(600) };
+    scheduler.queue_payment(to_p2pkh.clone());
+    scheduler.queue_payment(to_p2wpkh.clone());
+    let scheduled = scheduler.schedule(1, &model);
+    assert_eq!(scheduled.forfeited, vec![to_p2pkh]);
+    assert_eq!(scheduled.plans.len(), 1);
+    assert_eq!(scheduled.plans[0].payments.len(), 1);
+    assert_eq!(scheduled.plans[0].payments[0].payment, to_p2wpkh);
 }
