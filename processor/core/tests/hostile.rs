@@ -247,3 +247,42 @@ fn a_burns_command_for_another_chain_or_too_many_burns_is_refused_whole() {
         assert_eq!(network.processor(index).counters().refused_commands, refused_before + 2);
     }
 }
+
+#[test]
+fn a_coordinator_that_lost_its_state_is_noticed() {
+    let mut rng = ChaCha20Rng::seed_from_u64(37);
+    let coordinator = Identity::generate(&mut rng);
+    let identity = Identity::generate(&mut rng);
+    let me = identity.peer_key();
+    let others: Vec<PeerKey> = (0..2).map(|_| Identity::generate(&mut rng).peer_key()).collect();
+    let db = MemDb::new();
+    let config = Config { chain: ExternalChain::Bitcoin, coordinator: coordinator.peer_key(), confirmations: 3 };
+    let mut processor = Processor::open(db.clone(), identity, config, ChaCha20Rng::seed_from_u64(38)).unwrap();
+    let start = |session: u32| {
+        let mut participants = vec![me];
+        participants.extend(others.iter().copied());
+        let command = processor_core::messages::KeyGenCommand::Start {
+            session: SessionId(session),
+            threshold: 2,
+            my_index: processor_core::ids::Participant::new(1).unwrap(),
+            participants,
+        };
+        let frame = Frame::Data { seq: SeqId(1), message: CoordinatorMessage::KeyGen(command) };
+        Envelope::new(coordinator.peer_key(), me, frame).seal(&coordinator)
+    };
+    assert_eq!(processor.handle(Event::Inbound(start(1))).unwrap().inbound, Some(InboundStatus::Committed));
+    // The same command again is a redelivery: acknowledged.
+    let again = processor.handle(Event::Inbound(start(1))).unwrap();
+    assert_eq!(again.inbound, Some(InboundStatus::Committed));
+    assert_eq!(again.effects.len(), 1, "the redelivery is acknowledged");
+
+    // A restarted coordinator that forgot everything starts again at sequence id 1 with another
+    // command: not taken as handled (no acknowledgement), counted, and nothing changes.
+    let before = Inspector::new(&db).sessions().unwrap().len();
+    let conflicting = processor.handle(Event::Inbound(start(2))).unwrap();
+    assert_eq!(conflicting.inbound, Some(InboundStatus::Refused));
+    assert!(conflicting.effects.is_empty(), "the conflicting frame was acknowledged: {:?}", conflicting.effects);
+    assert_eq!(processor.counters().sequence_conflicts, 1);
+    assert_eq!(Inspector::new(&db).sessions().unwrap().len(), before);
+    assert_eq!(Inspector::new(&db).handled_through().unwrap(), SeqId(1));
+}

@@ -139,6 +139,12 @@ impl Metrics {
         );
         metric("frames_duplicate_total", "counter", "Redelivered frames recognised.", s.core.duplicates);
         metric(
+            "frames_sequence_conflict_total",
+            "counter",
+            "Frames re-using a handled sequence id with another command (the coordinator lost its state).",
+            s.core.sequence_conflicts,
+        );
+        metric(
             "commands_refused_total",
             "counter",
             "Authentic commands refused as inconsistent.",

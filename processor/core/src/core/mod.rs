@@ -46,6 +46,21 @@ tables! {
     OUTBOUND_NEXT: Table<(), SeqId> = b"link/out_next/";
     /// Sealed outbound messages not yet acknowledged, re-sent until they are.
     OUTBOX: Table<SeqId, Vec<u8>> = b"link/outbox/";
+    /// A digest of each of the last [`HANDLED_DIGESTS_KEPT`] handled commands, by sequence id: a
+    /// frame re-using a handled id with another command means the coordinator lost its state.
+    HANDLED_DIGESTS: Table<SeqId, [u8; 32]> = b"link/in_digest/";
+}
+
+/// How many handled commands' digests are kept (older redeliveries cannot be told apart from a
+/// coordinator that lost its state, and are taken as redeliveries).
+pub const HANDLED_DIGESTS_KEPT: u64 = REORDER_WINDOW;
+
+fn command_digest(message: &CoordinatorMessage) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"threshold-custody processor: handled command");
+    hasher.update(crate::messages::encode(message));
+    hasher.finalize().into()
 }
 
 /// The highest inbound sequence id whose effects are committed (0 before the first).
@@ -175,6 +190,9 @@ pub struct Counters {
     pub refused_frames: u64,
     /// Redelivered frames recognised by sequence id.
     pub duplicates: u64,
+    /// Frames re-using a handled sequence id with another command (the coordinator lost its
+    /// state, or is faulty): refused, not acknowledged.
+    pub sequence_conflicts: u64,
     /// Authentic commands refused as inconsistent with the state.
     pub refused_commands: u64,
     /// Messages sealed into the outbox and sent (acknowledgements not counted).
@@ -393,7 +411,9 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         match envelope.frame {
             Frame::Ack { up_to } => self.acknowledged(up_to).map(|()| (InboundStatus::Committed, vec![])),
             Frame::Data { seq, message } => {
-                let effects = self.data(seq, message)?;
+                let Some(effects) = self.data(seq, message)? else {
+                    return Ok((InboundStatus::Refused, vec![]));
+                };
                 let handled = handled_through(&self.db)?;
                 let status = if seq > handled { InboundStatus::Held } else { InboundStatus::Committed };
                 Ok((status, effects))
@@ -414,25 +434,36 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         Ok(())
     }
 
-    fn data(&mut self, seq: SeqId, message: CoordinatorMessage) -> Result<Vec<Effect>, CoreError> {
+    /// A data frame: `None` if it re-uses a handled sequence id for another command (refused:
+    /// not acknowledged, so a coordinator that lost its state cannot take it as handled).
+    fn data(&mut self, seq: SeqId, message: CoordinatorMessage) -> Result<Option<Vec<Effect>>, CoreError> {
         let handled = handled_through(&self.db)?;
         if seq <= handled && !crate::mutation::active(crate::mutation::Mutation::SkipSequenceCheck) {
+            if HANDLED_DIGESTS.get(&self.db, &seq)?.is_some_and(|digest| digest != command_digest(&message)) {
+                self.counters.sequence_conflicts += 1;
+                tracing::error!(
+                    %seq, %handled,
+                    "the coordinator sent another command under a sequence id already handled: it lost its state \
+                     or is faulty; refused, operator action needed"
+                );
+                return Ok(None);
+            }
             self.counters.duplicates += 1;
-            return Ok(vec![self.ack(handled)]);
+            return Ok(Some(vec![self.ack(handled)]));
         }
         if seq <= handled {
             // The deliberate bug: handle it again.
             let effects = self.apply(seq, message)?;
-            return Ok(effects);
+            return Ok(Some(effects));
         }
         if seq.0 > handled.0 + 1 {
             if seq.0 - handled.0 <= REORDER_WINDOW {
                 self.reorder.insert(seq, message);
             }
-            return Ok(vec![]);
+            return Ok(Some(vec![]));
         }
 
-        self.drain(Some((seq, message)))
+        self.drain(Some((seq, message))).map(Some)
     }
 
     /// Handles `first` (the next frame in order) and then buffered frames in order, stopping
@@ -475,6 +506,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
 
     /// Handles the next inbound message in one transaction with its outbound messages.
     fn apply(&mut self, seq: SeqId, message: CoordinatorMessage) -> Result<Vec<Effect>, CoreError> {
+        let digest = command_digest(&message);
         let db = self.db.clone();
         let mut txn = db.txn();
         let mut publish: Option<(PlanId, Vec<u8>)> = None;
@@ -503,6 +535,10 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             }
         };
         INBOUND_HANDLED.set(&mut txn, &(), &seq);
+        HANDLED_DIGESTS.set(&mut txn, &seq, &digest);
+        if let Some(expired) = seq.0.checked_sub(HANDLED_DIGESTS_KEPT) {
+            HANDLED_DIGESTS.delete(&mut txn, &SeqId(expired));
+        }
         let sealed = self.enqueue(&mut txn, replies)?;
         txn.commit()?;
         self.counters.messages_out += sealed.len() as u64;
