@@ -9,6 +9,9 @@
 //! causes in the outbox. A redelivered frame is recognised by its id and only acknowledged
 //! again. Outbox messages are re-sent on every tick until the coordinator acknowledges them.
 
+#[cfg(test)]
+mod fuzz;
+
 use crate::batch::BatchSigner;
 use crate::crypto::Identity;
 use crate::db::{tables, Db, DbError, Read, Txn};
