@@ -14,6 +14,8 @@ pub enum Mutation {
     ReuseNonce = 2,
     /// Treat a block as final one confirmation early.
     ReportBeforeFinal = 3,
+    /// Credit a Monero output whose one-time key was credited before (the burning bug).
+    NoOutputKeyCheck = 4,
 }
 
 #[cfg(feature = "mutations")]

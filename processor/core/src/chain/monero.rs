@@ -161,6 +161,12 @@ fn find_outputs(
     Ok(outputs)
 }
 
+/// The one-time key of a scanned output (what its key image is derived from), from the
+/// `WalletOutput` scanning stored; `None` if the bytes are not one.
+pub fn output_key(spend_data: &[u8]) -> Option<[u8; 32]> {
+    WalletOutput::read(&mut &*spend_data).ok().map(|output| output.key().compress().to_bytes())
+}
+
 pub(super) fn scan_block(
     bytes: &[u8],
     keys: &[ScanKey],

@@ -8,7 +8,7 @@
 
 use crate::chain::{self, ChainError, ReceivedOutput, ScanKey, ScannedBlock, Watched};
 use crate::db::{tables, Db, DbError, Read, Txn};
-use crate::ids::{BlockHeight, BlockId, ExternalChain};
+use crate::ids::{BlockHeight, BlockId, ExternalChain, OutputId};
 use crate::keygen;
 use crate::messages::{Deposit, ProcessorMessage, ScannerEvent};
 use bincode::{Decode, Encode};
@@ -25,6 +25,37 @@ tables! {
     FINAL_BLOCKS: Table<BlockHeight, FinalBlock> = b"scan/final/";
     /// Set when a final block changed: scanning stops for good.
     HALTED: Table<(), Halt> = b"scan/halted/";
+    /// Monero: every one-time output key credited, with the output that was: a second output
+    /// with the same key (the burning bug) is not credited.
+    CREDITED_KEYS: Table<[u8; 32], OutputId> = b"scan/credited_key/";
+}
+
+/// Monero's burning bug: two transactions that reuse one transaction key pay the same one-time
+/// output key; both outputs scan as received, but only one can ever be spent (one key image).
+/// Every output key is remembered when first credited; a later output with a key seen before
+/// is dropped from the block (reported to no one, never in the funds), and logged as an error.
+pub(crate) fn drop_reused_output_keys<D: Db>(
+    txn: &mut Txn<'_, D>,
+    outputs: &mut Vec<ReceivedOutput>,
+) -> Result<(), DbError> {
+    let mut kept = Vec::with_capacity(outputs.len());
+    for output in outputs.drain(..) {
+        let Some(key) = chain::monero::output_key(&output.spend_data) else {
+            tracing::error!(output = %output.id, "a scanned Monero output has no readable key; not credited");
+            continue;
+        };
+        if let Some(first) = CREDITED_KEYS.get(txn, &key)? {
+            tracing::error!(
+                output = %output.id, first = %first, key = %hex::encode(key),
+                "an output reuses the one-time key of an output already credited (the burning bug): not credited"
+            );
+            continue;
+        }
+        CREDITED_KEYS.set(txn, &key, &output.id);
+        kept.push(output);
+    }
+    *outputs = kept;
+    Ok(())
 }
 
 /// The last block scanned.
@@ -196,7 +227,7 @@ pub fn on_block<D: Db>(
     };
     let scan_keys = [ScanKey { session: keys.session, key: keys.group_keys().chain }];
     let watched = watched(txn)?;
-    let scanned = match chain::scan_block_watching(chain, bytes, &scan_keys, &watched) {
+    let mut scanned = match chain::scan_block_watching(chain, bytes, &scan_keys, &watched) {
         Ok(scanned) => scanned,
         Err(error) => return Ok(BlockOutcome::Refused(error)),
     };
@@ -215,6 +246,9 @@ pub fn on_block<D: Db>(
         }
     }
 
+    if chain == ExternalChain::Monero && !crate::mutation::active(crate::mutation::Mutation::NoOutputKeyCheck) {
+        drop_reused_output_keys(txn, &mut scanned.outputs)?;
+    }
     LAST_SCANNED.set(txn, &(), &ScannedTip { height, id: scanned.id });
     SCANNER_NEXT.set(txn, &(), &BlockHeight(height.0 + 1));
     let deposits: Vec<Deposit> = scanned
@@ -235,4 +269,59 @@ pub fn on_block<D: Db>(
     }
     let event = ScannerEvent::BlockFinal { height, block: scanned.id, deposits };
     Ok(BlockOutcome::Scanned { messages: vec![ProcessorMessage::Scanner(event)], block: scanned })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::monero::{group_address, MoneroBlockData};
+    use crate::db::MemDb;
+    use crate::ids::SessionId;
+    use crate::messages::ChainPublicKey;
+    use mock_chains::monero::{Depositor, MockMonero, MoneroConfig};
+
+    /// Monero's burning bug (hole 1 of the hostile-inputs review): a second output paying an
+    /// already credited one-time key is not credited, in the same block or a later one.
+    #[test]
+    fn an_output_reusing_a_credited_one_time_key_is_not_credited() {
+        // The Ed25519 basepoint: a valid group spend key.
+        let mut spend_key = [0x66; 32];
+        spend_key[0] = 0x58;
+        let mut chain = MockMonero::with_config(71, MoneroConfig { coinbase_lock: 1, ..MoneroConfig::default() });
+        let mut depositor = Depositor::new(71);
+        for _ in 0..14 {
+            chain.mine_to(&depositor.address());
+        }
+        let group = group_address(&spend_key, monero_wallet::address::Network::Mainnet).unwrap();
+        let deposit = depositor.deposit(&chain, &group, 5_000_000_000, None).unwrap();
+        chain.submit(deposit).unwrap();
+        chain.mine();
+        let height = chain.tip_height();
+        let bytes = MoneroBlockData::new(
+            chain.block(height).unwrap(),
+            &chain.transactions(height)[1..],
+            chain.scannable_block_at(height).unwrap().output_index_for_first_ringct_output,
+        )
+        .encode();
+        let keys = [ScanKey { session: SessionId(1), key: ChainPublicKey::Monero { spend_key } }];
+        let scanned = chain::scan_block(ExternalChain::Monero, &bytes, &keys).unwrap();
+        assert_eq!(scanned.outputs.len(), 1);
+        let real = scanned.outputs[0].clone();
+        // What a reused transaction key yields: another output (another id) with the same key.
+        let mut twin = real.clone();
+        twin.id = OutputId([7; 40].to_vec());
+
+        let db = MemDb::new();
+        let mut txn = db.txn();
+        let mut outputs = vec![real.clone(), twin.clone()];
+        drop_reused_output_keys(&mut txn, &mut outputs).unwrap();
+        assert_eq!(outputs, vec![real.clone()], "both outputs of one key were credited");
+        // In a later block too, and the first credit is not undone.
+        let mut later = vec![twin];
+        drop_reused_output_keys(&mut txn, &mut later).unwrap();
+        assert!(later.is_empty());
+        let mut again = vec![real];
+        drop_reused_output_keys(&mut txn, &mut again).unwrap();
+        assert!(again.is_empty(), "an output is credited once");
+    }
 }
