@@ -58,18 +58,7 @@ fn burns_are_planned_identically_everywhere_and_exactly_once() {
         CONFIRMATIONS,
     );
     let deposits = [(400_000u64, Some(1u8)), (300_000, None), (250_000, Some(2))];
-    for (sats, account) in deposits {
-        let instruction = account.map(|a| encode_instruction(&InInstruction { account: [a; 32] }));
-        let tx = depositor
-            .deposit(&chain.borrow(), &group_script(&keys), bitcoin::Amount::from_sat(sats), instruction.as_deref())
-            .unwrap();
-        chain.borrow_mut().submit(tx).unwrap();
-    }
-    for _ in 0..=CONFIRMATIONS {
-        chain.borrow_mut().mine();
-    }
-    assert!(network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 1));
-    run_for(&mut network, 10_000);
+    deposit_until_first_batch(&mut network, &chain, &mut depositor, &keys, &deposits, CONFIRMATIONS);
 
     let burns = vec![
         burn(1, recipient(101), 100_000),

@@ -4,18 +4,16 @@
 
 mod common;
 
-use bitcoin::key::XOnlyPublicKey;
 use common::*;
 use coordinator::local::{Faults, LocalNetwork};
 use coordinator::Observation;
 use mock_chains::bitcoin::{Depositor, MockBitcoin};
-use processor_core::chain::instruction::encode_instruction;
 use processor_core::core::{Config, Event, InboundStatus, Processor};
 use processor_core::crypto::Identity;
 use processor_core::db::MemDb;
-use processor_core::ids::{Amount, BatchId, BlockHeight, BlockId, ExternalChain, Millis, PeerKey, SeqId, SessionId};
+use processor_core::ids::{Amount, BatchId, BlockHeight, BlockId, ExternalChain, PeerKey, SeqId, SessionId};
 use processor_core::inspect::Inspector;
-use processor_core::messages::{Burn, ChainPublicKey, CoordinatorMessage, Envelope, Frame, GroupKeys, InInstruction};
+use processor_core::messages::{Burn, CoordinatorMessage, Envelope, Frame, GroupKeys};
 use processor_core::messages::{PaymentsCommand, ScannerCommand};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -23,11 +21,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 const CONFIRMATIONS: u64 = 3;
-
-fn group_script(keys: &GroupKeys) -> bitcoin::ScriptBuf {
-    let ChainPublicKey::Bitcoin { internal_key } = keys.chain else { panic!("not a Bitcoin key") };
-    mock_chains::bitcoin::p2tr_script(XOnlyPublicKey::from_slice(&internal_key).unwrap())
-}
 
 /// Four processors, 3-of-4, with keys, one final block holding a deposit with an InInstruction
 /// and one without, and that block's Batch signed and published.
@@ -50,18 +43,8 @@ fn network_with_a_batch_held(seed: u64, held: bool) -> (LocalNetwork, Rc<RefCell
         CONFIRMATIONS,
     );
     network.coordinator_mut().hold_batch_publication(held);
-    for (sats, account) in [(400_000u64, Some(1u8)), (300_000, None)] {
-        let instruction = account.map(|a| encode_instruction(&InInstruction { account: [a; 32] }));
-        let tx = depositor
-            .deposit(&chain.borrow(), &group_script(&keys), bitcoin::Amount::from_sat(sats), instruction.as_deref())
-            .unwrap();
-        chain.borrow_mut().submit(tx).unwrap();
-    }
-    for _ in 0..=CONFIRMATIONS {
-        chain.borrow_mut().mine();
-    }
-    assert!(network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 1));
-    run_for(&mut network, 10_000);
+    let deposits = [(400_000u64, Some(1u8)), (300_000, None)];
+    deposit_until_first_batch(&mut network, &chain, &mut depositor, &keys, &deposits, CONFIRMATIONS);
     (network, chain, keys)
 }
 

@@ -115,3 +115,37 @@ pub fn plan_paying(
     let paid = record.plan.payments.iter().find(|p| p.payment.id == burn.id).unwrap().paid.0;
     (record, paid)
 }
+
+/// The group's Bitcoin Taproot output script.
+pub fn bitcoin_group_script(keys: &GroupKeys) -> bitcoin::ScriptBuf {
+    let processor_core::messages::ChainPublicKey::Bitcoin { internal_key } = keys.chain else {
+        panic!("not a Bitcoin key")
+    };
+    mock_chains::bitcoin::p2tr_script(bitcoin::key::XOnlyPublicKey::from_slice(&internal_key).unwrap())
+}
+
+/// Deposits `(satoshi, InInstruction account byte)` each to the group on `chain`, mines them
+/// final (`confirmations`), and runs `network` until the first Batch is signed and a while after.
+pub fn deposit_until_first_batch(
+    network: &mut LocalNetwork,
+    chain: &std::rc::Rc<std::cell::RefCell<mock_chains::bitcoin::MockBitcoin>>,
+    depositor: &mut mock_chains::bitcoin::Depositor,
+    keys: &GroupKeys,
+    deposits: &[(u64, Option<u8>)],
+    confirmations: u64,
+) {
+    use processor_core::chain::instruction::encode_instruction;
+    use processor_core::messages::InInstruction;
+    for (sats, account) in deposits {
+        let instruction = account.map(|a| encode_instruction(&InInstruction { account: [a; 32] }));
+        let amount = bitcoin::Amount::from_sat(*sats);
+        let tx =
+            depositor.deposit(&chain.borrow(), &bitcoin_group_script(keys), amount, instruction.as_deref()).unwrap();
+        chain.borrow_mut().submit(tx).unwrap();
+    }
+    for _ in 0..=confirmations {
+        chain.borrow_mut().mine();
+    }
+    assert!(network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 1));
+    run_for(network, 10_000);
+}
