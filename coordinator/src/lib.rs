@@ -123,6 +123,12 @@ struct KeyGenRound {
 }
 
 impl KeyGenRound {
+    /// One command to each participant, made for its index.
+    fn to_each(&self, command: impl Fn(Participant) -> KeyGenCommand) -> Vec<(PeerKey, KeyGenCommand)> {
+        let indexes = (0..self.participants.len()).map(Participant::from_position);
+        self.participants.iter().copied().zip(indexes.map(command)).collect()
+    }
+
     /// A participant's commitments; once all are in, each participant gets everyone else's.
     fn commitments_from(
         &mut self,
@@ -134,16 +140,11 @@ impl KeyGenRound {
         if self.commitments.len() != self.participants.len() {
             return vec![];
         }
-        self.participants
-            .iter()
-            .enumerate()
-            .map(|(position, peer)| {
-                let me = Participant::from_position(position);
-                let commitments =
-                    self.commitments.iter().filter(|(p, _)| **p != me).map(|(p, c)| (*p, c.clone())).collect();
-                (*peer, KeyGenCommand::Commitments { session, commitments })
-            })
-            .collect()
+        self.to_each(|me| {
+            let commitments =
+                self.commitments.iter().filter(|(p, _)| **p != me).map(|(p, c)| (*p, c.clone())).collect();
+            KeyGenCommand::Commitments { session, commitments }
+        })
     }
 
     /// A participant's encrypted shares (kept from its first report only); once all are in,
@@ -162,20 +163,15 @@ impl KeyGenRound {
         if self.shares_from.len() != self.participants.len() {
             return vec![];
         }
-        self.participants
-            .iter()
-            .enumerate()
-            .map(|(position, peer)| {
-                let me = Participant::from_position(position);
-                let shares = self
-                    .shares
-                    .iter()
-                    .filter(|((_, to), _)| *to == me)
-                    .map(|((from, _), share)| (*from, share.clone()))
-                    .collect();
-                (*peer, KeyGenCommand::Shares { session, shares })
-            })
-            .collect()
+        self.to_each(|me| {
+            let shares = self
+                .shares
+                .iter()
+                .filter(|((_, to), _)| *to == me)
+                .map(|((from, _), share)| (*from, share.clone()))
+                .collect();
+            KeyGenCommand::Shares { session, shares }
+        })
     }
 
     /// A participant generated `keys`; once all did and agree, the keys are confirmed with

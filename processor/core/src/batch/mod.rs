@@ -10,7 +10,7 @@
 
 use crate::db::{tables, Db, DbError, Read, Txn};
 use crate::ids::{Attempt, BatchId, BlockHeight, BlockId, ExternalChain, Participant, SessionId};
-use crate::keygen::{self, keys::Ed25519, KeyCache, ThresholdKeyPair};
+use crate::keygen::{self, keys::Ed25519, KeyCache};
 use crate::messages::{encode, Batch, ProcessorMessage, ScannerEvent, SignEvent, SignId, SignTarget};
 use crate::scanner::{self, FinalBlock};
 use crate::scheduler::{Scheduler, Utxo};
@@ -21,7 +21,6 @@ use frost_core::round2::SignatureShare;
 use frost_core::SigningPackage;
 use rand_core::{CryptoRng, RngCore};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Signing attempts held in memory at once; older ones are dropped (they can be re-attempted).
 pub const MAX_LIVE_ATTEMPTS: usize = 256;
@@ -110,19 +109,6 @@ impl Default for BatchSigner {
     }
 }
 
-/// The signing set's shape for a batch key.
-fn signing_set(keys: &ThresholdKeyPair) -> Result<SigningSet, SignError> {
-    SigningSet::of(&keys.batch)
-}
-
-fn keys_for<D: Db>(
-    cache: &mut KeyCache,
-    txn: &Txn<'_, D>,
-    session: SessionId,
-) -> Result<Arc<ThresholdKeyPair>, SignError> {
-    cache.get(txn, session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {session}")))
-}
-
 impl BatchSigner {
     /// The coordinator acknowledged the final block `block` at `height` (scanned here: the core
     /// holds the command back until it is). Its outputs without InInstructions join the
@@ -193,7 +179,7 @@ impl BatchSigner {
         rng: &mut (impl RngCore + CryptoRng),
         id: SignId,
     ) -> Result<Option<ProcessorMessage>, SignError> {
-        let keys = keys_for(&mut self.keys, txn, id.session)?;
+        let keys = sign::session_keys(&mut self.keys, txn, id.session)?;
         if !sign::first_preprocess(txn, id)? {
             return Ok(None);
         }
@@ -245,8 +231,8 @@ impl BatchSigner {
         preprocesses: &[(Participant, Vec<u8>)],
     ) -> Result<Vec<ProcessorMessage>, SignError> {
         let record = self.record(txn, id)?;
-        let keys = keys_for(&mut self.keys, txn, id.session)?;
-        signing_set(&keys)?.check(preprocesses.iter().map(|(participant, _)| participant))?;
+        let keys = sign::session_keys(&mut self.keys, txn, id.session)?;
+        SigningSet::of(&keys.batch)?.check(preprocesses.iter().map(|(participant, _)| participant))?;
         let mut commitments = BTreeMap::new();
         for (participant, bytes) in preprocesses {
             let parsed =
@@ -281,8 +267,8 @@ impl BatchSigner {
         if record.signature.is_some() {
             return Ok(vec![]);
         }
-        let keys = keys_for(&mut self.keys, txn, id.session)?;
-        signing_set(&keys)?.check_shares(shares.iter().map(|(participant, _)| participant))?;
+        let keys = sign::session_keys(&mut self.keys, txn, id.session)?;
+        SigningSet::of(&keys.batch)?.check_shares(shares.iter().map(|(participant, _)| participant))?;
         let Some(package) = self.packages.take(&id) else {
             return Err(SignError::Refused(format!("no signing package for {id:?} here")));
         };

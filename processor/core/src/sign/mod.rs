@@ -175,6 +175,16 @@ impl SigningSet {
     }
 }
 
+/// The keys of `session`, parsed once (`cache`); a command naming a session without keys here
+/// is refused.
+pub fn session_keys(
+    cache: &mut keygen::KeyCache,
+    reader: &impl crate::db::Read,
+    session: crate::ids::SessionId,
+) -> Result<std::sync::Arc<keygen::ThresholdKeyPair>, SignError> {
+    cache.get(reader, session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {session}")))
+}
+
 /// The participant a FROST identifier names among `n`.
 pub fn participant_of<C: frost_core::Ciphersuite>(id: &Identifier<C>, n: u16) -> Option<Participant> {
     (1..=n).filter_map(Participant::new).find(|p| keygen::dkg_identifier::<C>(*p) == *id)

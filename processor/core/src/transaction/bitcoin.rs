@@ -5,7 +5,7 @@
 //! Layout: version 2, lock time 0, inputs in plan order with final sequence numbers, outputs
 //! in the order payments, branches, change (branches and change to the group's change address).
 
-use super::{signing_set_of, ChainSigner, Preprocess, SignedTransaction};
+use super::{ChainSigner, Preprocess, SignedTransaction};
 use crate::chain::bitcoin::{merkle_root, outpoint_of, script_of};
 use crate::db::Read;
 use crate::ids::Participant;
@@ -167,7 +167,7 @@ impl ChainSigner for BitcoinSigner {
     type Shared = Vec<SigningPackage<Secp256k1Tr>>;
 
     fn signing_set(keys: &ThresholdKeyPair) -> Result<SigningSet, SignError> {
-        signing_set_of(bitcoin_share(keys)?)
+        SigningSet::of(bitcoin_share(keys)?)
     }
 
     fn preprocess(

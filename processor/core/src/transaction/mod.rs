@@ -18,7 +18,7 @@ pub mod monero;
 
 use crate::db::{tables, Db, DbError, Read, Txn};
 use crate::ids::{ExternalChain, Participant, PlanId};
-use crate::keygen::{KeyCache, KeyShare, ThresholdKeyPair};
+use crate::keygen::{KeyCache, ThresholdKeyPair};
 use crate::messages::{ProcessorMessage, SignEvent, SignId, SignTarget};
 use crate::plan::{self, PlanRecord, PlanState};
 use crate::sign::{self, Attempts, SignError, SigningSet};
@@ -92,11 +92,6 @@ pub struct Preprocess<T> {
 enum Stage<S: ChainSigner> {
     Preprocessed(S::Preprocessed),
     Shared(S::Shared),
-}
-
-/// The signing set's shape for one key share.
-pub(crate) fn signing_set_of<C: frost_core::Ciphersuite>(share: &KeyShare<C>) -> Result<SigningSet, SignError> {
-    SigningSet::of(share)
 }
 
 /// The live attempts of one chain's signer.
@@ -201,7 +196,7 @@ impl TransactionSigner {
     }
 
     fn keys<D: Db>(&mut self, txn: &Txn<'_, D>, id: SignId) -> Result<std::sync::Arc<ThresholdKeyPair>, SignError> {
-        self.keys.get(txn, id.session)?.ok_or_else(|| SignError::Refused(format!("no keys for session {}", id.session)))
+        sign::session_keys(&mut self.keys, txn, id.session)
     }
 
     /// A plan was just made (or its rings arrived): attempt 0 begins, if it can.

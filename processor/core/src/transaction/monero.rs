@@ -15,7 +15,7 @@
 //! inputs' key images; scanning checks every transaction of a final block against the pending
 //! ones, and keeps the group's own transactions so a plan made late still completes.
 
-use super::{signing_set_of, ChainSigner, Preprocess, SignedTransaction};
+use super::{ChainSigner, Preprocess, SignedTransaction};
 use crate::chain::monero::{change_address, view_pair, CHANGE_SUBADDRESS};
 use crate::db::{tables, Db, DbError, Read, Txn};
 use crate::ids::{BlockHeight, OutputId, Participant, PlanId};
@@ -308,7 +308,7 @@ impl ChainSigner for MoneroSigner {
     type Shared = monero_wallet::send::TransactionSignatureMachine;
 
     fn signing_set(keys: &ThresholdKeyPair) -> Result<SigningSet, SignError> {
-        signing_set_of(monero_share(keys)?)
+        SigningSet::of(monero_share(keys)?)
     }
 
     /// Builds the plan's transaction and monero-wallet's machine; the preprocess is the
@@ -323,7 +323,7 @@ impl ChainSigner for MoneroSigner {
         // Signing begins once the rings are known.
         let Some(inputs) = MONERO_INPUTS.get(reader, &record.id)? else { return Ok(None) };
         let share = monero_share(keys)?;
-        let me = signing_set_of(share)?.me;
+        let me = SigningSet::of(share)?.me;
         let threshold_keys =
             crate::keygen::monero::monero_threshold_keys(share, me).map_err(|e| SignError::Refused(e.to_string()))?;
         // Checked against the plan's outputs when they were stored.
@@ -348,7 +348,7 @@ impl ChainSigner for MoneroSigner {
         preprocesses: &[(Participant, Vec<u8>)],
     ) -> Result<(Self::Shared, Vec<u8>), SignError> {
         use modular_frost::sign::{SignMachine, Writable};
-        let me = signing_set_of(monero_share(keys)?)?.me;
+        let me = SigningSet::of(monero_share(keys)?)?.me;
         let MoneroPreprocessed { machine, signable } = state;
         let mut parsed = std::collections::HashMap::new();
         for (participant, bytes) in preprocesses {
@@ -377,7 +377,7 @@ impl ChainSigner for MoneroSigner {
         shares: &[(Participant, Vec<u8>)],
     ) -> Result<SignedTransaction, SignError> {
         use modular_frost::sign::SignatureMachine;
-        let me = signing_set_of(monero_share(keys)?)?.me;
+        let me = SigningSet::of(monero_share(keys)?)?.me;
         // modular-frost wants everyone's shares but ours.
         let mut parsed = std::collections::HashMap::new();
         let mut mine = false;
