@@ -10,7 +10,7 @@ use crate::messages::SignId;
 use crate::payments::{self, BurnStatus};
 use crate::plan::{self, PlanRecord};
 use crate::scanner::{self, Halt, ScannedTip};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{self, MemFunds, Totals};
 
 /// Read-only access to one processor's state.
 pub struct Inspector<'r, R: Read>(&'r R);
@@ -96,9 +96,15 @@ impl<'r, R: Read> Inspector<'r, R> {
         payments::burns_received(self.0)
     }
 
-    /// The group's spendable outputs and queued payments.
-    pub fn scheduler(&self) -> Result<Scheduler, DbError> {
-        Scheduler::load(self.0)
+    /// The group's spendable outputs and queued payments, read whole (they can be millions:
+    /// prefer [`Inspector::funds_totals`] where totals do).
+    pub fn funds(&self) -> Result<MemFunds, DbError> {
+        scheduler::snapshot(self.0)
+    }
+
+    /// How many outputs the group holds, their sum, how many payments are queued, the fee rate.
+    pub fn funds_totals(&self) -> Result<Totals, DbError> {
+        scheduler::totals(self.0)
     }
 
     /// Whether a signing attempt was preprocessed here.

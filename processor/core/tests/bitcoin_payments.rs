@@ -234,7 +234,7 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> coordinator:
     let change: u64 = reference.iter().filter_map(|(_, r)| r.plan.change.map(|c| c.0)).sum();
     assert!(change > 0, "the plans should return change");
     for index in &live {
-        let scheduler = processor_core::scheduler::Scheduler::load(network.db(*index)).unwrap();
+        let scheduler = processor_core::scheduler::snapshot(network.db(*index)).unwrap();
         let returned: u64 = scheduler
             .available()
             .iter()

@@ -57,14 +57,14 @@ fn batch_block(network: &LocalNetwork) -> (BlockHeight, BlockId) {
 }
 
 /// Every processor's refused commands, Batches and funds.
-fn snapshot(network: &LocalNetwork) -> Vec<(u64, usize, processor_core::scheduler::Scheduler)> {
+fn snapshot(network: &LocalNetwork) -> Vec<(u64, usize, processor_core::scheduler::MemFunds)> {
     (0..network.len())
         .map(|index| {
             let inspector = Inspector::new(network.db(index));
             (
                 network.processor(index).counters().refused_commands,
                 inspector.batches().unwrap().len(),
-                inspector.scheduler().unwrap(),
+                inspector.funds().unwrap(),
             )
         })
         .collect()
@@ -268,4 +268,71 @@ fn a_coordinator_that_lost_its_state_is_noticed() {
     assert_eq!(processor.counters().sequence_conflicts, 1);
     assert_eq!(Inspector::new(&db).sessions().unwrap().len(), before);
     assert_eq!(Inspector::new(&db).handled_through().unwrap(), SeqId(1));
+}
+
+/// Hole 8: the funds were one DB value decoded under the 4 MiB message limit, so around 75,000
+/// outputs every command failed to load them. Now a row per output: a hundred thousand dust
+/// outputs are held, counted and planned from, a page at a time.
+#[test]
+fn a_hundred_thousand_outputs_are_held_and_planned_from() {
+    use processor_core::db::Db;
+    use processor_core::ids::OutputId;
+    use processor_core::messages::OutputKind;
+    use processor_core::scheduler::{self, FeeModel, Payment, Utxo};
+    let db = MemDb::new();
+    let mut txn = db.txn();
+    scheduler::set_fee_rate(&mut txn, 2).unwrap();
+    for index in 0..100_000u64 {
+        let utxo =
+            Utxo { id: OutputId(index.to_be_bytes().to_vec()), amount: Amount(5_000), kind: OutputKind::External };
+        scheduler::add_output(&mut txn, utxo).unwrap();
+    }
+    txn.commit().unwrap();
+    let totals = Inspector::new(&db).funds_totals().unwrap();
+    assert_eq!((totals.outputs, totals.holdings), (100_000, 500_000_000));
+
+    // A payment needing 600 of them: one consolidation of the 400 inputs a transaction may
+    // spend (its inputs are gone from the funds), then the payment waits for the merged output.
+    let destination = Depositor::new(1).script_pubkey().to_bytes();
+    let mut txn = db.txn();
+    scheduler::queue_payment(&mut txn, Payment { id: [1; 32], destination, amount: Amount(3_000_000) }).unwrap();
+    let scheduled = scheduler::schedule_stored(&mut txn, &FeeModel::BITCOIN).unwrap();
+    txn.commit().unwrap();
+    assert_eq!(scheduled.plans.len(), 1, "{scheduled:?}");
+    assert_eq!(scheduled.plans[0].inputs.len(), FeeModel::BITCOIN.max_inputs);
+    let totals = Inspector::new(&db).funds_totals().unwrap();
+    assert_eq!((totals.outputs, totals.queued), (100_000 - 400, 1));
+    assert_eq!(totals.holdings, 500_000_000 - 400 * 5_000);
+}
+
+/// Hole 8's second half: there was no minimum deposit, so anyone could make the group hold
+/// outputs worth less than spending them costs. A deposit below the chain's minimum is not
+/// reported, not credited and never spent; one at the minimum is.
+#[test]
+fn a_deposit_below_the_minimum_is_neither_credited_nor_spent() {
+    let minimum = processor_core::scanner::minimum_deposit(ExternalChain::Bitcoin).0;
+    let (chain, mut depositor) = mock_chains::bitcoin::funded_chain(41, 5);
+    let chain = Rc::new(RefCell::new(chain));
+    let (mut network, keys) = network_with_keys(
+        4,
+        3,
+        ExternalChain::Bitcoin,
+        41,
+        Faults::none(),
+        Box::new(SharedBitcoin(chain.clone())),
+        CONFIRMATIONS,
+    );
+    let deposits = [(minimum - 1, None), (minimum - 1, Some(2u8)), (minimum, None), (400_000, Some(1u8))];
+    deposit_until_first_batch(&mut network, &chain, &mut depositor, &keys, &deposits, CONFIRMATIONS);
+    for index in 0..network.len() {
+        let reported: Vec<u64> =
+            reports_by(&network, index).into_iter().flat_map(|(_, _, deposits)| deposits).map(|d| d.amount.0).collect();
+        assert!(reported.iter().all(|amount| *amount >= minimum), "{reported:?}");
+        assert_eq!(reported.len(), 2, "{reported:?}");
+        assert_eq!(network.processor(index).counters().deposits_below_minimum, 2);
+        let funds = Inspector::new(network.db(index)).funds().unwrap();
+        assert!(funds.available().iter().all(|utxo| utxo.amount.0 >= minimum));
+    }
+    let (batch, _) = network.coordinator().signed_batches().next().unwrap();
+    assert_eq!(batch.instructions.len(), 1, "{batch:?}");
 }

@@ -55,10 +55,10 @@ fn monero_deposits_end_in_batches_signed_3_of_4() {
         CONFIRMATIONS,
     );
 
-    deposit(&chain, &mut depositor, &keys, 1_000_000, Some(1));
-    deposit(&chain, &mut depositor, &keys, 2_000_000, None);
+    deposit(&chain, &mut depositor, &keys, 1_000_000_000, Some(1));
+    deposit(&chain, &mut depositor, &keys, 2_000_000_000, None);
     chain.borrow_mut().mine();
-    deposit(&chain, &mut depositor, &keys, 3_000_000, Some(2));
+    deposit(&chain, &mut depositor, &keys, 3_000_000_000, Some(2));
     chain.borrow_mut().mine();
     for _ in 0..CONFIRMATIONS {
         chain.borrow_mut().mine();
@@ -68,8 +68,8 @@ fn monero_deposits_end_in_batches_signed_3_of_4() {
         network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 2);
     assert!(done, "Batches not signed; coordinator saw {:?}", network.coordinator().observations());
     let batches = signed_batches(&network);
-    assert_eq!(batches[0].0.instructions, vec![(InInstruction { account: [1; 32] }, Amount(1_000_000))]);
-    assert_eq!(batches[1].0.instructions, vec![(InInstruction { account: [2; 32] }, Amount(3_000_000))]);
+    assert_eq!(batches[0].0.instructions, vec![(InInstruction { account: [1; 32] }, Amount(1_000_000_000))]);
+    assert_eq!(batches[1].0.instructions, vec![(InInstruction { account: [2; 32] }, Amount(3_000_000_000))]);
     for (batch, signature) in &batches {
         assert_eq!(batch.chain, ExternalChain::Monero);
         assert_batch_signature(&keys, batch, signature);
@@ -148,7 +148,7 @@ fn a_large_block_scanned_in_halves_equals_a_whole_scan() {
     for index in 0..transactions {
         let to = if index % 3 == 0 { &group } else { &stranger };
         let instruction = encode_instruction(&InInstruction { account: [index as u8; 32] });
-        let transaction = depositor.deposit(&chain, to, 1_000_000 + index as u64, Some(&instruction)).unwrap();
+        let transaction = depositor.deposit(&chain, to, 1_000_000_000 + index as u64, Some(&instruction)).unwrap();
         chain.submit(transaction).unwrap();
     }
     chain.mine();

@@ -107,7 +107,7 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> LocalNetwork
     }
     // Change came back to the change subaddress and joined the funds at every live processor.
     for index in &live {
-        let scheduler = processor_core::scheduler::Scheduler::load(network.db(*index)).unwrap();
+        let scheduler = processor_core::scheduler::snapshot(network.db(*index)).unwrap();
         assert!(
             scheduler.available().iter().any(|u| u.kind == OutputKind::Change),
             "processor {index} has no change output"

@@ -155,6 +155,12 @@ impl Metrics {
         metric("blames_total", "counter", "Participants blamed.", s.core.blames);
         metric("blocks_scanned_total", "counter", "Final blocks scanned.", s.core.blocks_scanned);
         metric(
+            "deposits_below_minimum_total",
+            "counter",
+            "Deposits below the chain's minimum, neither credited nor spent.",
+            s.core.deposits_below_minimum,
+        );
+        metric(
             "blocks_refused_total",
             "counter",
             "Blocks from the node that did not parse or were inconsistent.",

@@ -42,6 +42,19 @@ impl Db for RocksDb {
         Ok(entries)
     }
 
+    fn scan_page(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<RawEntries, DbError> {
+        let mut entries = Vec::new();
+        let start = start.max(prefix);
+        for item in self.0.iterator(IteratorMode::From(start, rocksdb::Direction::Forward)) {
+            let (key, value) = item.map_err(backend)?;
+            if !key.starts_with(prefix) || entries.len() >= limit {
+                break;
+            }
+            entries.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(entries)
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<(), DbError> {
         let mut rocks_batch = rocksdb::WriteBatch::default();
         for (key, write) in &batch {

@@ -314,7 +314,7 @@ pub(super) fn plans_agree(shared: &Shared) -> Result<(), String> {
         .collect();
     let Some(&first) = members.first() else { return Err("no processor holds the latest keys".into()) };
     let reference = plan_contents(&shared.dbs[first])?;
-    let scheduler = Inspector::new(&shared.dbs[first]).scheduler().map_err(|e| e.to_string())?;
+    let scheduler = Inspector::new(&shared.dbs[first]).funds().map_err(|e| e.to_string())?;
     for &index in &members {
         let db = &shared.dbs[index];
         for (_, record) in Inspector::new(db).plans().map_err(|e| e.to_string())? {
@@ -325,7 +325,7 @@ pub(super) fn plans_agree(shared: &Shared) -> Result<(), String> {
         if plan_contents(db)? != reference {
             return Err(format!("processor {index}'s plans differ from processor {first}'s"));
         }
-        if Inspector::new(db).scheduler().map_err(|e| e.to_string())? != scheduler {
+        if Inspector::new(db).funds().map_err(|e| e.to_string())? != scheduler {
             return Err(format!("processor {index}'s scheduler differs from processor {first}'s"));
         }
     }

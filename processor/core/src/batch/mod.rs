@@ -13,7 +13,7 @@ use crate::ids::{Attempt, BatchId, BlockHeight, BlockId, ExternalChain, Particip
 use crate::keygen::{self, keys::Ed25519, KeyCache};
 use crate::messages::{encode, Batch, ProcessorMessage, ScannerEvent, SignEvent, SignId, SignTarget};
 use crate::scanner::{self, FinalBlock};
-use crate::scheduler::{Scheduler, Utxo};
+use crate::scheduler::{self, Utxo};
 use crate::sign::{self, Attempts, SignError, SigningSet};
 use bincode::{Decode, Encode};
 use frost_core::round1::{SigningCommitments, SigningNonces};
@@ -154,11 +154,9 @@ impl BatchSigner {
             return Err(SignError::Refused(format!("block {height}'s Batch does not match its InInstructions")));
         }
         ACKNOWLEDGED.set(txn, &height, &Acknowledgement { block, batch });
-        let mut scheduler = Scheduler::load(txn)?;
         for output in final_block.outputs.iter().filter(|o| o.instruction.is_none()) {
-            scheduler.add_output(Utxo { id: output.id.clone(), amount: output.amount, kind: output.kind });
+            scheduler::add_output(txn, Utxo { id: output.id.clone(), amount: output.amount, kind: output.kind })?;
         }
-        scheduler.save(txn);
         let Some(batch_id) = batch else {
             scanner::forget_final_block(txn, height);
             return Ok(vec![]);
@@ -301,11 +299,9 @@ impl BatchSigner {
         record.published = true;
         BATCHES.set(txn, &batch_id, &record);
         if let Some(block) = scanner::take_final_block(txn, record.height)? {
-            let mut scheduler = Scheduler::load(txn)?;
             for output in block.outputs.into_iter().filter(|o| o.instruction.is_some()) {
-                scheduler.add_output(Utxo { id: output.id, amount: output.amount, kind: output.kind });
+                scheduler::add_output(txn, Utxo { id: output.id, amount: output.amount, kind: output.kind })?;
             }
-            scheduler.save(txn);
         }
         self.nonces.forget(SignTarget::Batch(batch_id));
         self.packages.forget(SignTarget::Batch(batch_id));

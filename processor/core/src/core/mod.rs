@@ -208,6 +208,8 @@ pub struct Counters {
     pub blocks_scanned: u64,
     /// Blocks from the chain source that did not parse or were inconsistent.
     pub refused_blocks: u64,
+    /// Deposits below the chain's minimum, neither credited nor spent.
+    pub deposits_below_minimum: u64,
     /// Batches whose aggregate signature was completed here.
     pub batches_signed: u64,
     /// Plans whose transaction was completely signed here.
@@ -256,12 +258,21 @@ pub struct Processor<D: Db, R: RngCore + CryptoRng> {
     ticked: bool,
 }
 
+/// Takes a database from schema `from` to the next one (see `ARCHITECTURE.md`, "Storage layout").
+fn migrate<D: Db>(txn: &mut crate::db::Txn<'_, D>, from: crate::ids::SchemaVersion) -> Result<(), crate::db::DbError> {
+    match from.0 {
+        // 1 to 2: the scheduler's one value became a row per output and per queued payment.
+        1 => crate::scheduler::migrate_from_schema_1(txn),
+        _ => Err(crate::db::DbError::UnknownSchema { found: from, supported: crate::db::SCHEMA_VERSION }),
+    }
+}
+
 impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
     /// Opens a processor on whatever `db` holds (empty for a new one, the committed state after
     /// a crash). A database written in another layout is refused
     /// ([`DbError::UnknownSchema`]).
     pub fn open(db: D, identity: Identity, config: Config, rng: R) -> Result<Self, CoreError> {
-        crate::db::open_schema(&db)?;
+        crate::db::open_schema(&db, migrate)?;
         Ok(Processor {
             db,
             identity,
@@ -384,8 +395,9 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
                 return Ok((BlockStatus::Refused, vec![]));
             }
             BlockOutcome::Halted { messages } => (BlockStatus::Halted, messages),
-            BlockOutcome::Scanned { mut messages, block } => {
+            BlockOutcome::Scanned { mut messages, block, below_minimum } => {
                 self.counters.blocks_scanned += 1;
+                self.counters.deposits_below_minimum += below_minimum as u64;
                 // The block's spends and outputs may complete the group's plans.
                 messages.extend(crate::transaction::eventuality::resolve(&mut txn, chain, height, &block)?);
                 (BlockStatus::Scanned, messages)

@@ -55,6 +55,32 @@ pub fn run<D: Db>(open: impl Fn() -> D) {
     NUMBERS.delete(&mut txn, &SeqId(9));
     txn.commit().unwrap();
 
+    // Pages: bounded, in key order, from after a key, with a transaction's own writes applied.
+    let mut txn = db.txn();
+    for n in [10, 11, 12, 13] {
+        NUMBERS.set(&mut txn, &SeqId(n), &n.to_string());
+    }
+    txn.commit().unwrap();
+    fn page_keys(reader: &impl Read, after: Option<u64>, limit: usize) -> Vec<u64> {
+        NUMBERS.page(reader, after.map(SeqId).as_ref(), limit).unwrap().into_iter().map(|(k, _)| k.0).collect()
+    }
+    assert_eq!(page_keys(&db, None, 3), vec![2, 10, 11]);
+    assert_eq!(page_keys(&db, Some(11), 10), vec![12, 13, 300]);
+    assert_eq!(page_keys(&db, Some(300), 10), Vec::<u64>::new());
+    let mut txn = db.txn();
+    NUMBERS.delete(&mut txn, &SeqId(10));
+    NUMBERS.delete(&mut txn, &SeqId(11));
+    NUMBERS.delete(&mut txn, &SeqId(12));
+    NUMBERS.set(&mut txn, &SeqId(5), &"five".to_string());
+    assert_eq!(page_keys(&txn, None, 3), vec![2, 5, 13]);
+    assert_eq!(page_keys(&txn, Some(5), 1), vec![13]);
+    drop(txn);
+    let mut txn = db.txn();
+    for n in [10, 11, 12, 13] {
+        NUMBERS.delete(&mut txn, &SeqId(n));
+    }
+    txn.commit().unwrap();
+
     // Reopening keeps every committed write and nothing else.
     drop(db);
     let db = open();

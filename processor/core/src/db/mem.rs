@@ -46,6 +46,16 @@ impl Db for MemDb {
             .collect())
     }
 
+    fn scan_page(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<RawEntries, DbError> {
+        Ok(self
+            .lock()
+            .range(start.max(prefix).to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<(), DbError> {
         let mut store = self.lock();
         for (key, write) in batch {

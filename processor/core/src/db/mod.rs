@@ -84,6 +84,9 @@ pub trait Db: Clone + Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError>;
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<RawEntries, DbError>;
+    /// At most `limit` entries whose key starts with `prefix` and is at least `start`, in key
+    /// order: a page of a table too large to read whole.
+    fn scan_page(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<RawEntries, DbError>;
     /// Applies the whole batch atomically and durably (synced before returning).
     fn write(&self, batch: WriteBatch) -> Result<(), DbError>;
 
@@ -100,6 +103,9 @@ pub trait Read {
     /// Every entry whose key starts with `prefix`, in key order (for a transaction, with its
     /// own writes and deletions applied).
     fn scan_raw(&self, prefix: &[u8]) -> Result<RawEntries, DbError>;
+    /// At most `limit` entries under `prefix` from key `start` on, in key order (for a
+    /// transaction, with its own writes and deletions applied).
+    fn scan_page_raw(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<RawEntries, DbError>;
 }
 
 impl<D: Db> Read for D {
@@ -108,6 +114,9 @@ impl<D: Db> Read for D {
     }
     fn scan_raw(&self, prefix: &[u8]) -> Result<RawEntries, DbError> {
         self.scan_prefix(prefix)
+    }
+    fn scan_page_raw(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<RawEntries, DbError> {
+        self.scan_page(prefix, start, limit)
     }
 }
 
@@ -158,5 +167,23 @@ impl<D: Db> Read for Txn<'_, D> {
             };
         }
         Ok(merged.into_iter().collect())
+    }
+
+    fn scan_page_raw(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<RawEntries, DbError> {
+        let start = start.max(prefix).to_vec();
+        let pending: Vec<_> =
+            self.writes.range(start.clone()..).take_while(|(key, _)| key.starts_with(prefix)).collect();
+        // Each buffered deletion hides at most one stored entry, so the first `limit` entries
+        // of the merged view are among the store's first `limit + deletions` and the buffer.
+        let deletions = pending.iter().filter(|(_, write)| write.is_none()).count();
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.db.scan_page(prefix, &start, limit.saturating_add(deletions))?.into_iter().collect();
+        for (key, write) in pending {
+            match write {
+                Some(value) => merged.insert(key.clone(), value.to_vec()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().take(limit).collect())
     }
 }

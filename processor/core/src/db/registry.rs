@@ -4,7 +4,7 @@
 
 pub use linkme;
 
-use super::{DbError, Read};
+use super::{Db, DbError, Read, Txn};
 use crate::ids::SchemaVersion;
 
 /// A declared table: its name, the module owning it and its key prefix.
@@ -24,7 +24,7 @@ pub static TABLES: [TableInfo];
 
 /// The layout this code reads and writes. Bump it with any change to a table's key or value
 /// encoding, and say in `ARCHITECTURE.md` how an older database is migrated.
-pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion(1);
+pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion(2);
 
 crate::db::tables! {
     /// The layout version the database was written with.
@@ -32,18 +32,32 @@ crate::db::tables! {
 }
 
 /// Checks the database is in the layout this code reads, stamping a new (or pre-versioning,
-/// whose layout is version 1's) database with it. A database of another version is refused
-/// with a clear error rather than misread.
-pub fn open_schema<D: super::Db>(db: &D) -> Result<(), DbError> {
-    match STORED_SCHEMA_VERSION.get(db, &())? {
-        Some(found) if found == SCHEMA_VERSION => Ok(()),
-        Some(found) => Err(DbError::UnknownSchema { found, supported: SCHEMA_VERSION }),
-        None => {
-            let mut txn = db.txn();
-            STORED_SCHEMA_VERSION.set(&mut txn, &(), &SCHEMA_VERSION);
-            txn.commit()
-        }
+/// whose layout is version 1's) database with it. An older layout is migrated step by step in
+/// one transaction (`migrate(txn, v)` takes the database from version `v` to `v + 1`); a
+/// database of a newer version is refused with a clear error rather than misread.
+pub fn open_schema<D: Db>(
+    db: &D,
+    migrate: impl Fn(&mut Txn<'_, D>, SchemaVersion) -> Result<(), DbError>,
+) -> Result<(), DbError> {
+    let found = STORED_SCHEMA_VERSION.get(db, &())?;
+    if found == Some(SCHEMA_VERSION) {
+        return Ok(());
     }
+    let mut txn = db.txn();
+    match found {
+        Some(found) if found > SCHEMA_VERSION => {
+            return Err(DbError::UnknownSchema { found, supported: SCHEMA_VERSION });
+        }
+        Some(found) => {
+            for version in found.0..SCHEMA_VERSION.0 {
+                migrate(&mut txn, SchemaVersion(version))?;
+            }
+        }
+        // A new database: nothing to migrate.
+        None => {}
+    }
+    STORED_SCHEMA_VERSION.set(&mut txn, &(), &SCHEMA_VERSION);
+    txn.commit()
 }
 
 /// The stored layout version, if any (for inspection).
@@ -95,14 +109,32 @@ mod tests {
     #[test]
     fn a_database_of_another_layout_is_refused() {
         let db = crate::db::MemDb::new();
-        open_schema(&db).unwrap();
+        let no_migration = |_: &mut Txn<'_, crate::db::MemDb>, _| -> Result<(), DbError> { unreachable!() };
+        open_schema(&db, no_migration).unwrap();
         assert_eq!(stored_schema_version(&db).unwrap(), Some(SCHEMA_VERSION));
-        open_schema(&db).unwrap();
+        open_schema(&db, no_migration).unwrap();
         let mut txn = crate::db::Db::txn(&db);
         STORED_SCHEMA_VERSION.set(&mut txn, &(), &SchemaVersion(SCHEMA_VERSION.0 + 1));
         txn.commit().unwrap();
-        let error = open_schema(&db).unwrap_err();
+        let error = open_schema(&db, no_migration).unwrap_err();
         assert!(matches!(error, DbError::UnknownSchema { .. }), "{error}");
-        assert!(error.to_string().contains("schema 2"), "{error}");
+        assert!(error.to_string().contains(&format!("schema {}", SCHEMA_VERSION.0 + 1)), "{error}");
+    }
+
+    #[test]
+    fn an_older_database_is_migrated_step_by_step_once() {
+        let db = crate::db::MemDb::new();
+        let mut txn = crate::db::Db::txn(&db);
+        STORED_SCHEMA_VERSION.set(&mut txn, &(), &SchemaVersion(1));
+        txn.commit().unwrap();
+        let steps = std::cell::RefCell::new(Vec::new());
+        let record = |_: &mut Txn<'_, crate::db::MemDb>, from: SchemaVersion| -> Result<(), DbError> {
+            steps.borrow_mut().push(from.0);
+            Ok(())
+        };
+        open_schema(&db, record).unwrap();
+        open_schema(&db, record).unwrap();
+        assert_eq!(*steps.borrow(), (1..SCHEMA_VERSION.0).collect::<Vec<_>>());
+        assert_eq!(stored_schema_version(&db).unwrap(), Some(SCHEMA_VERSION));
     }
 }

@@ -137,16 +137,31 @@ impl<K: DbKey, V: Encode + Decode<()>> Table<K, V> {
 
     /// Every entry, in key order.
     pub fn entries(&self, reader: &impl Read) -> Result<Vec<(K, V)>, DbError> {
+        reader.scan_raw(self.prefix)?.into_iter().map(|(key, value)| self.decode_entry(&key, &value)).collect()
+    }
+
+    /// At most `limit` entries in key order, starting after `after` (from the first entry if
+    /// `None`): reads a table too large to load whole, one page at a time.
+    pub fn page(&self, reader: &impl Read, after: Option<&K>, limit: usize) -> Result<Vec<(K, V)>, DbError> {
+        let start = match after {
+            // The smallest key greater than `after`'s.
+            Some(after) => {
+                let mut start = self.full_key(after);
+                start.push(0);
+                start
+            }
+            None => self.prefix.to_vec(),
+        };
         reader
-            .scan_raw(self.prefix)?
+            .scan_page_raw(self.prefix, &start, limit)?
             .into_iter()
-            .map(|(key, value)| {
-                let key = K::from_key_bytes(&key[self.prefix.len()..]).ok_or(DbError::Corrupt {
-                    table: self.name,
-                    detail: format!("undecodable key {}", hex::encode(&key)),
-                })?;
-                Ok((key, self.decode_value(&value)?))
-            })
+            .map(|(key, value)| self.decode_entry(&key, &value))
             .collect()
+    }
+
+    fn decode_entry(&self, key: &[u8], value: &[u8]) -> Result<(K, V), DbError> {
+        let decoded = K::from_key_bytes(&key[self.prefix.len()..])
+            .ok_or(DbError::Corrupt { table: self.name, detail: format!("undecodable key {}", hex::encode(key)) })?;
+        Ok((decoded, self.decode_value(value)?))
     }
 }

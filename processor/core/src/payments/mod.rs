@@ -10,7 +10,7 @@
 use crate::db::{tables, Db, DbError, Read, Txn};
 use crate::ids::{Amount, Attempt, ExternalChain, PlanId};
 use crate::messages::{encode, Burn, PaymentsEvent, ProcessorMessage};
-use crate::scheduler::{FeeModel, Payment, Plan, Scheduler};
+use crate::scheduler::{self, FeeModel, Payment, Plan};
 use bincode::{Decode, Encode};
 use sha2::{Digest, Sha256};
 
@@ -137,8 +137,7 @@ pub fn burns<D: Db>(
     if !bounds.contains(&fee_rate) {
         return Ok(Err(format!("fee rate {fee_rate} is outside {}..={} for {chain}", bounds.start(), bounds.end())));
     }
-    let mut scheduler = Scheduler::load(txn)?;
-    scheduler.set_fee_rate(fee_rate);
+    scheduler::set_fee_rate(txn, fee_rate)?;
     let mut messages = Vec::new();
     for burn in burns {
         if BURNS.get(txn, &burn.id)?.is_some() {
@@ -147,7 +146,8 @@ pub fn burns<D: Db>(
         match validate_burn(chain, &burn) {
             Ok(()) => {
                 BURNS.set(txn, &burn.id, &BurnStatus::Queued);
-                scheduler.queue_payment(Payment { id: burn.id, destination: burn.destination, amount: burn.amount });
+                let payment = Payment { id: burn.id, destination: burn.destination, amount: burn.amount };
+                scheduler::queue_payment(txn, payment)?;
             }
             Err(reason) => {
                 tracing::warn!(id = %hex::encode(burn.id), reason, "Burn rejected");
@@ -156,7 +156,6 @@ pub fn burns<D: Db>(
             }
         }
     }
-    scheduler.save(txn);
     let mut scheduling = schedule(txn, chain)?;
     messages.append(&mut scheduling.messages);
     scheduling.messages = messages;
@@ -166,15 +165,14 @@ pub fn burns<D: Db>(
 /// Plans what the group's funds allow now, recording plans (with their eventualities) and
 /// forfeits.
 pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Scheduling, DbError> {
-    let mut scheduler = Scheduler::load(txn)?;
-    if scheduler.queued().next().is_none() {
+    let totals = scheduler::totals(txn)?;
+    if totals.queued == 0 {
         return Ok(Scheduling::default());
     }
     let Some(session) = crate::keygen::active_session(txn)? else {
         return Ok(Scheduling::default());
     };
-    let scheduled = scheduler.schedule(scheduler.fee_rate(), fee_model(chain));
-    scheduler.save(txn);
+    let scheduled = scheduler::schedule_stored(txn, fee_model(chain))?;
     let mut messages = Vec::new();
     let mut plans = Vec::new();
     for payment in scheduled.forfeited {
@@ -189,7 +187,7 @@ pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Sch
             BURNS.set(txn, burn, &BurnStatus::Planned(id));
         }
         tracing::info!(plan = %id, kind = ?plan.kind, inputs = plan.inputs.len(), payments = burns.len(), fee = %plan.fee, "planned a transaction");
-        let fee_rate = scheduler.fee_rate();
+        let fee_rate = totals.fee_rate;
         let mut record =
             PlanRecord { id, chain, session, plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate };
         crate::plan::save_plan(txn, &record);

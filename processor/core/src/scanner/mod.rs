@@ -8,10 +8,39 @@
 
 use crate::chain::{self, ChainError, ReceivedOutput, ScanKey, ScannedBlock, Watched};
 use crate::db::{tables, Db, DbError, Read, Txn};
-use crate::ids::{BlockHeight, BlockId, ExternalChain, OutputId};
+use crate::ids::{Amount, BlockHeight, BlockId, ExternalChain, OutputId};
 use crate::keygen;
-use crate::messages::{Deposit, ProcessorMessage, ScannerEvent};
+use crate::messages::{Deposit, OutputKind, ProcessorMessage, ScannerEvent};
 use bincode::{Decode, Encode};
+
+/// The smallest deposit credited on `chain`; a deposit below it is neither reported, credited nor
+/// ever spent (the group pays nothing to spend what is not worth spending, and a flood of dust
+/// costs its sender more than the group). Above it a deposit is credited in full: its spending
+/// cost is paid by the payments it funds (see [`crate::scheduler`]).
+/// - Bitcoin: 5,000 sat, the cost of spending a Taproot key-path input (58 vB) at 86 sat/vB.
+/// - Monero: 0.0001 XMR (10^8 piconero), the cost of spending an input (about 700 weight
+///   units) at about 140,000 piconero per weight unit, many times monerod's usual fee.
+///
+/// The group's own outputs (change, branches, consolidations) are always credited: plans never
+/// make them below the dust threshold, and losing them would lose value the group accounted for.
+pub const fn minimum_deposit(chain: ExternalChain) -> Amount {
+    match chain {
+        ExternalChain::Bitcoin => Amount(5_000),
+        ExternalChain::Monero => Amount(100_000_000),
+    }
+}
+
+/// Removes the deposits below the chain's minimum, returning how many there were.
+fn drop_deposits_below_minimum(chain: ExternalChain, outputs: &mut Vec<ReceivedOutput>) -> usize {
+    let before = outputs.len();
+    let minimum = minimum_deposit(chain);
+    outputs.retain(|output| output.kind != OutputKind::External || output.amount >= minimum);
+    let dropped = before - outputs.len();
+    if dropped > 0 {
+        tracing::warn!(%chain, dropped, %minimum, "deposits below the minimum are not credited");
+    }
+    dropped
+}
 
 /// At most this many final blocks are requested ahead of the scanned height.
 pub const MAX_FETCH_AHEAD: u64 = 64;
@@ -146,6 +175,8 @@ pub enum BlockOutcome {
         messages: Vec<ProcessorMessage>,
         /// What scanning found, for the caller to resolve the group's plans against.
         block: ScannedBlock,
+        /// Deposits to the group below [`minimum_deposit`], not credited.
+        below_minimum: usize,
     },
     /// A final block changed: halted.
     Halted {
@@ -246,6 +277,7 @@ pub fn on_block<D: Db>(
         }
     }
 
+    let below_minimum = drop_deposits_below_minimum(chain, &mut scanned.outputs);
     if chain == ExternalChain::Monero && !crate::mutation::active(crate::mutation::Mutation::NoOutputKeyCheck) {
         drop_reused_output_keys(txn, &mut scanned.outputs)?;
     }
@@ -268,7 +300,7 @@ pub fn on_block<D: Db>(
         FINAL_BLOCKS.set(txn, &height, &FinalBlock { id: scanned.id, outputs: scanned.outputs.clone() });
     }
     let event = ScannerEvent::BlockFinal { height, block: scanned.id, deposits };
-    Ok(BlockOutcome::Scanned { messages: vec![ProcessorMessage::Scanner(event)], block: scanned })
+    Ok(BlockOutcome::Scanned { messages: vec![ProcessorMessage::Scanner(event)], block: scanned, below_minimum })
 }
 
 #[cfg(test)]

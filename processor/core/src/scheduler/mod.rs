@@ -19,20 +19,27 @@
 //! - Payments the group cannot cover yet wait in the queue.
 //!
 //! Outputs created by a plan (change, branches, consolidations) come back through
-//! [`Scheduler::add_output`] once their transaction is final.
+//! [`add_output`] once their transaction is final.
+//!
+//! The policy ([`schedule`]) reads the funds through [`Funds`]: the largest outputs and the head
+//! of the queue, a bounded window however many outputs and payments there are. The processor's
+//! funds are [`StoredFunds`], one DB row per output and per queued payment read a page at a time
+//! (so a million dust deposits cost rows, not one value no command can decode any more);
+//! [`MemFunds`] holds the same in memory, for tests, benchmarks and inspection.
 
+mod memory;
+mod stored;
 #[cfg(test)]
 mod tests;
 
-use crate::db::tables;
+pub use memory::MemFunds;
+pub use stored::{
+    add_output, fee_rate, migrate_from_schema_1, queue_payment, schedule_stored, set_fee_rate, snapshot, totals,
+    StoredFunds, Totals,
+};
+
 use crate::ids::{Amount, OutputId};
 use bincode::{Decode, Encode};
-use std::collections::VecDeque;
-
-tables! {
-    /// The group's spendable outputs and queued payments.
-    SCHEDULER: Table<(), Scheduler> = b"schedule/state/";
-}
 
 /// How a payment's destination limits the smallest output paying it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,221 +207,227 @@ pub struct Scheduled {
     pub forfeited: Vec<Payment>,
 }
 
-/// The group's spendable outputs, its queue of payments, and the agreed fee rate, as stored; see
-/// the module docs for the policy that turns them into plans.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
-pub struct Scheduler {
-    /// Available outputs, largest first (ties by id, so the order is canonical).
-    utxos: Vec<Utxo>,
-    queue: VecDeque<Payment>,
-    /// The fee rate last agreed by the validator set.
-    fee_rate: u64,
+/// The group's spendable outputs (largest first, ties by id) and its queue of payments (oldest
+/// first), as the policy reads and consumes them. Every read is by position from the front, so
+/// an implementation only ever loads the front of each.
+pub trait Funds {
+    /// Why reading the funds failed.
+    type Error;
+    /// How many outputs are available.
+    fn output_count(&self) -> u64;
+    /// The sum of every available output.
+    fn holdings(&self) -> u128;
+    /// The `index`-th largest available output.
+    fn output(&mut self, index: usize) -> Result<Option<Utxo>, Self::Error>;
+    /// Removes and returns the `count` largest outputs (spent by a plan).
+    fn take_outputs(&mut self, count: usize) -> Result<Vec<Utxo>, Self::Error>;
+    /// How many payments are queued.
+    fn queue_len(&self) -> u64;
+    /// The `index`-th queued payment, oldest first.
+    fn payment(&mut self, index: usize) -> Result<Option<Payment>, Self::Error>;
+    /// Removes and returns the `index`-th queued payment (forfeited), if there is one.
+    fn remove_payment(&mut self, index: usize) -> Result<Option<Payment>, Self::Error>;
+    /// Removes and returns the `count` oldest payments (planned).
+    fn take_payments(&mut self, count: usize) -> Result<Vec<Payment>, Self::Error>;
 }
 
-impl Scheduler {
-    /// The scheduler as stored, or an empty one.
-    pub fn load(reader: &impl crate::db::Read) -> Result<Scheduler, crate::db::DbError> {
-        Ok(SCHEDULER.get(reader, &())?.unwrap_or_default())
-    }
-
-    /// Stores the scheduler (in the transaction).
-    pub fn save<D: crate::db::Db>(&self, txn: &mut crate::db::Txn<'_, D>) {
-        SCHEDULER.set(txn, &(), self);
-    }
-
-    /// Adds an output unless it is already known (a redelivered report must not add twice).
-    pub fn add_output(&mut self, utxo: Utxo) {
-        let Err(position) =
-            self.utxos.binary_search_by(|probe| utxo.amount.cmp(&probe.amount).then_with(|| probe.id.cmp(&utxo.id)))
-        else {
-            return;
-        };
-        self.utxos.insert(position, utxo);
-    }
-
-    /// The fee rate last agreed by the validator set (satoshi per vbyte, piconero per weight unit).
-    pub fn fee_rate(&self) -> u64 {
-        self.fee_rate
-    }
-
-    /// Replaces the fee rate plans are made at, with the one a Burns command carries.
-    pub fn set_fee_rate(&mut self, fee_rate: u64) {
-        self.fee_rate = fee_rate;
-    }
-
-    /// Appends a payment to the end of the queue (first in, first out).
-    pub fn queue_payment(&mut self, payment: Payment) {
-        self.queue.push_back(payment);
-    }
-
-    /// The spendable outputs, largest first.
-    pub fn available(&self) -> &[Utxo] {
-        &self.utxos
-    }
-
-    /// The payments waiting to be planned, oldest first.
-    pub fn queued(&self) -> impl Iterator<Item = &Payment> {
-        self.queue.iter()
-    }
-
-    fn holdings(&self) -> u128 {
-        self.utxos.iter().map(|u| u.amount.0 as u128).sum()
-    }
-
-    /// Plans as many queued payments as the available outputs allow.
-    pub fn schedule(&mut self, fee_rate: u64, model: &FeeModel) -> Scheduled {
-        assert!(model.max_outputs >= 2 && model.max_inputs >= 1, "a fee model must allow a payment and change");
-        let mut scheduled = Scheduled::default();
-        if self.queue.len() > model.max_outputs - 1
-            && self.utxos.len() < self.queue.len().div_ceil(model.max_outputs - 1)
-        {
-            if let Some(plan) = self.branch(fee_rate, model) {
-                scheduled.plans.push(plan);
-                return scheduled;
-            }
+/// Plans as many queued payments as the available outputs allow, consuming what it plans from
+/// `funds`.
+pub fn schedule<F: Funds>(funds: &mut F, fee_rate: u64, model: &FeeModel) -> Result<Scheduled, F::Error> {
+    assert!(model.max_outputs >= 2 && model.max_inputs >= 1, "a fee model must allow a payment and change");
+    let per_transaction = (model.max_outputs - 1) as u64;
+    let mut scheduled = Scheduled::default();
+    let queued = funds.queue_len();
+    if queued > per_transaction && funds.output_count() < queued.div_ceil(per_transaction) {
+        if let Some(plan) = branch(funds, fee_rate, model)? {
+            scheduled.plans.push(plan);
+            return Ok(scheduled);
         }
-        while !self.queue.is_empty() {
-            match self.plan_payments(fee_rate, model, &mut scheduled.forfeited) {
-                Some(plan) => scheduled.plans.push(plan),
-                None => {
-                    if let Some(plan) = self.consolidate(fee_rate, model) {
-                        scheduled.plans.push(plan);
-                    }
-                    break;
+    }
+    while funds.queue_len() > 0 {
+        match plan_payments(funds, fee_rate, model, &mut scheduled.forfeited)? {
+            Some(plan) => scheduled.plans.push(plan),
+            None => {
+                if let Some(plan) = consolidate(funds, fee_rate, model)? {
+                    scheduled.plans.push(plan);
                 }
+                break;
             }
-        }
-        scheduled
-    }
-
-    /// Takes the largest outputs, at most `max_inputs`, until they reach `needed`.
-    fn select(&self, needed: u128, model: &FeeModel) -> Option<usize> {
-        let mut total = 0u128;
-        for (count, utxo) in self.utxos.iter().take(model.max_inputs).enumerate() {
-            total += utxo.amount.0 as u128;
-            if total >= needed {
-                return Some(count + 1);
-            }
-        }
-        None
-    }
-
-    /// One payment transaction from the head of the queue, or `None` if it cannot be funded.
-    fn plan_payments(&mut self, fee_rate: u64, model: &FeeModel, forfeited: &mut Vec<Payment>) -> Option<Plan> {
-        let mut take = self.queue.len().min(model.max_outputs - 1);
-        loop {
-            if take == 0 {
-                return None;
-            }
-            let needed: u128 = self.queue.iter().take(take).map(|p| p.amount.0 as u128).sum();
-            let Some(inputs) = self.select(needed, model) else {
-                take -= 1;
-                continue;
-            };
-            let input_total: u128 = self.utxos[..inputs].iter().map(|u| u.amount.0 as u128).sum();
-            let leftover = input_total - needed;
-            let with_change = leftover >= model.dust.0 as u128;
-            let outputs = take + usize::from(with_change);
-            let fee = model.fee(fee_rate, inputs, outputs).0;
-            let share = fee / take as u64;
-            let remainder = fee % take as u64;
-
-            // Forfeit the first payment that cannot carry its share, then plan again.
-            let batch: Vec<&Payment> = self.queue.iter().take(take).collect();
-            let unpayable = batch.iter().enumerate().position(|(i, p)| {
-                let owed = share + if i == 0 { remainder } else { 0 };
-                p.amount.0 < owed.saturating_add(model.payment_dust(&p.destination).0)
-            });
-            if let Some(position) = unpayable {
-                let payment = self.queue.remove(position).expect("position is within the batch");
-                forfeited.push(payment);
-                if self.queue.is_empty() {
-                    return None;
-                }
-                take = take.min(self.queue.len());
-                continue;
-            }
-
-            let inputs: Vec<Utxo> = self.utxos.drain(..inputs).collect();
-            let payments: Vec<PlannedPayment> = self
-                .queue
-                .drain(..take)
-                .enumerate()
-                .map(|(i, payment)| {
-                    let owed = share + if i == 0 { remainder } else { 0 };
-                    let paid = Amount(payment.amount.0 - owed);
-                    PlannedPayment { payment, paid }
-                })
-                .collect();
-            let change = with_change.then(|| Amount(u64::try_from(leftover).expect("bounded by an input")));
-            // Dust change is not created: it goes to the fee.
-            let fee = Amount(fee + if with_change { 0 } else { u64::try_from(leftover).expect("below dust") });
-            let plan = Plan { kind: PlanKind::Payments, inputs, payments, branches: vec![], change, fee };
-            assert!(plan.conserves_value(), "a payment plan must conserve value: {plan:?}");
-            return Some(plan);
         }
     }
+    Ok(scheduled)
+}
 
-    /// Merges the largest outputs when the head payment needs more than `max_inputs` of them.
-    fn consolidate(&mut self, fee_rate: u64, model: &FeeModel) -> Option<Plan> {
-        let head = self.queue.front()?;
-        if self.utxos.len() <= model.max_inputs || self.holdings() < head.amount.0 as u128 {
-            return None;
+/// The `count` largest outputs, read without taking them.
+fn largest<F: Funds>(funds: &mut F, count: usize) -> Result<Vec<Utxo>, F::Error> {
+    let mut outputs = Vec::with_capacity(count.min(1024));
+    for index in 0..count {
+        match funds.output(index)? {
+            Some(output) => outputs.push(output),
+            None => break,
         }
-        let fee = model.fee(fee_rate, model.max_inputs, 1);
-        let inputs: Vec<Utxo> = self.utxos[..model.max_inputs].to_vec();
-        let total: u64 = inputs.iter().map(|u| u.amount.0).sum();
-        let merged = total.checked_sub(fee.0).filter(|m| *m >= model.dust.0)?;
-        self.utxos.drain(..model.max_inputs);
-        let plan = Plan {
-            kind: PlanKind::Consolidation,
-            inputs,
-            payments: vec![],
-            branches: vec![],
-            change: Some(Amount(merged)),
-            fee,
+    }
+    Ok(outputs)
+}
+
+/// The `count` oldest payments, read without taking them.
+fn oldest<F: Funds>(funds: &mut F, count: usize) -> Result<Vec<Payment>, F::Error> {
+    let mut payments = Vec::with_capacity(count.min(1024));
+    for index in 0..count {
+        match funds.payment(index)? {
+            Some(payment) => payments.push(payment),
+            None => break,
+        }
+    }
+    Ok(payments)
+}
+
+/// How many of `candidates` (largest first, at most `max_inputs`) reach `needed`.
+fn select(candidates: &[Utxo], needed: u128) -> Option<usize> {
+    let mut total = 0u128;
+    for (count, utxo) in candidates.iter().enumerate() {
+        total += utxo.amount.0 as u128;
+        if total >= needed {
+            return Some(count + 1);
+        }
+    }
+    None
+}
+
+fn total(outputs: &[Utxo]) -> u128 {
+    outputs.iter().map(|u| u.amount.0 as u128).sum()
+}
+
+/// One payment transaction from the head of the queue, or `None` if it cannot be funded.
+fn plan_payments<F: Funds>(
+    funds: &mut F,
+    fee_rate: u64,
+    model: &FeeModel,
+    forfeited: &mut Vec<Payment>,
+) -> Result<Option<Plan>, F::Error> {
+    let candidates = largest(funds, model.max_inputs)?;
+    let mut batch = oldest(funds, model.max_outputs - 1)?;
+    loop {
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let needed: u128 = batch.iter().map(|p| p.amount.0 as u128).sum();
+        let Some(inputs) = select(&candidates, needed) else {
+            batch.pop();
+            continue;
         };
-        assert!(plan.conserves_value(), "a consolidation must conserve value: {plan:?}");
-        Some(plan)
-    }
-
-    /// Splits the largest outputs into one output per future payment transaction.
-    fn branch(&mut self, fee_rate: u64, model: &FeeModel) -> Option<Plan> {
-        let per_transaction = model.max_outputs - 1;
-        // At most max_outputs - 1 branches (one output stays for change).
-        let groups: Vec<u64> = self
-            .queue
-            .iter()
-            .collect::<Vec<_>>()
-            .chunks(per_transaction)
-            .take(model.max_outputs - 1)
-            .map(|chunk| chunk.iter().map(|p| p.amount.0).sum())
-            .collect();
-        if groups.len() < 2 {
-            return None;
-        }
-        let branches_total: u128 = groups.iter().map(|g| *g as u128).sum();
-        let inputs = self.select(branches_total, model)?;
-        // Branching must leave the group with more outputs than before, or it could repeat.
-        if inputs >= groups.len() {
-            return None;
-        }
-        let input_total: u128 = self.utxos[..inputs].iter().map(|u| u.amount.0 as u128).sum();
-        let fee = model.fee(fee_rate, inputs, groups.len() + 1).0 as u128;
-        let leftover = input_total.checked_sub(branches_total + fee)?;
+        let leftover = total(&candidates[..inputs]) - needed;
         let with_change = leftover >= model.dust.0 as u128;
-        let inputs: Vec<Utxo> = self.utxos.drain(..inputs).collect();
-        let fee = Amount(u64::try_from(fee + if with_change { 0 } else { leftover }).ok()?);
+        let take = batch.len();
+        let outputs = take + usize::from(with_change);
+        let fee = model.fee(fee_rate, inputs, outputs).0;
+        let share = fee / take as u64;
+        let remainder = fee % take as u64;
+
+        // Forfeit the first payment that cannot carry its share, then plan again.
+        let unpayable = batch.iter().enumerate().position(|(i, p)| {
+            let owed = share + if i == 0 { remainder } else { 0 };
+            p.amount.0 < owed.saturating_add(model.payment_dust(&p.destination).0)
+        });
+        if let Some(position) = unpayable {
+            if let Some(payment) = funds.remove_payment(position)? {
+                forfeited.push(payment);
+            }
+            let keep = take.min(funds.queue_len() as usize);
+            batch = oldest(funds, keep)?;
+            continue;
+        }
+
+        let inputs = funds.take_outputs(inputs)?;
+        let payments: Vec<PlannedPayment> = funds
+            .take_payments(take)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, payment)| {
+                let owed = share + if i == 0 { remainder } else { 0 };
+                let paid = Amount(payment.amount.0 - owed);
+                PlannedPayment { payment, paid }
+            })
+            .collect();
         let change = with_change.then(|| Amount(u64::try_from(leftover).expect("bounded by an input")));
-        let plan = Plan {
-            kind: PlanKind::Branch,
-            inputs,
-            payments: vec![],
-            branches: groups.into_iter().map(Amount).collect(),
-            change,
-            fee,
-        };
-        assert!(plan.conserves_value(), "a branch must conserve value: {plan:?}");
-        Some(plan)
+        // Dust change is not created: it goes to the fee.
+        let fee = Amount(fee + if with_change { 0 } else { u64::try_from(leftover).expect("below dust") });
+        let plan = Plan { kind: PlanKind::Payments, inputs, payments, branches: vec![], change, fee };
+        assert!(plan.conserves_value(), "a payment plan must conserve value: {plan:?}");
+        return Ok(Some(plan));
     }
+}
+
+/// Merges the largest outputs when the head payment needs more than `max_inputs` of them.
+fn consolidate<F: Funds>(funds: &mut F, fee_rate: u64, model: &FeeModel) -> Result<Option<Plan>, F::Error> {
+    let Some(head) = funds.payment(0)? else {
+        return Ok(None);
+    };
+    if funds.output_count() <= model.max_inputs as u64 || funds.holdings() < head.amount.0 as u128 {
+        return Ok(None);
+    }
+    let fee = model.fee(fee_rate, model.max_inputs, 1);
+    let candidates = largest(funds, model.max_inputs)?;
+    let sum: u128 = total(&candidates);
+    let Some(merged) = u64::try_from(sum).ok().and_then(|sum| sum.checked_sub(fee.0)).filter(|m| *m >= model.dust.0)
+    else {
+        return Ok(None);
+    };
+    let inputs = funds.take_outputs(model.max_inputs)?;
+    let plan = Plan {
+        kind: PlanKind::Consolidation,
+        inputs,
+        payments: vec![],
+        branches: vec![],
+        change: Some(Amount(merged)),
+        fee,
+    };
+    assert!(plan.conserves_value(), "a consolidation must conserve value: {plan:?}");
+    Ok(Some(plan))
+}
+
+/// Splits the largest outputs into one output per future payment transaction.
+fn branch<F: Funds>(funds: &mut F, fee_rate: u64, model: &FeeModel) -> Result<Option<Plan>, F::Error> {
+    let per_transaction = model.max_outputs - 1;
+    // At most max_outputs - 1 branches (one output stays for change).
+    let head = oldest(funds, per_transaction * (model.max_outputs - 1))?;
+    let groups: Vec<u64> = head.chunks(per_transaction).map(|chunk| chunk.iter().map(|p| p.amount.0).sum()).collect();
+    if groups.len() < 2 {
+        return Ok(None);
+    }
+    let branches_total: u128 = groups.iter().map(|g| *g as u128).sum();
+    let candidates = largest(funds, model.max_inputs)?;
+    let Some(inputs) = select(&candidates, branches_total) else {
+        return Ok(None);
+    };
+    // Branching must leave the group with more outputs than before, or it could repeat.
+    if inputs >= groups.len() {
+        return Ok(None);
+    }
+    let input_total = total(&candidates[..inputs]);
+    let fee = model.fee(fee_rate, inputs, groups.len() + 1).0 as u128;
+    let Some(leftover) = input_total.checked_sub(branches_total + fee) else {
+        return Ok(None);
+    };
+    let with_change = leftover >= model.dust.0 as u128;
+    let Ok(fee) = u64::try_from(fee + if with_change { 0 } else { leftover }) else {
+        return Ok(None);
+    };
+    let inputs = funds.take_outputs(inputs)?;
+    let change = with_change.then(|| Amount(u64::try_from(leftover).expect("bounded by an input")));
+    let plan = Plan {
+        kind: PlanKind::Branch,
+        inputs,
+        payments: vec![],
+        branches: groups.into_iter().map(Amount).collect(),
+        change,
+        fee: Amount(fee),
+    };
+    assert!(plan.conserves_value(), "a branch must conserve value: {plan:?}");
+    Ok(Some(plan))
+}
+
+/// The order outputs are spent in: largest first, ties by id (so the order is canonical).
+fn spending_order(a: &Utxo, b: &Utxo) -> std::cmp::Ordering {
+    b.amount.cmp(&a.amount).then_with(|| a.id.cmp(&b.id))
 }

@@ -66,7 +66,7 @@ proptest! {
         dust in 1u64 .. 2_000,
     ) {
         let model = model(max_inputs, max_outputs, dust);
-        let mut scheduler = Scheduler::default();
+        let mut scheduler = MemFunds::default();
         let mut next_id = 0u64;
         let mut fresh = |amount: Amount| {
             next_id += 1;
@@ -133,10 +133,71 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// The stored funds (rows read a page at a time, with the transaction's own writes) plan
+    /// exactly what the in-memory funds plan, round after round, and end holding the same:
+    /// holdings and queues large enough to span several pages, payments forfeited mid-queue,
+    /// outputs coming back between rounds, and rounds committed or not.
+    #[test]
+    fn stored_funds_plan_exactly_what_memory_funds_plan(
+        holdings in proptest::collection::vec(1u64 .. 3_000_000, 0 .. 1_500),
+        payments in proptest::collection::vec(100u64 .. 2_000_000, 0 .. 700),
+        rate in 1u64 .. 50,
+        max_inputs in 1usize .. 600,
+        max_outputs in 2usize .. 40,
+        dust in 1u64 .. 2_000,
+        commit_every_round: bool,
+    ) {
+        let model = model(max_inputs, max_outputs, dust);
+        let db = crate::db::MemDb::new();
+        let mut memory = MemFunds::default();
+        let mut txn = crate::db::Db::txn(&db);
+        super::set_fee_rate(&mut txn, rate).unwrap();
+        memory.set_fee_rate(rate);
+        for (index, amount) in holdings.iter().enumerate() {
+            let utxo = Utxo { id: crate::ids::OutputId(vec![index as u8, (index >> 8) as u8]), amount: Amount(*amount), kind: OutputKind::External };
+            super::add_output(&mut txn, utxo.clone()).unwrap();
+            memory.add_output(utxo);
+        }
+        for (index, amount) in payments.iter().enumerate() {
+            super::queue_payment(&mut txn, payment(index, *amount)).unwrap();
+            memory.queue_payment(payment(index, *amount));
+        }
+        let mut next_id = 1_000_000u64;
+        for _round in 0 .. 20 {
+            let stored = super::schedule_stored(&mut txn, &model).unwrap();
+            let expected = memory.schedule(rate, &model);
+            prop_assert_eq!(&stored, &expected);
+            if stored.plans.is_empty() && stored.forfeited.is_empty() {
+                break;
+            }
+            for plan in &stored.plans {
+                for amount in plan.branches.iter().chain(plan.change.iter()) {
+                    next_id += 1;
+                    let utxo = Utxo { id: crate::ids::OutputId(next_id.to_be_bytes().to_vec()), amount: *amount, kind: OutputKind::Change };
+                    super::add_output(&mut txn, utxo.clone()).unwrap();
+                    memory.add_output(utxo);
+                }
+            }
+            if commit_every_round {
+                txn.commit().unwrap();
+                txn = crate::db::Db::txn(&db);
+            }
+        }
+        prop_assert_eq!(super::snapshot(&txn).unwrap(), memory.clone());
+        let totals = super::totals(&txn).unwrap();
+        prop_assert_eq!(totals.outputs, memory.available().len() as u64);
+        prop_assert_eq!(totals.holdings, memory.available().iter().map(|u| u.amount.0 as u128).sum::<u128>());
+        prop_assert_eq!(totals.queued, memory.queued().count() as u64);
+    }
+}
+
 #[test]
 fn payments_are_batched_and_carry_their_fee() {
     let model = model(10, 4, 330);
-    let mut scheduler = Scheduler::default();
+    let mut scheduler = MemFunds::default();
     scheduler.add_output(Utxo {
         id: crate::ids::OutputId(vec![1]),
         amount: Amount(1_000_000),
@@ -161,7 +222,7 @@ fn payments_are_batched_and_carry_their_fee() {
 #[test]
 fn a_payment_that_cannot_pay_its_fee_is_forfeited_and_accounted() {
     let model = model(10, 4, 330);
-    let mut scheduler = Scheduler::default();
+    let mut scheduler = MemFunds::default();
     scheduler.add_output(Utxo {
         id: crate::ids::OutputId(vec![1]),
         amount: Amount(1_000_000),
@@ -178,7 +239,7 @@ fn a_payment_that_cannot_pay_its_fee_is_forfeited_and_accounted() {
 #[test]
 fn too_many_payments_for_one_output_branch_first() {
     let model = model(10, 3, 330);
-    let mut scheduler = Scheduler::default();
+    let mut scheduler = MemFunds::default();
     scheduler.add_output(Utxo {
         id: crate::ids::OutputId(vec![1]),
         amount: Amount(10_000_000),
@@ -198,7 +259,7 @@ fn too_many_payments_for_one_output_branch_first() {
 #[test]
 fn many_small_outputs_are_consolidated_when_no_selection_fits() {
     let model = model(3, 4, 330);
-    let mut scheduler = Scheduler::default();
+    let mut scheduler = MemFunds::default();
     for index in 0..10u8 {
         scheduler.add_output(Utxo {
             id: crate::ids::OutputId(vec![index]),
@@ -230,7 +291,7 @@ fn bitcoin_dust_depends_on_the_destination_script() {
     // Two payments and change share a fee of 11 + 58 + 3 * 43 = 198 vbytes at 1 sat/vB: 99
     // each. The P2PKH one would be paid 501 (330 <= 501 < 546): forfeited; the P2WPKH one is
     // paid.
-    let mut scheduler = Scheduler::default();
+    let mut scheduler = MemFunds::default();
     scheduler.add_output(Utxo {
         id: crate::ids::OutputId(vec![1]),
         amount: Amount(1_000_000),

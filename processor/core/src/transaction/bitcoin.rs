@@ -268,7 +268,7 @@ impl ChainSigner for BitcoinSigner {
 mod tests {
     use super::*;
     use crate::ids::Amount as Sats;
-    use crate::scheduler::{FeeModel, Payment, Scheduler, Utxo};
+    use crate::scheduler::{FeeModel, MemFunds, Payment, Utxo};
     use proptest::prelude::*;
 
     /// The x coordinate of secp256k1's generator: a valid x-only key.
@@ -301,7 +301,7 @@ mod tests {
             rate in 1u64 .. 60,
         ) {
             let model = FeeModel::BITCOIN;
-            let mut scheduler = Scheduler::default();
+            let mut scheduler = MemFunds::default();
             for (index, (amount, change)) in holdings.iter().enumerate() {
                 let mut id = [index as u8; 32].to_vec();
                 id.extend((index as u32).to_le_bytes());
