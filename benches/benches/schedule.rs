@@ -50,7 +50,8 @@ fn funds(outputs: u64, payments: u64) -> MemDb {
         rng.fill_bytes(&mut id[..32]);
         id[32..].copy_from_slice(&(index as u32).to_le_bytes());
         let amount = Amount(10_000 + rng.next_u64() % 1_000_000);
-        scheduler::add_output(&mut txn, Utxo { id: OutputId(id.to_vec()), amount, kind: OutputKind::External }).unwrap();
+        scheduler::add_output(&mut txn, Utxo { id: OutputId(id.to_vec()), amount, kind: OutputKind::External })
+            .unwrap();
     }
     for index in 0..payments {
         let mut id = [0u8; 32];

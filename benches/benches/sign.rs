@@ -59,7 +59,9 @@ fn batch_signing(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("processor_round", format!("{t}-of-{n}")), |b| {
             b.iter(|| {
                 attempt += 1;
-                let batch = dbs.iter().map(|db| record_batch(db, 10, attempt - 1)).next_back().expect("signers");
+                // Recorded at every signer (an iterator's `next_back` would record at the last only).
+                let batches: Vec<_> = dbs.iter().map(|db| record_batch(db, 10, attempt - 1)).collect();
+                let batch = batches[0];
                 let id = SignId { session: SESSION, target: SignTarget::Batch(batch), attempt: Attempt(attempt) };
                 let preprocesses = each(dbs, &mut signers, |_, signer, txn| {
                     let CoordinatorMessage::Sign(SignCommand::Reattempt { id }) =
@@ -150,7 +152,8 @@ fn bitcoin_transaction_signing(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("processor_round_3_of_4", inputs), |b| {
             b.iter(|| {
                 attempt += 1;
-                let plan_id = dbs.iter().map(|db| record_plan(db, &plan, attempt - 1)).next_back().expect("signers");
+                let plan_ids: Vec<_> = dbs.iter().map(|db| record_plan(db, &plan, attempt - 1)).collect();
+                let plan_id = plan_ids[0];
                 let id =
                     SignId { session: SESSION, target: SignTarget::Transaction(plan_id), attempt: Attempt(attempt) };
                 transaction_round(dbs, &mut signers, &mut rng, id);

@@ -79,7 +79,7 @@ impl Service {
                         link.handled().await;
                         out
                     }
-                    Err(LinkError::Closed) => return Err(LinkError::Closed),
+                    Err(error @ (LinkError::Closed | LinkError::Misconfigured(_))) => return Err(error),
                     Err(LinkError::Transient(error)) => {
                         tracing::warn!(%error, "coordinator link");
                         tokio::time::sleep(SERVICE_TICK).await;

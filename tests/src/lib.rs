@@ -173,8 +173,14 @@ impl Nats {
         let port = free_port();
         let store = dir.join("jetstream");
         let binary = find_binary("nats-server").expect("nats-server is installed");
+        // The processor's largest messages exceed NATS's default 1 MiB payload (the daemon
+        // refuses a broker that cannot carry them): as a deployment would, raise it.
+        let config = dir.join("nats.conf");
+        std::fs::write(&config, "max_payload: 8MB\n").expect("nats-server's configuration is written");
         let command = vec![
             binary.display().to_string(),
+            "-c".into(),
+            config.display().to_string(),
             "-js".into(),
             "-sd".into(),
             store.display().to_string(),

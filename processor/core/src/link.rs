@@ -19,6 +19,10 @@ pub enum LinkError {
     /// A transient failure; the caller retries (the core resends anyway).
     #[error("link error: {0}")]
     Transient(String),
+    /// The link cannot work as configured (for example, a broker that cannot carry the
+    /// largest message): retrying does not help, an operator must fix the configuration.
+    #[error("link misconfigured: {0}")]
+    Misconfigured(String),
 }
 
 /// A processor's end.

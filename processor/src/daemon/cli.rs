@@ -6,6 +6,7 @@ use crate::daemon::metrics::Metrics;
 use crate::daemon::source::{BitcoinSource, MoneroSource, NodeSource};
 use crate::daemon::{check_network, read_identity, write_identity, Daemon};
 use crate::link::nats::NatsProcessorLink;
+use crate::link::LinkError;
 use crate::rpc::bitcoin::BitcoinRpc;
 use clap::{Parser, Subcommand};
 use processor_core::crypto::Identity;
@@ -163,6 +164,7 @@ async fn connect(
         };
         match attempt {
             Ok(link) => return Ok(link),
+            Err(error @ LinkError::Misconfigured(_)) => return Err(error.to_string()),
             Err(error) => tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach the broker"),
         }
         tokio::select! {

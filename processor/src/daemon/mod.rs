@@ -150,7 +150,7 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
                 () = tokio::time::sleep_until(next_wake) => None,
                 received = self.link.recv() => match received {
                     Ok(bytes) => Some(bytes),
-                    Err(LinkError::Closed) => return Err(DaemonError::LinkClosed),
+                    Err(LinkError::Closed | LinkError::Misconfigured(_)) => return Err(DaemonError::LinkClosed),
                     Err(LinkError::Transient(error)) => {
                         tracing::warn!(%error, "coordinator link");
                         self.metrics.update(|m| m.edges.link_errors += 1);

@@ -41,6 +41,22 @@ const ACK_WAIT: Duration = Duration::from_secs(3);
 /// A message the processor could not act on yet comes back after this.
 const REDELIVER_AFTER: Duration = Duration::from_millis(500);
 
+/// The broker must carry the largest frame the core may send or accept: NATS's default
+/// `max_payload` (1 MiB) is smaller, so a deployment sets it (see the README's deployment
+/// section); a broker that cannot is a start-up error rather than a stream blocked by the first
+/// large message.
+pub const REQUIRED_MAX_PAYLOAD: usize = processor_core::messages::MAX_MESSAGE_BYTES;
+
+fn check_max_payload(max_payload: usize) -> Result<(), LinkError> {
+    if max_payload < REQUIRED_MAX_PAYLOAD {
+        return Err(LinkError::Misconfigured(format!(
+            "the broker's max_payload is {max_payload} bytes, the processor's messages may be {REQUIRED_MAX_PAYLOAD}: \
+             set `max_payload: 8MB` in nats-server's configuration"
+        )));
+    }
+    Ok(())
+}
+
 struct Endpoint {
     context: jetstream::Context,
     consumer: pull::Stream,
@@ -74,6 +90,7 @@ impl Endpoint {
             .connect(config.url.as_str())
             .await
             .map_err(|e| transient("connecting to the broker", e))?;
+        check_max_payload(client.server_info().max_payload)?;
         let context = jetstream::new(client);
         let subjects = format!("{}.>", prefix(config));
         // Several ends may create the stream and their consumers at once: a lost race is
@@ -229,5 +246,15 @@ impl CoordinatorLink for NatsCoordinatorLink {
     }
     async fn handled(&mut self) {
         self.endpoint.handled().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_broker_that_cannot_carry_the_largest_frame_is_refused() {
+        let error = super::check_max_payload(1024 * 1024).unwrap_err();
+        assert!(error.to_string().contains("max_payload: 8MB"), "{error}");
+        super::check_max_payload(8 * 1024 * 1024).unwrap();
     }
 }

@@ -48,6 +48,15 @@ pub fn active_session(reader: &impl Read) -> Result<Option<SessionId>, DbError> 
     ACTIVE_SESSION.get(reader, &())
 }
 
+/// How many signers the active session's keys sign with (t), if a session is active; `None`
+/// for keys installed without a recorded session.
+pub fn active_threshold(reader: &impl Read) -> Result<Option<u16>, DbError> {
+    let Some(session) = ACTIVE_SESSION.get(reader, &())? else {
+        return Ok(None);
+    };
+    Ok(KEYGEN_SESSIONS.get(reader, &session)?.map(|state| state.threshold))
+}
+
 /// Every key-generation session this processor took part in, with its state.
 pub fn sessions(reader: &impl Read) -> Result<Vec<(SessionId, SessionState)>, DbError> {
     KEYGEN_SESSIONS.entries(reader)

@@ -172,7 +172,12 @@ pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Sch
     let Some(session) = crate::keygen::active_session(txn)? else {
         return Ok(Scheduling::default());
     };
-    let scheduled = scheduler::schedule_stored(txn, fee_model(chain))?;
+    // Every signer's preprocess for the plan must fit one message: bound its inputs by the
+    // signing set's size (the largest set where the session is not recorded).
+    let signers = crate::keygen::active_threshold(txn)?.map_or(crate::keygen::MAX_PARTICIPANTS, usize::from);
+    let mut model = *fee_model(chain);
+    model.max_inputs = model.max_inputs.min(crate::transaction::max_signable_inputs(chain, signers));
+    let scheduled = scheduler::schedule_stored(txn, &model)?;
     let mut messages = Vec::new();
     let mut plans = Vec::new();
     for payment in scheduled.forfeited {

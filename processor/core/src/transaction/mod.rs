@@ -29,6 +29,32 @@ pub const MAX_LIVE_ATTEMPTS: usize = 64;
 /// Inputs one plan may have (bounds a preprocess's size and the signing work per command).
 pub const MAX_INPUTS: usize = 1_000;
 
+/// Room kept in a message for everything but the per-input parts of preprocesses or shares
+/// (the envelope, its signature, ids, per-signer framing at the largest set).
+const FRAMING_BYTES: usize = 64 * 1024;
+
+/// The most bytes one signer's preprocess or share takes per input of a plan, at most
+/// (`benches/tests/message_sizes.rs` measures the real ones against these):
+/// - Bitcoin: a FROST commitment pair per input (two compressed points and frost's header):
+///   measured 72 bytes a preprocess, 33 a share.
+/// - Monero: modular-frost's CLSAG preprocess per input (nonce commitments over two
+///   generators, and the key image share): measured 160 bytes a preprocess, 32 a share.
+pub const fn signing_bytes_per_input(chain: ExternalChain) -> usize {
+    match chain {
+        ExternalChain::Bitcoin => 80,
+        ExternalChain::Monero => 200,
+    }
+}
+
+/// The most inputs a plan signed by `signers` may spend so that the coordinator's
+/// Preprocesses (and Shares) command, carrying every signer's, fits one message
+/// ([`crate::messages::MAX_MESSAGE_BYTES`]): planning respects it, so no plan is made that
+/// could never be signed.
+pub const fn max_signable_inputs(chain: ExternalChain, signers: usize) -> usize {
+    let signers = if signers == 0 { 1 } else { signers };
+    (crate::messages::MAX_MESSAGE_BYTES - FRAMING_BYTES) / (signers * signing_bytes_per_input(chain))
+}
+
 tables! {
     /// Signed transactions not yet seen final, by plan: published until they are.
     UNCONFIRMED: Table<PlanId, Vec<u8>> = b"pay/unconfirmed/";
