@@ -25,12 +25,13 @@ const CONFIRMATIONS: u64 = 3;
 /// Four processors, 3-of-4, with keys, one final block holding a deposit with an InInstruction
 /// and one without, and that block's Batch signed and published.
 fn network_with_a_batch(seed: u64) -> (LocalNetwork, Rc<RefCell<MockBitcoin>>, GroupKeys) {
-    network_with_a_batch_held(seed, false)
+    let (network, chain, keys, _) = network_with_a_batch_held(seed, false);
+    (network, chain, keys)
 }
 
 /// The same; with `held`, the Batch is signed but not yet published (its block's outputs with
 /// InInstructions wait for the publication).
-fn network_with_a_batch_held(seed: u64, held: bool) -> (LocalNetwork, Rc<RefCell<MockBitcoin>>, GroupKeys) {
+fn network_with_a_batch_held(seed: u64, held: bool) -> (LocalNetwork, Rc<RefCell<MockBitcoin>>, GroupKeys, Depositor) {
     let (chain, mut depositor) = mock_chains::bitcoin::funded_chain(seed, 5);
     let chain = Rc::new(RefCell::new(chain));
     let (mut network, keys) = network_with_keys(
@@ -45,7 +46,7 @@ fn network_with_a_batch_held(seed: u64, held: bool) -> (LocalNetwork, Rc<RefCell
     network.coordinator_mut().hold_batch_publication(held);
     let deposits = [(400_000u64, Some(1u8)), (300_000, None)];
     deposit_until_first_batch(&mut network, &chain, &mut depositor, &keys, &deposits, CONFIRMATIONS);
-    (network, chain, keys)
+    (network, chain, keys, depositor)
 }
 
 /// The height and block of the signed Batch's block, as processor 0 reported it.
@@ -86,7 +87,7 @@ fn burn(id: u8, seed: u64, amount: u64) -> Burn {
 fn a_height_acknowledged_twice_is_refused() {
     // Before the Batch is published the block is still waiting here: the window a second
     // acknowledgement used to slip through.
-    let (mut network, _chain, _keys) = network_with_a_batch_held(31, true);
+    let (mut network, _chain, _keys, _) = network_with_a_batch_held(31, true);
     let (height, block) = batch_block(&network);
     let before = snapshot(&network);
     assert!(before.iter().all(|(_, batches, funds)| *batches == 1 && !funds.available().is_empty()));
@@ -335,4 +336,166 @@ fn a_deposit_below_the_minimum_is_neither_credited_nor_spent() {
     }
     let (batch, _) = network.coordinator().signed_batches().next().unwrap();
     assert_eq!(batch.instructions.len(), 1, "{batch:?}");
+}
+
+/// One command of the funded fuzzer: authentic, aimed at the state a funded group has.
+#[derive(Clone, Debug)]
+enum FundedStep {
+    /// The Batch's height, or one near it, with the real block or another, under any Batch id.
+    Acknowledge { height_offset: i8, real_block: bool, batch: Option<u32> },
+    /// Any Batch id said published.
+    Published(u32),
+    /// Burns from a small pool of ids (so some repeat), sane or not, at any fee rate.
+    Burns { chain_is_monero: bool, burns: Vec<(u8, u64, bool)>, fee_rate: u64 },
+    /// A signing command for a real plan or Batch attempt or a made-up one, with garbage.
+    Sign { real_target: bool, attempt: u32, participant: u16, garbage: Vec<u8>, kind: u8 },
+    /// The chain moves on: a block, maybe a deposit in it.
+    Mine { deposit: Option<u64> },
+    /// Time passes.
+    Run,
+}
+
+fn funded_step() -> impl proptest::strategy::Strategy<Value = FundedStep> {
+    use proptest::prelude::*;
+    let fee_rate = prop_oneof![Just(0u64), Just(1), 2u64..50, Just(1_000_000), Just(u64::MAX)];
+    let burn = (0u8..6, prop_oneof![0u64..2_000, 2_000u64..2_000_000, Just(u64::MAX)], any::<bool>());
+    prop_oneof![
+        3 => (-2i8..=2, any::<bool>(), proptest::option::of(0u32..8))
+            .prop_map(|(height_offset, real_block, batch)| FundedStep::Acknowledge { height_offset, real_block, batch }),
+        1 => (0u32..8).prop_map(FundedStep::Published),
+        4 => (any::<bool>(), proptest::collection::vec(burn, 0..5), fee_rate)
+            .prop_map(|(chain_is_monero, burns, fee_rate)| FundedStep::Burns { chain_is_monero, burns, fee_rate }),
+        3 => (any::<bool>(), 0u32..4, 0u16..6, proptest::collection::vec(any::<u8>(), 0..80), 0u8..3)
+            .prop_map(|(real_target, attempt, participant, garbage, kind)| FundedStep::Sign { real_target, attempt, participant, garbage, kind }),
+        2 => proptest::option::of(1_000u64..500_000).prop_map(|deposit| FundedStep::Mine { deposit }),
+        2 => Just(FundedStep::Run),
+    ]
+}
+
+/// The safety invariants of one processor's state: no output in two plans or both in a plan and
+/// the funds, every plan conserves value, no Burn in two plans, one Batch per height, the funds'
+/// totals match their rows.
+fn check_safety(network: &LocalNetwork, index: usize) -> Result<(), String> {
+    use std::collections::BTreeMap;
+    let inspector = Inspector::new(network.db(index));
+    let plans = inspector.plans().map_err(|e| e.to_string())?;
+    let mut spent = BTreeMap::new();
+    let mut burns = BTreeMap::new();
+    for (id, record) in &plans {
+        if !record.plan.conserves_value() {
+            return Err(format!("processor {index}: plan {id} does not conserve value"));
+        }
+        for input in &record.plan.inputs {
+            if let Some(other) = spent.insert(input.id.clone(), *id) {
+                return Err(format!("processor {index}: an output is spent by plans {other} and {id}"));
+            }
+        }
+        for payment in &record.plan.payments {
+            if let Some(other) = burns.insert(payment.payment.id, *id) {
+                return Err(format!("processor {index}: a Burn is paid by plans {other} and {id}"));
+            }
+        }
+    }
+    let funds = inspector.funds().map_err(|e| e.to_string())?;
+    if let Some(utxo) = funds.available().iter().find(|utxo| spent.contains_key(&utxo.id)) {
+        return Err(format!("processor {index}: output {:?} is both available and spent by a plan", utxo.id));
+    }
+    let totals = inspector.funds_totals().map_err(|e| e.to_string())?;
+    let holdings: u128 = funds.available().iter().map(|utxo| utxo.amount.0 as u128).sum();
+    if (totals.outputs, totals.holdings, totals.queued)
+        != (funds.available().len() as u64, holdings, funds.queued().count() as u64)
+    {
+        return Err(format!("processor {index}: the funds' totals {totals:?} do not match their rows"));
+    }
+    let mut heights = BTreeMap::new();
+    for (id, record) in inspector.batches().map_err(|e| e.to_string())? {
+        if let Some(other) = heights.insert(record.height, id) {
+            return Err(format!("processor {index}: Batches {other} and {id} both report height {}", record.height));
+        }
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 8, ..Default::default() })]
+
+    /// The coordinator fuzzer on a funded group: after keys, a deposit and a signed Batch
+    /// (published or not yet),
+    /// arbitrary authentic commands aimed at that state (acknowledgements of real and near
+    /// heights under any Batch id, Burns repeated, absurd or at absurd fee rates, signing
+    /// commands for real and made-up attempts with garbage) between blocks and deposits: no
+    /// panic, and every processor's state keeps the safety invariants.
+    #[test]
+    fn authentic_commands_on_a_funded_group_keep_the_funds_safe(
+        seed in 0u64..1_000,
+        held in proptest::prelude::any::<bool>(),
+        steps in proptest::collection::vec(funded_step(), 1..14),
+    ) {
+        use processor_core::messages::SignCommand;
+        use processor_core::ids::{Attempt, Participant};
+        use processor_core::messages::{SignId, SignTarget};
+        // Held: the Batch is signed, not yet published (its block still waits for its outputs).
+        let (mut network, chain, keys, mut depositor) = network_with_a_batch_held(seed, held);
+        let (height, block) = batch_block(&network);
+        let session = Inspector::new(network.db(0)).batches().unwrap()[0].1.session;
+        for step in steps {
+            let message = match step {
+                FundedStep::Acknowledge { height_offset, real_block, batch } => {
+                    let height = BlockHeight(height.0.saturating_add_signed(i64::from(height_offset)));
+                    let block = if real_block { block } else { BlockId([height_offset as u8; 32]) };
+                    Some(CoordinatorMessage::Scanner(ScannerCommand::AcknowledgeBlock { height, block, batch: batch.map(BatchId) }))
+                }
+                FundedStep::Published(batch) => Some(CoordinatorMessage::Scanner(ScannerCommand::BatchPublished { batch: BatchId(batch) })),
+                FundedStep::Burns { chain_is_monero, burns, fee_rate } => {
+                    let chain = if chain_is_monero { ExternalChain::Monero } else { ExternalChain::Bitcoin };
+                    let burns = burns.into_iter().map(|(id, amount, valid)| {
+                        let mut burn = burn(id, seed, amount);
+                        if !valid { burn.destination = vec![id; usize::from(id) * 7]; }
+                        burn
+                    }).collect();
+                    Some(CoordinatorMessage::Payments(PaymentsCommand::Burns { chain, burns, fee_rate }))
+                }
+                FundedStep::Sign { real_target, attempt, participant, garbage, kind } => {
+                    let plans = Inspector::new(network.db(0)).plans().unwrap();
+                    let target = match plans.first() {
+                        Some((plan, _)) if real_target => SignTarget::Transaction(*plan),
+                        _ if real_target => SignTarget::Batch(BatchId(0)),
+                        _ => SignTarget::Batch(BatchId(attempt + 7)),
+                    };
+                    let id = SignId { session, target, attempt: Attempt(attempt) };
+                    let parts = (0..participant).map(|p| (Participant::from_position(usize::from(p)), garbage.clone())).collect();
+                    Some(CoordinatorMessage::Sign(match kind {
+                        0 => SignCommand::Preprocesses { id, preprocesses: parts },
+                        1 => SignCommand::Shares { id, shares: parts },
+                        _ => SignCommand::Reattempt { id },
+                    }))
+                }
+                FundedStep::Mine { deposit } => {
+                    if let Some(sats) = deposit {
+                        let amount = bitcoin::Amount::from_sat(sats);
+                        let deposit = depositor.deposit(&chain.borrow(), &bitcoin_group_script(&keys), amount, None);
+                        if let Ok(tx) = deposit {
+                            let _ = chain.borrow_mut().submit(tx);
+                        }
+                    }
+                    chain.borrow_mut().mine();
+                    None
+                }
+                FundedStep::Run => {
+                    run_for(&mut network, 3_000);
+                    None
+                }
+            };
+            if let Some(message) = message {
+                command_everyone(&mut network, message);
+                run_for(&mut network, 500);
+            }
+        }
+        run_for(&mut network, 10_000);
+        for index in 0..network.len() {
+            if let Err(violation) = check_safety(&network, index) {
+                return Err(proptest::test_runner::TestCaseError::fail(violation));
+            }
+        }
+    }
 }

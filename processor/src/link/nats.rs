@@ -90,6 +90,9 @@ impl Endpoint {
             .connect(config.url.as_str())
             .await
             .map_err(|e| transient("connecting to the broker", e))?;
+        // With retries on the initial connect the client returns before the broker answered:
+        // a round trip makes sure its INFO (and so its max_payload) is in.
+        client.flush().await.map_err(|e| transient("reaching the broker", e))?;
         check_max_payload(client.server_info().max_payload)?;
         let context = jetstream::new(client);
         let subjects = format!("{}.>", prefix(config));
