@@ -266,7 +266,7 @@ fn valid_key_path_spends_are_accepted() {
     assert_eq!(chain.transaction(&txid), Some(&tx));
     // Its output can be spent in the mempool with an explicit SIGHASH_ALL (65-byte) signature.
     let spend_out = TxOut { value, script_pubkey: tx.output[0].script_pubkey.clone() };
-    let mut child = unsigned_transaction(&[OutPoint::new(txid, 0)], pay(value));
+    let mut child = unsigned_transaction(&[OutPoint::new(txid, 0)], pay(value - Amount::from_sat(1_000)));
     sign_key_spend(&mut child, 0, &[spend_out], &key(9), TapSighashType::All, &AUX).unwrap();
     assert_eq!(child.input[0].witness.nth(0).unwrap().len(), 65);
     chain.submit(child.clone()).expect("valid child");
@@ -277,6 +277,8 @@ fn valid_key_path_spends_are_accepted() {
 #[test]
 fn rejects_wrong_key_and_tweak_confusion() {
     let (mut chain, keypair, _, outpoint, txout) = funded_group(2);
+    // Consensus rules, probed with transactions relay policy would refuse first.
+    chain.set_relay_policy(false);
     let value = txout.value - Amount::from_sat(1_000);
     let prevouts = [txout.clone()];
 
@@ -303,6 +305,7 @@ fn rejects_wrong_key_and_tweak_confusion() {
 
     // The converse: an output whose key is the *untweaked* key (not BIP341), signed with the tweak.
     let (mut chain, keypair, _, outpoint, txout) = funded_group(3);
+    chain.set_relay_policy(false);
     let raw_script = ScriptBuf::new_p2tr_tweaked(keypair.x_only_public_key().0.dangerous_assume_tweaked());
     assert_ne!(raw_script, p2tr_script(keypair.x_only_public_key().0));
     let value = txout.value - Amount::from_sat(1_000);
@@ -338,6 +341,8 @@ fn rejects_double_spends_and_replays() {
 #[test]
 fn rejects_missing_input_and_value_creation() {
     let (mut chain, keypair, _, outpoint, txout) = funded_group(5);
+    // Consensus rules, probed with transactions relay policy would refuse first.
+    chain.set_relay_policy(false);
     let missing = OutPoint::new(Txid::from_byte_array([0x11; 32]), 0);
     let tx = spend_key_path(&[(missing, txout.clone())], pay(Amount::ONE_SAT), &keypair, &AUX).unwrap();
     assert_eq!(chain.submit(tx), Err(TxRejected::MissingInput { index: 0, outpoint: missing }));
@@ -380,6 +385,8 @@ fn rejects_immature_coinbase_until_mature() {
 #[test]
 fn rejects_non_taproot_and_unspendable_inputs() {
     let (mut chain, keypair, _, outpoint, txout) = funded_group(7);
+    // Consensus rules, probed with transactions relay policy would refuse first.
+    chain.set_relay_policy(false);
     let op_true = ScriptBuf::from_bytes(vec![0x51]);
     let bad_key = ScriptBuf::from_bytes([&[0x51, 0x20][..], &[0xff; 32]].concat());
     assert!(bad_key.is_p2tr());
@@ -447,6 +454,20 @@ fn rejects_malformed_transactions() {
     );
     let dusty = vec![TxOut { value: Amount::from_sat(293), script_pubkey: p2wpkh }, change(Amount::from_sat(293))];
     assert!(matches!(chain.submit(signed(dusty)), Err(TxRejected::Dust { index: 0, .. })));
+    // Only standard scripts, one OP_RETURN of at most 83 bytes, and the minimum relay fee.
+    let bare = vec![TxOut { value: Amount::from_sat(10_000), script_pubkey: ScriptBuf::from_bytes(vec![0x51]) }];
+    assert_eq!(chain.submit(signed(bare)), Err(TxRejected::NonStandardScript { index: 0 }));
+    let data = |len: usize| TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(vec![0x6a; len]) };
+    let fee = Amount::from_sat(1_000);
+    assert_eq!(
+        chain.submit(signed(vec![change(fee), data(84)])),
+        Err(TxRejected::DataCarrierTooLarge { index: 1, len: 84 })
+    );
+    assert_eq!(chain.submit(signed(vec![change(fee), data(10), data(10)])), Err(TxRejected::MultipleDataCarriers));
+    let cheap = Amount::from_sat(50);
+    let free = signed(vec![TxOut { value: txout.value - cheap, script_pubkey: txout.script_pubkey.clone() }]);
+    let minimum = Amount::from_sat(free.vsize() as u64);
+    assert_eq!(chain.submit(free), Err(TxRejected::FeeBelowMinimumRelay { fee: cheap, minimum }));
 
     // Witness shapes.
     let mut tx = signed(pay(value));

@@ -38,6 +38,10 @@ const BLOCK_INTERVAL_SECS: u64 = 600;
 const INITIAL_SUBSIDY_SAT: u64 = 50 * 100_000_000;
 /// Bitcoin Core's standardness limit on a transaction's weight.
 const MAX_TX_WEIGHT: u64 = 400_000;
+/// Bitcoin Core's `-datacarriersize` default: the largest standard OP_RETURN script.
+pub const MAX_DATA_CARRIER_BYTES: usize = 83;
+/// Bitcoin Core's `-minrelaytxfee` default (1,000 sat/kvB).
+pub const MIN_RELAY_SAT_PER_VB: u64 = 1;
 /// Weight left for the coinbase when filling a block.
 const COINBASE_WEIGHT_RESERVE: u64 = 4_000;
 /// BIP141 witness commitment header: OP_RETURN, push 36, 0xaa21a9ed.
@@ -63,6 +67,14 @@ pub enum TxRejected {
     NoOutputs,
     #[error("output {index} of {value} is dust for its script (Bitcoin Core's minimum is {minimum})")]
     Dust { index: usize, value: Amount, minimum: Amount },
+    #[error("output {index}'s script is not a standard one (P2PKH, P2SH, a witness program, OP_RETURN)")]
+    NonStandardScript { index: usize },
+    #[error("output {index}'s OP_RETURN script is {len} bytes, above Bitcoin Core's {MAX_DATA_CARRIER_BYTES}")]
+    DataCarrierTooLarge { index: usize, len: usize },
+    #[error("more than one OP_RETURN output")]
+    MultipleDataCarriers,
+    #[error("fee {fee} is below the minimum relay fee {minimum} ({MIN_RELAY_SAT_PER_VB} sat/vB)")]
+    FeeBelowMinimumRelay { fee: Amount, minimum: Amount },
     #[error("input {index} spends the null outpoint (coinbases are only created by mining)")]
     NullPrevout { index: usize },
     #[error("transaction weight {weight} exceeds {MAX_TX_WEIGHT}")]
@@ -186,6 +198,9 @@ pub struct MockBitcoin {
     mempool: Mempool,
     miner_script: ScriptBuf,
     coinbase_maturity: u64,
+    /// Whether Bitcoin Core's relay policy (standardness, minimum relay fee) applies on top of
+    /// consensus; off only to probe consensus rules with non-standard transactions.
+    relay_policy: bool,
     /// Incremented by every reorganisation and written into coinbases, so replacement blocks
     /// always differ from the blocks they replace.
     branch: u32,
@@ -207,6 +222,12 @@ impl fmt::Debug for MockBitcoin {
 }
 
 impl MockBitcoin {
+    /// Turns Bitcoin Core's relay policy off (as `-acceptnonstdtxn` and `-minrelaytxfee=0`
+    /// would) or on again (the default), to test consensus rules with non-standard transactions.
+    pub fn set_relay_policy(&mut self, enforced: bool) {
+        self.relay_policy = enforced;
+    }
+
     /// A chain holding only its genesis block, which pays a key derived from `seed`.
     pub fn new(seed: u64) -> Self {
         let miner = keypair_from_rng(&mut seeded_rng(b"miner", seed));
@@ -222,6 +243,7 @@ impl MockBitcoin {
             mempool: Mempool::default(),
             miner_script: p2tr_script(miner.x_only_public_key().0),
             coinbase_maturity: DEFAULT_COINBASE_MATURITY,
+            relay_policy: true,
             branch: 0,
             reorg_per_mille: 0,
             reorg_max_depth: 0,
@@ -428,15 +450,40 @@ impl MockBitcoin {
             verify_key_spend(&mut cache, index, input, &prevouts)?;
         }
         // Policy after consensus (Bitcoin Core checks it first; here the consensus checks keep
-        // their own errors): no output below its script's dust limit (what spending it costs at
-        // 3 sat/vB; an OP_RETURN output carries nothing to spend).
+        // their own errors), as Bitcoin Core's defaults: standard output scripts only, at most
+        // one OP_RETURN of at most 83 bytes, no output below its script's dust limit (what
+        // spending it costs at 3 sat/vB; an OP_RETURN output carries nothing to spend), and a
+        // fee of at least the minimum relay fee.
+        let fee = inputs - outputs;
+        if !self.relay_policy {
+            return Ok((txid, fee));
+        }
+        let mut data_carriers = 0;
         for (index, txout) in tx.output.iter().enumerate() {
-            let minimum = txout.script_pubkey.minimal_non_dust();
-            if !txout.script_pubkey.is_op_return() && txout.value < minimum {
+            let script = &txout.script_pubkey;
+            if script.is_op_return() {
+                if script.len() > MAX_DATA_CARRIER_BYTES {
+                    return Err(TxRejected::DataCarrierTooLarge { index, len: script.len() });
+                }
+                data_carriers += 1;
+                continue;
+            }
+            if !(script.is_p2pkh() || script.is_p2sh() || script.is_witness_program()) {
+                return Err(TxRejected::NonStandardScript { index });
+            }
+            let minimum = script.minimal_non_dust();
+            if txout.value < minimum {
                 return Err(TxRejected::Dust { index, value: txout.value, minimum });
             }
         }
-        Ok((txid, inputs - outputs))
+        if data_carriers > 1 {
+            return Err(TxRejected::MultipleDataCarriers);
+        }
+        let minimum = Amount::from_sat(tx.vsize() as u64 * MIN_RELAY_SAT_PER_VB);
+        if fee < minimum {
+            return Err(TxRejected::FeeBelowMinimumRelay { fee, minimum });
+        }
+        Ok((txid, fee))
     }
 
     /// The output an input spends, if it may be spent in the next block.
