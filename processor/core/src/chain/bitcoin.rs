@@ -164,7 +164,7 @@ pub const fn target_of_bits(bits: u32) -> Option<[u8; 32]> {
     }
     // The word's byte of significance k (0: least) lands at big-endian index 31 - (shift + k);
     // beyond 256 bits it is zero (the overflow rule ensures it).
-    let shift = if size > 3 { size - 3 } else { 0 };
+    let shift = size.saturating_sub(3);
     let mut target = [0u8; 32];
     let mut significance = 0;
     while significance < 3 {
