@@ -4,7 +4,7 @@
 //! virtual. The same seed gives the same run.
 
 use crate::{Coordinator, Outbound};
-use processor_core::core::{Config, Effect, Event, Processor};
+use processor_core::core::{Config, Effect, Event, Processor, ProofOfWork};
 use processor_core::crypto::Identity;
 use processor_core::db::MemDb;
 use processor_core::ids::{BlockHeight, ExternalChain, Millis, PeerKey, SessionId};
@@ -219,8 +219,13 @@ impl LocalNetwork {
     }
 
     fn open_processor(&mut self, identity: &Identity, db: &MemDb) -> Processor<MemDb, ChaCha20Rng> {
-        let config =
-            Config { chain: self.chain, coordinator: self.coordinator.peer_key(), confirmations: self.confirmations };
+        // The mock chains mine at regtest difficulty.
+        let config = Config {
+            chain: self.chain,
+            coordinator: self.coordinator.peer_key(),
+            confirmations: self.confirmations,
+            proof_of_work: ProofOfWork::REGTEST,
+        };
         let rng = ChaCha20Rng::seed_from_u64(self.rng.next_u64());
         Processor::open(db.clone(), identity.clone(), config, rng).expect("the in-memory DB opens")
     }

@@ -9,7 +9,7 @@ use crate::keygen::{self, SessionState, ThresholdKeyPair};
 use crate::messages::SignId;
 use crate::payments::{self, BurnStatus};
 use crate::plan::{self, PlanRecord};
-use crate::scanner::{self, Halt, ScannedTip};
+use crate::scanner::{self, Halt, ParentDoubt, ScannedTip};
 use crate::scheduler::{self, MemFunds, Totals};
 
 /// Read-only access to one processor's state.
@@ -64,6 +64,12 @@ impl<'r, R: Read> Inspector<'r, R> {
     /// Why scanning halted, if it did.
     pub fn halted(&self) -> Result<Option<Halt>, DbError> {
         scanner::halted(self.0)
+    }
+
+    /// The last scanned block, while it is fetched again because its successor named another
+    /// parent.
+    pub fn parent_doubt(&self) -> Result<Option<ParentDoubt>, DbError> {
+        scanner::parent_doubt(self.0)
     }
 
     /// Every Batch built here.

@@ -1,6 +1,7 @@
 //! The daemon's configuration: a TOML file, overridden by environment variables
 //! (`PROCESSOR_*`), overridden by flags. Everything is checked before anything starts.
 
+use processor_core::core::ProofOfWork;
 use processor_core::ids::{ExternalChain, PeerKey};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -112,7 +113,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// A Bitcoin-family network: how addresses are shown and which genesis the node must have.
+/// A Bitcoin-family network: how addresses are shown, which genesis the node must have and
+/// what every block's header must prove.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BitcoinProfile {
     pub name: &'static str,
@@ -120,6 +122,8 @@ pub struct BitcoinProfile {
     pub hrp: &'static str,
     /// The genesis block hash (display order); `None` skips the check (the mock chain).
     pub genesis: Option<&'static str>,
+    /// The proof-of-work hash and the network's easiest target.
+    pub proof_of_work: ProofOfWork,
 }
 
 pub const BITCOIN_PROFILES: &[BitcoinProfile] = &[
@@ -127,30 +131,37 @@ pub const BITCOIN_PROFILES: &[BitcoinProfile] = &[
         name: "bitcoin",
         hrp: "bc",
         genesis: Some("000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"),
+        proof_of_work: ProofOfWork::BITCOIN,
     },
     BitcoinProfile {
         name: "testnet",
         hrp: "tb",
         genesis: Some("000000000933ea01ad0ee984209779baaec3ced90fa3f408719526f8d77f4943"),
+        proof_of_work: ProofOfWork::BITCOIN,
     },
     BitcoinProfile {
         name: "signet",
         hrp: "tb",
         genesis: Some("00000008819873e925422c1ff0f99f7cc9bbb232af63a077a480a3633bee1ef6"),
+        proof_of_work: ProofOfWork::SIGNET,
     },
     BitcoinProfile {
         name: "regtest",
         hrp: "bcrt",
         genesis: Some("0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"),
+        proof_of_work: ProofOfWork::REGTEST,
     },
     // Litecoin Core 0.21: bech32 prefix `rltc`; its own genesis; blocks without MWEB data
-    // parse as Bitcoin blocks (MWEB is not activated on a fresh regtest chain).
+    // parse as Bitcoin blocks (MWEB is not activated on a fresh regtest chain); proof of work
+    // by scrypt.
     BitcoinProfile {
         name: "litecoin-regtest",
         hrp: "rltc",
         genesis: Some("530827f38f93b43ed12af0b3ad25a288dc02ed74d6d7857862df51fc56c416f9"),
+        proof_of_work: ProofOfWork::LITECOIN_REGTEST,
     },
-    BitcoinProfile { name: "devnet", hrp: "bcrt", genesis: None },
+    // The mock chain mines at regtest difficulty.
+    BitcoinProfile { name: "devnet", hrp: "bcrt", genesis: None, proof_of_work: ProofOfWork::REGTEST },
 ];
 
 #[derive(Clone, Debug)]
@@ -337,8 +348,13 @@ mod tests {
             ("regtest", Network::Regtest),
         ] {
             let profile = BITCOIN_PROFILES.iter().find(|p| p.name == name).unwrap();
-            let genesis = bitcoin::constants::genesis_block(network).block_hash().to_string();
-            assert_eq!(profile.genesis, Some(genesis.as_str()), "{name}");
+            let genesis = bitcoin::constants::genesis_block(network);
+            assert_eq!(profile.genesis, Some(genesis.block_hash().to_string().as_str()), "{name}");
+            // The same easiest target as the bitcoin crate's, and the genesis proves its work.
+            let limit = bitcoin::params::Params::new(network).max_attainable_target.to_compact_lossy();
+            assert_eq!(profile.proof_of_work.limit_bits(), limit.to_consensus(), "{name}");
+            let bytes = bitcoin::consensus::serialize(&genesis);
+            processor_core::chain::bitcoin::check_proof_of_work(&bytes, &profile.proof_of_work).unwrap();
         }
     }
 }

@@ -163,8 +163,14 @@ impl Metrics {
         metric(
             "blocks_refused_total",
             "counter",
-            "Blocks from the node that did not parse or were inconsistent.",
+            "Blocks from the node that did not parse, were inconsistent, lacked their proof of work or were off its own chain.",
             s.core.refused_blocks,
+        );
+        metric(
+            "blocks_parent_rechecked_total",
+            "counter",
+            "Blocks naming a parent other than the block scanned below them (that height fetched again).",
+            s.core.parent_rechecks,
         );
         metric("transactions_signed_total", "counter", "Transactions signed.", s.core.transactions_signed);
         metric("node_errors_total", "counter", "Failed node calls (all kinds).", s.edges.node_errors);

@@ -105,8 +105,12 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
     ) -> Result<Daemon<S, L>, DaemonError> {
         let db = RocksDb::open(&config.data_dir)
             .map_err(|e| DaemonError::Start(format!("opening {}: {e}", config.data_dir.display())))?;
-        let core_config =
-            Config { chain: config.chain, coordinator: config.coordinator, confirmations: config.confirmations };
+        let core_config = Config {
+            chain: config.chain,
+            coordinator: config.coordinator,
+            confirmations: config.confirmations,
+            proof_of_work: config.bitcoin_profile.proof_of_work,
+        };
         // Fresh randomness per start (nonces never outlive a process).
         let rng =
             ChaCha20Rng::from_rng(rand_core::OsRng).map_err(|e| DaemonError::Start(format!("no randomness: {e}")))?;

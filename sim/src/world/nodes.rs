@@ -8,7 +8,7 @@ use crate::Invariant;
 use coordinator::{byzantine, Outbound};
 use madsim::net::Endpoint;
 use madsim::time::{timeout, Instant};
-use processor_core::core::{Config, Effect, Event, Processor};
+use processor_core::core::{Config, Effect, Event, Processor, ProofOfWork};
 use processor_core::crypto::Identity;
 use processor_core::db::Db;
 use processor_core::ids::{BlockHeight, Millis};
@@ -30,6 +30,8 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
         chain: shared.chain_kind,
         coordinator: lock(&shared.coordinator).peer_key(),
         confirmations: CONFIRMATIONS,
+        // The mock chain mines at regtest difficulty.
+        proof_of_work: ProofOfWork::REGTEST,
     };
     // A restart is a new process: new randomness, drawn from the simulation's seeded RNG.
     let rng = ChaCha20Rng::seed_from_u64(madsim::rand::random());

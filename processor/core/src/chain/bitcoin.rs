@@ -10,6 +10,7 @@ use super::instruction::decode_instruction;
 use super::{ChainError, ReceivedOutput, ScanKey, ScannedBlock, Spend};
 use crate::ids::{Amount, BlockId, OutputId};
 use crate::messages::{ChainPublicKey, InInstruction, OutputKind};
+use bitcoin::block::Header;
 use bitcoin::hashes::Hash;
 use bitcoin::key::{Secp256k1, XOnlyPublicKey};
 use bitcoin::script::Instruction;
@@ -69,6 +70,143 @@ pub fn transaction_instruction(transaction: &Transaction) -> Option<InInstructio
             _ => None,
         }
     })
+}
+
+/// The hash a Bitcoin-family chain computes its proof of work with, over the 80-byte header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowHash {
+    /// Bitcoin: double SHA-256, the block hash itself.
+    Sha256d,
+    /// Litecoin: scrypt with N = 1024, r = 1, p = 1 and a 32-byte output, the header salted
+    /// with itself (the block hash stays double SHA-256).
+    Scrypt,
+}
+
+/// What a Bitcoin-family block's header must prove: the hash ([`PowHash`]) read as a
+/// little-endian number is at most the target its `bits` encode, and that target is no easier
+/// than the network's limit (else a node could serve regtest-difficulty blocks on mainnet).
+/// Difficulty retargeting is not checked: it needs the header chain's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProofOfWork {
+    hash: PowHash,
+    limit_bits: u32,
+    limit: [u8; 32],
+}
+
+impl ProofOfWork {
+    /// Bitcoin mainnet and testnet (testnet's minimum-difficulty blocks are at this limit).
+    pub const BITCOIN: ProofOfWork = ProofOfWork::new(PowHash::Sha256d, 0x1d00_ffff);
+    /// Bitcoin's default signet.
+    pub const SIGNET: ProofOfWork = ProofOfWork::new(PowHash::Sha256d, 0x1e03_77ae);
+    /// Bitcoin regtest, and the mock chain (about every second hash meets it).
+    pub const REGTEST: ProofOfWork = ProofOfWork::new(PowHash::Sha256d, 0x207f_ffff);
+    /// Litecoin mainnet.
+    pub const LITECOIN: ProofOfWork = ProofOfWork::new(PowHash::Scrypt, 0x1e0f_ffff);
+    /// Litecoin regtest.
+    pub const LITECOIN_REGTEST: ProofOfWork = ProofOfWork::new(PowHash::Scrypt, 0x207f_ffff);
+
+    /// The rule of a network whose easiest target (Bitcoin Core's `powLimit`) is `limit_bits`,
+    /// compact-encoded: every target a header can encode is at most `powLimit` exactly when it
+    /// is at most this. Panics (at compile time for a constant) if `limit_bits` is no target.
+    pub const fn new(hash: PowHash, limit_bits: u32) -> ProofOfWork {
+        let Some(limit) = target_of_bits(limit_bits) else { panic!("the network's limit must be a valid target") };
+        ProofOfWork { hash, limit_bits, limit }
+    }
+
+    /// The hash the target applies to.
+    pub const fn hash(&self) -> PowHash {
+        self.hash
+    }
+
+    /// The network's easiest target, compact-encoded.
+    pub const fn limit_bits(&self) -> u32 {
+        self.limit_bits
+    }
+}
+
+/// Why a header's proof of work was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PowError {
+    /// `bits` encode no usable target: negative, zero or beyond 256 bits.
+    #[error("bits {bits:#010x} encode no valid target")]
+    InvalidBits {
+        /// The header's `bits`.
+        bits: u32,
+    },
+    /// The target is easier than the network allows.
+    #[error("bits {bits:#010x} encode a target easier than the network's limit {limit_bits:#010x}")]
+    TargetAboveLimit {
+        /// The header's `bits`.
+        bits: u32,
+        /// The network's limit.
+        limit_bits: u32,
+    },
+    /// The header's hash does not meet its own target.
+    #[error("the header's hash does not meet its target (bits {bits:#010x})")]
+    HashAboveTarget {
+        /// The header's `bits`.
+        bits: u32,
+    },
+}
+
+/// The target `bits` encode, big-endian, as Bitcoin Core decodes it (`SetCompact`); `None` for
+/// the encodings Core refuses: negative, zero or overflowing 256 bits.
+pub const fn target_of_bits(bits: u32) -> Option<[u8; 32]> {
+    let size = bits >> 24;
+    let mut word = bits & 0x007f_ffff;
+    if size <= 3 {
+        word >>= 8 * (3 - size);
+    }
+    let negative = word != 0 && bits & 0x0080_0000 != 0;
+    let overflow = word != 0 && (size > 34 || (word > 0xff && size > 33) || (word > 0xffff && size > 32));
+    if word == 0 || negative || overflow {
+        return None;
+    }
+    // The word's byte of significance k (0: least) lands at big-endian index 31 - (shift + k);
+    // beyond 256 bits it is zero (the overflow rule ensures it).
+    let shift = size.saturating_sub(3);
+    let mut target = [0u8; 32];
+    let mut significance = 0;
+    while significance < 3 {
+        let position = shift + significance;
+        if position < 32 {
+            target[31 - position as usize] = (word >> (8 * significance)) as u8;
+        }
+        significance += 1;
+    }
+    Some(target)
+}
+
+/// Checks the proof of work of the header that `bytes` (a block's consensus encoding) begins
+/// with, under `rule`. Cheap next to scanning for double SHA-256; scrypt costs one 128 KiB
+/// memory-hard hash.
+pub fn check_proof_of_work(bytes: &[u8], rule: &ProofOfWork) -> Result<(), ChainError> {
+    let (header, _): (Header, usize) =
+        bitcoin::consensus::deserialize_partial(bytes).map_err(|e| ChainError::Malformed(format!("header: {e}")))?;
+    let bits = header.bits.to_consensus();
+    let target = target_of_bits(bits).ok_or(PowError::InvalidBits { bits })?;
+    if target > rule.limit {
+        return Err(PowError::TargetAboveLimit { bits, limit_bits: rule.limit_bits }.into());
+    }
+    let mut hash = match rule.hash {
+        PowHash::Sha256d => header.block_hash().to_byte_array(),
+        PowHash::Scrypt => scrypt_of(&bitcoin::consensus::serialize(&header)),
+    };
+    // The hash is a little-endian number; the target is big-endian.
+    hash.reverse();
+    if hash > target {
+        return Err(PowError::HashAboveTarget { bits }.into());
+    }
+    Ok(())
+}
+
+/// Litecoin's proof-of-work hash of a serialized header.
+fn scrypt_of(header: &[u8]) -> [u8; 32] {
+    // Constants within scrypt's bounds: failing here is a programming error, not bad input.
+    let params = scrypt::Params::new(10, 1, 1, 32).expect("N = 1024, r = 1, p = 1 are valid scrypt parameters");
+    let mut hash = [0u8; 32];
+    scrypt::scrypt(header, header, &params, &mut hash).expect("a 32-byte output is valid");
+    hash
 }
 
 /// A block's id: its block hash, in the hash's internal byte order (not the reversed hex shown
@@ -188,7 +326,60 @@ mod tests {
         assert_eq!(hash, super::CHANGE_ROOT);
     }
 
+    #[test]
+    fn bits_decode_as_bitcoin_core_decodes_them() {
+        use super::target_of_bits;
+        let mut bitcoin_limit = [0u8; 32];
+        bitcoin_limit[4..6].copy_from_slice(&[0xff, 0xff]);
+        assert_eq!(target_of_bits(0x1d00_ffff), Some(bitcoin_limit));
+        let mut one_at_the_top = [0u8; 32];
+        one_at_the_top[0] = 1;
+        assert_eq!(target_of_bits(0x2200_0001), Some(one_at_the_top));
+        let mut small = [0u8; 32];
+        small[31] = 0x12;
+        assert_eq!(target_of_bits(0x0112_3456), Some(small), "size 1 keeps the top byte");
+        // Negative, zero (also once shifted) and beyond 256 bits are no targets.
+        for bits in [0x1d80_ffff, 0x1d00_0000, 0x0100_ffff, 0x2300_0001, 0x2200_0100, 0x2101_0000, 0xff7f_ffff] {
+            assert_eq!(target_of_bits(bits), None, "{bits:#x}");
+        }
+    }
+
+    #[test]
+    fn litecoin_proves_its_work_with_scrypt() {
+        use super::{check_proof_of_work, PowError, PowHash, ProofOfWork};
+        use bitcoin::hashes::Hash;
+        // Litecoin's mainnet genesis header.
+        let merkle_root: bitcoin::TxMerkleNode =
+            "97ddfbbae6be97fd6cdf3e7ca13232a3afff2353e29badfab7f73011edd4ced9".parse().unwrap();
+        let header = bitcoin::block::Header {
+            version: bitcoin::block::Version::ONE,
+            prev_blockhash: bitcoin::BlockHash::all_zeros(),
+            merkle_root,
+            time: 1_317_972_665,
+            bits: bitcoin::CompactTarget::from_consensus(0x1e0f_fff0),
+            nonce: 2_084_524_493,
+        };
+        assert_eq!(header.block_hash().to_string(), "12a765e31ffd4059bada1e25190f6e98c99d9714d334efa41a195a7e7e04bfe2");
+        let bytes = bitcoin::consensus::serialize(&header);
+        // Its scrypt hash meets a target met by one hash in 2^20; its block hash does not.
+        assert_eq!(check_proof_of_work(&bytes, &ProofOfWork::LITECOIN), Ok(()));
+        let sha256d = ProofOfWork::new(PowHash::Sha256d, ProofOfWork::LITECOIN.limit_bits());
+        assert_eq!(check_proof_of_work(&bytes, &sha256d), Err(PowError::HashAboveTarget { bits: 0x1e0f_fff0 }.into()));
+        assert!(check_proof_of_work(&bytes[..79], &ProofOfWork::LITECOIN).is_err(), "a short header is refused");
+    }
+
     proptest! {
+        #[test]
+        fn bits_decode_as_the_bitcoin_crate_decodes_them(bits in 0x0400_0000u32..0x2100_0000) {
+            // Sizes 4 to 32, where the bitcoin crate decodes as Core does (below, it ignores the
+            // sign bit; above, Core refuses what overflows).
+            let theirs = bitcoin::Target::from_compact(bitcoin::CompactTarget::from_consensus(bits)).to_be_bytes();
+            match super::target_of_bits(bits) {
+                Some(ours) => prop_assert_eq!(ours, theirs),
+                None => prop_assert_eq!(theirs, [0; 32]),
+            }
+        }
+
         #[test]
         fn garbage_blocks_are_errors_not_panics(bytes in proptest::collection::vec(any::<u8>(), 0 .. 2048)) {
             prop_assert!(scan_block(ExternalChain::Bitcoin, &bytes, &[key()]).is_err());
@@ -207,7 +398,7 @@ mod tests {
             let at = position % bytes.len();
             bytes[at] ^= xor;
             // Transactions and witnesses are committed to; only the header can change unnoticed
-            // here (proof of work and the expected hash are the chain source's checks).
+            // here (its proof of work is checked apart, `check_proof_of_work`, before scanning).
             if let Ok(scanned) = scan_block(ExternalChain::Bitcoin, &bytes, &[key()]) {
                 prop_assert!(at < 80, "byte {} of the transactions changed and scanning accepted it", at);
                 prop_assert_eq!(scanned.outputs, expected.outputs);

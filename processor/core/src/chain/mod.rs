@@ -6,7 +6,7 @@ pub mod bitcoin;
 pub mod instruction;
 pub mod monero;
 
-use crate::ids::{Amount, BlockId, ExternalChain, OutputId, PlanId, SessionId};
+use crate::ids::{Amount, BlockHeight, BlockId, ExternalChain, OutputId, PlanId, SessionId};
 use crate::messages::{ChainPublicKey, InInstruction, OutputKind};
 use bincode::{Decode, Encode};
 use std::collections::BTreeSet;
@@ -44,6 +44,31 @@ pub enum ChainError {
     /// The group's key (or a stored Eventuality) cannot be used to scan this chain; why.
     #[error("scanning is not supported for this key: {0}")]
     UnsupportedKey(String),
+    /// A Bitcoin-family header without the proof of work the network requires.
+    #[error("proof of work: {0}")]
+    ProofOfWork(#[from] bitcoin::PowError),
+    /// The block at `height` names a parent other than the block scanned below it, yet the
+    /// node, asked again, still serves that scanned block there: the block is not on the
+    /// node's own chain (it is fetched again; nothing halts).
+    #[error("block {height} names parent {named}, but the node still serves {kept} at the height below")]
+    OffTheNodesChain {
+        /// The height of the refused block.
+        height: BlockHeight,
+        /// The parent it named.
+        named: BlockId,
+        /// The block scanned below it, which the node still serves.
+        kept: BlockId,
+    },
+}
+
+/// Checks what a block's header proves by itself, before the block is scanned: a
+/// Bitcoin-family header's proof of work under `rule`. Monero's proof of work (RandomX) is not
+/// checked: verifying it needs a RandomX virtual machine with its 256 MiB cache per epoch.
+pub fn check_header(chain: ExternalChain, bytes: &[u8], rule: &bitcoin::ProofOfWork) -> Result<(), ChainError> {
+    match chain {
+        ExternalChain::Bitcoin => bitcoin::check_proof_of_work(bytes, rule),
+        ExternalChain::Monero => Ok(()),
+    }
 }
 
 /// A key the group receives to, and the session that generated it.

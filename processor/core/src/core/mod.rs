@@ -13,6 +13,7 @@
 mod fuzz;
 
 use crate::batch::BatchSigner;
+pub use crate::chain::bitcoin::ProofOfWork;
 use crate::crypto::Identity;
 use crate::db::{tables, Db, DbError, Read, Txn};
 use crate::ids::{BlockHeight, ExternalChain, Millis, PeerKey, PlanId, SeqId};
@@ -170,8 +171,12 @@ pub enum BlockStatus {
     Scanned,
     /// Not needed (already scanned, or not yet final).
     Ignored,
-    /// Did not parse or was inconsistent: the source served something wrong.
+    /// Did not parse, was inconsistent, lacked its proof of work, or was off the source's own
+    /// chain: the source served something wrong.
     Refused,
+    /// Named a parent other than the block scanned below it: that height is fetched again
+    /// (an [`Effect::FetchBlock`] of this outcome) before anything is concluded.
+    Rechecking,
     /// A final block changed: the chain halted (reported to the coordinator).
     Halted,
 }
@@ -206,10 +211,14 @@ pub struct Counters {
     pub blames: u64,
     /// Final blocks scanned (including those with nothing for the group).
     pub blocks_scanned: u64,
-    /// Blocks from the chain source that did not parse or were inconsistent.
+    /// Blocks from the chain source that did not parse, were inconsistent, lacked their proof
+    /// of work or were off the source's own chain.
     pub refused_blocks: u64,
     /// Deposits below the chain's minimum, neither credited nor spent.
     pub deposits_below_minimum: u64,
+    /// Blocks that named a parent other than the block scanned below them (that height was
+    /// fetched again, to confirm a reorganisation before halting).
+    pub parent_rechecks: u64,
     /// Batches whose aggregate signature was completed here.
     pub batches_signed: u64,
     /// Plans whose transaction was completely signed here.
@@ -227,6 +236,9 @@ pub struct Config {
     pub coordinator: PeerKey,
     /// Blocks on top of a block before it is final.
     pub confirmations: u64,
+    /// What a block's header must prove (Bitcoin-family chains; the network's rule, e.g.
+    /// [`ProofOfWork::BITCOIN`], [`ProofOfWork::REGTEST`] for regtest and the mock chain).
+    pub proof_of_work: ProofOfWork,
 }
 
 /// One processor's core over a database `D`, drawing every random byte from the injected `R`.
@@ -379,20 +391,32 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         let db = self.db.clone();
         let mut txn = db.txn();
         let chain = self.config.chain;
-        let (status, messages) = match scanner::on_block(
-            &mut txn,
-            &mut self.keys,
-            scanner::ChainView { chain, confirmations: self.config.confirmations, tip: self.tip },
-            height,
-            bytes,
-            |txn| crate::transaction::eventuality::watched(txn, chain),
-        )? {
+        let view = scanner::ChainView {
+            chain,
+            confirmations: self.config.confirmations,
+            tip: self.tip,
+            proof_of_work: self.config.proof_of_work,
+        };
+        let (status, messages) = match scanner::on_block(&mut txn, &mut self.keys, view, height, bytes, |txn| {
+            crate::transaction::eventuality::watched(txn, chain)
+        })? {
             BlockOutcome::Ignored(_) => return Ok((BlockStatus::Ignored, vec![])),
             BlockOutcome::Refused(error) => {
+                // Only a settled parent doubt may have been written.
+                txn.commit()?;
                 self.counters.refused_blocks += 1;
                 self.requested_through = None;
                 tracing::warn!(%height, %error, "refused a block from the chain source");
                 return Ok((BlockStatus::Refused, vec![]));
+            }
+            BlockOutcome::Rechecking { height: again } => {
+                txn.commit()?;
+                self.counters.parent_rechecks += 1;
+                // What was requested beyond is ignored until the doubt is settled.
+                self.requested_through = None;
+                let effects = self.fetches()?;
+                debug_assert_eq!(effects, vec![Effect::FetchBlock { height: again }]);
+                return Ok((BlockStatus::Rechecking, effects));
             }
             BlockOutcome::Halted { messages } => (BlockStatus::Halted, messages),
             BlockOutcome::Scanned { mut messages, block, below_minimum } => {

@@ -1,10 +1,14 @@
 //! Scanning: turns final blocks into reported deposits, and detects a final block changing.
 //!
 //! A block is final once `confirmations` blocks are on top of it (tip - height >= confirmations).
-//! Blocks are scanned strictly in height order, each checked to build on the previous one. A
-//! reorganisation shallower than the confirmation depth never touches a final block, so it is
-//! invisible here; a deeper one shows up as a final block whose successor names another parent,
-//! and halts scanning for good with a report to the coordinator: nothing is ever reported twice.
+//! Blocks are scanned strictly in height order, each checked (its proof of work first) to build
+//! on the previous one. A reorganisation shallower than the confirmation depth never touches a
+//! final block, so it is invisible here; a deeper one shows up as a final block whose successor
+//! names another parent. A halt is for good, so one block is not believed: the last scanned
+//! height is fetched again first. If the node now serves another valid block there, the final
+//! block changed and scanning halts for good with a report to the coordinator (nothing is ever
+//! reported twice); if it still serves the scanned block, the successor was not on the node's
+//! own chain: it is refused and fetched again later.
 
 use crate::chain::{self, ChainError, ReceivedOutput, ScanKey, ScannedBlock, Watched};
 use crate::db::{tables, Db, DbError, Read, Txn};
@@ -54,6 +58,9 @@ tables! {
     FINAL_BLOCKS: Table<BlockHeight, FinalBlock> = b"scan/final/";
     /// Set when a final block changed: scanning stops for good.
     HALTED: Table<(), Halt> = b"scan/halted/";
+    /// Set while the last scanned height is fetched again because the next block named another
+    /// parent; cleared by the node's answer for that height.
+    PARENT_DOUBT: Table<(), ParentDoubt> = b"scan/parent_doubt/";
     /// Monero: every one-time output key credited, with the output that was: a second output
     /// with the same key (the burning bug) is not credited.
     CREDITED_KEYS: Table<[u8; 32], OutputId> = b"scan/credited_key/";
@@ -158,8 +165,24 @@ pub struct Halt {
     pub height: BlockHeight,
     /// The block reported at that height.
     pub reported: BlockId,
-    /// The parent the next block named instead.
+    /// The block the chain source serves at that height now (fetched again to confirm the
+    /// parent the next block named).
     pub found: BlockId,
+}
+
+/// A block named a parent other than the last scanned block; that block's height is being
+/// fetched again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ParentDoubt {
+    /// The last scanned block: its height is fetched again, its id compared.
+    pub scanned: ScannedTip,
+    /// The parent the next block named instead.
+    pub named: BlockId,
+}
+
+/// The block whose parent is being confirmed, if one is.
+pub fn parent_doubt(reader: &impl Read) -> Result<Option<ParentDoubt>, DbError> {
+    PARENT_DOUBT.get(reader, &())
 }
 
 /// What handling one block did.
@@ -167,8 +190,15 @@ pub struct Halt {
 pub enum BlockOutcome {
     /// Not the block awaited, or not final: nothing changed.
     Ignored(&'static str),
-    /// The chain source sent bytes that are not a valid block: nothing changed.
+    /// The chain source sent bytes that are not a valid block, or a block off its own chain:
+    /// nothing changed but a parent doubt being settled.
     Refused(ChainError),
+    /// The block named a parent other than the last scanned block: the height below is to be
+    /// fetched again before anything is concluded (recorded as a [`ParentDoubt`]).
+    Rechecking {
+        /// The height to fetch again.
+        height: BlockHeight,
+    },
     /// Scanned and reported.
     Scanned {
         /// The reports.
@@ -209,6 +239,11 @@ pub fn heights_to_fetch(
     let Some(next) = SCANNER_NEXT.get(reader, &())? else {
         return Ok(vec![]);
     };
+    // While a parent is doubted only the height below it is wanted, once per request round.
+    if let Some(doubt) = PARENT_DOUBT.get(reader, &())? {
+        let height = doubt.scanned.height;
+        return Ok(if requested_through == Some(height) { vec![] } else { vec![height] });
+    }
     let Some(last_final) = tip.0.checked_sub(confirmations) else {
         return Ok(vec![]);
     };
@@ -229,6 +264,8 @@ pub struct ChainView {
     pub confirmations: u64,
     /// The chain source's best height, once known.
     pub tip: Option<BlockHeight>,
+    /// What a Bitcoin-family block's header must prove.
+    pub proof_of_work: chain::bitcoin::ProofOfWork,
 }
 
 /// Scans block `height` if it is the next final block, in the caller's transaction.
@@ -240,12 +277,18 @@ pub fn on_block<D: Db>(
     bytes: &[u8],
     watched: impl FnOnce(&Txn<'_, D>) -> Result<Watched, DbError>,
 ) -> Result<BlockOutcome, DbError> {
-    let ChainView { chain, mut confirmations, tip } = view;
+    let ChainView { chain, mut confirmations, tip, proof_of_work } = view;
     if crate::mutation::active(crate::mutation::Mutation::ReportBeforeFinal) {
         confirmations = confirmations.saturating_sub(1);
     }
     if HALTED.get(txn, &())?.is_some() {
         return Ok(BlockOutcome::Ignored("scanning is halted"));
+    }
+    if let Some(doubt) = PARENT_DOUBT.get(txn, &())? {
+        if doubt.scanned.height != height {
+            return Ok(BlockOutcome::Ignored("the last scanned block is being fetched again"));
+        }
+        return settle_doubt(txn, chain, &proof_of_work, doubt, bytes);
     }
     if SCANNER_NEXT.get(txn, &())? != Some(height) {
         return Ok(BlockOutcome::Ignored("not the next block to scan"));
@@ -257,23 +300,25 @@ pub fn on_block<D: Db>(
         return Ok(BlockOutcome::Ignored("no active keys"));
     };
     let scan_keys = [ScanKey { session: keys.session, key: keys.group_keys().chain }];
+    if let Err(error) = chain::check_header(chain, bytes, &proof_of_work) {
+        return Ok(BlockOutcome::Refused(error));
+    }
     let watched = watched(txn)?;
     let mut scanned = match chain::scan_block_watching(chain, bytes, &scan_keys, &watched) {
         Ok(scanned) => scanned,
         Err(error) => return Ok(BlockOutcome::Refused(error)),
     };
 
-    if let Some(ScannedTip { height: last_height, id: last_id }) = LAST_SCANNED.get(txn, &())? {
-        assert_eq!(last_height.0 + 1, height.0, "blocks are scanned strictly in order");
-        if scanned.parent != last_id {
-            let halt = Halt { height: last_height, reported: last_id, found: scanned.parent };
-            tracing::error!(
-                %chain, height = %last_height, reported = %last_id, found = %scanned.parent,
-                "a final block changed (reorganisation deeper than the confirmation depth): scanning halts"
+    if let Some(last) = LAST_SCANNED.get(txn, &())? {
+        assert_eq!(last.height.0 + 1, height.0, "blocks are scanned strictly in order");
+        if scanned.parent != last.id {
+            // One block naming another parent may be the node's mistake, and a halt is for good.
+            tracing::warn!(
+                %chain, %height, named = %scanned.parent, scanned = %last.id,
+                "a block names a parent other than the block scanned below it: fetching that height again"
             );
-            HALTED.set(txn, &(), &halt);
-            let event = ScannerEvent::Halted { height: halt.height, reported: halt.reported, found: halt.found };
-            return Ok(BlockOutcome::Halted { messages: vec![ProcessorMessage::Scanner(event)] });
+            PARENT_DOUBT.set(txn, &(), &ParentDoubt { scanned: last, named: scanned.parent });
+            return Ok(BlockOutcome::Rechecking { height: last.height });
         }
     }
 
@@ -301,6 +346,41 @@ pub fn on_block<D: Db>(
     }
     let event = ScannerEvent::BlockFinal { height, block: scanned.id, deposits };
     Ok(BlockOutcome::Scanned { messages: vec![ProcessorMessage::Scanner(event)], block: scanned, below_minimum })
+}
+
+/// The node's answer for a doubted height: another valid block there confirms the final block
+/// changed (halt); the scanned block again means the successor was off the node's own chain
+/// (refused, to be fetched again). A block that fails its checks settles nothing.
+fn settle_doubt<D: Db>(
+    txn: &mut Txn<'_, D>,
+    chain: ExternalChain,
+    proof_of_work: &chain::bitcoin::ProofOfWork,
+    doubt: ParentDoubt,
+    bytes: &[u8],
+) -> Result<BlockOutcome, DbError> {
+    let checked = chain::check_header(chain, bytes, proof_of_work).and_then(|()| chain::scan_block(chain, bytes, &[]));
+    let block = match checked {
+        Ok(block) => block,
+        Err(error) => return Ok(BlockOutcome::Refused(error)),
+    };
+    PARENT_DOUBT.delete(txn, &());
+    let ParentDoubt { scanned, named } = doubt;
+    if block.id == scanned.id {
+        let error = ChainError::OffTheNodesChain { height: BlockHeight(scanned.height.0 + 1), named, kept: scanned.id };
+        return Ok(BlockOutcome::Refused(error));
+    }
+    Ok(halt(txn, chain, Halt { height: scanned.height, reported: scanned.id, found: block.id }))
+}
+
+/// Halts scanning for good, with the report to the coordinator.
+fn halt<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain, halt: Halt) -> BlockOutcome {
+    tracing::error!(
+        %chain, height = %halt.height, reported = %halt.reported, found = %halt.found,
+        "a final block changed (reorganisation deeper than the confirmation depth): scanning halts"
+    );
+    HALTED.set(txn, &(), &halt);
+    let event = ScannerEvent::Halted { height: halt.height, reported: halt.reported, found: halt.found };
+    BlockOutcome::Halted { messages: vec![ProcessorMessage::Scanner(event)] }
 }
 
 #[cfg(test)]
