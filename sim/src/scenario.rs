@@ -49,6 +49,9 @@ pub struct Scenario {
     pub block_interval_ms: u64,
     /// Chance per block of (another) deposit.
     pub deposit_per_mille: u32,
+    /// Chance per block of a hostile depositor's flood of 1 to 3 deposits below the chain's
+    /// minimum deposit (half with InInstructions): none may be reported or credited.
+    pub dust_per_mille: u32,
     /// Chance per block of Serai issuing Burns (1 to 4, a tenth with invalid destinations).
     pub burn_per_mille: u32,
     /// Chance per block of a reorganisation shallower than the confirmations.
@@ -75,6 +78,7 @@ impl Scenario {
             deep_reorg: false,
             block_interval_ms: 100,
             deposit_per_mille: 300,
+            dust_per_mille: 100,
             burn_per_mille: 100,
             reorg_per_mille: 50,
             fault_phase_ms: 20_000,
@@ -97,6 +101,7 @@ impl Scenario {
             deep_reorg: false,
             block_interval_ms: 100,
             deposit_per_mille: 300,
+            dust_per_mille: 0,
             burn_per_mille: 100,
             reorg_per_mille: 0,
             fault_phase_ms: 5_000,
@@ -122,6 +127,7 @@ impl Scenario {
             ("coordinator crash", self.coordinator_crash_per_mille),
             ("partition", self.partition_per_mille),
             ("deposit", self.deposit_per_mille),
+            ("dust", self.dust_per_mille),
             ("reorganisation", self.reorg_per_mille),
         ] {
             if rate > 1000 {

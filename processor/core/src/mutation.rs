@@ -16,6 +16,8 @@ pub enum Mutation {
     ReportBeforeFinal = 3,
     /// Credit a Monero output whose one-time key was credited before (the burning bug).
     NoOutputKeyCheck = 4,
+    /// Credit deposits below the chain's minimum deposit.
+    CreditBelowMinimum = 5,
 }
 
 #[cfg(feature = "mutations")]

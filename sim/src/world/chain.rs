@@ -5,6 +5,7 @@ use mock_chains::bitcoin::{Depositor as BitcoinDepositor, MockBitcoin};
 use mock_chains::monero::{Depositor as MoneroDepositor, MockMonero, MoneroConfig};
 use processor_core::chain::instruction::encode_instruction;
 use processor_core::chain::monero::{group_address, MoneroBlockData};
+use processor_core::ids::ExternalChain;
 use processor_core::messages::{ChainPublicKey, GroupKeys, InInstruction};
 
 // One value per run: the size difference costs nothing.
@@ -127,6 +128,16 @@ impl SimChain {
     }
 
     /// A deposit amount typical of the chain.
+    /// A hostile depositor's amount: below the chain's minimum deposit, at or above what the
+    /// chain relays (Bitcoin's P2TR dust limit, 330 sat).
+    pub fn dust_amount(&self, draw: u64) -> u64 {
+        let (low, minimum) = match &self.mock {
+            Mock::Bitcoin(..) => (330, processor_core::scanner::minimum_deposit(ExternalChain::Bitcoin).0),
+            Mock::Monero(..) => (1_000_000, processor_core::scanner::minimum_deposit(ExternalChain::Monero).0),
+        };
+        low + draw % (minimum - low)
+    }
+
     pub fn deposit_amount(&self, draw: u64) -> u64 {
         match &self.mock {
             Mock::Bitcoin(..) => 10_000 + draw % 1_000_000,

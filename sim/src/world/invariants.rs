@@ -31,9 +31,12 @@ fn expected_batches(shared: &Shared, session: SessionId, keys: &GroupKeys, from:
             let batch = cache.entry((session, id)).or_insert_with(|| {
                 let bytes = chain.block_bytes(height)?;
                 let scanned = chain::scan_block(shared.chain_kind, &bytes, &scan_key).ok()?;
+                // Deposits below the minimum are never credited, with or without an instruction.
+                let minimum = processor_core::scanner::minimum_deposit(shared.chain_kind);
                 let instructions: Vec<_> = scanned
                     .outputs
                     .into_iter()
+                    .filter(|output| output.amount >= minimum)
                     .filter_map(|output| output.instruction.map(|instruction| (instruction, output.amount)))
                     .collect();
                 (!instructions.is_empty()).then_some(Batch {

@@ -466,6 +466,15 @@ fn workload(shared: &Shared, faults: bool) {
                 ));
             }
         }
+        if shared.roll(scenario.dust_per_mille) {
+            for _ in 0..1 + shared.random_below(3) {
+                let amount = chain.dust_amount(shared.random_below(u64::MAX));
+                let account = shared.roll(500).then_some([0xd5; 32]);
+                if chain.deposit(&keys, amount, account) {
+                    shared.record(format!("chain: hostile dust deposit of {amount}"));
+                }
+            }
+        }
     }
     if let (true, Some(_)) = (faults, confirmed) {
         if shared.roll(scenario.burn_per_mille) {

@@ -36,6 +36,9 @@ pub const fn minimum_deposit(chain: ExternalChain) -> Amount {
 
 /// Removes the deposits below the chain's minimum, returning how many there were.
 fn drop_deposits_below_minimum(chain: ExternalChain, outputs: &mut Vec<ReceivedOutput>) -> usize {
+    if crate::mutation::active(crate::mutation::Mutation::CreditBelowMinimum) {
+        return 0;
+    }
     let before = outputs.len();
     let minimum = minimum_deposit(chain);
     outputs.retain(|output| output.kind != OutputKind::External || output.amount >= minimum);
