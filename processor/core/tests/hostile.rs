@@ -8,7 +8,7 @@ use common::*;
 use coordinator::local::{Faults, LocalNetwork};
 use coordinator::Observation;
 use mock_chains::bitcoin::{Depositor, MockBitcoin};
-use processor_core::core::{Config, Event, InboundStatus, Processor, ProofOfWork};
+use processor_core::core::{Event, InboundStatus, Processor};
 use processor_core::crypto::Identity;
 use processor_core::db::MemDb;
 use processor_core::ids::{Amount, BatchId, BlockHeight, BlockId, ExternalChain, PeerKey, SeqId, SessionId};
@@ -181,12 +181,7 @@ fn a_participant_index_of_zero_is_refused_before_any_effect() {
     let me = identity.peer_key();
     let other = Identity::generate(&mut rng).peer_key();
     let db = MemDb::new();
-    let config = Config {
-        chain: ExternalChain::Bitcoin,
-        coordinator: coordinator.peer_key(),
-        confirmations: 3,
-        proof_of_work: ProofOfWork::REGTEST,
-    };
+    let config = bitcoin_regtest_config(coordinator.peer_key());
     let mut processor = Processor::open(db.clone(), identity, config, ChaCha20Rng::seed_from_u64(35)).unwrap();
 
     let seal = |my_index: u16| {
@@ -245,12 +240,7 @@ fn a_coordinator_that_lost_its_state_is_noticed() {
     let me = identity.peer_key();
     let others: Vec<PeerKey> = (0..2).map(|_| Identity::generate(&mut rng).peer_key()).collect();
     let db = MemDb::new();
-    let config = Config {
-        chain: ExternalChain::Bitcoin,
-        coordinator: coordinator.peer_key(),
-        confirmations: 3,
-        proof_of_work: ProofOfWork::REGTEST,
-    };
+    let config = bitcoin_regtest_config(coordinator.peer_key());
     let mut processor = Processor::open(db.clone(), identity, config, ChaCha20Rng::seed_from_u64(38)).unwrap();
     let start = |session: u32| {
         let mut participants = vec![me];

@@ -114,20 +114,27 @@ fn halts(network: &LocalNetwork) -> usize {
     network.coordinator().observations().iter().filter(|o| matches!(o, Observation::ChainHalted { .. })).count()
 }
 
+/// A chain, a lying node over it, processors following the node, and the next height to scan
+/// (already final).
+fn lying_network(seed: u64) -> (Rc<RefCell<MockBitcoin>>, LyingNode, LocalNetwork, u64) {
+    let (chain, _depositor) = mock_chains::bitcoin::funded_chain(seed, 5);
+    let chain = Rc::new(RefCell::new(chain));
+    let node = LyingNode::new(chain.clone());
+    let (network, scanned) = network_on(seed, &node);
+    for _ in 0..=CONFIRMATIONS {
+        chain.borrow_mut().mine();
+    }
+    (chain, node, network, scanned + 1)
+}
+
 fn counted(network: &LocalNetwork, counter: impl Fn(&processor_core::core::Counters) -> u64) -> u64 {
     (0..network.len()).map(|index| counter(network.processor(index).counters())).sum()
 }
 
 #[test]
 fn hole_10_a_block_without_its_proof_of_work_is_refused() {
-    let (chain, _depositor) = mock_chains::bitcoin::funded_chain(51, 5);
-    let chain = Rc::new(RefCell::new(chain));
-    let node = LyingNode::new(chain.clone());
-    let (mut network, scanned) = network_on(51, &node);
-    let next = scanned + 1;
-    for _ in 0..=CONFIRMATIONS {
-        chain.borrow_mut().mine();
-    }
+    let (chain, node, mut network, next) = lying_network(51);
+    let scanned = next - 1;
     let block = chain.borrow().block(next).unwrap().clone();
 
     // Its transactions intact, its header without the work: hash above target, or a target
@@ -180,14 +187,8 @@ fn hole_10_a_block_without_its_proof_of_work_is_refused() {
 
 #[test]
 fn hole_10_a_wrong_parent_is_confirmed_by_refetching_before_halting() {
-    let (chain, _depositor) = mock_chains::bitcoin::funded_chain(52, 5);
-    let chain = Rc::new(RefCell::new(chain));
-    let node = LyingNode::new(chain.clone());
-    let (mut network, scanned) = network_on(52, &node);
-    let next = scanned + 1;
-    for _ in 0..=CONFIRMATIONS {
-        chain.borrow_mut().mine();
-    }
+    let (chain, node, mut network, next) = lying_network(52);
+    let scanned = next - 1;
 
     // The node serves, once per processor, a valid block of another chain as the next one:
     // it names a parent the node's own chain does not have.

@@ -2,12 +2,13 @@
 //! early frames wait for their turn, the outbox is re-sent until acknowledged, and bytes that
 //! are not an authentic coordinator frame change nothing.
 
-use processor_core::core::{
-    Config, Effect, Event, InboundStatus, Processor, ProofOfWork, IDLE_TICK_MS, RESEND_AFTER_MS,
-};
+mod common;
+
+use common::bitcoin_regtest_config;
+use processor_core::core::{Effect, Event, InboundStatus, Processor, IDLE_TICK_MS, RESEND_AFTER_MS};
 use processor_core::crypto::Identity;
 use processor_core::db::MemDb;
-use processor_core::ids::{ExternalChain, Millis, Participant, PeerKey, SeqId, SessionId};
+use processor_core::ids::{Millis, Participant, PeerKey, SeqId, SessionId};
 use processor_core::inspect::Inspector;
 use processor_core::messages::{CoordinatorMessage, Envelope, Frame, KeyGenCommand, KeyGenEvent, ProcessorMessage};
 use rand_chacha::rand_core::SeedableRng;
@@ -29,12 +30,7 @@ fn fixture() -> Fixture {
     let identity = Identity::generate(&mut rng);
     let others = (0..2).map(|_| Identity::generate(&mut rng).peer_key()).collect();
     let db = MemDb::new();
-    let config = Config {
-        chain: ExternalChain::Bitcoin,
-        coordinator: coordinator.peer_key(),
-        confirmations: 3,
-        proof_of_work: ProofOfWork::REGTEST,
-    };
+    let config = bitcoin_regtest_config(coordinator.peer_key());
     let processor_key = identity.peer_key();
     let processor = Processor::open(db.clone(), identity, config, ChaCha20Rng::seed_from_u64(6)).unwrap();
     Fixture { coordinator, processor_key, others, db, processor, last_status: None }
@@ -140,12 +136,7 @@ fn the_outbox_and_progress_survive_a_restart() {
     let mut f = fixture();
     let replies = f.deliver(f.start(1, 1));
     // Crash: a new core on the same DB, with different randomness.
-    let config = Config {
-        chain: ExternalChain::Bitcoin,
-        coordinator: f.coordinator.peer_key(),
-        confirmations: 3,
-        proof_of_work: ProofOfWork::REGTEST,
-    };
+    let config = bitcoin_regtest_config(f.coordinator.peer_key());
     let identity_key = f.processor_key;
     let rebuilt_identity = {
         let mut rng = ChaCha20Rng::seed_from_u64(5);

@@ -258,28 +258,27 @@ pub fn schedule<F: Funds>(funds: &mut F, fee_rate: u64, model: &FeeModel) -> Res
     Ok(scheduled)
 }
 
-/// The `count` largest outputs, read without taking them.
-fn largest<F: Funds>(funds: &mut F, count: usize) -> Result<Vec<Utxo>, F::Error> {
-    let mut outputs = Vec::with_capacity(count.min(1024));
+/// The first `count` items `at` yields by position (fewer where they end), read without taking
+/// them.
+fn front<T, E>(count: usize, mut at: impl FnMut(usize) -> Result<Option<T>, E>) -> Result<Vec<T>, E> {
+    let mut items = Vec::with_capacity(count.min(1024));
     for index in 0..count {
-        match funds.output(index)? {
-            Some(output) => outputs.push(output),
+        match at(index)? {
+            Some(item) => items.push(item),
             None => break,
         }
     }
-    Ok(outputs)
+    Ok(items)
 }
 
-/// The `count` oldest payments, read without taking them.
+/// The `count` largest outputs.
+fn largest<F: Funds>(funds: &mut F, count: usize) -> Result<Vec<Utxo>, F::Error> {
+    front(count, |index| funds.output(index))
+}
+
+/// The `count` oldest payments.
 fn oldest<F: Funds>(funds: &mut F, count: usize) -> Result<Vec<Payment>, F::Error> {
-    let mut payments = Vec::with_capacity(count.min(1024));
-    for index in 0..count {
-        match funds.payment(index)? {
-            Some(payment) => payments.push(payment),
-            None => break,
-        }
-    }
-    Ok(payments)
+    front(count, |index| funds.payment(index))
 }
 
 /// How many of `candidates` (largest first, at most `max_inputs`) reach `needed`.

@@ -166,6 +166,33 @@ impl<K: DbKey + Clone, V: Encode + Decode<()>> Front<K, V> {
         }
         Ok(())
     }
+
+    /// The `index`-th entry's value, loading up to it.
+    fn get(&mut self, table: &crate::db::Table<K, V>, reader: &impl Read, index: usize) -> Result<Option<V>, DbError>
+    where
+        V: Clone,
+    {
+        self.load(table, reader, index + 1)?;
+        Ok(self.loaded.get(index).map(|(_, value)| value.clone()))
+    }
+
+    /// Removes the first `count` entries (fewer where the table ends), deleting their rows.
+    fn take<D: Db>(
+        &mut self,
+        table: &crate::db::Table<K, V>,
+        txn: &mut Txn<'_, D>,
+        count: usize,
+    ) -> Result<Vec<V>, DbError> {
+        self.load(table, txn, count)?;
+        let taken: Vec<(K, V)> = self.loaded.drain(..count.min(self.loaded.len())).collect();
+        Ok(taken
+            .into_iter()
+            .map(|(key, value)| {
+                table.delete(txn, &key);
+                value
+            })
+            .collect())
+    }
 }
 
 impl<'t, 'a, D: Db> StoredFunds<'t, 'a, D> {
@@ -192,21 +219,17 @@ impl<D: Db> Funds for StoredFunds<'_, '_, D> {
     }
 
     fn output(&mut self, index: usize) -> Result<Option<Utxo>, DbError> {
-        self.outputs.load(&OUTPUTS, self.txn, index + 1)?;
-        Ok(self.outputs.loaded.get(index).map(|(_, utxo)| utxo.clone()))
+        self.outputs.get(&OUTPUTS, self.txn, index)
     }
 
     fn take_outputs(&mut self, count: usize) -> Result<Vec<Utxo>, DbError> {
-        self.outputs.load(&OUTPUTS, self.txn, count)?;
-        let taken: Vec<(SpendingRank, Utxo)> =
-            self.outputs.loaded.drain(..count.min(self.outputs.loaded.len())).collect();
-        for (rank, utxo) in &taken {
-            OUTPUTS.delete(self.txn, rank);
+        let taken = self.outputs.take(&OUTPUTS, self.txn, count)?;
+        for utxo in &taken {
             self.totals.outputs -= 1;
             self.totals.holdings -= utxo.amount.0 as u128;
         }
         self.save_totals();
-        Ok(taken.into_iter().map(|(_, utxo)| utxo).collect())
+        Ok(taken)
     }
 
     fn queue_len(&self) -> u64 {
@@ -214,8 +237,7 @@ impl<D: Db> Funds for StoredFunds<'_, '_, D> {
     }
 
     fn payment(&mut self, index: usize) -> Result<Option<Payment>, DbError> {
-        self.payments.load(&QUEUE, self.txn, index + 1)?;
-        Ok(self.payments.loaded.get(index).map(|(_, payment)| payment.clone()))
+        self.payments.get(&QUEUE, self.txn, index)
     }
 
     fn remove_payment(&mut self, index: usize) -> Result<Option<Payment>, DbError> {
@@ -230,15 +252,10 @@ impl<D: Db> Funds for StoredFunds<'_, '_, D> {
     }
 
     fn take_payments(&mut self, count: usize) -> Result<Vec<Payment>, DbError> {
-        self.payments.load(&QUEUE, self.txn, count)?;
-        let taken: Vec<(QueuePosition, Payment)> =
-            self.payments.loaded.drain(..count.min(self.payments.loaded.len())).collect();
-        for (position, _) in &taken {
-            QUEUE.delete(self.txn, position);
-            self.totals.queued -= 1;
-        }
+        let taken = self.payments.take(&QUEUE, self.txn, count)?;
+        self.totals.queued -= taken.len() as u64;
         self.save_totals();
-        Ok(taken.into_iter().map(|(_, payment)| payment).collect())
+        Ok(taken)
     }
 }
 

@@ -149,3 +149,13 @@ pub fn deposit_until_first_batch(
     assert!(network.run_until(Millis(network.now().0 + 120_000), |net| net.coordinator().signed_batches().count() == 1));
     run_for(network, 10_000);
 }
+
+/// A Bitcoin processor's configuration on regtest, 3 confirmations, commands from `coordinator`.
+pub fn bitcoin_regtest_config(coordinator: processor_core::ids::PeerKey) -> processor_core::core::Config {
+    processor_core::core::Config {
+        chain: processor_core::ids::ExternalChain::Bitcoin,
+        coordinator,
+        confirmations: 3,
+        proof_of_work: processor_core::chain::bitcoin::ProofOfWork::REGTEST,
+    }
+}
