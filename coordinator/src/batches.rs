@@ -22,6 +22,8 @@ pub(crate) struct BatchState {
     /// Per height: each participant's report.
     reports: BTreeMap<BlockHeight, BTreeMap<Participant, (BlockId, Vec<Deposit>)>>,
     decided: BTreeSet<BlockHeight>,
+    /// What was acknowledged at each decided height that had outputs to the group.
+    acknowledged: BTreeMap<BlockHeight, (BlockId, Option<BatchId>)>,
     next_batch: u32,
     rounds: BTreeMap<SignTarget, SigningRound>,
     signed: BTreeMap<BatchId, (Batch, [u8; 64])>,
@@ -77,6 +79,35 @@ impl Coordinator {
         self.batches.signed.values().map(|(batch, signature)| (batch, signature))
     }
 
+    /// Every acknowledged height with outputs to the group: its block and Batch id.
+    pub fn acknowledged_blocks(&self) -> impl DoubleEndedIterator<Item = (BlockHeight, BlockId, Option<BatchId>)> + '_ {
+        self.batches.acknowledged.iter().map(|(height, (block, batch))| (*height, *block, *batch))
+    }
+
+    /// Heights some processor reported and the validators have not decided yet, each with
+    /// whether the first report carries InInstructions.
+    pub fn undecided_reports(&self) -> Vec<(BlockHeight, bool)> {
+        self.batches
+            .reports
+            .iter()
+            .filter_map(|(height, reports)| {
+                let (_, deposits) = reports.values().next()?;
+                Some((*height, deposits.iter().any(|d| d.instruction.is_some())))
+            })
+            .collect()
+    }
+
+    /// Batch signing rounds whose signing set is fixed: the attempt and the preprocesses sent
+    /// to its set.
+    pub fn fixed_batch_rounds(&self) -> Vec<(SignId, Vec<(Participant, Opaque)>)> {
+        self.batches
+            .rounds
+            .values()
+            .filter(|round| matches!(round.id.target, SignTarget::Batch(_)) && round.set.is_some())
+            .map(|round| (round.id, round.preprocesses.clone()))
+            .collect()
+    }
+
     fn participant(&self, participants: &[PeerKey], from: PeerKey) -> Option<Participant> {
         participants.iter().position(|p| *p == from).map(Participant::from_position)
     }
@@ -108,6 +139,7 @@ impl Coordinator {
                     // Outputs with no InInstruction: acknowledged (they join the group's funds)
                     // without a Batch.
                     self.observations.push(Observation::BlockAcknowledged { height, batch: None });
+                    self.batches.acknowledged.insert(height, (block, None));
                     let command = ScannerCommand::AcknowledgeBlock { height, block, batch: None };
                     return participants
                         .iter()
@@ -117,6 +149,7 @@ impl Coordinator {
                 let batch = BatchId(self.batches.next_batch);
                 self.batches.next_batch += 1;
                 self.observations.push(Observation::BlockAcknowledged { height, batch: Some(batch) });
+                self.batches.acknowledged.insert(height, (block, Some(batch)));
                 let id = SignId { session, target: SignTarget::Batch(batch), attempt: Attempt(0) };
                 let round = self.new_round(id);
                 self.batches.rounds.insert(id.target, round);

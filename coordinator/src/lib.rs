@@ -216,6 +216,15 @@ pub struct Coordinator {
     chain_tip: BlockHeight,
     now: Millis,
     batches: batches::BatchState,
+    /// While the coordinator has lost its links' state (a faulty coordinator): the links it had,
+    /// and every message sent since, to re-send once they are restored.
+    forgotten: Option<ForgottenLinks>,
+}
+
+/// The links a coordinator lost, kept for the operator's restore.
+struct ForgottenLinks {
+    links: BTreeMap<PeerKey, Link>,
+    sent_since: Vec<(PeerKey, CoordinatorMessage)>,
 }
 
 impl Coordinator {
@@ -232,6 +241,7 @@ impl Coordinator {
             chain_tip: BlockHeight(0),
             now: Millis(0),
             batches: batches::BatchState::default(),
+            forgotten: None,
         }
     }
 
@@ -397,6 +407,9 @@ impl Coordinator {
         let Some(link) = self.links.get_mut(&to) else {
             return vec![];
         };
+        if let Some(forgotten) = &mut self.forgotten {
+            forgotten.sent_since.push((to, message.clone()));
+        }
         let seq = link.next_seq();
         let outbound = Outbound {
             to,
@@ -493,6 +506,32 @@ impl Coordinator {
 }
 
 impl Coordinator {
+    /// A faulty coordinator's act: it loses its links' state and starts again at sequence id 1
+    /// towards every processor (a coordinator restored without its link database). Processors
+    /// must refuse every command re-using an id they handled for another command. The lost
+    /// links are kept for [`Coordinator::restore_links`]; does nothing if already lost.
+    pub fn forget_links(&mut self) {
+        if self.forgotten.is_some() {
+            return;
+        }
+        let fresh = self.links.keys().map(|peer| (*peer, Link::default())).collect();
+        let links = std::mem::replace(&mut self.links, fresh);
+        self.forgotten = Some(ForgottenLinks { links, sent_since: Vec::new() });
+    }
+
+    /// Whether the links' state is lost, and the highest sequence id sent since.
+    pub fn links_forgotten(&self) -> Option<u64> {
+        self.forgotten.as_ref().map(|_| self.links.values().map(Link::last_sent).max().unwrap_or(0))
+    }
+
+    /// The operator restores the lost links: every message sent meanwhile is sent again on
+    /// them, under their next sequence ids.
+    pub fn restore_links(&mut self) -> Vec<Outbound> {
+        let Some(forgotten) = self.forgotten.take() else { return vec![] };
+        self.links = forgotten.links;
+        forgotten.sent_since.into_iter().flat_map(|(to, message)| self.send(to, message)).collect()
+    }
+
     /// A faulty coordinator's act: tells every participant of `session` to activate `keys`,
     /// whatever happened in the session. Honest processors must refuse unless the keys are the
     /// ones they generated in a session that did not fail.

@@ -26,6 +26,11 @@ impl Link {
         SeqId(self.last_sent)
     }
 
+    /// The highest sequence id sent so far.
+    pub fn last_sent(&self) -> u64 {
+        self.last_sent
+    }
+
     pub fn record_sent(&mut self, seq: SeqId, bytes: Vec<u8>, now_ms: u64) {
         self.unacked.insert(seq, (bytes, now_ms));
     }

@@ -37,10 +37,27 @@ pub struct Args {
     /// Coordinator/processor partitions per block, per mille.
     #[arg(long, default_value_t = 30)]
     partition: u32,
-    /// Make the last validator Byzantine: `keygen` (corrupt DKG shares) or `signing` (wrong
-    /// signature shares).
+    /// An adversary, repeatable: the last validator Byzantine, `keygen` (corrupt DKG shares)
+    /// or `signing` (wrong signature shares); or a faulty `coordinator` (commands it must not
+    /// send, at `--faulty-coordinator` per mille per block).
     #[arg(long)]
-    byzantine: Option<sim::Byzantine>,
+    byzantine: Vec<sim::Byzantine>,
+    /// A faulty coordinator's hostile commands per block, per mille (with `--byzantine
+    /// coordinator`).
+    #[arg(long, default_value_t = 150)]
+    faulty_coordinator: u32,
+    /// Blocks on top of a block before it is final.
+    #[arg(long, default_value_t = 3)]
+    confirmations: u64,
+    /// Every seed draws its own shape (validators, threshold, confirmations, block interval,
+    /// every fault rate, which adversaries are present) from the seed alone; the other shape
+    /// options are ignored.
+    #[arg(long)]
+    swarm: bool,
+    /// Run swarm seeds from `--seed` on until this many minutes have passed (then finish the
+    /// seeds under way), and print what was found per invariant and per fault.
+    #[arg(long)]
+    minutes: Option<f64>,
     /// Once during the run, reorganise the chain deeper than the confirmations (the run must
     /// end in a clean halt).
     #[arg(long)]
@@ -55,6 +72,10 @@ pub struct Args {
     /// Run each seed twice and compare the hashes of their whole event traces.
     #[arg(long)]
     check_determinism: bool,
+    /// Switch on one of the processor's deliberate bugs (its name, e.g. `NoBurnDeduplication`),
+    /// to see which invariant catches it.
+    #[arg(long)]
+    mutation: Option<String>,
     /// Seeds run side by side (each seed is its own single-threaded simulation).
     #[arg(long, default_value_t = default_jobs())]
     jobs: usize,
@@ -65,7 +86,35 @@ fn default_jobs() -> usize {
 }
 
 impl Args {
+    /// The validator misbehaving, if any (`coordinator` is not a validator).
+    fn byzantine_validator(&self) -> Option<sim::Byzantine> {
+        self.byzantine.iter().copied().find(|b| *b != sim::Byzantine::Coordinator)
+    }
+
+    fn faulty_coordinator(&self) -> u32 {
+        if self.byzantine.contains(&sim::Byzantine::Coordinator) {
+            self.faulty_coordinator
+        } else {
+            0
+        }
+    }
+
+    fn swarm(&self) -> bool {
+        self.swarm || self.minutes.is_some()
+    }
+
+    /// The scenario of one seed.
+    fn scenario_for(&self, seed: u64) -> Scenario {
+        if self.swarm() {
+            Scenario::swarm(seed)
+        } else {
+            self.scenario()
+        }
+    }
+
     fn scenario(&self) -> Scenario {
+        let byzantine = self.byzantine_validator();
+        let faulty_coordinator_per_mille = self.faulty_coordinator();
         let mut scenario = Scenario {
             validators: self.validators,
             threshold: self.threshold,
@@ -75,13 +124,17 @@ impl Args {
             processor_crash_per_mille: self.crash,
             coordinator_crash_per_mille: self.coordinator_crash,
             partition_per_mille: self.partition,
-            byzantine: self.byzantine,
+            byzantine,
+            faulty_coordinator_per_mille,
+            confirmations: self.confirmations,
             deep_reorg: self.deep_reorg,
             ..Scenario::standard()
         };
         if self.calm {
             scenario = Scenario {
-                byzantine: self.byzantine,
+                byzantine,
+                faulty_coordinator_per_mille,
+                confirmations: self.confirmations,
                 deep_reorg: self.deep_reorg,
                 ..Scenario::calm(self.validators, self.threshold)
             };
@@ -92,9 +145,12 @@ impl Args {
 
     /// The command reproducing one seed with these settings.
     fn reproduce(&self, seed: u64) -> String {
+        if self.swarm() {
+            return format!("scripts/sim.sh --swarm --seed {seed}");
+        }
         let mut command = format!(
-            "scripts/sim.sh --seed {seed} --validators {} --threshold {} --blocks {}",
-            self.validators, self.threshold, self.blocks
+            "scripts/sim.sh --seed {seed} --validators {} --threshold {} --blocks {} --confirmations {}",
+            self.validators, self.threshold, self.blocks, self.confirmations
         );
         if self.calm {
             command.push_str(" --calm");
@@ -104,11 +160,15 @@ impl Args {
                 self.loss, self.latency_ms, self.duplicate, self.crash, self.coordinator_crash, self.partition
             ));
         }
-        if let Some(byzantine) = self.byzantine {
+        for byzantine in &self.byzantine {
             command.push_str(match byzantine {
                 sim::Byzantine::KeyGen => " --byzantine keygen",
                 sim::Byzantine::Signing => " --byzantine signing",
+                sim::Byzantine::Coordinator => " --byzantine coordinator",
             });
+        }
+        if self.faulty_coordinator() > 0 {
+            command.push_str(&format!(" --faulty-coordinator {}", self.faulty_coordinator));
         }
         if self.deep_reorg {
             command.push_str(" --deep-reorg");
@@ -126,30 +186,53 @@ pub fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
-    let scenario = args.scenario();
-    if let Err(error) = scenario.validate() {
-        eprintln!("error: {error}");
-        return ExitCode::from(2);
+    if !args.swarm() {
+        if let Err(error) = args.scenario().validate() {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(name) = &args.mutation {
+        let Some(mutation) = sim::Mutation::ALL.into_iter().find(|m| format!("{m:?}") == *name) else {
+            let names: Vec<String> = sim::Mutation::ALL.iter().map(|m| format!("{m:?}")).collect();
+            eprintln!("error: no mutation `{name}` (there are {})", names.join(", "));
+            return ExitCode::from(2);
+        };
+        sim::set_mutation(mutation);
     }
     if args.seeds == 0 {
         eprintln!("error: --seeds must be at least 1");
         return ExitCode::from(2);
     }
-
     if args.jobs == 0 {
         eprintln!("error: --jobs must be at least 1");
         return ExitCode::from(2);
     }
+    if args.minutes.is_some_and(|minutes| !(minutes > 0.0 && minutes.is_finite())) {
+        eprintln!("error: --minutes must be a positive number");
+        return ExitCode::from(2);
+    }
 
     let started = Instant::now();
-    let seeds: Vec<u64> = (args.seed..args.seed.saturating_add(args.seeds)).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let deadline = args.minutes.map(|minutes| started + std::time::Duration::from_secs_f64(minutes * 60.0));
+    // With a deadline, seeds go on from `--seed` until it passes; otherwise `--seeds` of them.
+    let last_seed = if deadline.is_some() { u64::MAX } else { args.seed.saturating_add(args.seeds) };
+    let next = std::sync::atomic::AtomicU64::new(args.seed);
     let results = std::sync::Mutex::new(Vec::<(Outcome, bool)>::new());
     std::thread::scope(|scope| {
-        for _ in 0..args.jobs.min(seeds.len()) {
+        for _ in 0..args.jobs.min(usize::try_from(last_seed - args.seed).unwrap_or(usize::MAX)) {
             scope.spawn(|| loop {
-                let position = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(&seed) = seeds.get(position) else { break };
+                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    break;
+                }
+                let seed = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if seed >= last_seed {
+                    break;
+                }
+                let scenario = args.scenario_for(seed);
+                if args.swarm() && args.seeds == 1 && deadline.is_none() {
+                    eprintln!("seed {seed}: {}", scenario.describe());
+                }
                 let outcome = sim::run(seed, &scenario);
                 let deterministic = !args.check_determinism || {
                     let again = sim::run(seed, &scenario);
@@ -158,7 +241,10 @@ pub fn main() -> ExitCode {
                 let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
                 results.push((outcome, deterministic));
                 let outcomes: Vec<&Outcome> = results.iter().map(|(o, _)| o).collect();
-                progress(outcomes.len() as u64, args.seeds, &outcomes);
+                match deadline {
+                    Some(_) => progress_for(started.elapsed().as_secs(), &outcomes),
+                    None => progress(outcomes.len() as u64, args.seeds, &outcomes),
+                }
             });
         }
     });
@@ -175,6 +261,9 @@ pub fn main() -> ExitCode {
         if let Some(violation) = &outcome.violation {
             failed = true;
             println!("\nseed {} FAILED\n{violation}reproduce: {}", outcome.seed, args.reproduce(outcome.seed));
+            if args.swarm() {
+                println!("shape: {}", Scenario::swarm(outcome.seed).describe());
+            }
         }
     }
     if args.check_determinism {
@@ -210,6 +299,61 @@ fn progress(done: u64, total: u64, outcomes: &[&Outcome]) {
     );
 }
 
+/// Progress of a timed run: seeds so far.
+fn progress_for(elapsed_seconds: u64, outcomes: &[&Outcome]) {
+    let failed = outcomes.iter().filter(|o| o.violation.is_some()).count();
+    eprint!("\r{elapsed_seconds:>6} s: {} seeds, {failed} failed", outcomes.len());
+}
+
+/// The spread of the shapes a swarm drew, and what was found per invariant and per fault.
+fn summarise_swarm(outcomes: &[Outcome]) {
+    use std::collections::BTreeMap;
+    let shapes: Vec<Scenario> = outcomes.iter().map(|o| Scenario::swarm(o.seed)).collect();
+    let count = |wanted: &dyn Fn(&Scenario) -> bool| shapes.iter().filter(|s| wanted(s)).count();
+    let mut sizes: BTreeMap<usize, usize> = BTreeMap::new();
+    for shape in &shapes {
+        *sizes.entry(shape.validators).or_default() += 1;
+    }
+    let sizes: Vec<String> = sizes.iter().map(|(n, seeds)| format!("{n}: {seeds}")).collect();
+    println!("{:<22}{}", "validators (seeds)", sizes.join(", "));
+    let unanimous = count(&|s| usize::from(s.threshold) == s.validators);
+    let minimal = count(&|s| s.threshold == 2);
+    println!("{:<22}{minimal} with t = 2, {unanimous} with t = n", "thresholds");
+    let confirmations: Vec<String> = (1..=6).map(|c| format!("{c}: {}", count(&|s| s.confirmations == c))).collect();
+    println!("{:<22}{}", "confirmations (seeds)", confirmations.join(", "));
+    println!(
+        "{:<22}{} faulty coordinator, {} bad signer, {} bad key-generation shares, {} deep reorganisation, {} without faults of a kind",
+        "adversaries (seeds)",
+        count(&|s| s.faulty_coordinator_per_mille > 0),
+        count(&|s| s.byzantine == Some(sim::Byzantine::Signing)),
+        count(&|s| s.byzantine == Some(sim::Byzantine::KeyGen)),
+        count(&|s| s.deep_reorg),
+        count(&|s| s.loss_per_mille == 0 || s.processor_crash_per_mille == 0 || s.reorg_per_mille == 0),
+    );
+    let mut violated: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for outcome in outcomes {
+        if let Some(violation) = &outcome.violation {
+            violated.entry(format!("{:?}", violation.invariant)).or_default().push(outcome.seed);
+        }
+    }
+    if violated.is_empty() {
+        println!("{:<22}none", "invariants violated");
+    }
+    for (invariant, seeds) in violated {
+        println!("{:<22}{invariant}: seeds {seeds:?}", "invariant violated");
+    }
+    let faulted = |wanted: &dyn Fn(&sim::FaultCounts) -> u64| {
+        let seeds = outcomes.iter().filter(|o| wanted(&o.faults) > 0).count();
+        let failed = outcomes.iter().filter(|o| wanted(&o.faults) > 0 && o.violation.is_some()).count();
+        format!("{seeds} seeds ({failed} failed)")
+    };
+    println!("{:<22}processor crashes in {}", "per fault", faulted(&|f| f.processor_crashes));
+    println!("{:<22}coordinator crashes in {}", "", faulted(&|f| f.coordinator_crashes));
+    println!("{:<22}partitions in {}", "", faulted(&|f| f.partitions));
+    println!("{:<22}reorganisations in {}", "", faulted(&|f| f.reorgs));
+    println!("{:<22}faulty-coordinator commands in {}", "", faulted(&|f| f.coordinator_faults));
+}
+
 fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
     let sum = |f: &dyn Fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     let simulated_ms = sum(&|o| o.simulated_ms);
@@ -217,16 +361,12 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
     let rows = [
         ("seeds", format!("{} (from {})", outcomes.len(), args.seed)),
         (
-            "validators",
-            format!(
-                "{}-of-{}{}",
-                args.threshold,
-                args.validators,
-                match args.byzantine {
-                    Some(how) => format!(", one Byzantine ({how:?})"),
-                    None => String::new(),
-                }
-            ),
+            "shape",
+            if args.swarm() {
+                "drawn per seed (the swarm)".to_string()
+            } else {
+                args.scenario().describe()
+            },
         ),
         (
             "simulated time",
@@ -264,6 +404,7 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
         ("coordinator crashes", sum(&|o| o.faults.coordinator_crashes).to_string()),
         ("partitions", sum(&|o| o.faults.partitions).to_string()),
         ("duplicated messages", sum(&|o| o.faults.duplicates).to_string()),
+        ("faulty coordinator", format!("{} commands it must not send", sum(&|o| o.faults.coordinator_faults))),
         ("violations", outcomes.iter().filter(|o| o.violation.is_some()).count().to_string()),
     ];
     println!("{:-<72}", "");
@@ -273,6 +414,9 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
     // One seed: its trace hash, so a replay (or a refactoring) can be compared exactly.
     if let [outcome] = outcomes {
         println!("{:<22}{}", "trace hash", hex::encode(outcome.trace_hash));
+    }
+    if args.swarm() {
+        summarise_swarm(outcomes);
     }
     println!("{:-<72}", "");
 }

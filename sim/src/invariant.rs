@@ -42,6 +42,20 @@ pub enum Invariant {
     RedeliveryChangesNothing,
     /// A redelivered frame sends no message but its acknowledgement.
     RedeliverySendsNothing,
+    /// A processor acknowledges only the final block it scanned at a height.
+    AcknowledgedBlockIsFinal,
+    /// The funds a processor holds, plus its plans' inputs, are exactly the group's credited
+    /// outputs in the blocks acknowledged there (those awaiting their Batch's publication
+    /// aside): each credited once, none from elsewhere, with the chain's amounts.
+    FundsMatchChain,
+    /// No processor sends two different signature shares for one attempt (one nonce, one
+    /// message).
+    OneSharePerAttempt,
+    /// A processor whose chain halted preprocesses and signs nothing more.
+    NothingSignedWhileHalted,
+    /// After faults stop, every valid Burn is paid, or forfeited for its fee; none is left
+    /// queued while the group holds the funds for it.
+    BurnsSettled,
     /// Liveness: after faults stop, keys are active, every final deposit is in a signed Batch
     /// and every plan is paid on chain.
     Liveness,
@@ -71,6 +85,15 @@ impl Invariant {
             Invariant::AttemptPreprocessedOnce => "no signing attempt is preprocessed twice",
             Invariant::RedeliveryChangesNothing => "a redelivered frame changes no state",
             Invariant::RedeliverySendsNothing => "a redelivered frame sends nothing but its acknowledgement",
+            Invariant::AcknowledgedBlockIsFinal => "a processor acknowledges only the final block it scanned",
+            Invariant::FundsMatchChain => {
+                "funds held plus planned inputs are exactly the group's credited outputs in the acknowledged blocks"
+            }
+            Invariant::OneSharePerAttempt => "no processor sends two different signature shares for one attempt",
+            Invariant::NothingSignedWhileHalted => "a halted chain preprocesses and signs nothing more",
+            Invariant::BurnsSettled => {
+                "after faults stop, every valid Burn is paid or forfeited, none queued while funds suffice"
+            }
             Invariant::Liveness => {
                 "after faults stop, keys are active, every final deposit is in a signed Batch and every plan is paid"
             }
@@ -89,6 +112,11 @@ impl Invariant {
             Invariant::OutputInOnePlan | Invariant::BurnInOnePlan | Invariant::OutputInOneSignedTransaction => &[6],
             Invariant::PreprocessUnique | Invariant::AttemptPreprocessedOnce => &[7],
             Invariant::RedeliveryChangesNothing | Invariant::RedeliverySendsNothing => &[2, 3],
+            Invariant::AcknowledgedBlockIsFinal => &[4, 8],
+            Invariant::FundsMatchChain => &[5, 13],
+            Invariant::OneSharePerAttempt => &[7],
+            Invariant::NothingSignedWhileHalted => &[8],
+            Invariant::BurnsSettled => &[14],
         }
     }
 }

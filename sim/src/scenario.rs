@@ -10,6 +10,9 @@ pub enum Byzantine {
     /// Behaves in key generation, then sends wrong signature shares: it must be blamed and the
     /// rest sign without it.
     Signing,
+    /// Not a validator: the coordinator itself is faulty (see
+    /// [`Scenario::faulty_coordinator_per_mille`]).
+    Coordinator,
 }
 
 impl core::str::FromStr for Byzantine {
@@ -18,7 +21,8 @@ impl core::str::FromStr for Byzantine {
         match s {
             "keygen" => Ok(Byzantine::KeyGen),
             "signing" => Ok(Byzantine::Signing),
-            other => Err(format!("unknown misbehaviour `{other}` (expected `keygen` or `signing`)")),
+            "coordinator" => Ok(Byzantine::Coordinator),
+            other => Err(format!("unknown misbehaviour `{other}` (expected `keygen`, `signing` or `coordinator`)")),
         }
     }
 }
@@ -40,8 +44,18 @@ pub struct Scenario {
     pub coordinator_crash_per_mille: u32,
     /// Chance per fault-plan step of partitioning the coordinator from a processor.
     pub partition_per_mille: u32,
-    /// The last validator misbehaves so.
+    /// The last validator misbehaves so (`KeyGen` or `Signing`; `Coordinator` is refused here:
+    /// a faulty coordinator is [`Scenario::faulty_coordinator_per_mille`]).
     pub byzantine: Option<Byzantine>,
+    /// Chance per fault-plan step (one per block) that the coordinator, authentic but faulty,
+    /// sends a command it must not (0..=1000; 0 is an honest coordinator): Burns re-sent, a
+    /// height acknowledged again under a new Batch id, a block acknowledged that is not final
+    /// or not the processors' block, fee rates of 0 and absurd ones, out-of-range indexes,
+    /// unknown sessions, a second signing set for a fixed attempt, and a loss of its links'
+    /// state (restarting at sequence id 1 until an operator restores them).
+    pub faulty_coordinator_per_mille: u32,
+    /// Blocks on top of a block before it is final (1..=10).
+    pub confirmations: u64,
     /// Once, during the fault phase, the chain reorganises deeper than the confirmations: the
     /// run must end with every processor halted cleanly and nothing reported twice.
     pub deep_reorg: bool,
@@ -75,6 +89,8 @@ impl Scenario {
             coordinator_crash_per_mille: 15,
             partition_per_mille: 30,
             byzantine: None,
+            faulty_coordinator_per_mille: 0,
+            confirmations: 3,
             deep_reorg: false,
             block_interval_ms: 100,
             deposit_per_mille: 300,
@@ -98,6 +114,8 @@ impl Scenario {
             coordinator_crash_per_mille: 0,
             partition_per_mille: 0,
             byzantine: None,
+            faulty_coordinator_per_mille: 0,
+            confirmations: 3,
             deep_reorg: false,
             block_interval_ms: 100,
             deposit_per_mille: 300,
@@ -109,6 +127,97 @@ impl Scenario {
         }
     }
 
+    /// The swarm's scenario for `seed`: every shape drawn from the seed alone (from a stream of
+    /// its own, so the run's random choices do not shift it), so a failing seed replays from
+    /// its seed. Validators 3..=10 with any threshold from 2 to n (n - 1 with a Byzantine
+    /// validator), 1 to 6 confirmations, 50 to 300 ms blocks, each fault rate from zero (a
+    /// quarter of the time) up to harsh, and each adversary present or not.
+    pub fn swarm(seed: u64) -> Scenario {
+        use rand_chacha::rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x5377_6172_6d5f_5368);
+        let mut below = |bound: u64| rng.next_u64() % bound.max(1);
+        let validators = 3 + below(8) as usize;
+        let byzantine = match below(10) {
+            0 | 1 => Some(Byzantine::Signing),
+            2 => Some(Byzantine::KeyGen),
+            _ => None,
+        };
+        let highest_threshold = if byzantine.is_some() { validators - 1 } else { validators };
+        let threshold = (2 + below(highest_threshold as u64 - 1)) as u16;
+        let mut rate = |harsh: u32| if below(4) == 0 { 0 } else { 1 + below(u64::from(harsh)) as u32 };
+        let loss_per_mille = rate(250);
+        let duplicate_per_mille = rate(300);
+        let processor_crash_per_mille = rate(120);
+        let coordinator_crash_per_mille = rate(60);
+        let partition_per_mille = rate(100);
+        let dust_per_mille = rate(300);
+        let reorg_per_mille = rate(150);
+        let faulty_coordinator_per_mille = if below(3) == 0 { 0 } else { 20 + below(280) as u32 };
+        let confirmations = 1 + below(6);
+        let block_interval_ms = 50 + below(251);
+        let blocks = 100 + below(151);
+        Scenario {
+            validators,
+            threshold,
+            loss_per_mille,
+            max_latency_ms: 1 + below(600),
+            duplicate_per_mille,
+            processor_crash_per_mille,
+            coordinator_crash_per_mille,
+            partition_per_mille,
+            byzantine,
+            faulty_coordinator_per_mille,
+            confirmations,
+            deep_reorg: below(10) == 0,
+            block_interval_ms,
+            deposit_per_mille: 100 + below(500) as u32,
+            dust_per_mille,
+            burn_per_mille: 30 + below(270) as u32,
+            reorg_per_mille,
+            fault_phase_ms: blocks * block_interval_ms,
+            liveness_deadline_ms: 90_000,
+        }
+    }
+
+    /// The shape in one line, for a run's report.
+    pub fn describe(&self) -> String {
+        let mut adversaries = Vec::new();
+        match self.byzantine {
+            Some(Byzantine::KeyGen) => adversaries.push("a validator with bad key-generation shares".to_string()),
+            Some(Byzantine::Signing) => adversaries.push("a validator with bad signature shares".to_string()),
+            Some(Byzantine::Coordinator) | None => {}
+        }
+        if self.faulty_coordinator_per_mille > 0 {
+            adversaries.push(format!("a faulty coordinator ({}‰)", self.faulty_coordinator_per_mille));
+        }
+        if self.dust_per_mille > 0 {
+            adversaries.push(format!("dust depositors ({}‰)", self.dust_per_mille));
+        }
+        if self.deep_reorg {
+            adversaries.push("a reorganisation deeper than the confirmations".to_string());
+        }
+        format!(
+            "{}-of-{}, {} confirmations, {} ms blocks, {} blocks of faults; loss {}‰, latency ≤{} ms, duplicates {}‰, \
+             processor crashes {}‰, coordinator crashes {}‰, partitions {}‰, reorganisations {}‰; deposits {}‰, \
+             Burns {}‰; adversaries: {}",
+            self.threshold,
+            self.validators,
+            self.confirmations,
+            self.block_interval_ms,
+            self.fault_phase_ms / self.block_interval_ms.max(1),
+            self.loss_per_mille,
+            self.max_latency_ms,
+            self.duplicate_per_mille,
+            self.processor_crash_per_mille,
+            self.coordinator_crash_per_mille,
+            self.partition_per_mille,
+            self.reorg_per_mille,
+            self.deposit_per_mille,
+            self.burn_per_mille,
+            if adversaries.is_empty() { "none".to_string() } else { adversaries.join(", ") }
+        )
+    }
+
     /// Rejects scenarios the processors would refuse, before running anything.
     pub fn validate(&self) -> Result<(), String> {
         if !(2..=processor_core::keygen::MAX_PARTICIPANTS).contains(&self.validators) {
@@ -116,6 +225,12 @@ impl Scenario {
         }
         if self.threshold < 2 || usize::from(self.threshold) > self.validators {
             return Err(format!("threshold must be within 2..={}", self.validators));
+        }
+        if self.byzantine == Some(Byzantine::Coordinator) {
+            return Err("a faulty coordinator is a rate (faulty_coordinator_per_mille), not a validator".into());
+        }
+        if !(1..=10).contains(&self.confirmations) {
+            return Err("confirmations must be within 1..=10".into());
         }
         if self.byzantine.is_some() && self.validators - 1 < usize::from(self.threshold) {
             return Err("with a Byzantine validator, t honest validators must remain".into());
@@ -129,6 +244,7 @@ impl Scenario {
             ("deposit", self.deposit_per_mille),
             ("dust", self.dust_per_mille),
             ("reorganisation", self.reorg_per_mille),
+            ("faulty coordinator", self.faulty_coordinator_per_mille),
         ] {
             if rate > 1000 {
                 return Err(format!("{name} rate {rate} is over 1000 per mille"));
@@ -158,6 +274,8 @@ pub struct FaultCounts {
     pub partitions: u64,
     pub duplicates: u64,
     pub reorgs: u64,
+    /// Commands a faulty coordinator sent that it must not have.
+    pub coordinator_faults: u64,
 }
 
 /// An invariant that did not hold.
@@ -218,5 +336,27 @@ mod tests {
             .is_err());
         assert!(Scenario { loss_per_mille: 1000, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { duplicate_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { confirmations: 0, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { byzantine: Some(super::Byzantine::Coordinator), ..Scenario::standard() }
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn every_swarm_shape_is_valid_and_the_swarm_spreads() {
+        let shapes: Vec<Scenario> = (0..2_000).map(Scenario::swarm).collect();
+        for (seed, shape) in shapes.iter().enumerate() {
+            assert_eq!(shape.validate(), Ok(()), "seed {seed}: {}", shape.describe());
+        }
+        let validators: std::collections::BTreeSet<usize> = shapes.iter().map(|s| s.validators).collect();
+        assert_eq!(validators, (3..=10).collect());
+        let thresholds: std::collections::BTreeSet<u16> = shapes.iter().map(|s| s.threshold).collect();
+        assert_eq!(thresholds, (2..=10).collect());
+        assert!(shapes.iter().any(|s| s.threshold == s.validators as u16 && s.byzantine.is_none()));
+        assert!(shapes.iter().any(|s| s.loss_per_mille == 0) && shapes.iter().any(|s| s.loss_per_mille > 200));
+        assert!(shapes.iter().any(|s| s.faulty_coordinator_per_mille > 0 && s.byzantine.is_some()));
+        assert!(shapes.iter().any(|s| s.deep_reorg));
+        // The same seed, the same shape.
+        assert_eq!(Scenario::swarm(77).describe(), Scenario::swarm(77).describe());
     }
 }

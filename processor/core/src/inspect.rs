@@ -72,6 +72,11 @@ impl<'r, R: Read> Inspector<'r, R> {
         scanner::parent_doubt(self.0)
     }
 
+    /// Every height acknowledged here, with the block and Batch id acknowledged.
+    pub fn acknowledgements(&self) -> Result<Vec<(BlockHeight, batch::Acknowledgement)>, DbError> {
+        batch::acknowledgements(self.0)
+    }
+
     /// Every Batch built here.
     pub fn batches(&self) -> Result<Vec<(BatchId, BatchRecord)>, DbError> {
         batch::batches(self.0)

@@ -18,6 +18,37 @@ pub enum Mutation {
     NoOutputKeyCheck = 4,
     /// Credit deposits below the chain's minimum deposit.
     CreditBelowMinimum = 5,
+    /// Queue a Burn whose id was received before (a coordinator re-sending Burns).
+    NoBurnDeduplication = 6,
+    /// Accept a second, different acknowledgement of a height already acknowledged.
+    NoDoubleAcknowledgementGuard = 7,
+    /// Accept an acknowledgement naming another block than the one scanned at its height.
+    NoAcknowledgedBlockCheck = 8,
+    /// Go on signing and planning after a final block changed (the chain halted).
+    SignWhileHalted = 9,
+    /// Keep an attempt's Batch nonces after signing with them, so a second signing set for
+    /// the same attempt gets a second share from the same nonces.
+    KeepNoncesAfterSigning = 10,
+    /// Schedule payments only when Burns arrive, not when outputs join the funds: a Burn that
+    /// waited for funds stays queued once they are there.
+    ScheduleOnlyOnBurns = 11,
+}
+
+impl Mutation {
+    /// Every deliberate bug (not `None`).
+    pub const ALL: [Mutation; 11] = [
+        Mutation::SkipSequenceCheck,
+        Mutation::ReuseNonce,
+        Mutation::ReportBeforeFinal,
+        Mutation::NoOutputKeyCheck,
+        Mutation::CreditBelowMinimum,
+        Mutation::NoBurnDeduplication,
+        Mutation::NoDoubleAcknowledgementGuard,
+        Mutation::NoAcknowledgedBlockCheck,
+        Mutation::SignWhileHalted,
+        Mutation::KeepNoncesAfterSigning,
+        Mutation::ScheduleOnlyOnBurns,
+    ];
 }
 
 #[cfg(feature = "mutations")]

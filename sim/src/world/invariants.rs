@@ -1,7 +1,7 @@
 //! The invariants every run is checked against ([`crate::Invariant`], citing `ARCHITECTURE.md`):
 //! safety during the whole run, liveness once faults stop.
 
-use super::{lock, Shared, CONFIRMATIONS};
+use super::{lock, Shared};
 use crate::Invariant;
 use coordinator::SessionStatus;
 use processor_core::chain::{self, ScanKey};
@@ -17,38 +17,158 @@ fn failure(invariant: Invariant, detail: String) -> Failure {
     (invariant, detail)
 }
 
+/// What scanning one block for a session's keys found: its outputs to the group, each with
+/// its Monero one-time key (what the burning bug reuses).
+pub(super) struct ScannedOutputs {
+    id: processor_core::ids::BlockId,
+    outputs: Vec<(chain::ReceivedOutput, Option<[u8; 32]>)>,
+}
+
+/// The best chain's block at `height` scanned for `session`'s keys, cached by block id (a block
+/// id never changes content).
+fn scanned(
+    shared: &Shared,
+    chain: &super::chain::SimChain,
+    session: SessionId,
+    keys: &GroupKeys,
+    height: u64,
+) -> Option<std::sync::Arc<ScannedOutputs>> {
+    let id = chain.block_id(height)?;
+    let mut cache = lock(&shared.scan_cache);
+    cache
+        .entry((session, id))
+        .or_insert_with(|| {
+            let bytes = chain.block_bytes(height)?;
+            let scan_key = [ScanKey { session, key: keys.chain }];
+            let scanned = chain::scan_block(shared.chain_kind, &bytes, &scan_key).ok()?;
+            let outputs = scanned
+                .outputs
+                .into_iter()
+                .map(|output| {
+                    let key = match shared.chain_kind {
+                        processor_core::ids::ExternalChain::Monero => {
+                            monero_wallet::WalletOutput::read(&mut output.spend_data.as_slice())
+                                .ok()
+                                .map(|wallet| wallet.key().compress().to_bytes())
+                        }
+                        processor_core::ids::ExternalChain::Bitcoin => None,
+                    };
+                    (output, key)
+                })
+                .collect();
+            Some(std::sync::Arc::new(ScannedOutputs { id: scanned.id, outputs }))
+        })
+        .clone()
+}
+
+/// Whether an output is credited at all: deposits below the minimum never are (the group's
+/// own change and branch outputs always are).
+fn creditable(shared: &Shared, output: &chain::ReceivedOutput) -> bool {
+    output.kind != processor_core::messages::OutputKind::External
+        || output.amount >= processor_core::scanner::minimum_deposit(shared.chain_kind)
+}
+
 /// The Batch each final block with InInstructions must produce, scanning the best chain
 /// directly: (height, Batch content without its id).
 fn expected_batches(shared: &Shared, session: SessionId, keys: &GroupKeys, from: u64) -> Vec<(u64, Batch)> {
     let Some(chain) = &shared.chain else { return vec![] };
     let chain = lock(chain);
-    let Some(last_final) = chain.tip().checked_sub(CONFIRMATIONS) else { return vec![] };
-    let scan_key = [ScanKey { session, key: keys.chain }];
-    let mut cache = lock(&shared.scan_cache);
+    let Some(last_final) = chain.tip().checked_sub(shared.scenario.confirmations) else { return vec![] };
     (from..=last_final)
         .filter_map(|height| {
-            let id = chain.block_id(height)?;
-            let batch = cache.entry((session, id)).or_insert_with(|| {
-                let bytes = chain.block_bytes(height)?;
-                let scanned = chain::scan_block(shared.chain_kind, &bytes, &scan_key).ok()?;
-                // Deposits below the minimum are never credited, with or without an instruction.
-                let minimum = processor_core::scanner::minimum_deposit(shared.chain_kind);
-                let instructions: Vec<_> = scanned
-                    .outputs
-                    .into_iter()
-                    .filter(|output| output.amount >= minimum)
-                    .filter_map(|output| output.instruction.map(|instruction| (instruction, output.amount)))
-                    .collect();
-                (!instructions.is_empty()).then_some(Batch {
-                    chain: shared.chain_kind,
-                    id: BatchId(0),
-                    block: scanned.id,
-                    instructions,
-                })
-            });
-            batch.clone().map(|batch| (height, batch))
+            let scanned = scanned(shared, &chain, session, keys, height)?;
+            let instructions: Vec<_> = scanned
+                .outputs
+                .iter()
+                .filter(|(output, _)| creditable(shared, output))
+                .filter_map(|(output, _)| output.instruction.clone().map(|instruction| (instruction, output.amount)))
+                .collect();
+            (!instructions.is_empty())
+                .then(|| (height, Batch { chain: shared.chain_kind, id: BatchId(0), block: scanned.id, instructions }))
         })
         .collect()
+}
+
+/// Conservation against the chain, at every processor holding `session`'s keys: each
+/// acknowledged block is the best chain's final block there, and the funds it holds plus its
+/// plans' inputs are exactly the group's credited outputs in those blocks (outputs with an
+/// InInstruction once their Batch is published; a Monero one-time key once). With every plan
+/// conserving value, credited deposits then equal payments, fees and funds held.
+fn funds_match_chain(shared: &Shared, session: SessionId, keys: &GroupKeys) -> Result<(), Failure> {
+    use processor_core::scheduler::Funds;
+    let storage = |e: processor_core::db::DbError| failure(Invariant::Storage, e.to_string());
+    let Some(chain) = &shared.chain else { return Ok(()) };
+    let chain = lock(chain);
+    for (index, db) in shared.dbs.iter().enumerate() {
+        let inspector = Inspector::new(db);
+        if inspector.active_session().map_err(storage)? != Some(session) {
+            continue;
+        }
+        let mut expected = BTreeMap::new();
+        let mut one_time_keys = std::collections::BTreeSet::new();
+        for (height, acknowledged) in inspector.acknowledgements().map_err(storage)? {
+            if chain.block_id(height.0) != Some(acknowledged.block.0) {
+                return Err(failure(
+                    Invariant::AcknowledgedBlockIsFinal,
+                    format!(
+                        "processor {index} acknowledged block {} at height {height}, the final block there is {:?}",
+                        acknowledged.block,
+                        chain.block_id(height.0).map(hex::encode)
+                    ),
+                ));
+            }
+            let Some(scanned) = scanned(shared, &chain, session, keys, height.0) else { continue };
+            let published = match acknowledged.batch {
+                None => true,
+                Some(batch) => inspector.batch(batch).map_err(storage)?.is_some_and(|record| record.published),
+            };
+            for (output, one_time_key) in &scanned.outputs {
+                if !creditable(shared, output) || one_time_key.is_some_and(|key| !one_time_keys.insert(key)) {
+                    continue;
+                }
+                if output.instruction.is_none() || published {
+                    expected.insert(output.id.clone(), output.amount);
+                }
+            }
+        }
+        let mut held = BTreeMap::new();
+        let mut funds = inspector.funds().map_err(storage)?;
+        let outputs = (0..funds.output_count() as usize).filter_map(|i| funds.output(i).ok().flatten());
+        let planned: Vec<_> = inspector
+            .plans()
+            .map_err(storage)?
+            .into_iter()
+            .flat_map(|(_, record)| record.plan.inputs.into_iter())
+            .collect();
+        for utxo in outputs.collect::<Vec<_>>().into_iter().chain(planned) {
+            if held.insert(utxo.id.clone(), utxo.amount).is_some() {
+                return Err(failure(
+                    Invariant::FundsMatchChain,
+                    format!("processor {index} holds or plans output {} twice", utxo.id),
+                ));
+            }
+        }
+        if held != expected {
+            let extra: Vec<String> = held
+                .iter()
+                .filter(|(id, a)| expected.get(*id) != Some(a))
+                .map(|(id, a)| format!("{id}: {a}"))
+                .collect();
+            let missing: Vec<String> = expected
+                .iter()
+                .filter(|(id, a)| held.get(*id) != Some(a))
+                .map(|(id, a)| format!("{id}: {a}"))
+                .collect();
+            return Err(failure(
+                Invariant::FundsMatchChain,
+                format!(
+                    "processor {index}: held or planned but not credited on chain {extra:?}; credited on chain but \
+                     neither held nor planned {missing:?}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The active session's keys and activation height, as the coordinator confirmed them.
@@ -146,6 +266,7 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
         return Ok(());
     }
     if let Some((session, keys, activation)) = active(shared) {
+        funds_match_chain(shared, session, &keys)?;
         let expected = expected_batches(shared, session, &keys, activation);
         for batch in &signed {
             match expected.iter().find(|(_, e)| e.block == batch.block) {
@@ -167,7 +288,17 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
 
 /// Liveness: the latest session's keys are active at all its participants, and every final
 /// block with InInstructions is in a signed Batch. `Err` says what is still awaited.
-pub(super) fn live(shared: &Shared) -> Result<(), String> {
+pub(super) fn live(shared: &Shared) -> Result<(), (Invariant, String)> {
+    live_batches_and_plans(shared).map_err(|waiting| (Invariant::Liveness, waiting))?;
+    if shared.scenario.deep_reorg {
+        // A halted chain refuses Burns: they wait for the operator.
+        return Ok(());
+    }
+    burns_settled(shared).map_err(|waiting| (Invariant::BurnsSettled, waiting))
+}
+
+/// Keys, Batches and plans: `Err` says what is still awaited.
+fn live_batches_and_plans(shared: &Shared) -> Result<(), String> {
     {
         let coordinator = lock(&shared.coordinator);
         let Some(session) = coordinator.latest_session() else { return Err("no session".into()) };
@@ -224,6 +355,52 @@ pub(super) fn live(shared: &Shared) -> Result<(), String> {
         }
     }
     plans_agree(shared)?;
+    Ok(())
+}
+
+/// Every Burn Serai issued, at every processor of the latest keys: a valid one paid by a plan
+/// (complete, as `plans_agree` requires) or forfeited for its fee, never left queued while the
+/// funds would pay it; an invalid one rejected. `Err` says what is still awaited.
+fn burns_settled(shared: &Shared) -> Result<(), String> {
+    use processor_core::payments::BurnStatus;
+    use processor_core::scheduler::Funds;
+    let Some(session) = lock(&shared.coordinator).latest_session() else { return Err("no session".into()) };
+    let issued = lock(&shared.issued_burns).clone();
+    for (index, db) in shared.dbs.iter().enumerate() {
+        let inspector = Inspector::new(db);
+        if inspector.active_session().map_err(|e| e.to_string())? != Some(session) {
+            continue;
+        }
+        let mut funds = inspector.funds().map_err(|e| e.to_string())?;
+        // The queue is paid in order: only its front can be waiting on nothing but itself.
+        if let Ok(Some(front)) = funds.payment(0) {
+            let margin = u128::from(shared.chain.as_ref().map_or(0, |c| lock(c).deposit_amount(0)));
+            if funds.holdings() > 2 * u128::from(front.amount.0) + margin {
+                return Err(format!(
+                    "processor {index} holds {} yet Burn {} of {} is still queued",
+                    funds.holdings(),
+                    hex::encode(front.id),
+                    front.amount
+                ));
+            }
+        }
+        for (burn, valid) in &issued {
+            let status = inspector.burn(&burn.id).map_err(|e| e.to_string())?;
+            let settled = match status {
+                None => false,
+                Some(BurnStatus::Rejected) => !valid,
+                Some(BurnStatus::Queued) => *valid,
+                Some(BurnStatus::Planned(_) | BurnStatus::Forfeited) => *valid,
+            };
+            if !settled {
+                return Err(format!(
+                    "processor {index}: Burn {} ({}) is {status:?}",
+                    hex::encode(burn.id),
+                    if *valid { "valid" } else { "invalid" }
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

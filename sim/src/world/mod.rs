@@ -2,6 +2,7 @@
 //! workload, a fault plan driven from the seed, and the invariant checks.
 
 mod chain;
+mod faulty_coordinator;
 mod invariants;
 mod link;
 mod nodes;
@@ -30,8 +31,6 @@ fn trace_tail_len() -> usize {
     static LEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *LEN.get_or_init(|| std::env::var("SIM_TRACE_TAIL").ok().and_then(|v| v.parse().ok()).unwrap_or(40))
 }
-/// Blocks on top of a block before it is final, in every simulated run.
-pub const CONFIRMATIONS: u64 = 3;
 
 fn coordinator_addr() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 1)
@@ -42,10 +41,11 @@ fn processor_addr(index: usize) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, index)), 1)
 }
 
+/// What the checks found scanning a block for a session's keys (`None`: not scannable).
+type ScannedBlock = Option<Arc<invariants::ScannedOutputs>>;
+
 /// The transaction (by the simulation's id for it) that spent an output, and its publisher.
 type SpentBy = (Vec<u8>, usize);
-/// The Batch a block must produce for a session's keys, if any.
-type ExpectedBatch = Option<processor_core::messages::Batch>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -89,13 +89,18 @@ struct Shared {
     down: Mutex<Vec<bool>>,
     /// Every preprocess each processor sent, by the signing attempt it was for.
     preprocesses: Mutex<BTreeMap<Vec<u8>, (usize, processor_core::messages::SignId)>>,
+    /// The signature share each processor sent for each signing attempt.
+    shares: Mutex<BTreeMap<(usize, processor_core::messages::SignId), Vec<u8>>>,
+    /// Every Burn Serai issued, in order, and whether its destination is valid (a faulty
+    /// coordinator re-sends some).
+    issued_burns: Mutex<Vec<(processor_core::messages::Burn, bool)>>,
     /// Every output a published transaction spends, with that transaction's id and publisher.
     spent_by: Mutex<BTreeMap<Vec<u8>, SpentBy>>,
     /// Transactions published (first publications, by any processor).
     published: Mutex<u64>,
     /// What the checks found scanning each block for a session's keys, by block id (a block id
     /// never changes content).
-    scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), ExpectedBatch>>,
+    scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), ScannedBlock>>,
     /// Once the deep reorganisation of a deep-reorg scenario happened: which processors had
     /// scanned a block it replaced (they must halt; the others never saw the replaced blocks
     /// and carry on).
@@ -221,6 +226,8 @@ fn new_shared(seed: u64, scenario: &Scenario, rng: &mut ChaCha20Rng) -> Arc<Shar
         rng: Mutex::new(ChaCha20Rng::seed_from_u64(rng.next_u64())),
         down: Mutex::new(vec![false; scenario.validators + 1]),
         preprocesses: Mutex::new(BTreeMap::new()),
+        shares: Mutex::new(BTreeMap::new()),
+        issued_burns: Mutex::new(Vec::new()),
         spent_by: Mutex::new(BTreeMap::new()),
         published: Mutex::new(0),
         violation: Mutex::new(None),
@@ -326,14 +333,17 @@ async fn drive(
             deep_reorg(shared);
         }
         inject_faults(shared, handle, coordinator_node, processor_nodes, &net);
+        faulty_coordinator::act(shared);
+        faulty_coordinator::restore_if_due(shared, false);
     }
+    faulty_coordinator::restore_if_due(shared, true);
     quiet_phase(shared, &net).await
 }
 
 /// Reorganises the chain deeper than the confirmations, noting which processors had scanned a
 /// replaced block (those must halt).
 fn deep_reorg(shared: &Shared) {
-    let depth = CONFIRMATIONS as usize + 3 + shared.random_below(3) as usize;
+    let depth = shared.scenario.confirmations as usize + 3 + shared.random_below(3) as usize;
     let Some(chain) = &shared.chain else { return };
     let mut chain = lock(chain);
     let first_replaced = (chain.tip() + 1).saturating_sub(depth as u64);
@@ -417,10 +427,10 @@ async fn quiet_phase(shared: &Shared, net: &Arc<NetSim>) -> Option<(Invariant, S
                 shared.record("live".into());
                 return None;
             }
-            Err(waiting_for) => {
+            Err((invariant, waiting_for)) => {
                 if quiet_start.elapsed() > Duration::from_millis(scenario.liveness_deadline_ms) {
                     return Some((
-                        Invariant::Liveness,
+                        invariant,
                         format!("{} ms into the quiet phase: {waiting_for}", scenario.liveness_deadline_ms),
                     ));
                 }
@@ -444,9 +454,9 @@ fn workload(shared: &Shared, faults: bool) {
     };
     let mut chain = lock(chain);
     if faults && shared.roll(scenario.reorg_per_mille) {
-        // A reorganisation replacing up to CONFIRMATIONS blocks leaves every block with
-        // CONFIRMATIONS blocks on top in place: the deepest reorganisation finality absorbs.
-        let depth = 1 + shared.random_below(CONFIRMATIONS) as usize;
+        // A reorganisation replacing up to `confirmations` blocks leaves every block with that
+        // many blocks on top in place: the deepest reorganisation finality absorbs.
+        let depth = 1 + shared.random_below(scenario.confirmations) as usize;
         if chain.reorg(depth) {
             shared.record(format!("chain: reorganisation of depth {depth}"));
         }
@@ -479,22 +489,25 @@ fn workload(shared: &Shared, faults: bool) {
     if let (true, Some(_)) = (faults, confirmed) {
         if shared.roll(scenario.burn_per_mille) {
             let count = 1 + shared.random_below(4) as usize;
-            let burns: Vec<processor_core::messages::Burn> = (0..count)
+            let issued: Vec<(processor_core::messages::Burn, bool)> = (0..count)
                 .map(|_| {
                     let mut id = [0u8; 32];
                     id[..8].copy_from_slice(&shared.random_below(u64::MAX).to_le_bytes());
                     let valid = shared.roll(900);
                     let amount = chain.deposit_amount(shared.random_below(u64::MAX)) / 2;
-                    processor_core::messages::Burn {
+                    let burn = processor_core::messages::Burn {
                         id,
                         destination: chain.burn_destination(shared.random_below(u64::MAX), valid),
                         amount: processor_core::ids::Amount(amount),
-                    }
+                    };
+                    (burn, valid)
                 })
                 .collect();
+            let burns: Vec<processor_core::messages::Burn> = issued.iter().map(|(burn, _)| burn.clone()).collect();
             let fee_rate = chain.fee_rate();
             shared.record(format!("serai: {count} Burns at fee rate {fee_rate}"));
             *lock(&shared.burns) += count as u64;
+            lock(&shared.issued_burns).extend(issued);
             // Delivered by the coordinator's retransmission.
             let _ = lock(&shared.coordinator).burn(shared.chain_kind, burns, fee_rate);
         }

@@ -2,7 +2,7 @@
 //! madsim's network, clock and the simulated chain. The cores they drive are the production ones.
 
 use super::link::{SimCoordinatorLink, SimProcessorLink};
-use super::{coordinator_addr, describe, lock, processor_addr, Shared, CONFIRMATIONS, TICK};
+use super::{coordinator_addr, describe, lock, processor_addr, Shared, TICK};
 use crate::scenario::Byzantine;
 use crate::Invariant;
 use coordinator::{byzantine, Outbound};
@@ -29,7 +29,7 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
     let config = Config {
         chain: shared.chain_kind,
         coordinator: lock(&shared.coordinator).peer_key(),
-        confirmations: CONFIRMATIONS,
+        confirmations: shared.scenario.confirmations,
         // The mock chain mines at regtest difficulty.
         proof_of_work: ProofOfWork::REGTEST,
     };
@@ -65,6 +65,10 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                 Event::Inbound(bytes) if redelivered(&shared, index, bytes) => Some(snapshot(&shared, index)),
                 _ => None,
             };
+            // A command handled on a halted chain must sign nothing (resends on ticks are of
+            // messages made before the halt).
+            let halted = matches!(event, Event::Inbound(_))
+                && Inspector::new(&shared.dbs[index]).halted().ok().flatten().is_some();
             let effects = match core.handle(event) {
                 Ok(outcome) => outcome.effects,
                 Err(error) => panic!("processor {index} storage failed: {error}"),
@@ -73,7 +77,7 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                 check_no_second_effect(&shared, index, before, &effects);
             }
             for effect in effects {
-                perform(&shared, index, &mut link, effect, &mut events).await;
+                perform(&shared, index, &mut link, effect, &mut events, halted).await;
             }
         }
     }
@@ -87,6 +91,7 @@ async fn perform(
     link: &mut SimProcessorLink,
     effect: Effect,
     events: &mut VecDeque<Event>,
+    halted: bool,
 ) {
     match effect {
         Effect::Send(bytes) => {
@@ -100,7 +105,7 @@ async fn perform(
                 }
                 _ => bytes,
             };
-            observe_outbound(shared, index, &bytes);
+            observe_outbound(shared, index, &bytes, halted);
             shared.record(format!("processor {index} -> {}", describe(&bytes, false)));
             let _ = link.send(bytes).await;
         }
@@ -249,13 +254,40 @@ fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
 
 /// Watches what a processor sends for nonce reuse: one preprocess (a commitment to nonces) must
 /// never serve two signing attempts, and an attempt must never get two preprocesses.
-fn observe_outbound(shared: &Shared, index: usize, bytes: &[u8]) {
+fn observe_outbound(shared: &Shared, index: usize, bytes: &[u8], halted: bool) {
     let coordinator = lock(&shared.coordinator).peer_key();
     let Ok(envelope) = Envelope::<ProcessorMessage>::open(bytes, &coordinator, |_| true) else { return };
-    let Frame::Data { message: ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess }), .. } = envelope.frame
-    else {
-        return;
+    let Frame::Data { message: ProcessorMessage::Sign(event), .. } = envelope.frame else { return };
+    let (id, preprocess) = match event {
+        SignEvent::Preprocess { id, preprocess } => (id, preprocess),
+        SignEvent::Share { id, share } => {
+            if halted {
+                shared.violate(
+                    Invariant::NothingSignedWhileHalted,
+                    format!("processor {index} sent a signature share for {id:?} on a halted chain"),
+                );
+            }
+            let mut shares = lock(&shared.shares);
+            match shares.get(&(index, id)) {
+                Some(earlier) if *earlier != share => shared.violate(
+                    Invariant::OneSharePerAttempt,
+                    format!("processor {index} sent two different signature shares for {id:?}"),
+                ),
+                Some(_) => {}
+                None => {
+                    shares.insert((index, id), share);
+                }
+            }
+            return;
+        }
+        _ => return,
     };
+    if halted {
+        shared.violate(
+            Invariant::NothingSignedWhileHalted,
+            format!("processor {index} preprocessed {id:?} on a halted chain"),
+        );
+    }
     let mut seen = lock(&shared.preprocesses);
     if let Some((other_index, other_id)) = seen.get(&preprocess) {
         if (*other_index, *other_id) != (index, id) {

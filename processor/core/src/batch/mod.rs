@@ -33,6 +33,11 @@ tables! {
     ACKNOWLEDGED: Table<BlockHeight, Acknowledgement> = b"batch/acknowledged/";
 }
 
+/// Every height the coordinator acknowledged here, with what it acknowledged.
+pub fn acknowledgements(reader: &impl Read) -> Result<Vec<(BlockHeight, Acknowledgement)>, DbError> {
+    ACKNOWLEDGED.entries(reader)
+}
+
 /// What the coordinator acknowledged at a height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Acknowledgement {
@@ -122,7 +127,10 @@ impl BatchSigner {
         block: BlockId,
         batch: Option<BatchId>,
     ) -> Result<Vec<ProcessorMessage>, SignError> {
-        if let Some(earlier) = ACKNOWLEDGED.get(txn, &height)? {
+        let earlier = ACKNOWLEDGED.get(txn, &height)?;
+        let earlier =
+            earlier.filter(|_| !crate::mutation::active(crate::mutation::Mutation::NoDoubleAcknowledgementGuard));
+        if let Some(earlier) = earlier {
             if earlier == (Acknowledgement { block, batch }) {
                 // The same command again (a coordinator's resend under a new sequence id).
                 return Ok(vec![]);
@@ -145,7 +153,7 @@ impl BatchSigner {
                 "no outputs to the group at height {height} here (or already acknowledged)"
             )));
         };
-        if final_block.id != block {
+        if final_block.id != block && !crate::mutation::active(crate::mutation::Mutation::NoAcknowledgedBlockCheck) {
             return Err(SignError::Refused(format!(
                 "acknowledged block {block} at {height} is not the final block seen here"
             )));
@@ -241,6 +249,9 @@ impl BatchSigner {
         let Some(nonces) = self.nonces.take(&id) else {
             return Err(SignError::Refused(format!("no live nonces for {id:?} (already used, or lost in a restart)")));
         };
+        if crate::mutation::active(crate::mutation::Mutation::KeepNoncesAfterSigning) {
+            self.nonces.insert(id, nonces.clone());
+        }
         if commitments.get(keys.batch.share.identifier()) != Some(nonces.commitments()) {
             return Err(SignError::refused("the signing set lacks our own commitments"));
         }

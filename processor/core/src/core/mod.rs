@@ -551,7 +551,8 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         let mut publish: Option<(PlanId, Vec<u8>)> = None;
         // A chain whose final block changed signs and plans nothing more (ARCHITECTURE.md,
         // invariant 8): which funds the group holds is no longer known.
-        let halted = scanner::halted(&txn)?.is_some();
+        let halted =
+            scanner::halted(&txn)?.is_some() && !crate::mutation::active(crate::mutation::Mutation::SignWhileHalted);
         let replies = match message {
             CoordinatorMessage::Scanner(_) | CoordinatorMessage::Sign(_) | CoordinatorMessage::Payments(_)
                 if halted =>
@@ -647,6 +648,10 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             ScannerCommand::BatchPublished { batch } => self.signer.published(txn, batch).map(|()| vec![]),
         };
         let mut messages = self.signing_result(db, txn, seq, None, result)?;
+        if crate::mutation::active(crate::mutation::Mutation::ScheduleOnlyOnBurns) {
+            // The deliberate bug: Burns waiting for funds stay queued when funds arrive.
+            return Ok(messages);
+        }
         let scheduling = payments::schedule(txn, chain)?;
         messages.extend(self.planned(txn, seq, scheduling)?);
         Ok(messages)

@@ -140,7 +140,9 @@ pub fn burns<D: Db>(
     scheduler::set_fee_rate(txn, fee_rate)?;
     let mut messages = Vec::new();
     for burn in burns {
-        if BURNS.get(txn, &burn.id)?.is_some() {
+        if BURNS.get(txn, &burn.id)?.is_some()
+            && !crate::mutation::active(crate::mutation::Mutation::NoBurnDeduplication)
+        {
             continue;
         }
         match validate_burn(chain, &burn) {
