@@ -32,7 +32,12 @@ fn every_deliberate_bug_is_caught_by_its_invariant() {
         (
             Mutation::ReportBeforeFinal,
             Scenario::standard(),
-            &[Invariant::BatchIsItsFinalBlock, Invariant::BatchesAgree, Invariant::OneBatchPerBlock],
+            &[
+                Invariant::HaltOnlyOnReplacedFinalBlock,
+                Invariant::BatchIsItsFinalBlock,
+                Invariant::BatchesAgree,
+                Invariant::OneBatchPerBlock,
+            ],
         ),
         (Mutation::CreditBelowMinimum, Scenario::standard(), &[Invariant::FundsMatchChain]),
         (Mutation::ScheduleOnlyOnBurns, Scenario::standard(), &[Invariant::BurnsSettled]),

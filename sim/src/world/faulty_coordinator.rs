@@ -19,10 +19,10 @@ const UNKNOWN_SESSION: SessionId = SessionId(60_000);
 /// Below this many handled commands at some processor, a loss of the links' state is not
 /// started: the forgetful coordinator's ids must stay within what every processor handled, or
 /// its commands would be taken as new ones (see `restore_if_due`).
-const HANDLED_BEFORE_FORGETTING: u64 = 200;
+const HANDLED_BEFORE_FORGETTING: u64 = 40;
 /// The forgetful coordinator is restored before its ids come this close to what a processor
 /// handled.
-const FORGETTING_MARGIN: u64 = 64;
+const FORGETTING_MARGIN: u64 = 24;
 
 /// The active session and its participants, as the coordinator confirmed them.
 fn active(coordinator: &Coordinator) -> Option<(SessionId, Vec<PeerKey>)> {
@@ -33,9 +33,16 @@ fn active(coordinator: &Coordinator) -> Option<(SessionId, Vec<PeerKey>)> {
     Some((session, coordinator.participants(session)?.to_vec()))
 }
 
-/// The fewest commands any processor has handled.
-fn fewest_handled(shared: &Shared) -> u64 {
-    shared.dbs.iter().map(|db| Inspector::new(db).handled_through().map_or(0, |seq| seq.0)).min().unwrap_or(0)
+/// The fewest commands a processor of the active session has handled.
+fn fewest_handled(shared: &Shared, participants: &[PeerKey]) -> u64 {
+    shared
+        .identities
+        .iter()
+        .zip(&shared.dbs)
+        .filter(|(identity, _)| participants.contains(&identity.peer_key()))
+        .map(|(_, db)| Inspector::new(db).handled_through().map_or(0, |seq| seq.0))
+        .min()
+        .unwrap_or(0)
 }
 
 fn to_all(coordinator: &mut Coordinator, participants: &[PeerKey], message: CoordinatorMessage) {
@@ -171,7 +178,9 @@ pub(super) fn act(shared: &Shared) {
             format!("sends a second signing set for {id:?}")
         }
         _ => {
-            if coordinator.links_forgotten().is_some() || fewest_handled(shared) < HANDLED_BEFORE_FORGETTING {
+            if coordinator.links_forgotten().is_some()
+                || fewest_handled(shared, &participants) < HANDLED_BEFORE_FORGETTING
+            {
                 return;
             }
             coordinator.forget_links();
@@ -186,8 +195,12 @@ pub(super) fn act(shared: &Shared) {
 /// An operator restores a coordinator that lost its links' state: after a while, before its
 /// new ids reach what some processor handled, and always when faults stop (`now`).
 pub(super) fn restore_if_due(shared: &Shared, now: bool) {
-    let Some(sent) = lock(&shared.coordinator).links_forgotten() else { return };
-    let due = now || sent + FORGETTING_MARGIN >= fewest_handled(shared) || shared.roll(100);
+    let (sent, participants) = {
+        let coordinator = lock(&shared.coordinator);
+        let Some(sent) = coordinator.links_forgotten() else { return };
+        (sent, active(&coordinator).map(|(_, participants)| participants).unwrap_or_default())
+    };
+    let due = now || sent + FORGETTING_MARGIN >= fewest_handled(shared, &participants) || shared.roll(100);
     if !due {
         return;
     }
