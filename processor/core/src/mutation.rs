@@ -18,6 +18,10 @@ pub enum Mutation {
     NoOutputKeyCheck = 4,
     /// Credit deposits below the chain's minimum deposit.
     CreditBelowMinimum = 5,
+    /// One dust limit for every Bitcoin destination script (the group's P2TR 330 sat): Burns to
+    /// P2PKH (546) and P2SH (540) below their own limit are accepted and paid, in transactions
+    /// no node relays.
+    OneDustLimit = 6,
 }
 
 #[cfg(feature = "mutations")]
