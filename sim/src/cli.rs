@@ -37,6 +37,25 @@ pub struct Args {
     /// Coordinator/processor partitions per block, per mille.
     #[arg(long, default_value_t = 30)]
     partition: u32,
+    /// Hostile dust floods (deposits below the minimum) per block, per mille.
+    #[arg(long, default_value_t = Scenario::standard().dust_per_mille)]
+    dust: u32,
+    /// Monero burning-bug deposits (a twin reusing a deposit's transaction key) per block, per
+    /// mille.
+    #[arg(long, default_value_t = Scenario::standard().twin_deposit_per_mille)]
+    twin_deposit: u32,
+    /// Payments to the group's change address per block, per mille.
+    #[arg(long, default_value_t = Scenario::standard().change_deposit_per_mille)]
+    change_deposit: u32,
+    /// Blocks with thousands of deposits per block, per mille (each costs seconds).
+    #[arg(long, default_value_t = Scenario::standard().large_block_per_mille)]
+    large_block: u32,
+    /// Deposits with malformed instruction data per block, per mille.
+    #[arg(long, default_value_t = Scenario::standard().malformed_instruction_per_mille)]
+    malformed_instruction: u32,
+    /// Share of Bitcoin Burns near their destination's dust limit, per mille.
+    #[arg(long, default_value_t = Scenario::standard().near_dust_burn_per_mille)]
+    near_dust_burn: u32,
     /// Make the last validator Byzantine: `keygen` (corrupt DKG shares) or `signing` (wrong
     /// signature shares).
     #[arg(long)]
@@ -75,6 +94,12 @@ impl Args {
             processor_crash_per_mille: self.crash,
             coordinator_crash_per_mille: self.coordinator_crash,
             partition_per_mille: self.partition,
+            dust_per_mille: self.dust,
+            twin_deposit_per_mille: self.twin_deposit,
+            change_deposit_per_mille: self.change_deposit,
+            large_block_per_mille: self.large_block,
+            malformed_instruction_per_mille: self.malformed_instruction,
+            near_dust_burn_per_mille: self.near_dust_burn,
             byzantine: self.byzantine,
             deep_reorg: self.deep_reorg,
             ..Scenario::standard()
@@ -102,6 +127,16 @@ impl Args {
             command.push_str(&format!(
                 " --loss {} --latency-ms {} --duplicate {} --crash {} --coordinator-crash {} --partition {}",
                 self.loss, self.latency_ms, self.duplicate, self.crash, self.coordinator_crash, self.partition
+            ));
+            command.push_str(&format!(
+                " --dust {} --twin-deposit {} --change-deposit {} --large-block {} --malformed-instruction {} \
+                 --near-dust-burn {}",
+                self.dust,
+                self.twin_deposit,
+                self.change_deposit,
+                self.large_block,
+                self.malformed_instruction,
+                self.near_dust_burn
             ));
         }
         if let Some(byzantine) = self.byzantine {
@@ -255,6 +290,17 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
                 sum(&|o| o.burns),
                 sum(&|o| o.plans),
                 sum(&|o| o.paid)
+            ),
+        ),
+        (
+            "hostile deposits",
+            format!(
+                "{} reusing a transaction key, {} to the change address, {} malformed, {} in {} large blocks",
+                sum(&|o| o.hostile.key_reusing),
+                sum(&|o| o.hostile.change_address),
+                sum(&|o| o.hostile.malformed),
+                sum(&|o| o.hostile.large_block_deposits),
+                sum(&|o| o.hostile.large_blocks)
             ),
         ),
         ("blames", sum(&|o| o.blames).to_string()),

@@ -52,6 +52,29 @@ pub struct Scenario {
     /// Chance per block of a hostile depositor's flood of 1 to 3 deposits below the chain's
     /// minimum deposit (half with InInstructions): none may be reported or credited.
     pub dust_per_mille: u32,
+    /// Chance per block of a hostile depositor staging Monero's burning bug: a deposit under a
+    /// transaction key of its choosing, and a twin reusing the key (in the same block or a later
+    /// one) that pays the group's same one-time key again, beside a fresh output. The repeated key
+    /// is credited once, to whichever output came first. Monero only (a Bitcoin output is named by
+    /// its outpoint). 0..=1000.
+    pub twin_deposit_per_mille: u32,
+    /// Chance per block of a payment to the group's change address (Bitcoin: the key committed to
+    /// the change root; Monero: subaddress 0/1), half with an InInstruction, some below the
+    /// minimum deposit: credited to no one, kept by the group as its own output. 0..=1000.
+    pub change_deposit_per_mille: u32,
+    /// Chance per block of a block with thousands of deposits (Bitcoin: 1,000 to 3,000 outputs in
+    /// 1 to 3 transactions; Monero: 4 to 8 transactions of 15 outputs, the chain's limit beside
+    /// the change): reported whole within the message limit, and everything stays live. Each
+    /// costs seconds of the run: keep it rare (0..=1000; a few per mille).
+    pub large_block_per_mille: u32,
+    /// Chance per block of a deposit whose instruction data is malformed (truncated, another
+    /// version, trailing bytes, random bytes; Bitcoin: split over two pushes; Monero: oversized):
+    /// credited to no one, kept by the group, in no Batch. 0..=1000.
+    pub malformed_instruction_per_mille: u32,
+    /// Share of Serai's Bitcoin Burns paid to P2PKH, P2SH or P2WPKH destinations with amounts
+    /// near their dust limit (546, 540, 294 sat): below it a Burn is rejected, just above it
+    /// forfeited if its fee share would leave dust. 0..=1000.
+    pub near_dust_burn_per_mille: u32,
     /// Chance per block of Serai issuing Burns (1 to 4, a tenth with invalid destinations).
     pub burn_per_mille: u32,
     /// Chance per block of a reorganisation shallower than the confirmations.
@@ -79,6 +102,11 @@ impl Scenario {
             block_interval_ms: 100,
             deposit_per_mille: 300,
             dust_per_mille: 100,
+            twin_deposit_per_mille: 40,
+            change_deposit_per_mille: 40,
+            large_block_per_mille: 5,
+            malformed_instruction_per_mille: 60,
+            near_dust_burn_per_mille: 300,
             burn_per_mille: 100,
             reorg_per_mille: 50,
             fault_phase_ms: 20_000,
@@ -102,6 +130,11 @@ impl Scenario {
             block_interval_ms: 100,
             deposit_per_mille: 300,
             dust_per_mille: 0,
+            twin_deposit_per_mille: 0,
+            change_deposit_per_mille: 0,
+            large_block_per_mille: 0,
+            malformed_instruction_per_mille: 0,
+            near_dust_burn_per_mille: 0,
             burn_per_mille: 100,
             reorg_per_mille: 0,
             fault_phase_ms: 5_000,
@@ -128,6 +161,11 @@ impl Scenario {
             ("partition", self.partition_per_mille),
             ("deposit", self.deposit_per_mille),
             ("dust", self.dust_per_mille),
+            ("twin deposit", self.twin_deposit_per_mille),
+            ("change deposit", self.change_deposit_per_mille),
+            ("large block", self.large_block_per_mille),
+            ("malformed instruction", self.malformed_instruction_per_mille),
+            ("near-dust Burn", self.near_dust_burn_per_mille),
             ("reorganisation", self.reorg_per_mille),
         ] {
             if rate > 1000 {
@@ -158,6 +196,21 @@ pub struct FaultCounts {
     pub partitions: u64,
     pub duplicates: u64,
     pub reorgs: u64,
+}
+
+/// Hostile deposits the chain accepted in a run, by kind.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct HostileCounts {
+    /// Burning-bug deposits: originals and twins (Monero).
+    pub key_reusing: u64,
+    /// Payments to the group's change address.
+    pub change_address: u64,
+    /// Deposits with malformed instruction data.
+    pub malformed: u64,
+    /// Blocks of thousands of deposits (Bitcoin) or of many-output transactions (Monero), and
+    /// the deposits in them.
+    pub large_blocks: u64,
+    pub large_block_deposits: u64,
 }
 
 /// An invariant that did not hold.
@@ -200,6 +253,7 @@ pub struct Outcome {
     pub paid: u64,
     pub halted: u64,
     pub faults: FaultCounts,
+    pub hostile: HostileCounts,
     pub violation: Option<Violation>,
 }
 
@@ -218,5 +272,7 @@ mod tests {
             .is_err());
         assert!(Scenario { loss_per_mille: 1000, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { duplicate_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { large_block_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { near_dust_burn_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
     }
 }

@@ -5,11 +5,11 @@ use super::{lock, Shared, CONFIRMATIONS};
 use crate::Invariant;
 use coordinator::SessionStatus;
 use processor_core::chain::{self, ScanKey};
-use processor_core::ids::{BatchId, SessionId};
+use processor_core::ids::{Amount, BatchId, BlockId, ExternalChain, SessionId};
 use processor_core::inspect::Inspector;
 use processor_core::keygen;
-use processor_core::messages::{Batch, GroupKeys};
-use std::collections::BTreeMap;
+use processor_core::messages::{Batch, GroupKeys, InInstruction, OutputKind};
+use std::collections::{BTreeMap, BTreeSet};
 
 type Failure = (Invariant, String);
 
@@ -17,38 +17,76 @@ fn failure(invariant: Invariant, detail: String) -> Failure {
     (invariant, detail)
 }
 
+/// What the checks found scanning one block for a session's keys: its id and the outputs that
+/// join the group, in block order, with what each is credited with.
+pub(super) struct BlockCredits {
+    block: BlockId,
+    outputs: Vec<Credit>,
+}
+
+/// An output to the group as the checks expect it credited.
+struct Credit {
+    /// The InInstruction it is credited to, if any.
+    instruction: Option<InInstruction>,
+    amount: Amount,
+    /// Monero: its one-time key (`None` if unreadable: then it is credited to no one); Bitcoin:
+    /// `None` (an output is named by its outpoint alone).
+    one_time_key: Option<[u8; 32]>,
+}
+
 /// The Batch each final block with InInstructions must produce, scanning the best chain
-/// directly: (height, Batch content without its id).
+/// directly: (height, Batch content without its id). Deposits below the minimum are never
+/// credited; the hostile depositors' malformed instruction data and payments to the change
+/// address are credited to no one, whatever the processor's decoding says; a Monero one-time
+/// key is credited only to its first output on the chain (the burning bug).
 fn expected_batches(shared: &Shared, session: SessionId, keys: &GroupKeys, from: u64) -> Vec<(u64, Batch)> {
     let Some(chain) = &shared.chain else { return vec![] };
     let chain = lock(chain);
     let Some(last_final) = chain.tip().checked_sub(CONFIRMATIONS) else { return vec![] };
     let scan_key = [ScanKey { session, key: keys.chain }];
+    let monero = shared.chain_kind == ExternalChain::Monero;
+    let minimum = processor_core::scanner::minimum_deposit(shared.chain_kind);
     let mut cache = lock(&shared.scan_cache);
-    (from..=last_final)
-        .filter_map(|height| {
-            let id = chain.block_id(height)?;
-            let batch = cache.entry((session, id)).or_insert_with(|| {
-                let bytes = chain.block_bytes(height)?;
-                let scanned = chain::scan_block(shared.chain_kind, &bytes, &scan_key).ok()?;
-                // Deposits below the minimum are never credited, with or without an instruction.
-                let minimum = processor_core::scanner::minimum_deposit(shared.chain_kind);
-                let instructions: Vec<_> = scanned
-                    .outputs
-                    .into_iter()
-                    .filter(|output| output.amount >= minimum)
-                    .filter_map(|output| output.instruction.map(|instruction| (instruction, output.amount)))
-                    .collect();
-                (!instructions.is_empty()).then_some(Batch {
-                    chain: shared.chain_kind,
-                    id: BatchId(0),
-                    block: scanned.id,
-                    instructions,
+    let mut credited_keys = BTreeSet::new();
+    let mut batches = Vec::new();
+    for height in from..=last_final {
+        let Some(id) = chain.block_id(height) else { continue };
+        let credits = cache.entry((session, id)).or_insert_with(|| {
+            let bytes = chain.block_bytes(height)?;
+            let scanned = chain::scan_block(shared.chain_kind, &bytes, &scan_key).ok()?;
+            let outputs = scanned
+                .outputs
+                .into_iter()
+                // The group's change address is exempt from the minimum: its outputs are the group's own.
+                .filter(|output| output.kind != OutputKind::External || output.amount >= minimum)
+                .map(|output| {
+                    let transaction = output.id.0.get(..32).and_then(|id| <[u8; 32]>::try_from(id).ok());
+                    let uncredited = transaction.is_some_and(|id| chain.hostile.uncredited.contains(&id));
+                    Credit {
+                        instruction: output.instruction.filter(|_| !uncredited),
+                        amount: output.amount,
+                        one_time_key: if monero { chain::monero::output_key(&output.spend_data) } else { None },
+                    }
                 })
-            });
-            batch.clone().map(|batch| (height, batch))
-        })
-        .collect()
+                .collect();
+            Some(BlockCredits { block: scanned.id, outputs })
+        });
+        let Some(credits) = credits else { continue };
+        let instructions: Vec<_> = credits
+            .outputs
+            .iter()
+            .filter(|output| match output.one_time_key {
+                Some(key) => credited_keys.insert(key),
+                None => !monero,
+            })
+            .filter_map(|output| output.instruction.clone().map(|instruction| (instruction, output.amount)))
+            .collect();
+        if !instructions.is_empty() {
+            let batch = Batch { chain: shared.chain_kind, id: BatchId(0), block: credits.block, instructions };
+            batches.push((height, batch));
+        }
+    }
+    batches
 }
 
 /// The active session's keys and activation height, as the coordinator confirmed them.

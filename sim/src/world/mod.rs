@@ -2,6 +2,7 @@
 //! workload, a fault plan driven from the seed, and the invariant checks.
 
 mod chain;
+mod hostile;
 mod invariants;
 mod link;
 mod nodes;
@@ -44,8 +45,8 @@ fn processor_addr(index: usize) -> SocketAddr {
 
 /// The transaction (by the simulation's id for it) that spent an output, and its publisher.
 type SpentBy = (Vec<u8>, usize);
-/// The Batch a block must produce for a session's keys, if any.
-type ExpectedBatch = Option<processor_core::messages::Batch>;
+/// What a block credits for a session's keys (`None`: it did not scan).
+type ExpectedCredits = Option<invariants::BlockCredits>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -95,7 +96,7 @@ struct Shared {
     published: Mutex<u64>,
     /// What the checks found scanning each block for a session's keys, by block id (a block id
     /// never changes content).
-    scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), ExpectedBatch>>,
+    scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), ExpectedCredits>>,
     /// Once the deep reorganisation of a deep-reorg scenario happened: which processors had
     /// scanned a block it replaced (they must halt; the others never saw the replaced blocks
     /// and carry on).
@@ -261,9 +262,9 @@ fn spawn_nodes(shared: &Arc<Shared>, handle: &Handle) -> (NodeHandle, Vec<NodeHa
 /// What a finished run produced.
 fn outcome(shared: &Shared, seed: u64, start: Instant, violation: Option<(Invariant, String)>) -> Outcome {
     let faults = *lock(&shared.faults);
-    let (deposits, reorgs) = shared.chain.as_ref().map_or((0, 0), |c| {
+    let (deposits, reorgs, hostile) = shared.chain.as_ref().map_or((0, 0, Default::default()), |c| {
         let chain = lock(c);
-        (chain.deposits, chain.reorgs)
+        (chain.deposits, chain.reorgs, chain.hostile.counts)
     });
     let burns = *lock(&shared.burns);
     let plans = invariants::plans_at(shared, 0);
@@ -294,6 +295,7 @@ fn outcome(shared: &Shared, seed: u64, start: Instant, violation: Option<(Invari
         paid,
         halted,
         faults: FaultCounts { reorgs, ..faults },
+        hostile,
         violation: violation.map(|(invariant, detail)| Violation {
             invariant,
             detail,
@@ -475,6 +477,7 @@ fn workload(shared: &Shared, faults: bool) {
                 }
             }
         }
+        hostile::deposits(shared, &mut chain, &keys);
     }
     if let (true, Some(_)) = (faults, confirmed) {
         if shared.roll(scenario.burn_per_mille) {
@@ -483,13 +486,16 @@ fn workload(shared: &Shared, faults: bool) {
                 .map(|_| {
                     let mut id = [0u8; 32];
                     id[..8].copy_from_slice(&shared.random_below(u64::MAX).to_le_bytes());
-                    let valid = shared.roll(900);
-                    let amount = chain.deposit_amount(shared.random_below(u64::MAX)) / 2;
-                    processor_core::messages::Burn {
-                        id,
-                        destination: chain.burn_destination(shared.random_below(u64::MAX), valid),
-                        amount: processor_core::ids::Amount(amount),
-                    }
+                    let near_dust = shared
+                        .roll(scenario.near_dust_burn_per_mille)
+                        .then(|| chain.near_dust_burn(shared.random_below(u64::MAX)))
+                        .flatten();
+                    let (destination, amount) = near_dust.unwrap_or_else(|| {
+                        let valid = shared.roll(900);
+                        let amount = chain.deposit_amount(shared.random_below(u64::MAX)) / 2;
+                        (chain.burn_destination(shared.random_below(u64::MAX), valid), amount)
+                    });
+                    processor_core::messages::Burn { id, destination, amount: processor_core::ids::Amount(amount) }
                 })
                 .collect();
             let fee_rate = chain.fee_rate();
