@@ -426,3 +426,43 @@ fn one_deposit_pays_up_to_fifteen_outputs() {
     let hand_built = depositor.deposit_with_key(&chain, &payments, None, Scalar::hash(b"fifteen")).unwrap();
     chain.submit(hand_built).unwrap();
 }
+
+/// Anyone who knows a wallet's private view key (the group's is public by design) can twin any
+/// output paid to it, without the sender's transaction key: from a transaction in the mempool,
+/// the copied transaction key gives the same shared secret, so the twin pays the same one-time
+/// key under an amount of the twin's choosing.
+#[test]
+fn anyone_knowing_the_view_key_can_twin_an_output() {
+    let (mut chain, mut depositor) = funded(46, 14);
+    let mut attacker = Depositor::new(47);
+    for _ in 0..4 {
+        chain.mine_to(&attacker.address());
+    }
+    for _ in 0..10 {
+        chain.mine();
+    }
+    let group = WalletKeys::from_seed(48);
+    let original = depositor.deposit(&chain, &group.address(), AMOUNT, Some(b"victim")).unwrap();
+    chain.submit(original.clone()).unwrap();
+    // The group's output in the original (monero-wallet shuffles it among the outputs).
+    let index = (0..original.prefix().outputs.len())
+        .find(|o| {
+            let mut probe = chain.clone();
+            probe.mine();
+            scan(&group, &probe, probe.tip_height()).iter().any(|found| found.index_in_transaction() == *o as u64)
+        })
+        .unwrap();
+    let twin = attacker.twin_of(&chain, &original, index, group.view(), 1).unwrap();
+    assert_eq!(twin.prefix().outputs[index].key, original.prefix().outputs[index].key);
+    chain.submit(twin.clone()).unwrap();
+    chain.mine();
+    let found = scan(&group, &chain, chain.tip_height());
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].key(), found[1].key(), "one one-time key, two outputs");
+    let by_transaction = |hash: [u8; 32]| found.iter().find(|o| o.transaction() == hash).unwrap().commitment().amount;
+    assert_eq!(by_transaction(original.hash()), AMOUNT);
+    assert_eq!(by_transaction(twin.hash()), 1, "the twin's amount is its own");
+    // The attacker finds its change under its own transaction key.
+    attacker.sync(&chain).unwrap();
+    assert!(attacker.outputs().iter().any(|o| o.transaction() == twin.hash() && o.commitment().amount > 0));
+}

@@ -87,6 +87,15 @@ pub(crate) fn derive_output(r: Scalar, to: &MoneroAddress, o: usize, uniqueness:
     DerivedOutput { key: add(mul_base(shared), to.spend()).compress(), view_tag, shared }
 }
 
+/// The shared secret of output `o` from the ECDH `ecdh` (`rV`, or `vR` on the recipient's
+/// side) of a standard address: `Hs(8 ecdh || o)`.
+pub(crate) fn shared_secret(ecdh: Point, o: usize) -> Scalar {
+    let mut derivation = Point::from(ecdh.into().mul_by_cofactor()).compress().to_bytes().to_vec();
+    // Writing to a Vec cannot fail.
+    let _ = VarInt::write(&o, &mut derivation);
+    Scalar::hash(&derivation)
+}
+
 /// `a + b`.
 pub(crate) fn add_scalars(a: Scalar, b: Scalar) -> Scalar {
     Scalar::from(a.into() + b.into())

@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 use super::{
     block_on,
     chain::MockMonero,
-    crypto::{add_scalars, commitment_mask, derive_output, encrypt_amount, mul, mul_base, WalletKeys},
+    crypto::{add_scalars, commitment_mask, derive_output, encrypt_amount, mul, mul_base, shared_secret, WalletKeys},
     interface::fee_rate,
     MAX_INSTRUCTION_LEN, RING_LEN,
 };
@@ -369,27 +369,119 @@ impl Depositor {
         instruction: Option<&[u8]>,
         tx_key: Scalar,
     ) -> Result<Transaction, DepositError> {
-        if let Some(instruction) = instruction {
-            if instruction.len() > MAX_INSTRUCTION_LEN {
-                return Err(DepositError::InstructionTooLong { len: instruction.len(), max: MAX_INSTRUCTION_LEN });
-            }
-        }
         if payments.is_empty() || payments.len() > MAX_PAYMENTS {
             return Err(DepositError::Payments { count: payments.len(), max: MAX_PAYMENTS });
         }
         if payments.iter().any(|(to, _)| to.is_subaddress() || to.is_guaranteed()) {
             return Err(DepositError::NotStandardAddress);
         }
+        let outputs = payments
+            .iter()
+            .enumerate()
+            .map(|(o, (to, amount))| {
+                let derived = derive_output(tx_key, to, o, [0; 32]);
+                Handmade { key: derived.key, view_tag: derived.view_tag, shared: derived.shared, amount: *amount }
+            })
+            .collect();
+        let extra = ExtraField::PublicKey(mul_base(tx_key).compress()).serialize();
+        self.handmade(chain, outputs, payments.len(), extra, instruction, tx_key)
+    }
+
+    /// A twin of output `index` of `original`, built by anyone who knows the recipient's private
+    /// view key (the group's is derived from its public spend key, by design): the original's
+    /// transaction key copied into the extra gives the recipient's scanner the same shared secret,
+    /// so the twin pays the same one-time key with the same view tag, at the same index, only its
+    /// amount (`amount`, committed under the mask that secret yields) its own. The other outputs go
+    /// back to the depositor under a second transaction key of its own. Mined first, the twin is
+    /// the output a first-credited-wins defence against the burning bug credits.
+    pub fn twin_of(
+        &mut self,
+        chain: &MockMonero,
+        original: &Transaction,
+        index: usize,
+        recipient_view_key: Scalar,
+        amount: u64,
+    ) -> Result<Transaction, DepositError> {
+        let copied = original.prefix().outputs.get(index).ok_or(DepositError::Handmade("the original's output"))?;
+        let extra = monero_wallet::extra::Extra::read(&mut original.prefix().extra.as_slice())
+            .map_err(|_| DepositError::Handmade("the original's extra"))?;
+        let original_key = extra
+            .keys()
+            .and_then(|(keys, _)| keys.first().copied())
+            .ok_or(DepositError::Handmade("the original's transaction key"))?;
+        let view_tag = copied.view_tag.ok_or(DepositError::Handmade("the original's view tag"))?;
+        let twin = Handmade {
+            key: copied.key,
+            view_tag,
+            shared: shared_secret(mul(recipient_view_key, original_key), index),
+            amount,
+        };
+        // The depositor's own outputs fill the other indexes; the change is the last of them.
+        let tx_key = Scalar::random(&mut self.rng);
+        let own = self.address();
+        let mut outputs = Vec::with_capacity(index.max(1) + 1);
+        for o in 0..=index.max(1) {
+            if o == index {
+                outputs.push(twin.clone());
+            } else {
+                let derived = derive_output(tx_key, &own, o, [0; 32]);
+                outputs.push(Handmade {
+                    key: derived.key,
+                    view_tag: derived.view_tag,
+                    shared: derived.shared,
+                    amount: 0,
+                });
+            }
+        }
+        let mut extra_bytes = ExtraField::PublicKey(original_key.compress()).serialize();
+        extra_bytes.extend(ExtraField::PublicKey(mul_base(tx_key).compress()).serialize());
+        // Every output but the twin is the depositor's: the last of them takes the change.
+        let change_at = if index == outputs.len() - 1 { index - 1 } else { outputs.len() - 1 };
+        self.handmade_with_change_at(chain, outputs, change_at, extra_bytes, None)
+    }
+
+    /// Funds and signs hand-made `outputs` (`payments` of them are payments; a change output to
+    /// the depositor under `tx_key` is appended).
+    fn handmade(
+        &mut self,
+        chain: &MockMonero,
+        mut outputs: Vec<Handmade>,
+        payments: usize,
+        extra: Vec<u8>,
+        instruction: Option<&[u8]>,
+        tx_key: Scalar,
+    ) -> Result<Transaction, DepositError> {
+        let derived = derive_output(tx_key, &self.address(), payments, [0; 32]);
+        outputs.push(Handmade { key: derived.key, view_tag: derived.view_tag, shared: derived.shared, amount: 0 });
+        self.handmade_with_change_at(chain, outputs, payments, extra, instruction)
+    }
+
+    /// Funds and signs hand-made `outputs`, output `change_at` (the depositor's) taking the
+    /// change: the fewest largest spendable outputs covering the rest and the fee.
+    fn handmade_with_change_at(
+        &mut self,
+        chain: &MockMonero,
+        mut outputs: Vec<Handmade>,
+        change_at: usize,
+        extra: Vec<u8>,
+        instruction: Option<&[u8]>,
+    ) -> Result<Transaction, DepositError> {
+        if let Some(instruction) = instruction {
+            if instruction.len() > MAX_INSTRUCTION_LEN {
+                return Err(DepositError::InstructionTooLong { len: instruction.len(), max: MAX_INSTRUCTION_LEN });
+            }
+        }
         self.sync(chain)?;
         let candidates: Vec<Owned> = self.spendable(chain).into_iter().cloned().collect();
-        let amount = payments.iter().fold(0u64, |acc, (_, amount)| acc.saturating_add(*amount));
+        let amount = outputs.iter().fold(0u64, |acc, output| acc.saturating_add(output.amount));
         let available = candidates.iter().fold(0u64, |acc, o| acc.saturating_add(o.output.commitment().amount));
         let mut total = 0u64;
         for n in 1..=candidates.len().min(MAX_INPUTS) {
             total = total.saturating_add(candidates[n - 1].output.commitment().amount);
-            let fee = handmade_fee_bound(n, payments.len() + 1);
+            let fee = handmade_fee_bound(n, outputs.len());
             let Some(change) = total.checked_sub(amount).and_then(|left| left.checked_sub(fee)) else { continue };
-            let tx = self.sign_with_key(chain, &candidates[..n], payments, change, fee, instruction, tx_key)?;
+            outputs[change_at].amount = change;
+            let tx = self.sign_handmade(chain, &candidates[..n], &outputs, fee, extra.clone(), instruction)?;
             let key_images = candidates[..n].iter().map(|o| o.key_image).collect();
             self.pending.insert(tx.hash(), Pending { key_images, seen: false });
             return Ok(tx);
@@ -397,16 +489,14 @@ impl Depositor {
         Err(DepositError::InsufficientFunds { available, requested: amount })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn sign_with_key(
+    fn sign_handmade(
         &mut self,
         chain: &MockMonero,
         spent: &[Owned],
-        payments: &[(MoneroAddress, u64)],
-        change: u64,
+        outputs: &[Handmade],
         fee: u64,
+        mut extra: Vec<u8>,
         instruction: Option<&[u8]>,
-        tx_key: Scalar,
     ) -> Result<Transaction, DepositError> {
         // Inputs, sorted by key image descending (monerod's order).
         let mut inputs = Vec::with_capacity(spent.len());
@@ -424,19 +514,12 @@ impl Depositor {
         }
         inputs.sort_by(|(a, _), (b, _)| b.cmp(a));
 
-        // Outputs, all derived from the one transaction key.
-        let change_address = self.address();
-        let recipients = payments.iter().copied().chain(core::iter::once((change_address, change)));
-        let mut outputs = Vec::new();
-        let mut commitments = Vec::new();
-        let mut encrypted_amounts = Vec::new();
-        for (o, (to, amount)) in recipients.enumerate() {
-            let derived = derive_output(tx_key, &to, o, [0; 32]);
-            outputs.push(Output { key: derived.key, amount: None, view_tag: Some(derived.view_tag) });
-            commitments.push(Commitment::new(commitment_mask(derived.shared), amount));
-            encrypted_amounts.push(EncryptedAmount::Compact { amount: encrypt_amount(derived.shared, amount) });
+        let mut commitments = Vec::with_capacity(outputs.len());
+        let mut encrypted_amounts = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            commitments.push(Commitment::new(commitment_mask(output.shared), output.amount));
+            encrypted_amounts.push(EncryptedAmount::Compact { amount: encrypt_amount(output.shared, output.amount) });
         }
-        let mut extra = ExtraField::PublicKey(mul_base(tx_key).compress()).serialize();
         if let Some(instruction) = instruction {
             // monero-wallet's arbitrary-data marker (127), then the data.
             let mut nonce = vec![127];
@@ -456,7 +539,10 @@ impl Depositor {
                         key_image: CompressedPoint::from(*key_image),
                     })
                     .collect(),
-                outputs,
+                outputs: outputs
+                    .iter()
+                    .map(|output| Output { key: output.key, amount: None, view_tag: Some(output.view_tag) })
+                    .collect(),
                 extra,
             },
             proofs: Some(RctProofs {
@@ -495,6 +581,16 @@ impl Depositor {
         }
         Ok(tx)
     }
+}
+
+/// One output of a hand-built deposit: what the recipient's scanner recognises, and the amount.
+#[derive(Clone)]
+struct Handmade {
+    key: CompressedPoint,
+    view_tag: u8,
+    /// The shared secret its mask and amount encryption derive from.
+    shared: Scalar,
+    amount: u64,
 }
 
 /// Most payments one deposit makes: the chain's 16 outputs, one kept for the change.
