@@ -33,8 +33,9 @@ pub(crate) struct HostileLedger {
     /// Transactions (txid; Monero: hash) whose outputs to the group must be credited to no one:
     /// malformed instruction data, payments to the group's change address.
     pub uncredited: BTreeSet<[u8; 32]>,
-    /// A burning-bug deposit's transaction key whose twin is still to come (Monero).
-    pub twin_key: Option<Scalar>,
+    /// A burning-bug deposit's transaction key whose twin is still to come, and how many
+    /// payments it made (Monero).
+    pub twin_key: Option<(Scalar, usize)>,
     /// What was accepted, by kind.
     pub counts: crate::scenario::HostileCounts,
 }
@@ -276,9 +277,12 @@ pub(crate) enum Malformed {
 /// address, blocks of thousands of deposits, malformed instruction data. Each returns the id
 /// of the transaction the chain accepted (txid; Monero: hash), if it did.
 impl SimChain {
-    /// Monero's burning bug: a deposit of `amount` under a fresh transaction key (drawn from
-    /// `draw`) when no twin is pending, else that key's twin paying `amounts` (the first repeats
-    /// the earlier deposit's one-time key, the second is a fresh output). `None` on Bitcoin.
+    /// Monero's burning bug: when no twin is pending, a deposit under a fresh transaction key
+    /// (drawn from `draw`) paying one or both of `amounts`; else that key's twin paying the
+    /// other count. Either way output 0 of the second repeats the first's one-time key (with its
+    /// own amount) and an output 1 of the group's is fresh (the first's index 1 paid the
+    /// depositor's change). Returns the accepted transaction's hash and whether it was the twin;
+    /// `None` on Bitcoin.
     pub fn key_reusing_deposit(
         &mut self,
         keys: &GroupKeys,
@@ -292,17 +296,18 @@ impl SimChain {
         };
         let address = group_address(&spend_key, monero_wallet::address::Network::Mainnet).ok()?;
         let instruction = account.map(|account| encode_instruction(&InInstruction { account }));
-        let (tx_key, payments, twin) = match self.hostile.twin_key.take() {
-            Some(tx_key) => (tx_key, vec![(address, amounts[0]), (address, amounts[1])], true),
-            None => (Scalar::hash(draw.to_le_bytes()), vec![(address, amounts[0])], false),
+        let (tx_key, count, twin) = match self.hostile.twin_key.take() {
+            Some((tx_key, first_count)) => (tx_key, 3 - first_count, true),
+            None => (Scalar::hash(draw.to_le_bytes()), 1 + (draw >> 63) as usize, false),
         };
+        let payments: Vec<_> = amounts[..count].iter().map(|amount| (address, *amount)).collect();
         let built = depositor.deposit_with_key(chain, &payments, instruction.as_deref(), tx_key);
         let accepted = built.ok().and_then(|transaction| chain.submit(transaction).ok());
         if accepted.is_none() {
             depositor.forget_pending();
         }
         if !twin && accepted.is_some() {
-            self.hostile.twin_key = Some(tx_key);
+            self.hostile.twin_key = Some((tx_key, count));
         }
         self.deposits += u64::from(accepted.is_some()) * payments.len() as u64;
         self.hostile.counts.key_reusing += u64::from(accepted.is_some());

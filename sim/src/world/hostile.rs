@@ -28,23 +28,12 @@ fn described(account: Option<[u8; 32]>) -> &'static str {
 /// One block's hostile deposits, each drawn at its scenario rate.
 pub(super) fn deposits(shared: &Shared, chain: &mut SimChain, keys: &GroupKeys) {
     let scenario = &shared.scenario;
-    // A pending twin comes in a later block at random, so it lands in the same block as its
-    // original or any later one.
+    // A twin comes at once (the same block as its original) or in a later block at random.
     let twin_due = chain.twin_pending() && shared.roll(300);
     if twin_due || shared.roll(scenario.twin_deposit_per_mille) {
-        let amounts =
-            [chain.deposit_amount(shared.random_below(u64::MAX)), chain.deposit_amount(shared.random_below(u64::MAX))];
-        // Twins mostly carry an instruction: crediting the repeated key shows in the Batch.
-        let account = shared.roll(if chain.twin_pending() { 800 } else { 500 }).then_some([0x7e; 32]);
-        let draw = shared.random_below(u64::MAX);
-        if let Some((hash, twin)) = chain.key_reusing_deposit(keys, draw, amounts, account) {
-            let what =
-                if twin { "its twin, repeating the one-time key" } else { "a deposit under a chosen transaction key" };
-            shared.record(format!(
-                "chain: hostile burning-bug deposit: {what} ({}), {}",
-                described(account),
-                hex::encode(&hash[..4])
-            ));
+        key_reusing_deposit(shared, chain, keys);
+        if chain.twin_pending() && shared.roll(300) {
+            key_reusing_deposit(shared, chain, keys);
         }
     }
     if shared.roll(scenario.change_deposit_per_mille) {
@@ -78,6 +67,24 @@ pub(super) fn deposits(shared: &Shared, chain: &mut SimChain, keys: &GroupKeys) 
     }
     if shared.roll(scenario.large_block_per_mille) {
         large_block(shared, chain, keys);
+    }
+}
+
+/// A burning-bug deposit, or its twin if one is pending.
+fn key_reusing_deposit(shared: &Shared, chain: &mut SimChain, keys: &GroupKeys) {
+    let amounts =
+        [chain.deposit_amount(shared.random_below(u64::MAX)), chain.deposit_amount(shared.random_below(u64::MAX))];
+    // Twins mostly carry an instruction: crediting the repeated key shows in the Batch.
+    let account = shared.roll(if chain.twin_pending() { 800 } else { 500 }).then_some([0x7e; 32]);
+    let draw = shared.random_below(u64::MAX);
+    if let Some((hash, twin)) = chain.key_reusing_deposit(keys, draw, amounts, account) {
+        let what =
+            if twin { "its twin, repeating the one-time key" } else { "a deposit under a chosen transaction key" };
+        shared.record(format!(
+            "chain: hostile burning-bug deposit: {what} ({}), {}",
+            described(account),
+            hex::encode(&hash[..4])
+        ));
     }
 }
 
