@@ -623,3 +623,30 @@ fn deposit_of_whole_balance_pays_dust_change_to_the_miner() {
     assert_eq!(fee_of(&chain, &tx), Amount::from_sat(tx.vsize() as u64 * rate));
     chain.submit(tx).expect("valid");
 }
+
+/// A hostile depositor's transactions: a thousand outputs to the group at once, and OP_RETURN
+/// data that is no instruction (the chain relays both; only the group's scanner may refuse the
+/// data as an instruction).
+#[test]
+fn a_depositor_pays_many_outputs_and_arbitrary_data() {
+    let (_, group) = group();
+    let mut chain = MockBitcoin::new(44);
+    chain.set_coinbase_maturity(1);
+    let mut depositor = Depositor::new(45);
+    chain.mine_to(depositor.script_pubkey());
+    chain.mine_to(depositor.script_pubkey());
+    let mut outputs: Vec<TxOut> =
+        (0..1_000).map(|i| TxOut { value: Amount::from_sat(5_000 + i), script_pubkey: group.clone() }).collect();
+    let two_pushes = bitcoin::script::Builder::new()
+        .push_opcode(bitcoin::opcodes::all::OP_RETURN)
+        .push_slice([1u8; 10])
+        .push_slice([2u8; 10])
+        .into_script();
+    outputs.push(TxOut { value: Amount::ZERO, script_pubkey: two_pushes });
+    let tx = depositor.pay(&chain, outputs).unwrap();
+    assert_eq!(tx.output.len(), 1_002, "the payments, the data, the change");
+    let txid = chain.submit(tx).unwrap();
+    chain.mine();
+    assert_eq!(chain.confirmation_height(&txid), Some(chain.tip_height()));
+    assert_eq!(chain.spendable_outputs(&group).len(), 1_000);
+}

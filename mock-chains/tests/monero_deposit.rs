@@ -3,7 +3,7 @@
 
 use mock_chains::monero::{
     address_from_keys, block_on, DepositError, Depositor, KeyImageStatus, MockMonero, MoneroConfig, Scanner,
-    Transaction, TxRejected, WalletKeys, COINBASE_LOCK, MAX_INSTRUCTION_LEN,
+    Transaction, TxRejected, WalletKeys, COINBASE_LOCK, MAX_INSTRUCTION_LEN, MAX_PAYMENTS,
 };
 use monero_wallet::{
     ed25519::{Commitment, Scalar},
@@ -361,4 +361,108 @@ fn same_seed_same_chain() {
     let b = scenario(51);
     assert_ne!(a.0[0], b.0[0], "the seed shapes genesis");
     assert_ne!(a.0.last(), b.0.last());
+}
+
+/// Monero's burning bug, as a hostile depositor stages it: two hand-built deposits with one
+/// transaction key pay the group the same one-time key; the chain accepts both (only the key
+/// image, at spending time, tells them apart), the group's scanner finds both with one key, and
+/// the depositor still finds its own change of each.
+#[test]
+fn deposits_reusing_a_transaction_key_pay_one_one_time_key_twice() {
+    let (mut chain, mut depositor) = funded(40, 14);
+    let group = WalletKeys::from_seed(41);
+    let tx_key = Scalar::hash(b"a reused transaction key");
+    let first = depositor.deposit_with_key(&chain, &[(group.address(), AMOUNT)], Some(b"first"), tx_key).unwrap();
+    // The twin pays the group twice: output 0 repeats the first deposit's key, output 1 is new
+    // (its index held the first deposit's change, to another address).
+    let payments = [(group.address(), AMOUNT + 1), (group.address(), AMOUNT + 2)];
+    let twin = depositor.deposit_with_key(&chain, &payments, None, tx_key).unwrap();
+    assert_eq!(first.prefix().outputs[0].key, twin.prefix().outputs[0].key);
+    assert_eq!(first.prefix().extra[..33], twin.prefix().extra[..33], "one transaction key");
+    chain.submit(first.clone()).unwrap();
+    chain.submit(twin.clone()).unwrap();
+    chain.mine();
+
+    let found = scan(&group, &chain, chain.tip_height());
+    assert_eq!(found.len(), 3);
+    assert_eq!(found[0].key(), found[1].key(), "the burning bug: one key, two outputs");
+    assert_ne!(found[1].key(), found[2].key());
+    let amounts: Vec<u64> = found.iter().map(|o| o.commitment().amount).collect();
+    assert_eq!(amounts, vec![AMOUNT, AMOUNT + 1, AMOUNT + 2]);
+    assert_eq!(found[0].arbitrary_data(), &[b"first".to_vec()]);
+    assert!(found[1].arbitrary_data().is_empty());
+
+    // Both changes came back, under distinct keys, and are spendable once unlocked.
+    depositor.sync(&chain).unwrap();
+    let changes: Vec<_> = depositor
+        .outputs()
+        .into_iter()
+        .filter(|o| o.transaction() == first.hash() || o.transaction() == twin.hash())
+        .collect();
+    assert_eq!(changes.len(), 2);
+    assert_ne!(changes[0].key(), changes[1].key());
+    for _ in 0..10 {
+        chain.mine();
+    }
+    let spend_all = depositor.balance(&chain).unwrap() - 10_000_000_000;
+    let sweep = depositor.deposit(&chain, &group.address(), spend_all, None).unwrap();
+    chain.submit(sweep).unwrap();
+}
+
+#[test]
+fn one_deposit_pays_up_to_fifteen_outputs() {
+    let (mut chain, mut depositor) = funded(42, 14);
+    let group = WalletKeys::from_seed(43);
+    let payments: Vec<_> = (0..MAX_PAYMENTS as u64).map(|i| (group.address(), AMOUNT + i)).collect();
+    let tx = depositor.deposit_many(&chain, &payments, Some(b"many")).unwrap();
+    assert_eq!(tx.prefix().outputs.len(), MAX_PAYMENTS + 1);
+    chain.submit(tx).unwrap();
+    chain.mine();
+    let found = scan(&group, &chain, chain.tip_height());
+    assert_eq!(found.len(), MAX_PAYMENTS);
+    assert!(found.iter().all(|o| o.arbitrary_data() == [b"many".to_vec()]));
+    let too_many: Vec<_> = (0..=MAX_PAYMENTS as u64).map(|i| (group.address(), AMOUNT + i)).collect();
+    assert!(matches!(depositor.deposit_many(&chain, &too_many, None), Err(DepositError::Payments { .. })));
+    let hand_built = depositor.deposit_with_key(&chain, &payments, None, Scalar::hash(b"fifteen")).unwrap();
+    chain.submit(hand_built).unwrap();
+}
+
+/// Anyone who knows a wallet's private view key (the group's is public by design) can twin any
+/// output paid to it, without the sender's transaction key: from a transaction in the mempool,
+/// the copied transaction key gives the same shared secret, so the twin pays the same one-time
+/// key under an amount of the twin's choosing.
+#[test]
+fn anyone_knowing_the_view_key_can_twin_an_output() {
+    let (mut chain, mut depositor) = funded(46, 14);
+    let mut attacker = Depositor::new(47);
+    for _ in 0..4 {
+        chain.mine_to(&attacker.address());
+    }
+    for _ in 0..10 {
+        chain.mine();
+    }
+    let group = WalletKeys::from_seed(48);
+    let original = depositor.deposit(&chain, &group.address(), AMOUNT, Some(b"victim")).unwrap();
+    chain.submit(original.clone()).unwrap();
+    // The group's output in the original (monero-wallet shuffles it among the outputs).
+    let index = (0..original.prefix().outputs.len())
+        .find(|o| {
+            let mut probe = chain.clone();
+            probe.mine();
+            scan(&group, &probe, probe.tip_height()).iter().any(|found| found.index_in_transaction() == *o as u64)
+        })
+        .unwrap();
+    let twin = attacker.twin_of(&chain, &original, index, group.view(), 1).unwrap();
+    assert_eq!(twin.prefix().outputs[index].key, original.prefix().outputs[index].key);
+    chain.submit(twin.clone()).unwrap();
+    chain.mine();
+    let found = scan(&group, &chain, chain.tip_height());
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].key(), found[1].key(), "one one-time key, two outputs");
+    let by_transaction = |hash: [u8; 32]| found.iter().find(|o| o.transaction() == hash).unwrap().commitment().amount;
+    assert_eq!(by_transaction(original.hash()), AMOUNT);
+    assert_eq!(by_transaction(twin.hash()), 1, "the twin's amount is its own");
+    // The attacker finds its change under its own transaction key.
+    attacker.sync(&chain).unwrap();
+    assert!(attacker.outputs().iter().any(|o| o.transaction() == twin.hash() && o.commitment().amount > 0));
 }

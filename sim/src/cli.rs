@@ -37,6 +37,31 @@ pub struct Args {
     /// Coordinator/processor partitions per block, per mille.
     #[arg(long, default_value_t = 30)]
     partition: u32,
+    /// Deposits per block, per mille (another one is drawn while the roll succeeds).
+    #[arg(long, default_value_t = Scenario::standard().deposit_per_mille)]
+    deposit: u32,
+    /// Serai's Burns (1 to 4) per block, per mille.
+    #[arg(long, default_value_t = Scenario::standard().burn_per_mille)]
+    burn: u32,
+    /// Hostile dust floods (deposits below the minimum) per block, per mille.
+    #[arg(long, default_value_t = Scenario::standard().dust_per_mille)]
+    dust: u32,
+    /// Monero burning-bug deposits (a twin reusing a deposit's transaction key) per block, per
+    /// mille.
+    #[arg(long, default_value_t = Scenario::standard().twin_deposit_per_mille)]
+    twin_deposit: u32,
+    /// Payments to the group's change address per block, per mille.
+    #[arg(long, default_value_t = Scenario::standard().change_deposit_per_mille)]
+    change_deposit: u32,
+    /// Blocks with thousands of deposits per block, per mille (each costs seconds).
+    #[arg(long, default_value_t = Scenario::standard().large_block_per_mille)]
+    large_block: u32,
+    /// Deposits with malformed instruction data per block, per mille.
+    #[arg(long, default_value_t = Scenario::standard().malformed_instruction_per_mille)]
+    malformed_instruction: u32,
+    /// Share of Bitcoin Burns near their destination's dust limit, per mille.
+    #[arg(long, default_value_t = Scenario::standard().near_dust_burn_per_mille)]
+    near_dust_burn: u32,
     /// An adversary, repeatable: the last validator Byzantine, `keygen` (corrupt DKG shares)
     /// or `signing` (wrong signature shares); or a faulty `coordinator` (commands it must not
     /// send, at `--faulty-coordinator` per mille per block).
@@ -124,6 +149,14 @@ impl Args {
             processor_crash_per_mille: self.crash,
             coordinator_crash_per_mille: self.coordinator_crash,
             partition_per_mille: self.partition,
+            deposit_per_mille: self.deposit,
+            burn_per_mille: self.burn,
+            dust_per_mille: self.dust,
+            twin_deposit_per_mille: self.twin_deposit,
+            change_deposit_per_mille: self.change_deposit,
+            large_block_per_mille: self.large_block,
+            malformed_instruction_per_mille: self.malformed_instruction,
+            near_dust_burn_per_mille: self.near_dust_burn,
             byzantine,
             faulty_coordinator_per_mille,
             confirmations: self.confirmations,
@@ -158,6 +191,17 @@ impl Args {
             command.push_str(&format!(
                 " --loss {} --latency-ms {} --duplicate {} --crash {} --coordinator-crash {} --partition {}",
                 self.loss, self.latency_ms, self.duplicate, self.crash, self.coordinator_crash, self.partition
+            ));
+            command.push_str(&format!(" --deposit {} --burn {}", self.deposit, self.burn));
+            command.push_str(&format!(
+                " --dust {} --twin-deposit {} --change-deposit {} --large-block {} --malformed-instruction {} \
+                 --near-dust-burn {}",
+                self.dust,
+                self.twin_deposit,
+                self.change_deposit,
+                self.large_block,
+                self.malformed_instruction,
+                self.near_dust_burn
             ));
         }
         for byzantine in &self.byzantine {
@@ -360,14 +404,7 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
     let runs = if args.check_determinism { 2.0 } else { 1.0 };
     let rows = [
         ("seeds", format!("{} (from {})", outcomes.len(), args.seed)),
-        (
-            "shape",
-            if args.swarm() {
-                "drawn per seed (the swarm)".to_string()
-            } else {
-                args.scenario().describe()
-            },
-        ),
+        ("shape", if args.swarm() { "drawn per seed (the swarm)".to_string() } else { args.scenario().describe() }),
         (
             "simulated time",
             format!(
@@ -395,6 +432,17 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
                 sum(&|o| o.burns),
                 sum(&|o| o.plans),
                 sum(&|o| o.paid)
+            ),
+        ),
+        (
+            "hostile deposits",
+            format!(
+                "{} reusing a transaction key, {} to the change address, {} malformed, {} in {} large blocks",
+                sum(&|o| o.hostile.key_reusing),
+                sum(&|o| o.hostile.change_address),
+                sum(&|o| o.hostile.malformed),
+                sum(&|o| o.hostile.large_block_deposits),
+                sum(&|o| o.hostile.large_blocks)
             ),
         ),
         ("blames", sum(&|o| o.blames).to_string()),

@@ -56,6 +56,11 @@ pub enum Invariant {
     /// After faults stop, every valid Burn is paid, or forfeited for its fee; none is left
     /// queued while the group holds the funds for it.
     BurnsSettled,
+    /// Every transaction the group signs passes the chain's relay policy (Bitcoin Core's
+    /// defaults: standard scripts, dust per script, one small OP_RETURN, the minimum relay fee,
+    /// the weight limit; Monero's extra limit and minimum fee), checked as it is published: the
+    /// adversary model's "Dust" decision, a payment no node relays being a payment never made.
+    SignedTransactionRelays,
     /// Liveness: after faults stop, keys are active, every final deposit is in a signed Batch
     /// and every plan is paid on chain.
     Liveness,
@@ -80,6 +85,7 @@ impl Invariant {
             Invariant::BurnInOnePlan => "no Burn is in two plans",
             Invariant::PlanIdsAgree => "a plan id names the same transaction everywhere",
             Invariant::PublishedTransactionDecodes => "every published transaction is well formed",
+            Invariant::SignedTransactionRelays => "every transaction the group signs passes the chain's relay policy",
             Invariant::OutputInOneSignedTransaction => "no output is spent by two different signed transactions",
             Invariant::PreprocessUnique => "no two signing attempts share a nonce",
             Invariant::AttemptPreprocessedOnce => "no signing attempt is preprocessed twice",
@@ -103,7 +109,10 @@ impl Invariant {
     /// The numbers of `ARCHITECTURE.md`'s invariants this one checks.
     pub fn architecture(self) -> &'static [u8] {
         match self {
-            Invariant::Storage | Invariant::PublishedTransactionDecodes | Invariant::Liveness => &[],
+            Invariant::Storage
+            | Invariant::PublishedTransactionDecodes
+            | Invariant::SignedTransactionRelays
+            | Invariant::Liveness => &[],
             Invariant::ActiveKeysConfirmed => &[11],
             Invariant::HaltOnlyOnReplacedFinalBlock | Invariant::BatchIsItsFinalBlock => &[8],
             Invariant::OneBatchPerHeight | Invariant::OneBatchPerBlock => &[3, 8],

@@ -17,7 +17,7 @@ pub mod scenario;
 mod world;
 
 pub use invariant::Invariant;
-pub use scenario::{Byzantine, FaultCounts, Outcome, Scenario, Violation};
+pub use scenario::{Byzantine, FaultCounts, HostileCounts, Outcome, Scenario, Violation};
 #[cfg(madsim)]
 pub use world::run;
 

@@ -66,6 +66,29 @@ pub struct Scenario {
     /// Chance per block of a hostile depositor's flood of 1 to 3 deposits below the chain's
     /// minimum deposit (half with InInstructions): none may be reported or credited.
     pub dust_per_mille: u32,
+    /// Chance per block of a hostile depositor staging Monero's burning bug: a deposit under a
+    /// transaction key of its choosing, and a twin reusing the key (in the same block or a later
+    /// one) that pays the group's same one-time key again, beside a fresh output. The repeated key
+    /// is credited once, to whichever output came first. Monero only (a Bitcoin output is named by
+    /// its outpoint). 0..=1000.
+    pub twin_deposit_per_mille: u32,
+    /// Chance per block of a payment to the group's change address (Bitcoin: the key committed to
+    /// the change root; Monero: subaddress 0/1), half with an InInstruction, some below the
+    /// minimum deposit: credited to no one, kept by the group as its own output. 0..=1000.
+    pub change_deposit_per_mille: u32,
+    /// Chance per block of a block with thousands of deposits (Bitcoin: 1,000 to 3,000 outputs in
+    /// 1 to 3 transactions; Monero: 4 to 8 transactions of 15 outputs, the chain's limit beside
+    /// the change): reported whole within the message limit, and everything stays live. Each
+    /// costs seconds of the run: keep it rare (0..=1000; a few per mille).
+    pub large_block_per_mille: u32,
+    /// Chance per block of a deposit whose instruction data is malformed (truncated, another
+    /// version, trailing bytes, random bytes; Bitcoin: split over two pushes; Monero: oversized):
+    /// credited to no one, kept by the group, in no Batch. 0..=1000.
+    pub malformed_instruction_per_mille: u32,
+    /// Share of Serai's Bitcoin Burns paid to P2PKH, P2SH or P2WPKH destinations with amounts
+    /// near their dust limit (546, 540, 294 sat): below it a Burn is rejected, just above it
+    /// forfeited if its fee share would leave dust. 0..=1000.
+    pub near_dust_burn_per_mille: u32,
     /// Chance per block of Serai issuing Burns (1 to 4, a tenth with invalid destinations).
     pub burn_per_mille: u32,
     /// Chance per block of a reorganisation shallower than the confirmations.
@@ -95,6 +118,11 @@ impl Scenario {
             block_interval_ms: 100,
             deposit_per_mille: 300,
             dust_per_mille: 100,
+            twin_deposit_per_mille: 40,
+            change_deposit_per_mille: 40,
+            large_block_per_mille: 5,
+            malformed_instruction_per_mille: 60,
+            near_dust_burn_per_mille: 300,
             burn_per_mille: 100,
             reorg_per_mille: 50,
             fault_phase_ms: 20_000,
@@ -120,6 +148,11 @@ impl Scenario {
             block_interval_ms: 100,
             deposit_per_mille: 300,
             dust_per_mille: 0,
+            twin_deposit_per_mille: 0,
+            change_deposit_per_mille: 0,
+            large_block_per_mille: 0,
+            malformed_instruction_per_mille: 0,
+            near_dust_burn_per_mille: 0,
             burn_per_mille: 100,
             reorg_per_mille: 0,
             fault_phase_ms: 5_000,
@@ -135,32 +168,47 @@ impl Scenario {
     pub fn swarm(seed: u64) -> Scenario {
         use rand_chacha::rand_core::{RngCore, SeedableRng};
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x5377_6172_6d5f_5368);
-        let mut below = |bound: u64| rng.next_u64() % bound.max(1);
-        let validators = 3 + below(8) as usize;
-        let byzantine = match below(10) {
+        fn below(rng: &mut rand_chacha::ChaCha20Rng, bound: u64) -> u64 {
+            rng.next_u64() % bound.max(1)
+        }
+        // A quarter of the time none at all, else anything up to harsh.
+        fn rate(rng: &mut rand_chacha::ChaCha20Rng, harsh: u32) -> u32 {
+            if below(rng, 4) == 0 {
+                0
+            } else {
+                1 + below(rng, u64::from(harsh)) as u32
+            }
+        }
+        let validators = 3 + below(&mut rng, 8) as usize;
+        let byzantine = match below(&mut rng, 10) {
             0 | 1 => Some(Byzantine::Signing),
             2 => Some(Byzantine::KeyGen),
             _ => None,
         };
         let highest_threshold = if byzantine.is_some() { validators - 1 } else { validators };
-        let threshold = (2 + below(highest_threshold as u64 - 1)) as u16;
-        let mut rate = |harsh: u32| if below(4) == 0 { 0 } else { 1 + below(u64::from(harsh)) as u32 };
-        let loss_per_mille = rate(250);
-        let duplicate_per_mille = rate(300);
-        let processor_crash_per_mille = rate(120);
-        let coordinator_crash_per_mille = rate(60);
-        let partition_per_mille = rate(100);
-        let dust_per_mille = rate(300);
-        let reorg_per_mille = rate(150);
-        let faulty_coordinator_per_mille = if below(3) == 0 { 0 } else { 20 + below(280) as u32 };
-        let confirmations = 1 + below(6);
-        let block_interval_ms = 50 + below(251);
-        let blocks = 100 + below(151);
+        let threshold = (2 + below(&mut rng, highest_threshold as u64 - 1)) as u16;
+        let loss_per_mille = rate(&mut rng, 250);
+        let duplicate_per_mille = rate(&mut rng, 300);
+        let processor_crash_per_mille = rate(&mut rng, 120);
+        let coordinator_crash_per_mille = rate(&mut rng, 60);
+        let partition_per_mille = rate(&mut rng, 100);
+        let dust_per_mille = rate(&mut rng, 300);
+        let reorg_per_mille = rate(&mut rng, 150);
+        let faulty_coordinator_per_mille = if below(&mut rng, 3) == 0 { 0 } else { 20 + below(&mut rng, 280) as u32 };
+        let confirmations = 1 + below(&mut rng, 6);
+        let block_interval_ms = 50 + below(&mut rng, 251);
+        let blocks = 100 + below(&mut rng, 151);
+        let twin_deposit_per_mille = rate(&mut rng, 100);
+        let change_deposit_per_mille = rate(&mut rng, 100);
+        let malformed_instruction_per_mille = rate(&mut rng, 150);
+        let near_dust_burn_per_mille = rate(&mut rng, 500);
+        // A block of thousands of deposits costs seconds: a few, in a quarter of the seeds.
+        let large_block_per_mille = if below(&mut rng, 4) == 0 { 1 + below(&mut rng, 8) as u32 } else { 0 };
         Scenario {
             validators,
             threshold,
             loss_per_mille,
-            max_latency_ms: 1 + below(600),
+            max_latency_ms: 1 + below(&mut rng, 600),
             duplicate_per_mille,
             processor_crash_per_mille,
             coordinator_crash_per_mille,
@@ -168,11 +216,16 @@ impl Scenario {
             byzantine,
             faulty_coordinator_per_mille,
             confirmations,
-            deep_reorg: below(10) == 0,
+            deep_reorg: below(&mut rng, 10) == 0,
             block_interval_ms,
-            deposit_per_mille: 100 + below(500) as u32,
+            deposit_per_mille: 100 + below(&mut rng, 500) as u32,
             dust_per_mille,
-            burn_per_mille: 30 + below(270) as u32,
+            twin_deposit_per_mille,
+            change_deposit_per_mille,
+            large_block_per_mille,
+            malformed_instruction_per_mille,
+            near_dust_burn_per_mille,
+            burn_per_mille: 30 + below(&mut rng, 270) as u32,
             reorg_per_mille,
             fault_phase_ms: blocks * block_interval_ms,
             liveness_deadline_ms: 90_000,
@@ -190,8 +243,17 @@ impl Scenario {
         if self.faulty_coordinator_per_mille > 0 {
             adversaries.push(format!("a faulty coordinator ({}‰)", self.faulty_coordinator_per_mille));
         }
-        if self.dust_per_mille > 0 {
-            adversaries.push(format!("dust depositors ({}‰)", self.dust_per_mille));
+        for (name, rate) in [
+            ("dust depositors", self.dust_per_mille),
+            ("burning-bug twins", self.twin_deposit_per_mille),
+            ("change-address deposits", self.change_deposit_per_mille),
+            ("blocks of thousands of deposits", self.large_block_per_mille),
+            ("malformed instructions", self.malformed_instruction_per_mille),
+            ("near-dust Burns", self.near_dust_burn_per_mille),
+        ] {
+            if rate > 0 {
+                adversaries.push(format!("{name} ({rate}‰)"));
+            }
         }
         if self.deep_reorg {
             adversaries.push("a reorganisation deeper than the confirmations".to_string());
@@ -243,6 +305,11 @@ impl Scenario {
             ("partition", self.partition_per_mille),
             ("deposit", self.deposit_per_mille),
             ("dust", self.dust_per_mille),
+            ("twin deposit", self.twin_deposit_per_mille),
+            ("change deposit", self.change_deposit_per_mille),
+            ("large block", self.large_block_per_mille),
+            ("malformed instruction", self.malformed_instruction_per_mille),
+            ("near-dust Burn", self.near_dust_burn_per_mille),
             ("reorganisation", self.reorg_per_mille),
             ("faulty coordinator", self.faulty_coordinator_per_mille),
         ] {
@@ -276,6 +343,21 @@ pub struct FaultCounts {
     pub reorgs: u64,
     /// Commands a faulty coordinator sent that it must not have.
     pub coordinator_faults: u64,
+}
+
+/// Hostile deposits the chain accepted in a run, by kind.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct HostileCounts {
+    /// Burning-bug deposits: originals and twins (Monero).
+    pub key_reusing: u64,
+    /// Payments to the group's change address.
+    pub change_address: u64,
+    /// Deposits with malformed instruction data.
+    pub malformed: u64,
+    /// Blocks of thousands of deposits (Bitcoin) or of many-output transactions (Monero), and
+    /// the deposits in them.
+    pub large_blocks: u64,
+    pub large_block_deposits: u64,
 }
 
 /// An invariant that did not hold.
@@ -318,6 +400,7 @@ pub struct Outcome {
     pub paid: u64,
     pub halted: u64,
     pub faults: FaultCounts,
+    pub hostile: HostileCounts,
     pub violation: Option<Violation>,
 }
 
@@ -336,6 +419,8 @@ mod tests {
             .is_err());
         assert!(Scenario { loss_per_mille: 1000, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { duplicate_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { large_block_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { near_dust_burn_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { confirmations: 0, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { byzantine: Some(super::Byzantine::Coordinator), ..Scenario::standard() }
             .validate()

@@ -13,6 +13,11 @@ fn faulty_coordinator() -> Scenario {
     Scenario { faulty_coordinator_per_mille: 150, ..Scenario::standard() }
 }
 
+/// Burns outrunning deposits: payments often wait for funds.
+fn burns_outrun_deposits() -> Scenario {
+    Scenario { deposit_per_mille: 150, burn_per_mille: 400, ..Scenario::standard() }
+}
+
 fn deep_reorg() -> Scenario {
     Scenario { deep_reorg: true, ..Scenario::standard() }
 }
@@ -26,7 +31,7 @@ fn first_caught(mutation: Mutation, scenario: &Scenario) -> Option<(u64, Invaria
 
 #[test]
 fn every_deliberate_bug_is_caught_by_its_invariant() {
-    let cases: [(Mutation, Scenario, &[Invariant]); 10] = [
+    let cases: [(Mutation, Scenario, &[Invariant]); 12] = [
         (Mutation::SkipSequenceCheck, Scenario::standard(), &[Invariant::RedeliveryChangesNothing]),
         (Mutation::ReuseNonce, Scenario::standard(), &[Invariant::PreprocessUnique]),
         (
@@ -40,7 +45,13 @@ fn every_deliberate_bug_is_caught_by_its_invariant() {
             ],
         ),
         (Mutation::CreditBelowMinimum, Scenario::standard(), &[Invariant::FundsMatchChain]),
-        (Mutation::ScheduleOnlyOnBurns, Scenario::standard(), &[Invariant::BurnsSettled]),
+        (
+            Mutation::NoOutputKeyCheck,
+            Scenario::standard(),
+            &[Invariant::FundsMatchChain, Invariant::BatchIsItsFinalBlock],
+        ),
+        (Mutation::OneDustLimit, Scenario::standard(), &[Invariant::SignedTransactionRelays]),
+        (Mutation::ScheduleOnlyOnBurns, burns_outrun_deposits(), &[Invariant::BurnsSettled]),
         (Mutation::NoBurnDeduplication, faulty_coordinator(), &[Invariant::BurnInOnePlan]),
         (Mutation::NoDoubleAcknowledgementGuard, faulty_coordinator(), &[Invariant::OneBatchPerHeight]),
         (Mutation::NoAcknowledgedBlockCheck, faulty_coordinator(), &[Invariant::AcknowledgedBlockIsFinal]),
@@ -58,7 +69,11 @@ fn every_deliberate_bug_is_caught_by_its_invariant() {
     }
     assert!(unnoticed.is_empty(), "not caught as expected within {SEEDS} seeds: {unnoticed:#?}");
     // The seeds the mutations failed on pass without them (a sample, for time).
-    for (name, scenario) in [("standard", Scenario::standard()), ("faulty coordinator", faulty_coordinator())] {
+    for (name, scenario) in [
+        ("standard", Scenario::standard()),
+        ("faulty coordinator", faulty_coordinator()),
+        ("Burns outrunning deposits", burns_outrun_deposits()),
+    ] {
         for seed in 0..4 {
             assert_eq!(run(seed, &scenario).violation, None, "{name} seed {seed} fails unmutated");
         }

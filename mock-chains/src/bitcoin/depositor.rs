@@ -119,6 +119,15 @@ impl Depositor {
             outputs.push(TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::new_op_return(data) });
         }
 
+        self.pay(chain, outputs)
+    }
+
+    /// Builds and signs a transaction with `outputs` as given (any scripts: the chain's relay
+    /// policy judges them), change (if above dust) back to this depositor last, and a fee of the
+    /// chain's current rate: what a hostile depositor sends (many outputs at once, malformed
+    /// instruction data). The transaction is not submitted.
+    pub fn pay(&mut self, chain: &MockBitcoin, mut outputs: Vec<TxOut>) -> Result<Transaction, DepositError> {
+        let amount: Amount = outputs.iter().map(|output| output.value).sum();
         // Locks only matter until the spend reaches the mempool (then the chain no longer offers
         // the coin); dropping the others keeps the set small and frees coins of transactions a
         // reorganisation invalidated.

@@ -55,6 +55,9 @@ pub(crate) fn is_torsion_free(p: Point) -> bool {
 pub(crate) struct DerivedOutput {
     pub key: CompressedPoint,
     pub view_tag: u8,
+    /// `Hs([uniqueness ||] 8rV || o)`: what the recipient's key offset, the commitment mask and
+    /// the amount's encryption derive from.
+    pub shared: Scalar,
 }
 
 /// The transaction key `R` for randomness `r`: `r*G`, or `r*D` for a subaddress with spend key
@@ -81,7 +84,38 @@ pub(crate) fn derive_output(r: Scalar, to: &MoneroAddress, o: usize, uniqueness:
     } else {
         Scalar::hash(&derivation)
     };
-    DerivedOutput { key: add(mul_base(shared), to.spend()).compress(), view_tag }
+    DerivedOutput { key: add(mul_base(shared), to.spend()).compress(), view_tag, shared }
+}
+
+/// The shared secret of output `o` from the ECDH `ecdh` (`rV`, or `vR` on the recipient's
+/// side) of a standard address: `Hs(8 ecdh || o)`.
+pub(crate) fn shared_secret(ecdh: Point, o: usize) -> Scalar {
+    let mut derivation = Point::from(ecdh.into().mul_by_cofactor()).compress().to_bytes().to_vec();
+    // Writing to a Vec cannot fail.
+    let _ = VarInt::write(&o, &mut derivation);
+    Scalar::hash(&derivation)
+}
+
+/// `a + b`.
+pub(crate) fn add_scalars(a: Scalar, b: Scalar) -> Scalar {
+    Scalar::from(a.into() + b.into())
+}
+
+/// The commitment mask of an output with shared secret `shared`: `Hs("commitment_mask" || shared)`.
+pub(crate) fn commitment_mask(shared: Scalar) -> Scalar {
+    let mut preimage = b"commitment_mask".to_vec();
+    preimage.extend(<[u8; 32]>::from(shared));
+    Scalar::hash(preimage)
+}
+
+/// An output's amount as RingCT's compact encryption hides it: `amount ^ H("amount" || shared)[..8]`.
+pub(crate) fn encrypt_amount(shared: Scalar, amount: u64) -> [u8; 8] {
+    let mut preimage = b"amount".to_vec();
+    preimage.extend(<[u8; 32]>::from(shared));
+    let mask = keccak256(preimage);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&mask[..8]);
+    (amount ^ u64::from_le_bytes(first)).to_le_bytes()
 }
 
 /// monero-wallet's `uniqueness` for a miner transaction of block `height`.

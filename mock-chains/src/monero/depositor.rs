@@ -5,20 +5,26 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use monero_wallet::{
     address::MoneroAddress,
-    ed25519::{Point, Scalar},
+    ed25519::{Commitment, CompressedPoint, Point, Scalar},
+    extra::ExtraField,
     interface::{FeeRate, ProvidesDecoys, ScannableBlock, TransactionsError},
-    ringct::RctType,
+    ringct::{
+        bulletproofs::Bulletproof,
+        clsag::{Clsag, ClsagContext},
+        EncryptedAmount, RctBase, RctProofs, RctPrunable, RctType,
+    },
     send::{Change, SendError, SignableTransaction},
-    transaction::Transaction,
+    transaction::{Input, Output, Timelock, Transaction, TransactionPrefix},
     OutputWithDecoys, ScanError, Scanner, ViewPair, WalletOutput,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
+use zeroize::Zeroizing;
 
 use super::{
     block_on,
     chain::MockMonero,
-    crypto::{mul, WalletKeys},
+    crypto::{add_scalars, commitment_mask, derive_output, encrypt_amount, mul, mul_base, shared_secret, WalletKeys},
     interface::fee_rate,
     MAX_INSTRUCTION_LEN, RING_LEN,
 };
@@ -60,6 +66,20 @@ pub enum DepositError {
     /// An interface future did not complete at once (the mock's never suspend).
     #[error("an interface future did not complete")]
     NotReady,
+    /// No payment, or more than one transaction can make.
+    #[error("{count} payments, 1..={max} allowed")]
+    Payments {
+        /// Payments asked for.
+        count: usize,
+        /// [`MAX_PAYMENTS`].
+        max: usize,
+    },
+    /// A hand-built deposit pays standard addresses only (a subaddress needs its own key).
+    #[error("a hand-built deposit pays standard addresses only")]
+    NotStandardAddress,
+    /// A part of a hand-built deposit could not be made.
+    #[error("a hand-built deposit failed at {0}")]
+    Handmade(&'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -254,11 +274,48 @@ impl Depositor {
         instruction: Option<&[u8]>,
         fee_rate: FeeRate,
     ) -> Result<(Transaction, usize), DepositError> {
+        self.build_payments(interface, candidates, tip, &[(*to, amount)], instruction, fee_rate).await
+    }
+
+    /// [`Depositor::deposit`] paying several outputs in one transaction (at most
+    /// [`MAX_PAYMENTS`], the chain's 16 outputs with the change), each output carrying the one
+    /// `instruction` of the transaction.
+    pub fn deposit_many(
+        &mut self,
+        chain: &MockMonero,
+        payments: &[(MoneroAddress, u64)],
+        instruction: Option<&[u8]>,
+    ) -> Result<Transaction, DepositError> {
+        self.sync(chain)?;
+        let candidates: Vec<Owned> = self.spendable(chain).into_iter().cloned().collect();
+        let outputs: Vec<WalletOutput> = candidates.iter().map(|o| o.output.clone()).collect();
+        let built =
+            block_on(self.build_payments(chain, &outputs, chain.tip_height(), payments, instruction, fee_rate()))
+                .ok_or(DepositError::NotReady)?;
+        let (tx, used) = built?;
+        let key_images = candidates[..used].iter().map(|o| o.key_image).collect();
+        self.pending.insert(tx.hash(), Pending { key_images, seen: false });
+        Ok(tx)
+    }
+
+    async fn build_payments(
+        &mut self,
+        interface: &impl ProvidesDecoys,
+        candidates: &[WalletOutput],
+        tip: usize,
+        payments: &[(MoneroAddress, u64)],
+        instruction: Option<&[u8]>,
+        fee_rate: FeeRate,
+    ) -> Result<(Transaction, usize), DepositError> {
         if let Some(instruction) = instruction {
             if instruction.len() > MAX_INSTRUCTION_LEN {
                 return Err(DepositError::InstructionTooLong { len: instruction.len(), max: MAX_INSTRUCTION_LEN });
             }
         }
+        if payments.is_empty() || payments.len() > MAX_PAYMENTS {
+            return Err(DepositError::Payments { count: payments.len(), max: MAX_PAYMENTS });
+        }
+        let amount = payments.iter().fold(0u64, |acc, (_, amount)| acc.saturating_add(*amount));
         let available = candidates.iter().fold(0u64, |acc, o| acc.saturating_add(o.commitment().amount));
         let data = instruction.map(|i| vec![i.to_vec()]).unwrap_or_default();
 
@@ -283,7 +340,7 @@ impl Depositor {
                 RctType::ClsagBulletproofPlus,
                 Into::into(outgoing_view_key),
                 inputs,
-                vec![(*to, amount)],
+                payments.to_vec(),
                 Change::new(self.keys.view_pair(), None),
                 data.clone(),
                 fee_rate,
@@ -297,4 +354,252 @@ impl Depositor {
         }
         Err(DepositError::InsufficientFunds { available, requested: amount })
     }
+
+    /// A deposit built by hand with the transaction key `tx_key` the caller chose: monero-wallet
+    /// derives every transaction key from the inputs spent, so it never repeats one, and this is
+    /// how a hostile depositor does. Output `o` pays `payments[o]` (standard addresses only),
+    /// the change back to the depositor comes last, and `instruction` (if any) is the extra's one
+    /// arbitrary-data chunk; the fee is an upper bound of the weight at the mock's rate. Two
+    /// deposits with one key whose first payments go to one address pay the same one-time key at
+    /// index 0, which only one of them can ever spend: Monero's burning bug.
+    pub fn deposit_with_key(
+        &mut self,
+        chain: &MockMonero,
+        payments: &[(MoneroAddress, u64)],
+        instruction: Option<&[u8]>,
+        tx_key: Scalar,
+    ) -> Result<Transaction, DepositError> {
+        if payments.is_empty() || payments.len() > MAX_PAYMENTS {
+            return Err(DepositError::Payments { count: payments.len(), max: MAX_PAYMENTS });
+        }
+        if payments.iter().any(|(to, _)| to.is_subaddress() || to.is_guaranteed()) {
+            return Err(DepositError::NotStandardAddress);
+        }
+        let outputs = payments
+            .iter()
+            .enumerate()
+            .map(|(o, (to, amount))| {
+                let derived = derive_output(tx_key, to, o, [0; 32]);
+                Handmade { key: derived.key, view_tag: derived.view_tag, shared: derived.shared, amount: *amount }
+            })
+            .collect();
+        let extra = ExtraField::PublicKey(mul_base(tx_key).compress()).serialize();
+        self.handmade(chain, outputs, payments.len(), extra, instruction, tx_key)
+    }
+
+    /// A twin of output `index` of `original`, built by anyone who knows the recipient's private
+    /// view key (the group's is derived from its public spend key, by design): the original's
+    /// transaction key copied into the extra gives the recipient's scanner the same shared secret,
+    /// so the twin pays the same one-time key with the same view tag, at the same index, only its
+    /// amount (`amount`, committed under the mask that secret yields) its own. The other outputs go
+    /// back to the depositor under a second transaction key of its own. Mined first, the twin is
+    /// the output a first-credited-wins defence against the burning bug credits.
+    pub fn twin_of(
+        &mut self,
+        chain: &MockMonero,
+        original: &Transaction,
+        index: usize,
+        recipient_view_key: Scalar,
+        amount: u64,
+    ) -> Result<Transaction, DepositError> {
+        let copied = original.prefix().outputs.get(index).ok_or(DepositError::Handmade("the original's output"))?;
+        let extra = monero_wallet::extra::Extra::read(&mut original.prefix().extra.as_slice())
+            .map_err(|_| DepositError::Handmade("the original's extra"))?;
+        let original_key = extra
+            .keys()
+            .and_then(|(keys, _)| keys.first().copied())
+            .ok_or(DepositError::Handmade("the original's transaction key"))?;
+        let view_tag = copied.view_tag.ok_or(DepositError::Handmade("the original's view tag"))?;
+        let twin = Handmade {
+            key: copied.key,
+            view_tag,
+            shared: shared_secret(mul(recipient_view_key, original_key), index),
+            amount,
+        };
+        // The depositor's own outputs fill the other indexes; the change is the last of them.
+        let tx_key = Scalar::random(&mut self.rng);
+        let own = self.address();
+        let mut outputs = Vec::with_capacity(index.max(1) + 1);
+        for o in 0..=index.max(1) {
+            if o == index {
+                outputs.push(twin.clone());
+            } else {
+                let derived = derive_output(tx_key, &own, o, [0; 32]);
+                outputs.push(Handmade {
+                    key: derived.key,
+                    view_tag: derived.view_tag,
+                    shared: derived.shared,
+                    amount: 0,
+                });
+            }
+        }
+        let mut extra_bytes = ExtraField::PublicKey(original_key.compress()).serialize();
+        extra_bytes.extend(ExtraField::PublicKey(mul_base(tx_key).compress()).serialize());
+        // Every output but the twin is the depositor's: the last of them takes the change.
+        let change_at = if index == outputs.len() - 1 { index - 1 } else { outputs.len() - 1 };
+        self.handmade_with_change_at(chain, outputs, change_at, extra_bytes, None)
+    }
+
+    /// Funds and signs hand-made `outputs` (`payments` of them are payments; a change output to
+    /// the depositor under `tx_key` is appended).
+    fn handmade(
+        &mut self,
+        chain: &MockMonero,
+        mut outputs: Vec<Handmade>,
+        payments: usize,
+        extra: Vec<u8>,
+        instruction: Option<&[u8]>,
+        tx_key: Scalar,
+    ) -> Result<Transaction, DepositError> {
+        let derived = derive_output(tx_key, &self.address(), payments, [0; 32]);
+        outputs.push(Handmade { key: derived.key, view_tag: derived.view_tag, shared: derived.shared, amount: 0 });
+        self.handmade_with_change_at(chain, outputs, payments, extra, instruction)
+    }
+
+    /// Funds and signs hand-made `outputs`, output `change_at` (the depositor's) taking the
+    /// change: the fewest largest spendable outputs covering the rest and the fee.
+    fn handmade_with_change_at(
+        &mut self,
+        chain: &MockMonero,
+        mut outputs: Vec<Handmade>,
+        change_at: usize,
+        extra: Vec<u8>,
+        instruction: Option<&[u8]>,
+    ) -> Result<Transaction, DepositError> {
+        if let Some(instruction) = instruction {
+            if instruction.len() > MAX_INSTRUCTION_LEN {
+                return Err(DepositError::InstructionTooLong { len: instruction.len(), max: MAX_INSTRUCTION_LEN });
+            }
+        }
+        self.sync(chain)?;
+        let candidates: Vec<Owned> = self.spendable(chain).into_iter().cloned().collect();
+        let amount = outputs.iter().fold(0u64, |acc, output| acc.saturating_add(output.amount));
+        let available = candidates.iter().fold(0u64, |acc, o| acc.saturating_add(o.output.commitment().amount));
+        let mut total = 0u64;
+        for n in 1..=candidates.len().min(MAX_INPUTS) {
+            total = total.saturating_add(candidates[n - 1].output.commitment().amount);
+            let fee = handmade_fee_bound(n, outputs.len());
+            let Some(change) = total.checked_sub(amount).and_then(|left| left.checked_sub(fee)) else { continue };
+            outputs[change_at].amount = change;
+            let tx = self.sign_handmade(chain, &candidates[..n], &outputs, fee, extra.clone(), instruction)?;
+            let key_images = candidates[..n].iter().map(|o| o.key_image).collect();
+            self.pending.insert(tx.hash(), Pending { key_images, seen: false });
+            return Ok(tx);
+        }
+        Err(DepositError::InsufficientFunds { available, requested: amount })
+    }
+
+    fn sign_handmade(
+        &mut self,
+        chain: &MockMonero,
+        spent: &[Owned],
+        outputs: &[Handmade],
+        fee: u64,
+        mut extra: Vec<u8>,
+        instruction: Option<&[u8]>,
+    ) -> Result<Transaction, DepositError> {
+        // Inputs, sorted by key image descending (monerod's order).
+        let mut inputs = Vec::with_capacity(spent.len());
+        for owned in spent {
+            let with_decoys = block_on(OutputWithDecoys::new(
+                &mut self.rng,
+                chain,
+                RING_LEN,
+                chain.tip_height(),
+                owned.output.clone(),
+            ))
+            .ok_or(DepositError::NotReady)?
+            .map_err(DepositError::Decoys)?;
+            inputs.push((owned.key_image, with_decoys));
+        }
+        inputs.sort_by(|(a, _), (b, _)| b.cmp(a));
+
+        let mut commitments = Vec::with_capacity(outputs.len());
+        let mut encrypted_amounts = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            commitments.push(Commitment::new(commitment_mask(output.shared), output.amount));
+            encrypted_amounts.push(EncryptedAmount::Compact { amount: encrypt_amount(output.shared, output.amount) });
+        }
+        if let Some(instruction) = instruction {
+            // monero-wallet's arbitrary-data marker (127), then the data.
+            let mut nonce = vec![127];
+            nonce.extend(instruction);
+            extra.extend(ExtraField::Nonce(nonce).serialize());
+        }
+        let bulletproof = Bulletproof::prove_plus(&mut self.rng, commitments.clone())
+            .map_err(|_| DepositError::Handmade("the range proof"))?;
+        let mut tx = Transaction::V2 {
+            prefix: TransactionPrefix {
+                additional_timelock: Timelock::None,
+                inputs: inputs
+                    .iter()
+                    .map(|(key_image, input)| Input::ToKey {
+                        amount: None,
+                        key_offsets: input.decoys().offsets().to_vec(),
+                        key_image: CompressedPoint::from(*key_image),
+                    })
+                    .collect(),
+                outputs: outputs
+                    .iter()
+                    .map(|output| Output { key: output.key, amount: None, view_tag: Some(output.view_tag) })
+                    .collect(),
+                extra,
+            },
+            proofs: Some(RctProofs {
+                base: RctBase {
+                    fee,
+                    pseudo_outs: vec![],
+                    encrypted_amounts,
+                    commitments: commitments.iter().map(|c| c.commit().compress()).collect(),
+                },
+                prunable: RctPrunable::Clsag { bulletproof, clsags: vec![], pseudo_outs: vec![] },
+            }),
+        };
+
+        // The CLSAGs, over the transaction's signature hash; the last pseudo-out balances the
+        // output masks.
+        let message = tx.signature_hash().ok_or(DepositError::Handmade("the signature hash"))?;
+        let mask_sum = commitments.iter().fold(Scalar::ZERO, |sum, c| add_scalars(sum, c.mask));
+        let mut signing = Vec::with_capacity(inputs.len());
+        for (_, input) in &inputs {
+            let key = Zeroizing::new(add_scalars(self.keys.spend(), input.key_offset()));
+            let context = ClsagContext::new(input.decoys().clone(), input.commitment().clone())
+                .map_err(|_| DepositError::Handmade("a ring"))?;
+            signing.push((key, context));
+        }
+        let signed = Clsag::sign(&mut self.rng, signing, mask_sum, message)
+            .map_err(|_| DepositError::Handmade("the ring signatures"))?;
+        if let Transaction::V2 {
+            proofs: Some(RctProofs { prunable: RctPrunable::Clsag { clsags, pseudo_outs, .. }, .. }),
+            ..
+        } = &mut tx
+        {
+            for (clsag, pseudo_out) in signed {
+                clsags.push(clsag);
+                pseudo_outs.push(pseudo_out.compress());
+            }
+        }
+        Ok(tx)
+    }
+}
+
+/// One output of a hand-built deposit: what the recipient's scanner recognises, and the amount.
+#[derive(Clone)]
+struct Handmade {
+    key: CompressedPoint,
+    view_tag: u8,
+    /// The shared secret its mask and amount encryption derive from.
+    shared: Scalar,
+    amount: u64,
+}
+
+/// Most payments one deposit makes: the chain's 16 outputs, one kept for the change.
+pub const MAX_PAYMENTS: usize = 15;
+
+/// A fee covering any hand-built deposit with `inputs` inputs and `outputs` outputs at the
+/// mock's rate: an upper bound of the weight (a ring-16 CLSAG input weighs about 660, an output
+/// with its share of the padded Bulletproof+ at most about 500, the rest at most 1,100).
+fn handmade_fee_bound(inputs: usize, outputs: usize) -> u64 {
+    let weight = 1_100 + 700 * inputs as u64 + 500 * outputs as u64;
+    u64::try_from(fee_rate().calculate_fee_from_weight(weight)).unwrap_or(u64::MAX)
 }

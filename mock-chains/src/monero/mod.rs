@@ -60,7 +60,7 @@ mod validate;
 
 pub use chain::{ChainOutput, KeyImageStatus, MockMonero, MoneroConfig, ReorgError, ReorgOutcome};
 pub use crypto::{address_from_keys, KeyError, WalletKeys};
-pub use depositor::{DepositError, Depositor};
+pub use depositor::{DepositError, Depositor, MAX_PAYMENTS};
 pub use interface::fee_rate;
 pub use parse::{parse_block, parse_transaction, ParseError};
 pub use validate::TxRejected;

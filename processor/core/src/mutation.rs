@@ -32,11 +32,15 @@ pub enum Mutation {
     /// Schedule payments only when Burns arrive, not when outputs join the funds: a Burn that
     /// waited for funds stays queued once they are there.
     ScheduleOnlyOnBurns = 11,
+    /// One dust limit for every Bitcoin destination script (the group's P2TR 330 sat): Burns to
+    /// P2PKH (546) and P2SH (540) below their own limit are accepted and paid, in transactions
+    /// no node relays.
+    OneDustLimit = 12,
 }
 
 impl Mutation {
     /// Every deliberate bug (not `None`).
-    pub const ALL: [Mutation; 11] = [
+    pub const ALL: [Mutation; 12] = [
         Mutation::SkipSequenceCheck,
         Mutation::ReuseNonce,
         Mutation::ReportBeforeFinal,
@@ -48,6 +52,7 @@ impl Mutation {
         Mutation::SignWhileHalted,
         Mutation::KeepNoncesAfterSigning,
         Mutation::ScheduleOnlyOnBurns,
+        Mutation::OneDustLimit,
     ];
 }
 

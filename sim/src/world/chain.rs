@@ -3,10 +3,12 @@
 
 use mock_chains::bitcoin::{Depositor as BitcoinDepositor, MockBitcoin};
 use mock_chains::monero::{Depositor as MoneroDepositor, MockMonero, MoneroConfig};
+use monero_wallet::ed25519::Scalar;
 use processor_core::chain::instruction::encode_instruction;
 use processor_core::chain::monero::{group_address, MoneroBlockData};
 use processor_core::ids::ExternalChain;
-use processor_core::messages::{ChainPublicKey, GroupKeys, InInstruction};
+use processor_core::messages::{ChainPublicKey, GroupKeys, InInstruction, OutputKind};
+use std::collections::BTreeSet;
 
 // One value per run: the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -20,6 +22,40 @@ pub(crate) struct SimChain {
     mock: Mock,
     pub deposits: u64,
     pub reorgs: u64,
+    /// What the hostile depositors did, for the checks.
+    pub hostile: HostileLedger,
+}
+
+/// What the hostile depositors sent, as the checks need to know it without trusting the
+/// processor's own decoding.
+#[derive(Default)]
+pub(crate) struct HostileLedger {
+    /// Transactions (txid; Monero: hash) whose outputs to the group must be credited to no one:
+    /// malformed instruction data, payments to the group's change address.
+    pub uncredited: BTreeSet<[u8; 32]>,
+    /// A burning-bug deposit's transaction key whose twin is still to come, and how many
+    /// payments it made (Monero).
+    pub twin_key: Option<(Scalar, usize)>,
+    /// What was accepted, by kind.
+    pub counts: crate::scenario::HostileCounts,
+}
+
+/// Why the chain refused a transaction a processor published.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The chain's relay policy: no node would relay it, however often it is published.
+    Policy(String),
+    /// The chain's state: already known, an input spent or gone after a reorganisation, ...
+    State(String),
+}
+
+impl Refusal {
+    /// What the chain said.
+    pub fn reason(&self) -> &str {
+        match self {
+            Refusal::Policy(reason) | Refusal::State(reason) => reason,
+        }
+    }
 }
 
 impl SimChain {
@@ -30,7 +66,7 @@ impl SimChain {
         for _ in 0..20 {
             bitcoin.mine_to(depositor.script_pubkey());
         }
-        SimChain { mock: Mock::Bitcoin(bitcoin, depositor), deposits: 0, reorgs: 0 }
+        SimChain { mock: Mock::Bitcoin(bitcoin, depositor), deposits: 0, reorgs: 0, hostile: HostileLedger::default() }
     }
 
     pub fn monero(seed: u64) -> SimChain {
@@ -39,7 +75,7 @@ impl SimChain {
         for _ in 0..20 {
             monero.mine_to(&depositor.address());
         }
-        SimChain { mock: Mock::Monero(monero, depositor), deposits: 0, reorgs: 0 }
+        SimChain { mock: Mock::Monero(monero, depositor), deposits: 0, reorgs: 0, hostile: HostileLedger::default() }
     }
 
     pub fn tip(&self) -> u64 {
@@ -167,16 +203,30 @@ impl SimChain {
     }
 
     /// Submits a signed transaction to the mempool.
-    pub fn publish(&mut self, transaction: &[u8]) -> Result<(), String> {
+    pub fn publish(&mut self, transaction: &[u8]) -> Result<(), Refusal> {
+        use mock_chains::bitcoin::TxRejected as Bitcoin;
+        use mock_chains::monero::TxRejected as Monero;
         match &mut self.mock {
             Mock::Bitcoin(chain, _) => {
-                let transaction = bitcoin::consensus::deserialize(transaction).map_err(|e| e.to_string())?;
-                chain.submit(transaction).map(|_| ()).map_err(|e| e.to_string())
+                let transaction =
+                    bitcoin::consensus::deserialize(transaction).map_err(|e| Refusal::State(e.to_string()))?;
+                chain.submit(transaction).map(|_| ()).map_err(|e| match e {
+                    Bitcoin::Dust { .. }
+                    | Bitcoin::NonStandardScript { .. }
+                    | Bitcoin::DataCarrierTooLarge { .. }
+                    | Bitcoin::MultipleDataCarriers
+                    | Bitcoin::FeeBelowMinimumRelay { .. }
+                    | Bitcoin::TooLarge { .. } => Refusal::Policy(e.to_string()),
+                    other => Refusal::State(other.to_string()),
+                })
             }
             Mock::Monero(chain, _) => {
-                let transaction =
-                    monero_wallet::transaction::Transaction::read(&mut &*transaction).map_err(|e| e.to_string())?;
-                chain.submit(transaction).map(|_| ()).map_err(|e| format!("{e:?}"))
+                let transaction = monero_wallet::transaction::Transaction::read(&mut &*transaction)
+                    .map_err(|e| Refusal::State(e.to_string()))?;
+                chain.submit(transaction).map(|_| ()).map_err(|e| match e {
+                    Monero::ExtraTooLarge(_) | Monero::FeeTooLow { .. } => Refusal::Policy(format!("{e:?}")),
+                    other => Refusal::State(format!("{other:?}")),
+                })
             }
         }
     }
@@ -203,4 +253,286 @@ impl SimChain {
         self.reorgs += u64::from(done);
         done
     }
+}
+
+/// How a hostile depositor's instruction data is malformed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Malformed {
+    /// The version byte and part of an instruction.
+    Truncated,
+    /// A whole instruction under another version byte.
+    OtherVersion,
+    /// A whole instruction followed by more bytes (within the chain's data limit).
+    TrailingBytes,
+    /// Random bytes of any length but an instruction's.
+    RandomBytes,
+    /// Bitcoin: an instruction split over two pushes of one OP_RETURN.
+    TwoPushes,
+    /// Monero: an instruction padded beyond the processor's 80-byte bound (one extra chunk
+    /// holds 254).
+    Oversized,
+}
+
+/// The hostile depositors' side of the chain: burning-bug twins, payments to the group's change
+/// address, blocks of thousands of deposits, malformed instruction data. Each returns the id
+/// of the transaction the chain accepted (txid; Monero: hash), if it did.
+impl SimChain {
+    /// Monero's burning bug: when no twin is pending, a deposit under a fresh transaction key
+    /// (drawn from `draw`) paying one or both of `amounts`; else that key's twin paying the
+    /// other count. Either way output 0 of the second repeats the first's one-time key (with its
+    /// own amount) and an output 1 of the group's is fresh (the first's index 1 paid the
+    /// depositor's change). Returns the accepted transaction's hash and whether it was the twin;
+    /// `None` on Bitcoin.
+    pub fn key_reusing_deposit(
+        &mut self,
+        keys: &GroupKeys,
+        draw: u64,
+        amounts: [u64; 2],
+        account: Option<[u8; 32]>,
+    ) -> Option<([u8; 32], bool)> {
+        let (Mock::Monero(chain, depositor), ChainPublicKey::Monero { spend_key }) = (&mut self.mock, keys.chain)
+        else {
+            return None;
+        };
+        let address = group_address(&spend_key, monero_wallet::address::Network::Mainnet).ok()?;
+        let instruction = account.map(|account| encode_instruction(&InInstruction { account }));
+        let (tx_key, count, twin) = match self.hostile.twin_key.take() {
+            Some((tx_key, first_count)) => (tx_key, 3 - first_count, true),
+            None => (Scalar::hash(draw.to_le_bytes()), 1 + (draw >> 63) as usize, false),
+        };
+        let payments: Vec<_> = amounts[..count].iter().map(|amount| (address, *amount)).collect();
+        let built = depositor.deposit_with_key(chain, &payments, instruction.as_deref(), tx_key);
+        let accepted = built.ok().and_then(|transaction| chain.submit(transaction).ok());
+        if accepted.is_none() {
+            depositor.forget_pending();
+        }
+        if !twin && accepted.is_some() {
+            self.hostile.twin_key = Some((tx_key, count));
+        }
+        self.deposits += u64::from(accepted.is_some()) * payments.len() as u64;
+        self.hostile.counts.key_reusing += u64::from(accepted.is_some());
+        accepted.map(|hash| (hash, twin))
+    }
+
+    /// Whether a burning-bug deposit waits for its twin.
+    pub fn twin_pending(&self) -> bool {
+        self.hostile.twin_key.is_some()
+    }
+
+    /// A payment of `amount` to the group's change address, with an InInstruction crediting
+    /// `account` if given: credited to no one (recorded so).
+    pub fn change_address_deposit(
+        &mut self,
+        keys: &GroupKeys,
+        amount: u64,
+        account: Option<[u8; 32]>,
+    ) -> Option<[u8; 32]> {
+        let instruction = account.map(|account| encode_instruction(&InInstruction { account }));
+        let accepted = match (&mut self.mock, keys.chain) {
+            (Mock::Bitcoin(chain, depositor), ChainPublicKey::Bitcoin { internal_key }) => {
+                let script = processor_core::chain::bitcoin::script_of(&internal_key, OutputKind::Change).ok()?;
+                let built =
+                    depositor.deposit(chain, &script, bitcoin::Amount::from_sat(amount), instruction.as_deref());
+                submit_bitcoin(chain, depositor, built.ok()?)
+            }
+            (Mock::Monero(chain, depositor), ChainPublicKey::Monero { spend_key }) => {
+                let network = monero_wallet::address::Network::Mainnet;
+                let address = processor_core::chain::monero::change_address(&spend_key, network).ok()?;
+                let built = depositor.deposit(chain, &address, amount, instruction.as_deref());
+                submit_monero(chain, depositor, built.ok()?)
+            }
+            _ => None,
+        };
+        self.deposits += u64::from(accepted.is_some());
+        self.hostile.counts.change_address += u64::from(accepted.is_some());
+        self.record_uncredited(accepted)
+    }
+
+    /// One transaction paying the group's deposit address each of `amounts` (Monero: at most
+    /// [`mock_chains::monero::MAX_PAYMENTS`]), every output carrying the one InInstruction
+    /// crediting `account` if given.
+    pub fn many_output_deposit(
+        &mut self,
+        keys: &GroupKeys,
+        amounts: &[u64],
+        account: Option<[u8; 32]>,
+    ) -> Option<[u8; 32]> {
+        let instruction = account.map(|account| encode_instruction(&InInstruction { account }));
+        let accepted = match (&mut self.mock, keys.chain) {
+            (Mock::Bitcoin(chain, depositor), ChainPublicKey::Bitcoin { internal_key }) => {
+                let script = processor_core::chain::bitcoin::group_script(&internal_key).ok()?;
+                let mut outputs: Vec<bitcoin::TxOut> = amounts
+                    .iter()
+                    .map(|amount| bitcoin::TxOut {
+                        value: bitcoin::Amount::from_sat(*amount),
+                        script_pubkey: script.clone(),
+                    })
+                    .collect();
+                if let Some(instruction) = instruction {
+                    let data = bitcoin::script::PushBytesBuf::try_from(instruction).ok()?;
+                    outputs.push(bitcoin::TxOut {
+                        value: bitcoin::Amount::ZERO,
+                        script_pubkey: bitcoin::ScriptBuf::new_op_return(data),
+                    });
+                }
+                {
+                    let built = depositor.pay(chain, outputs).ok()?;
+                    submit_bitcoin(chain, depositor, built)
+                }
+            }
+            (Mock::Monero(chain, depositor), ChainPublicKey::Monero { spend_key }) => {
+                let address = group_address(&spend_key, monero_wallet::address::Network::Mainnet).ok()?;
+                let payments: Vec<_> = amounts.iter().map(|amount| (address, *amount)).collect();
+                {
+                    let built = depositor.deposit_many(chain, &payments, instruction.as_deref()).ok()?;
+                    submit_monero(chain, depositor, built)
+                }
+            }
+            _ => None,
+        };
+        self.deposits += u64::from(accepted.is_some()) * amounts.len() as u64;
+        self.hostile.counts.large_block_deposits += u64::from(accepted.is_some()) * amounts.len() as u64;
+        accepted
+    }
+
+    /// A deposit of `amount` whose instruction data is malformed as `how` (its bytes drawn from
+    /// `draw`): credited to no one (recorded so). The kinds a chain cannot carry (Bitcoin: more
+    /// than its 80-byte OP_RETURN; Monero: two pushes) fall back to random bytes.
+    pub fn malformed_deposit(&mut self, keys: &GroupKeys, amount: u64, how: Malformed, draw: u64) -> Option<[u8; 32]> {
+        use rand_chacha::rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(draw);
+        let mut account = [0u8; 32];
+        rng.fill_bytes(&mut account);
+        let valid = encode_instruction(&InInstruction { account });
+        let bitcoin = matches!(self.mock, Mock::Bitcoin(..));
+        let limit = if bitcoin { processor_core::chain::instruction::MAX_INSTRUCTION_BYTES } else { 254 };
+        let random_length = |rng: &mut rand_chacha::ChaCha20Rng| loop {
+            // Every length but an instruction's, so random bytes never decode as one.
+            let length = rng.next_u64() as usize % (processor_core::chain::instruction::MAX_INSTRUCTION_BYTES + 1);
+            if length != valid.len() {
+                return length;
+            }
+        };
+        let how = match how {
+            Malformed::TwoPushes if !bitcoin => Malformed::RandomBytes,
+            Malformed::Oversized if bitcoin => Malformed::RandomBytes,
+            how => how,
+        };
+        let data = match how {
+            Malformed::Truncated => valid[..1 + rng.next_u64() as usize % (valid.len() - 1)].to_vec(),
+            Malformed::OtherVersion => {
+                let mut data = valid.clone();
+                data[0] = 2 + (rng.next_u64() % 254) as u8;
+                data
+            }
+            Malformed::TrailingBytes => {
+                let mut data = valid.clone();
+                let extra = 1 + rng.next_u64() as usize
+                    % (processor_core::chain::instruction::MAX_INSTRUCTION_BYTES - valid.len());
+                data.extend((0..extra).map(|_| rng.next_u64() as u8));
+                data
+            }
+            Malformed::RandomBytes => {
+                let length = random_length(&mut rng);
+                (0..length).map(|_| rng.next_u64() as u8).collect()
+            }
+            Malformed::TwoPushes => valid.clone(),
+            Malformed::Oversized => {
+                let length = processor_core::chain::instruction::MAX_INSTRUCTION_BYTES
+                    + 1
+                    + rng.next_u64() as usize % (limit - 80);
+                let mut data = valid.clone();
+                data.resize(length, 0);
+                data
+            }
+        };
+        let accepted = match (&mut self.mock, keys.chain) {
+            (Mock::Bitcoin(chain, depositor), ChainPublicKey::Bitcoin { internal_key }) => {
+                let script = processor_core::chain::bitcoin::group_script(&internal_key).ok()?;
+                let data_script = if let Malformed::TwoPushes = how {
+                    let (first, second) = data.split_at(1 + rng.next_u64() as usize % (data.len() - 1));
+                    bitcoin::script::Builder::new()
+                        .push_opcode(bitcoin::opcodes::all::OP_RETURN)
+                        .push_slice(bitcoin::script::PushBytesBuf::try_from(first.to_vec()).ok()?)
+                        .push_slice(bitcoin::script::PushBytesBuf::try_from(second.to_vec()).ok()?)
+                        .into_script()
+                } else {
+                    bitcoin::ScriptBuf::new_op_return(bitcoin::script::PushBytesBuf::try_from(data).ok()?)
+                };
+                let outputs = vec![
+                    bitcoin::TxOut { value: bitcoin::Amount::from_sat(amount), script_pubkey: script },
+                    bitcoin::TxOut { value: bitcoin::Amount::ZERO, script_pubkey: data_script },
+                ];
+                {
+                    let built = depositor.pay(chain, outputs).ok()?;
+                    submit_bitcoin(chain, depositor, built)
+                }
+            }
+            (Mock::Monero(chain, depositor), ChainPublicKey::Monero { spend_key }) => {
+                let address = group_address(&spend_key, monero_wallet::address::Network::Mainnet).ok()?;
+                {
+                    let built = depositor.deposit(chain, &address, amount, Some(&data)).ok()?;
+                    submit_monero(chain, depositor, built)
+                }
+            }
+            _ => None,
+        };
+        self.deposits += u64::from(accepted.is_some());
+        self.hostile.counts.malformed += u64::from(accepted.is_some());
+        self.record_uncredited(accepted)
+    }
+
+    fn record_uncredited(&mut self, accepted: Option<[u8; 32]>) -> Option<[u8; 32]> {
+        if let Some(id) = accepted {
+            self.hostile.uncredited.insert(id);
+        }
+        accepted
+    }
+
+    /// A Bitcoin Burn near its destination's dust limit: a P2PKH, P2SH or P2WPKH script (from
+    /// `draw`) and an amount from 50 sat below its limit to 1,500 above. `None` on Monero, whose
+    /// amounts are hidden and whose dust is one threshold.
+    pub fn near_dust_burn(&self, draw: u64) -> Option<(Vec<u8>, u64)> {
+        use bitcoin::hashes::Hash;
+        if !matches!(self.mock, Mock::Bitcoin(..)) {
+            return None;
+        }
+        let mut hash = [0u8; 20];
+        hash[..8].copy_from_slice(&draw.to_le_bytes());
+        let script = match draw % 3 {
+            0 => bitcoin::ScriptBuf::new_p2pkh(&bitcoin::PubkeyHash::from_byte_array(hash)),
+            1 => bitcoin::ScriptBuf::new_p2sh(&bitcoin::ScriptHash::from_byte_array(hash)),
+            _ => bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array(hash)),
+        };
+        let limit = script.minimal_non_dust().to_sat();
+        let amount = limit - 50 + (draw >> 8) % 1_550;
+        Some((script.to_bytes(), amount))
+    }
+}
+
+fn submit_bitcoin(
+    chain: &mut MockBitcoin,
+    depositor: &mut BitcoinDepositor,
+    transaction: bitcoin::Transaction,
+) -> Option<[u8; 32]> {
+    use bitcoin::hashes::Hash;
+    match chain.submit(transaction.clone()) {
+        Ok(txid) => Some(txid.to_byte_array()),
+        Err(_) => {
+            depositor.release(&transaction);
+            None
+        }
+    }
+}
+
+fn submit_monero(
+    chain: &mut MockMonero,
+    depositor: &mut MoneroDepositor,
+    transaction: monero_wallet::transaction::Transaction,
+) -> Option<[u8; 32]> {
+    let accepted = chain.submit(transaction).ok();
+    if accepted.is_none() {
+        depositor.forget_pending();
+    }
+    accepted
 }

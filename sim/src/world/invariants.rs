@@ -5,11 +5,11 @@ use super::{lock, Shared};
 use crate::Invariant;
 use coordinator::SessionStatus;
 use processor_core::chain::{self, ScanKey};
-use processor_core::ids::{BatchId, SessionId};
+use processor_core::ids::{BatchId, BlockId, ExternalChain, SessionId};
 use processor_core::inspect::Inspector;
 use processor_core::keygen;
-use processor_core::messages::{Batch, GroupKeys};
-use std::collections::BTreeMap;
+use processor_core::messages::{Batch, GroupKeys, OutputKind};
+use std::collections::{BTreeMap, BTreeSet};
 
 type Failure = (Invariant, String);
 
@@ -17,11 +17,23 @@ fn failure(invariant: Invariant, detail: String) -> Failure {
     (invariant, detail)
 }
 
-/// What scanning one block for a session's keys found: its outputs to the group, each with
-/// its Monero one-time key (what the burning bug reuses).
+/// What scanning one block for a session's keys found: its outputs to the group, in block
+/// order, each with its Monero one-time key (what the burning bug reuses) and whether a hostile
+/// depositor sent it uncredited.
 pub(super) struct ScannedOutputs {
-    id: processor_core::ids::BlockId,
-    outputs: Vec<(chain::ReceivedOutput, Option<[u8; 32]>)>,
+    id: BlockId,
+    outputs: Vec<ScannedOutput>,
+}
+
+/// One output to the group, as the checks see it.
+struct ScannedOutput {
+    output: chain::ReceivedOutput,
+    /// Monero: its one-time key (`None` if unreadable: then it is credited to no one); Bitcoin:
+    /// `None` (an output is named by its outpoint alone).
+    one_time_key: Option<[u8; 32]>,
+    /// Sent by a hostile depositor with malformed instruction data, or to the group's change
+    /// address: credited to no one, whatever the processor decodes.
+    uncredited: bool,
 }
 
 /// The best chain's block at `height` scanned for `session`'s keys, cached by block id (a block
@@ -34,6 +46,7 @@ fn scanned(
     height: u64,
 ) -> Option<std::sync::Arc<ScannedOutputs>> {
     let id = chain.block_id(height)?;
+    let monero = shared.chain_kind == ExternalChain::Monero;
     let mut cache = lock(&shared.scan_cache);
     cache
         .entry((session, id))
@@ -45,15 +58,10 @@ fn scanned(
                 .outputs
                 .into_iter()
                 .map(|output| {
-                    let key = match shared.chain_kind {
-                        processor_core::ids::ExternalChain::Monero => {
-                            monero_wallet::WalletOutput::read(&mut output.spend_data.as_slice())
-                                .ok()
-                                .map(|wallet| wallet.key().compress().to_bytes())
-                        }
-                        processor_core::ids::ExternalChain::Bitcoin => None,
-                    };
-                    (output, key)
+                    let transaction = output.id.0.get(..32).and_then(|id| <[u8; 32]>::try_from(id).ok());
+                    let uncredited = transaction.is_some_and(|id| chain.hostile.uncredited.contains(&id));
+                    let one_time_key = if monero { chain::monero::output_key(&output.spend_data) } else { None };
+                    ScannedOutput { output, one_time_key, uncredited }
                 })
                 .collect();
             Some(std::sync::Arc::new(ScannedOutputs { id: scanned.id, outputs }))
@@ -61,32 +69,48 @@ fn scanned(
         .clone()
 }
 
-/// Whether an output is credited at all: deposits below the minimum never are (the group's
-/// own change and branch outputs always are).
-fn creditable(shared: &Shared, output: &chain::ReceivedOutput) -> bool {
-    output.kind != processor_core::messages::OutputKind::External
-        || output.amount >= processor_core::scanner::minimum_deposit(shared.chain_kind)
+/// Whether an output joins the funds at all: not a deposit below the minimum (the group's own
+/// change and branch outputs always do), and for Monero the first output under its one-time
+/// key (`credited_keys` remembers them, in chain order).
+fn creditable(shared: &Shared, scanned: &ScannedOutput, credited_keys: &mut BTreeSet<[u8; 32]>) -> bool {
+    let output = &scanned.output;
+    if output.kind == OutputKind::External
+        && output.amount < processor_core::scanner::minimum_deposit(shared.chain_kind)
+    {
+        return false;
+    }
+    match scanned.one_time_key {
+        Some(key) => credited_keys.insert(key),
+        None => shared.chain_kind != ExternalChain::Monero,
+    }
 }
 
 /// The Batch each final block with InInstructions must produce, scanning the best chain
-/// directly: (height, Batch content without its id).
+/// directly: (height, Batch content without its id). Deposits below the minimum are never
+/// credited; the hostile depositors' malformed instruction data and payments to the change
+/// address are credited to no one, whatever the processor's decoding says; a Monero one-time
+/// key is credited only to its first output on the chain (the burning bug).
 fn expected_batches(shared: &Shared, session: SessionId, keys: &GroupKeys, from: u64) -> Vec<(u64, Batch)> {
     let Some(chain) = &shared.chain else { return vec![] };
     let chain = lock(chain);
     let Some(last_final) = chain.tip().checked_sub(shared.scenario.confirmations) else { return vec![] };
-    (from..=last_final)
-        .filter_map(|height| {
-            let scanned = scanned(shared, &chain, session, keys, height)?;
-            let instructions: Vec<_> = scanned
-                .outputs
-                .iter()
-                .filter(|(output, _)| creditable(shared, output))
-                .filter_map(|(output, _)| output.instruction.clone().map(|instruction| (instruction, output.amount)))
-                .collect();
-            (!instructions.is_empty())
-                .then(|| (height, Batch { chain: shared.chain_kind, id: BatchId(0), block: scanned.id, instructions }))
-        })
-        .collect()
+    let mut credited_keys = BTreeSet::new();
+    let mut batches = Vec::new();
+    for height in from..=last_final {
+        let Some(scanned) = scanned(shared, &chain, session, keys, height) else { continue };
+        let instructions: Vec<_> = scanned
+            .outputs
+            .iter()
+            .filter(|output| creditable(shared, output, &mut credited_keys) && !output.uncredited)
+            .filter_map(|output| {
+                output.output.instruction.clone().map(|instruction| (instruction, output.output.amount))
+            })
+            .collect();
+        if !instructions.is_empty() {
+            batches.push((height, Batch { chain: shared.chain_kind, id: BatchId(0), block: scanned.id, instructions }));
+        }
+    }
+    batches
 }
 
 /// Conservation against the chain, at every processor holding `session`'s keys: each
@@ -105,7 +129,7 @@ fn funds_match_chain(shared: &Shared, session: SessionId, keys: &GroupKeys) -> R
             continue;
         }
         let mut expected = BTreeMap::new();
-        let mut one_time_keys = std::collections::BTreeSet::new();
+        let mut credited_keys = BTreeSet::new();
         for (height, acknowledged) in inspector.acknowledgements().map_err(storage)? {
             if chain.block_id(height.0) != Some(acknowledged.block.0) {
                 return Err(failure(
@@ -122,11 +146,11 @@ fn funds_match_chain(shared: &Shared, session: SessionId, keys: &GroupKeys) -> R
                 None => true,
                 Some(batch) => inspector.batch(batch).map_err(storage)?.is_some_and(|record| record.published),
             };
-            for (output, one_time_key) in &scanned.outputs {
-                if !creditable(shared, output) || one_time_key.is_some_and(|key| !one_time_keys.insert(key)) {
-                    continue;
-                }
-                if output.instruction.is_none() || published {
+            for scanned in &scanned.outputs {
+                // When an output joins follows what the processor decoded (the Batch checks hold
+                // it to the depositor's intent).
+                let output = &scanned.output;
+                if creditable(shared, scanned, &mut credited_keys) && (output.instruction.is_none() || published) {
                     expected.insert(output.id.clone(), output.amount);
                 }
             }
@@ -388,16 +412,16 @@ fn burns_settled(shared: &Shared) -> Result<(), String> {
             let status = inspector.burn(&burn.id).map_err(|e| e.to_string())?;
             let settled = match status {
                 None => false,
-                Some(BurnStatus::Rejected) => !valid,
-                Some(BurnStatus::Queued) => *valid,
-                Some(BurnStatus::Planned(_) | BurnStatus::Forfeited) => *valid,
+                Some(BurnStatus::Rejected) => *valid != Some(true),
+                Some(BurnStatus::Queued | BurnStatus::Planned(_) | BurnStatus::Forfeited) => *valid != Some(false),
             };
             if !settled {
-                return Err(format!(
-                    "processor {index}: Burn {} ({}) is {status:?}",
-                    hex::encode(burn.id),
-                    if *valid { "valid" } else { "invalid" }
-                ));
+                let validity = match valid {
+                    Some(true) => "valid",
+                    Some(false) => "invalid",
+                    None => "near its dust limit",
+                };
+                return Err(format!("processor {index}: Burn {} ({validity}) is {status:?}", hex::encode(burn.id)));
             }
         }
     }

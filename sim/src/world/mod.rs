@@ -3,6 +3,7 @@
 
 mod chain;
 mod faulty_coordinator;
+mod hostile;
 mod invariants;
 mod link;
 mod nodes;
@@ -91,9 +92,9 @@ struct Shared {
     preprocesses: Mutex<BTreeMap<Vec<u8>, (usize, processor_core::messages::SignId)>>,
     /// The signature share each processor sent for each signing attempt.
     shares: Mutex<BTreeMap<(usize, processor_core::messages::SignId), Vec<u8>>>,
-    /// Every Burn Serai issued, in order, and whether its destination is valid (a faulty
-    /// coordinator re-sends some).
-    issued_burns: Mutex<Vec<(processor_core::messages::Burn, bool)>>,
+    /// Every Burn Serai issued, in order, and whether it is valid (`None`: near its
+    /// destination's dust limit, either way); a faulty coordinator re-sends some.
+    issued_burns: Mutex<Vec<(processor_core::messages::Burn, Option<bool>)>>,
     /// Every output a published transaction spends, with that transaction's id and publisher.
     spent_by: Mutex<BTreeMap<Vec<u8>, SpentBy>>,
     /// Transactions published (first publications, by any processor).
@@ -268,9 +269,9 @@ fn spawn_nodes(shared: &Arc<Shared>, handle: &Handle) -> (NodeHandle, Vec<NodeHa
 /// What a finished run produced.
 fn outcome(shared: &Shared, seed: u64, start: Instant, violation: Option<(Invariant, String)>) -> Outcome {
     let faults = *lock(&shared.faults);
-    let (deposits, reorgs) = shared.chain.as_ref().map_or((0, 0), |c| {
+    let (deposits, reorgs, hostile) = shared.chain.as_ref().map_or((0, 0, Default::default()), |c| {
         let chain = lock(c);
-        (chain.deposits, chain.reorgs)
+        (chain.deposits, chain.reorgs, chain.hostile.counts)
     });
     let burns = *lock(&shared.burns);
     let plans = invariants::plans_at(shared, 0);
@@ -301,6 +302,7 @@ fn outcome(shared: &Shared, seed: u64, start: Instant, violation: Option<(Invari
         paid,
         halted,
         faults: FaultCounts { reorgs, ..faults },
+        hostile,
         violation: violation.map(|(invariant, detail)| Violation {
             invariant,
             detail,
@@ -485,21 +487,30 @@ fn workload(shared: &Shared, faults: bool) {
                 }
             }
         }
+        hostile::deposits(shared, &mut chain, &keys);
     }
     if let (true, Some(_)) = (faults, confirmed) {
         if shared.roll(scenario.burn_per_mille) {
             let count = 1 + shared.random_below(4) as usize;
-            let issued: Vec<(processor_core::messages::Burn, bool)> = (0..count)
+            let issued: Vec<(processor_core::messages::Burn, Option<bool>)> = (0..count)
                 .map(|_| {
                     let mut id = [0u8; 32];
                     id[..8].copy_from_slice(&shared.random_below(u64::MAX).to_le_bytes());
-                    let valid = shared.roll(900);
-                    let amount = chain.deposit_amount(shared.random_below(u64::MAX)) / 2;
-                    let burn = processor_core::messages::Burn {
-                        id,
-                        destination: chain.burn_destination(shared.random_below(u64::MAX), valid),
-                        amount: processor_core::ids::Amount(amount),
+                    let near_dust = shared
+                        .roll(scenario.near_dust_burn_per_mille)
+                        .then(|| chain.near_dust_burn(shared.random_below(u64::MAX)))
+                        .flatten();
+                    // A near-dust Burn may be valid or not, as its destination's dust limit says.
+                    let (destination, amount, valid) = match near_dust {
+                        Some((destination, amount)) => (destination, amount, None),
+                        None => {
+                            let valid = shared.roll(900);
+                            let amount = chain.deposit_amount(shared.random_below(u64::MAX)) / 2;
+                            (chain.burn_destination(shared.random_below(u64::MAX), valid), amount, Some(valid))
+                        }
                     };
+                    let burn =
+                        processor_core::messages::Burn { id, destination, amount: processor_core::ids::Amount(amount) };
                     (burn, valid)
                 })
                 .collect();

@@ -126,7 +126,16 @@ async fn perform(
             observe_publication(shared, index, &transaction);
             if let Some(chain) = &shared.chain {
                 let result = lock(chain).publish(&transaction);
-                shared.record(format!("processor {index} publishes a transaction: {result:?}"));
+                shared.record(format!(
+                    "processor {index} publishes a transaction: {:?}",
+                    result.as_ref().map_err(super::chain::Refusal::reason)
+                ));
+                if let Err(super::chain::Refusal::Policy(reason)) = result {
+                    shared.violate(
+                        Invariant::SignedTransactionRelays,
+                        format!("processor {index} published a transaction no node relays: {reason}"),
+                    );
+                }
             }
         }
     }

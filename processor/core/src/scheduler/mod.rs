@@ -75,6 +75,9 @@ pub struct FeeModel {
 impl FeeModel {
     /// The smallest amount a payment to `destination` may be paid.
     pub fn payment_dust(&self, destination: &[u8]) -> Amount {
+        if crate::mutation::active(crate::mutation::Mutation::OneDustLimit) {
+            return self.dust;
+        }
         match self.destination_dust {
             DestinationDust::Fixed => self.dust,
             DestinationDust::BitcoinScript => {
