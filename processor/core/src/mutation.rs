@@ -18,6 +18,8 @@ pub enum Mutation {
     NoOutputKeyCheck = 4,
     /// Credit deposits below the chain's minimum deposit.
     CreditBelowMinimum = 5,
+    /// Accept a Bitcoin block whose proof of work, merkle root or witness commitment fails.
+    NoBlockCommitmentCheck = 6,
 }
 
 #[cfg(feature = "mutations")]
