@@ -16,9 +16,13 @@ fn first_caught(mutation: Mutation) -> Option<(u64, sim::Invariant)> {
 
 #[test]
 fn every_deliberate_bug_is_caught_within_200_seeds() {
-    for mutation in
-        [Mutation::SkipSequenceCheck, Mutation::ReuseNonce, Mutation::ReportBeforeFinal, Mutation::CreditBelowMinimum]
-    {
+    for mutation in [
+        Mutation::SkipSequenceCheck,
+        Mutation::ReuseNonce,
+        Mutation::ReportBeforeFinal,
+        Mutation::CreditBelowMinimum,
+        Mutation::NoBlockCommitmentCheck,
+    ] {
         let caught = first_caught(mutation);
         println!("{mutation:?}: caught by {caught:?}");
         assert!(caught.is_some(), "{mutation:?} went unnoticed for {SEEDS} seeds");

@@ -4,6 +4,7 @@
 mod chain;
 mod invariants;
 mod link;
+mod node_view;
 mod nodes;
 
 use crate::scenario::{FaultCounts, Outcome, Scenario, Violation};
@@ -104,6 +105,8 @@ struct Shared {
     burns: Mutex<u64>,
     /// The first invariant violation seen by a node, if any.
     violation: Mutex<Option<(Invariant, String)>>,
+    /// Each processor's own node: behind, stalled, lying or on a stale fork.
+    node_views: Mutex<node_view::NodeViews>,
 }
 
 impl Shared {
@@ -227,6 +230,7 @@ fn new_shared(seed: u64, scenario: &Scenario, rng: &mut ChaCha20Rng) -> Arc<Shar
         burns: Mutex::new(0),
         deep_reorged: Mutex::new(None),
         scan_cache: Mutex::new(BTreeMap::new()),
+        node_views: Mutex::new(node_view::NodeViews::new(scenario.validators)),
         scenario: scenario.clone(),
     });
     shared.record(format!("seed {seed}: {chain_kind}, {}-of-{}", scenario.threshold, scenario.validators));
@@ -326,6 +330,7 @@ async fn drive(
             deep_reorg(shared);
         }
         inject_faults(shared, handle, coordinator_node, processor_nodes, &net);
+        node_view::step(shared);
     }
     quiet_phase(shared, &net).await
 }
@@ -355,6 +360,8 @@ fn deep_reorg(shared: &Shared) {
         "chain: reorganisation of depth {depth} from height {first_replaced}, deeper than the confirmations; must halt: {must_halt:?}"
     ));
     *lock(&shared.deep_reorged) = Some(must_halt);
+    drop(chain);
+    node_view::deep_reorg(shared);
 }
 
 /// One block interval's faults: processor and coordinator crashes, partitions.
@@ -404,6 +411,7 @@ fn inject_faults(
 async fn quiet_phase(shared: &Shared, net: &Arc<NetSim>) -> Option<(Invariant, String)> {
     let scenario = &shared.scenario;
     net.update_config(|config| config.packet_loss_rate = 0.0);
+    node_view::quiet(shared);
     shared.record("quiet phase: faults stop".into());
     let quiet_start = Instant::now();
     loop {
