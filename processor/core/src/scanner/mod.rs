@@ -1,8 +1,8 @@
 //! Scanning: turns final blocks into reported deposits, and detects a final block changing.
 //!
 //! A block is final once `confirmations` blocks are on top of it (tip - height >= confirmations).
-//! Blocks are scanned strictly in height order, each checked (its proof of work first) to build
-//! on the previous one. A reorganisation shallower than the confirmation depth never touches a
+//! Blocks are scanned strictly in height order, each checked (its proof of work first, then the
+//! height it commits to) to build on the previous one. A reorganisation shallower than the confirmation depth never touches a
 //! final block, so it is invisible here; a deeper one shows up as a final block whose successor
 //! names another parent. A halt is for good, so one block is not believed: the last scanned
 //! height is fetched again first. If the node now serves another valid block there, the final
