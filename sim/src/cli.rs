@@ -37,6 +37,19 @@ pub struct Args {
     /// Coordinator/processor partitions per block, per mille.
     #[arg(long, default_value_t = 30)]
     partition: u32,
+    /// Chance per block, per processor, that its node falls behind the best chain, per mille.
+    #[arg(long, default_value_t = 20)]
+    node_lag: u32,
+    /// Chance per block, per processor, that its node stops answering for a while, per mille.
+    #[arg(long, default_value_t = 10)]
+    node_stall: u32,
+    /// Chance that a block a node serves is corrupted, per mille.
+    #[arg(long, default_value_t = 50)]
+    node_garbage: u32,
+    /// Chance per shallow reorganisation, per processor, that its node stays on the replaced
+    /// blocks for a while, per mille.
+    #[arg(long, default_value_t = 250)]
+    node_stale: u32,
     /// Deposits per block, per mille (another one is drawn while the roll succeeds).
     #[arg(long, default_value_t = Scenario::standard().deposit_per_mille)]
     deposit: u32,
@@ -149,6 +162,10 @@ impl Args {
             processor_crash_per_mille: self.crash,
             coordinator_crash_per_mille: self.coordinator_crash,
             partition_per_mille: self.partition,
+            node_lag_per_mille: self.node_lag,
+            node_stall_per_mille: self.node_stall,
+            node_garbage_per_mille: self.node_garbage,
+            node_stale_per_mille: self.node_stale,
             deposit_per_mille: self.deposit,
             burn_per_mille: self.burn,
             dust_per_mille: self.dust,
@@ -202,6 +219,10 @@ impl Args {
                 self.large_block,
                 self.malformed_instruction,
                 self.near_dust_burn
+            ));
+            command.push_str(&format!(
+                " --node-lag {} --node-stall {} --node-garbage {} --node-stale {}",
+                self.node_lag, self.node_stall, self.node_garbage, self.node_stale
             ));
         }
         for byzantine in &self.byzantine {
@@ -453,6 +474,24 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
         ("partitions", sum(&|o| o.faults.partitions).to_string()),
         ("duplicated messages", sum(&|o| o.faults.duplicates).to_string()),
         ("faulty coordinator", format!("{} commands it must not send", sum(&|o| o.faults.coordinator_faults))),
+        (
+            "node faults",
+            format!(
+                "{} behind, {} stalled, {} on a stale fork",
+                sum(&|o| o.faults.node_lags),
+                sum(&|o| o.faults.node_stalls),
+                sum(&|o| o.faults.stale_nodes)
+            ),
+        ),
+        (
+            "corrupted blocks",
+            format!(
+                "{} served, {} blocks refused",
+                sum(&|o| o.faults.garbage_blocks),
+                sum(&|o| o.faults.blocks_refused)
+            ),
+        ),
+        ("rings unanswered", sum(&|o| o.faults.rings_unanswered).to_string()),
         ("violations", outcomes.iter().filter(|o| o.violation.is_some()).count().to_string()),
     ];
     println!("{:-<72}", "");

@@ -64,6 +64,12 @@ pub enum Invariant {
     /// Liveness: after faults stop, keys are active, every final deposit is in a signed Batch
     /// and every plan is paid on chain.
     Liveness,
+    /// A block the processor's node corrupted is refused (or its parent rechecked): nothing is
+    /// scanned, reported or credited from it, and it halts nothing.
+    CorruptedBlockRefused,
+    /// Whatever its node shows it (behind, or on a stale fork), a processor reports only blocks
+    /// of the best chain with the confirmations on top.
+    ReportedBlockIsFinal,
 }
 
 impl Invariant {
@@ -103,6 +109,12 @@ impl Invariant {
             Invariant::Liveness => {
                 "after faults stop, keys are active, every final deposit is in a signed Batch and every plan is paid"
             }
+            Invariant::CorruptedBlockRefused => {
+                "a block the node corrupted is refused: nothing is scanned or credited from it, and it halts nothing"
+            }
+            Invariant::ReportedBlockIsFinal => {
+                "a processor reports only blocks of the best chain with the confirmations on top"
+            }
         }
     }
 
@@ -115,6 +127,8 @@ impl Invariant {
             | Invariant::Liveness => &[],
             Invariant::ActiveKeysConfirmed => &[11],
             Invariant::HaltOnlyOnReplacedFinalBlock | Invariant::BatchIsItsFinalBlock => &[8],
+            Invariant::CorruptedBlockRefused => &[8, 10],
+            Invariant::ReportedBlockIsFinal => &[8],
             Invariant::OneBatchPerHeight | Invariant::OneBatchPerBlock => &[3, 8],
             Invariant::BatchesAgree | Invariant::SignedBatchIsBuilt => &[4, 5],
             Invariant::PlanConservesValue | Invariant::PlanIdsAgree => &[5, 6],

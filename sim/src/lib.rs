@@ -5,7 +5,8 @@
 //! seed. A fault plan drops, delays, reorders and duplicates messages, crashes and restarts
 //! processors (they resume from their committed DB) and the coordinator (it keeps its
 //! persisted state and loses what was in flight), partitions the coordinator from processors
-//! for a while, and may make one validator Byzantine. Invariants are checked during the run and
+//! for a while, and may make one validator Byzantine. Each processor reads its own node, which
+//! may fall behind, stall, serve corrupted blocks or stay on a stale fork. Invariants are checked during the run and
 //! at its end; a violation names the seed, the invariant and the last events.
 //!
 //! The simulation itself exists only under `--cfg madsim` (see `scripts/sim.sh`); the scenario

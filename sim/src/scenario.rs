@@ -97,6 +97,21 @@ pub struct Scenario {
     pub fault_phase_ms: u64,
     /// How long the quiet phase may take before liveness is violated (simulated ms).
     pub liveness_deadline_ms: u64,
+    /// Chance per block, per processor whose node is in sync, that the node falls behind: it
+    /// reports a tip up to 6 blocks below the best one and serves blocks only up to it, catching
+    /// up unevenly, for up to 3 s (0..=1000; moderate: 10..=50).
+    pub node_lag_per_mille: u32,
+    /// Chance per block, per processor whose node is in sync, that the node stops answering (no
+    /// tip, no blocks, no rings, no publication) for up to 2 s (0..=1000; moderate: 5..=20).
+    pub node_stall_per_mille: u32,
+    /// Chance that a block a node serves is corrupted: truncated, altered transactions, another
+    /// height's block, a wrong parent, and for Bitcoin a broken merkle root or too little proof
+    /// of work. The processor must refuse it and fetch it again (0..=1000; moderate: 20..=100).
+    pub node_garbage_per_mille: u32,
+    /// Chance per reorganisation shallower than the confirmations, per processor, that its node
+    /// keeps serving the replaced blocks (and the tip they had) for up to 3 s before switching
+    /// to the best chain (0..=1000; moderate: 100..=400).
+    pub node_stale_per_mille: u32,
 }
 
 impl Scenario {
@@ -127,6 +142,10 @@ impl Scenario {
             reorg_per_mille: 50,
             fault_phase_ms: 20_000,
             liveness_deadline_ms: 60_000,
+            node_lag_per_mille: 20,
+            node_stall_per_mille: 10,
+            node_garbage_per_mille: 50,
+            node_stale_per_mille: 250,
         }
     }
 
@@ -157,6 +176,10 @@ impl Scenario {
             reorg_per_mille: 0,
             fault_phase_ms: 5_000,
             liveness_deadline_ms: 60_000,
+            node_lag_per_mille: 0,
+            node_stall_per_mille: 0,
+            node_garbage_per_mille: 0,
+            node_stale_per_mille: 0,
         }
     }
 
@@ -204,6 +227,10 @@ impl Scenario {
         let near_dust_burn_per_mille = rate(&mut rng, 500);
         // A block of thousands of deposits costs seconds: a few, in a quarter of the seeds.
         let large_block_per_mille = if below(&mut rng, 4) == 0 { 1 + below(&mut rng, 8) as u32 } else { 0 };
+        let node_lag_per_mille = rate(&mut rng, 60);
+        let node_stall_per_mille = rate(&mut rng, 30);
+        let node_garbage_per_mille = rate(&mut rng, 150);
+        let node_stale_per_mille = rate(&mut rng, 700);
         Scenario {
             validators,
             threshold,
@@ -225,6 +252,10 @@ impl Scenario {
             large_block_per_mille,
             malformed_instruction_per_mille,
             near_dust_burn_per_mille,
+            node_lag_per_mille,
+            node_stall_per_mille,
+            node_garbage_per_mille,
+            node_stale_per_mille,
             burn_per_mille: 30 + below(&mut rng, 270) as u32,
             reorg_per_mille,
             fault_phase_ms: blocks * block_interval_ms,
@@ -260,7 +291,8 @@ impl Scenario {
         }
         format!(
             "{}-of-{}, {} confirmations, {} ms blocks, {} blocks of faults; loss {}‰, latency ≤{} ms, duplicates {}‰, \
-             processor crashes {}‰, coordinator crashes {}‰, partitions {}‰, reorganisations {}‰; deposits {}‰, \
+             processor crashes {}‰, coordinator crashes {}‰, partitions {}‰, reorganisations {}‰; nodes behind {}‰, \
+             stalled {}‰, lying {}‰, stale {}‰; deposits {}‰, \
              Burns {}‰; adversaries: {}",
             self.threshold,
             self.validators,
@@ -274,6 +306,10 @@ impl Scenario {
             self.coordinator_crash_per_mille,
             self.partition_per_mille,
             self.reorg_per_mille,
+            self.node_lag_per_mille,
+            self.node_stall_per_mille,
+            self.node_garbage_per_mille,
+            self.node_stale_per_mille,
             self.deposit_per_mille,
             self.burn_per_mille,
             if adversaries.is_empty() { "none".to_string() } else { adversaries.join(", ") }
@@ -312,6 +348,10 @@ impl Scenario {
             ("near-dust Burn", self.near_dust_burn_per_mille),
             ("reorganisation", self.reorg_per_mille),
             ("faulty coordinator", self.faulty_coordinator_per_mille),
+            ("node lag", self.node_lag_per_mille),
+            ("node stall", self.node_stall_per_mille),
+            ("node garbage", self.node_garbage_per_mille),
+            ("stale node", self.node_stale_per_mille),
         ] {
             if rate > 1000 {
                 return Err(format!("{name} rate {rate} is over 1000 per mille"));
@@ -319,6 +359,9 @@ impl Scenario {
         }
         if self.loss_per_mille == 1000 {
             return Err("a network that loses every message cannot make progress".into());
+        }
+        if self.node_garbage_per_mille == 1000 {
+            return Err("nodes that corrupt every block cannot make progress".into());
         }
         if self.deposit_per_mille >= 1000 {
             return Err("deposits must stop at some point: keep the deposit rate under 1000".into());
@@ -343,6 +386,19 @@ pub struct FaultCounts {
     pub reorgs: u64,
     /// Commands a faulty coordinator sent that it must not have.
     pub coordinator_faults: u64,
+    /// Times a processor's node fell behind the best chain.
+    pub node_lags: u64,
+    /// Times a processor's node stopped answering.
+    pub node_stalls: u64,
+    /// Times a processor's node stayed on blocks a reorganisation replaced.
+    pub stale_nodes: u64,
+    /// Corrupted blocks nodes served.
+    pub garbage_blocks: u64,
+    /// Blocks processors refused (corrupted ones, and blocks off their node's own chain).
+    pub blocks_refused: u64,
+    /// Ring selections a processor's node could not answer (stalled, or behind the decoy
+    /// height): the processor asks again.
+    pub rings_unanswered: u64,
 }
 
 /// Hostile deposits the chain accepted in a run, by kind.
@@ -419,6 +475,8 @@ mod tests {
             .is_err());
         assert!(Scenario { loss_per_mille: 1000, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { duplicate_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { node_garbage_per_mille: 1000, ..Scenario::standard() }.validate().is_err());
+        assert!(Scenario { node_stale_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { large_block_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { near_dust_burn_per_mille: 1001, ..Scenario::standard() }.validate().is_err());
         assert!(Scenario { confirmations: 0, ..Scenario::standard() }.validate().is_err());

@@ -31,13 +31,14 @@ fn first_caught(mutation: Mutation, scenario: &Scenario) -> Option<(u64, Invaria
 
 #[test]
 fn every_deliberate_bug_is_caught_by_its_invariant() {
-    let cases: [(Mutation, Scenario, &[Invariant]); 12] = [
+    let cases: [(Mutation, Scenario, &[Invariant]); 13] = [
         (Mutation::SkipSequenceCheck, Scenario::standard(), &[Invariant::RedeliveryChangesNothing]),
         (Mutation::ReuseNonce, Scenario::standard(), &[Invariant::PreprocessUnique]),
         (
             Mutation::ReportBeforeFinal,
             Scenario::standard(),
             &[
+                Invariant::ReportedBlockIsFinal,
                 Invariant::HaltOnlyOnReplacedFinalBlock,
                 Invariant::BatchIsItsFinalBlock,
                 Invariant::BatchesAgree,
@@ -51,6 +52,7 @@ fn every_deliberate_bug_is_caught_by_its_invariant() {
             &[Invariant::FundsMatchChain, Invariant::BatchIsItsFinalBlock],
         ),
         (Mutation::OneDustLimit, Scenario::standard(), &[Invariant::SignedTransactionRelays]),
+        (Mutation::NoBlockCommitmentCheck, Scenario::standard(), &[Invariant::CorruptedBlockRefused]),
         (Mutation::ScheduleOnlyOnBurns, burns_outrun_deposits(), &[Invariant::BurnsSettled]),
         (Mutation::NoBurnDeduplication, faulty_coordinator(), &[Invariant::BurnInOnePlan]),
         (Mutation::NoDoubleAcknowledgementGuard, faulty_coordinator(), &[Invariant::OneBatchPerHeight]),

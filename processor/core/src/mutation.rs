@@ -36,11 +36,13 @@ pub enum Mutation {
     /// P2PKH (546) and P2SH (540) below their own limit are accepted and paid, in transactions
     /// no node relays.
     OneDustLimit = 12,
+    /// Accept a Bitcoin block whose proof of work, merkle root or witness commitment fails.
+    NoBlockCommitmentCheck = 13,
 }
 
 impl Mutation {
     /// Every deliberate bug (not `None`).
-    pub const ALL: [Mutation; 12] = [
+    pub const ALL: [Mutation; 13] = [
         Mutation::SkipSequenceCheck,
         Mutation::ReuseNonce,
         Mutation::ReportBeforeFinal,
@@ -53,6 +55,7 @@ impl Mutation {
         Mutation::KeepNoncesAfterSigning,
         Mutation::ScheduleOnlyOnBurns,
         Mutation::OneDustLimit,
+        Mutation::NoBlockCommitmentCheck,
     ];
 }
 

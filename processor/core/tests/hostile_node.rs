@@ -239,3 +239,69 @@ fn hole_10_a_wrong_parent_is_confirmed_by_refetching_before_halting() {
     }
     assert_eq!(counted(&network, |c| c.parent_rechecks), lies + network.len() as u64);
 }
+
+#[test]
+fn hole_10_a_block_of_another_height_is_refused_as_the_first_block() {
+    let (chain, _depositor) = mock_chains::bitcoin::funded_chain(54, 5);
+    let chain = Rc::new(RefCell::new(chain));
+    let node = LyingNode::new(chain.clone());
+    let (mut network, _keys) =
+        network_with_keys(2, 2, ExternalChain::Bitcoin, 54, Faults::none(), Box::new(node.clone()), CONFIRMATIONS);
+    let first = Inspector::new(network.db(0)).next_height().unwrap().unwrap().0;
+    assert_eq!(Inspector::new(network.db(0)).last_scanned().unwrap(), None, "nothing scanned yet");
+
+    // The first block to scan has no scanned parent to be compared with: the node serves its
+    // own valid block of the height above instead, once per processor.
+    for _ in 0..=CONFIRMATIONS + 1 {
+        chain.borrow_mut().mine();
+    }
+    let above = chain.borrow().block_bytes(first + 1).unwrap();
+    for _ in 0..network.len() {
+        node.lie(first, above.clone());
+    }
+    run_for(&mut network, 20_000);
+
+    assert_eq!(node.lies_left(), 0, "every lie was served");
+    assert_eq!(halts(&network), 0, "another height's block was taken for the first block");
+    assert_eq!(counted(&network, |c| c.refused_blocks), network.len() as u64, "every lie was refused");
+    let truth = id_of(&chain.borrow().block(first).unwrap().header);
+    for index in 0..network.len() {
+        let report = reports_by(&network, index).into_iter().find(|(height, _, _)| *height == first);
+        assert_eq!(report.map(|(_, id, _)| id), Some(truth), "processor {index}");
+    }
+}
+
+#[test]
+fn hole_10_a_block_of_another_height_does_not_settle_a_parent_doubt() {
+    let (chain, node, mut network, next) = lying_network(53);
+    let scanned = next - 1;
+
+    // A valid block of another chain as the next one makes each processor fetch the scanned
+    // height again; there the node serves its own valid block of two heights below: another
+    // block, but not one of that height, so no sign that the final block changed.
+    let mut fork = MockBitcoin::new(99);
+    while fork.tip_height() < next {
+        fork.mine();
+    }
+    let stray = bitcoin::consensus::serialize(fork.block(next).unwrap());
+    let older = chain.borrow().block_bytes(scanned - 2).unwrap();
+    for _ in 0..network.len() {
+        node.lie(next, stray.clone());
+        node.lie(scanned, older.clone());
+    }
+    run_for(&mut network, 20_000);
+
+    assert_eq!(node.lies_left(), 0, "every lie was served");
+    assert_eq!(halts(&network), 0, "another height's block halted the chain");
+    let processors = network.len() as u64;
+    assert_eq!(counted(&network, |c| c.parent_rechecks), processors, "each stray block had its parent checked");
+    // Refused: the older block (its height), then the stray block (off the node's chain).
+    assert_eq!(counted(&network, |c| c.refused_blocks), 2 * processors);
+    let tip = chain.borrow().tip_height();
+    for index in 0..network.len() {
+        let inspector = Inspector::new(network.db(index));
+        assert_eq!(inspector.halted().unwrap(), None, "processor {index}");
+        assert_eq!(inspector.parent_doubt().unwrap(), None, "processor {index}");
+        assert_eq!(inspector.last_scanned().unwrap().unwrap().height, BlockHeight(tip - CONFIRMATIONS));
+    }
+}

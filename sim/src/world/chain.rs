@@ -24,6 +24,8 @@ pub(crate) struct SimChain {
     pub reorgs: u64,
     /// What the hostile depositors did, for the checks.
     pub hostile: HostileLedger,
+    /// The blocks the last shallow reorganisation replaced, until the node faults take them.
+    replaced: Option<ReplacedBlocks>,
 }
 
 /// What the hostile depositors sent, as the checks need to know it without trusting the
@@ -58,6 +60,23 @@ impl Refusal {
     }
 }
 
+/// The blocks a reorganisation no deeper than the confirmations replaced, as processors were
+/// served them: a node that has not switched to the best chain yet keeps serving them.
+#[derive(Debug)]
+pub(crate) struct ReplacedBlocks {
+    /// The height of the first replaced block; below it the best chain is unchanged.
+    pub first_height: u64,
+    /// The replaced blocks, from `first_height` up.
+    pub blocks: Vec<Vec<u8>>,
+}
+
+impl ReplacedBlocks {
+    /// The tip the replaced chain had.
+    pub fn tip(&self) -> u64 {
+        self.first_height + self.blocks.len().saturating_sub(1) as u64
+    }
+}
+
 impl SimChain {
     pub fn bitcoin(seed: u64) -> SimChain {
         let mut bitcoin = MockBitcoin::new(seed);
@@ -66,7 +85,13 @@ impl SimChain {
         for _ in 0..20 {
             bitcoin.mine_to(depositor.script_pubkey());
         }
-        SimChain { mock: Mock::Bitcoin(bitcoin, depositor), deposits: 0, reorgs: 0, hostile: HostileLedger::default() }
+        SimChain {
+            mock: Mock::Bitcoin(bitcoin, depositor),
+            deposits: 0,
+            reorgs: 0,
+            hostile: HostileLedger::default(),
+            replaced: None,
+        }
     }
 
     pub fn monero(seed: u64) -> SimChain {
@@ -75,7 +100,13 @@ impl SimChain {
         for _ in 0..20 {
             monero.mine_to(&depositor.address());
         }
-        SimChain { mock: Mock::Monero(monero, depositor), deposits: 0, reorgs: 0, hostile: HostileLedger::default() }
+        SimChain {
+            mock: Mock::Monero(monero, depositor),
+            deposits: 0,
+            reorgs: 0,
+            hostile: HostileLedger::default(),
+            replaced: None,
+        }
     }
 
     pub fn tip(&self) -> u64 {
@@ -231,27 +262,130 @@ impl SimChain {
         }
     }
 
-    /// Selects the rings of a Monero plan's inputs, as a node's RPC would.
-    pub fn select_decoys(
-        &self,
-        request: &processor_core::transaction::monero::DecoyRequest,
-    ) -> Result<Vec<Vec<u8>>, String> {
-        match &self.mock {
-            Mock::Monero(chain, _) => {
-                mock_chains::monero::block_on(processor_core::transaction::monero::select_decoys(chain, request))
-                    .ok_or("the mock chain's futures did not complete")?
-            }
-            Mock::Bitcoin(..) => Err("Bitcoin has no rings".into()),
-        }
-    }
-
-    pub fn reorg(&mut self, depth: usize) -> bool {
+    /// Replaces the top `depth` blocks; a shallow reorganisation (`shallow`: no deeper than the
+    /// confirmations) keeps the replaced blocks for nodes that stay on them. A deeper one replaces
+    /// final blocks, which no node keeps serving here.
+    pub fn reorg(&mut self, depth: usize, shallow: bool) -> bool {
+        let tip = self.tip();
+        let first_height = (tip + 1).saturating_sub(depth as u64);
+        let replaced = (shallow && first_height > 0).then(|| ReplacedBlocks {
+            first_height,
+            blocks: (first_height..=tip).filter_map(|height| self.block_bytes(height)).collect(),
+        });
         let done = match &mut self.mock {
             Mock::Bitcoin(chain, _) => chain.reorg(depth).is_ok(),
             Mock::Monero(chain, _) => chain.reorg(depth).is_ok(),
         };
         self.reorgs += u64::from(done);
+        if done {
+            self.replaced = replaced;
+        }
         done
+    }
+
+    /// The blocks the last shallow reorganisation replaced, once.
+    pub fn take_replaced(&mut self) -> Option<ReplacedBlocks> {
+        self.replaced.take()
+    }
+
+    /// Selects a Monero plan's rings as a node whose chain ends at `tip` would: from blocks up to
+    /// `tip` only (a node behind the decoy height cannot answer).
+    pub fn select_decoys_as_of(
+        &self,
+        request: &processor_core::transaction::monero::DecoyRequest,
+        tip: u64,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        match &self.mock {
+            Mock::Monero(chain, _) => {
+                let view = MoneroAsOf { chain, tip: usize::try_from(tip).map_err(|e| e.to_string())? };
+                mock_chains::monero::block_on(processor_core::transaction::monero::select_decoys(&view, request))
+                    .ok_or("the mock chain's futures did not complete")?
+            }
+            Mock::Bitcoin(..) => Err("Bitcoin has no rings".into()),
+        }
+    }
+}
+
+/// The mock Monero chain as a node whose chain ends at `tip` serves it for ring selection.
+struct MoneroAsOf<'c> {
+    chain: &'c MockMonero,
+    tip: usize,
+}
+
+impl MoneroAsOf<'_> {
+    fn beyond(&self, what: String) -> monero_wallet::interface::InterfaceError {
+        monero_wallet::interface::InterfaceError::InterfaceError(format!(
+            "{what} is beyond this node's tip #{}",
+            self.tip
+        ))
+    }
+}
+
+impl monero_wallet::interface::ProvidesBlockchainMeta for MoneroAsOf<'_> {
+    fn latest_block_number(
+        &self,
+    ) -> impl Send + core::future::Future<Output = Result<usize, monero_wallet::interface::InterfaceError>> {
+        core::future::ready(Ok(self.tip))
+    }
+}
+
+impl monero_wallet::interface::ProvidesUnvalidatedDecoys for MoneroAsOf<'_> {
+    fn ringct_output_distribution(
+        &self,
+        range: impl Send + core::ops::RangeBounds<usize>,
+    ) -> impl Send + core::future::Future<Output = Result<Vec<u64>, monero_wallet::interface::InterfaceError>> {
+        use core::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(start) => *start,
+            Bound::Excluded(start) => start.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(end) => end.saturating_add(1),
+            Bound::Excluded(end) => *end,
+            Bound::Unbounded => self.tip + 1,
+        };
+        let result = if end > self.tip + 1 {
+            Err(self.beyond(format!("block #{}", end - 1)))
+        } else {
+            let distribution =
+                <MockMonero as monero_wallet::interface::ProvidesUnvalidatedDecoys>::ringct_output_distribution(
+                    self.chain,
+                    start..end,
+                );
+            mock_chains::monero::block_on(distribution).unwrap_or_else(|| {
+                Err(monero_wallet::interface::InterfaceError::InternalError("a mock future is pending".into()))
+            })
+        };
+        core::future::ready(result)
+    }
+
+    fn unlocked_ringct_outputs(
+        &self,
+        indexes: &[u64],
+        evaluate_unlocked: monero_wallet::interface::EvaluateUnlocked,
+    ) -> impl Send
+           + core::future::Future<
+        Output = Result<Vec<Option<[monero_wallet::ed25519::Point; 2]>>, monero_wallet::interface::TransactionsError>,
+    > {
+        let unknown =
+            indexes.iter().find(|index| self.chain.output(**index).is_none_or(|output| output.height > self.tip));
+        let result = match unknown {
+            Some(index) => Err(self.beyond(format!("output {index}")).into()),
+            None => {
+                let outputs =
+                    <MockMonero as monero_wallet::interface::ProvidesUnvalidatedDecoys>::unlocked_ringct_outputs(
+                        self.chain,
+                        indexes,
+                        evaluate_unlocked,
+                    );
+                mock_chains::monero::block_on(outputs).unwrap_or_else(|| {
+                    Err(monero_wallet::interface::InterfaceError::InternalError("a mock future is pending".into())
+                        .into())
+                })
+            }
+        };
+        core::future::ready(result)
     }
 }
 

@@ -6,6 +6,7 @@ mod faulty_coordinator;
 mod hostile;
 mod invariants;
 mod link;
+mod node_view;
 mod nodes;
 
 use crate::scenario::{FaultCounts, Outcome, Scenario, Violation};
@@ -110,6 +111,8 @@ struct Shared {
     burns: Mutex<u64>,
     /// The first invariant violation seen by a node, if any.
     violation: Mutex<Option<(Invariant, String)>>,
+    /// Each processor's own node: behind, stalled, lying or on a stale fork.
+    node_views: Mutex<node_view::NodeViews>,
 }
 
 impl Shared {
@@ -235,6 +238,7 @@ fn new_shared(seed: u64, scenario: &Scenario, rng: &mut ChaCha20Rng) -> Arc<Shar
         burns: Mutex::new(0),
         deep_reorged: Mutex::new(None),
         scan_cache: Mutex::new(BTreeMap::new()),
+        node_views: Mutex::new(node_view::NodeViews::new(scenario.validators)),
         scenario: scenario.clone(),
     });
     shared.record(format!("seed {seed}: {chain_kind}, {}-of-{}", scenario.threshold, scenario.validators));
@@ -337,6 +341,7 @@ async fn drive(
         inject_faults(shared, handle, coordinator_node, processor_nodes, &net);
         faulty_coordinator::act(shared);
         faulty_coordinator::restore_if_due(shared, false);
+        node_view::step(shared);
     }
     faulty_coordinator::restore_if_due(shared, true);
     quiet_phase(shared, &net).await
@@ -349,7 +354,7 @@ fn deep_reorg(shared: &Shared) {
     let Some(chain) = &shared.chain else { return };
     let mut chain = lock(chain);
     let first_replaced = (chain.tip() + 1).saturating_sub(depth as u64);
-    if !chain.reorg(depth) {
+    if !chain.reorg(depth, false) {
         return;
     }
     let must_halt = shared
@@ -367,6 +372,8 @@ fn deep_reorg(shared: &Shared) {
         "chain: reorganisation of depth {depth} from height {first_replaced}, deeper than the confirmations; must halt: {must_halt:?}"
     ));
     *lock(&shared.deep_reorged) = Some(must_halt);
+    drop(chain);
+    node_view::deep_reorg(shared);
 }
 
 /// One block interval's faults: processor and coordinator crashes, partitions.
@@ -416,6 +423,7 @@ fn inject_faults(
 async fn quiet_phase(shared: &Shared, net: &Arc<NetSim>) -> Option<(Invariant, String)> {
     let scenario = &shared.scenario;
     net.update_config(|config| config.packet_loss_rate = 0.0);
+    node_view::quiet(shared);
     shared.record("quiet phase: faults stop".into());
     let quiet_start = Instant::now();
     loop {
@@ -459,7 +467,7 @@ fn workload(shared: &Shared, faults: bool) {
         // A reorganisation replacing up to `confirmations` blocks leaves every block with that
         // many blocks on top in place: the deepest reorganisation finality absorbs.
         let depth = 1 + shared.random_below(scenario.confirmations) as usize;
-        if chain.reorg(depth) {
+        if chain.reorg(depth, true) {
             shared.record(format!("chain: reorganisation of depth {depth}"));
         }
     }

@@ -2,7 +2,7 @@
 //! madsim's network, clock and the simulated chain. The cores they drive are the production ones.
 
 use super::link::{SimCoordinatorLink, SimProcessorLink};
-use super::{coordinator_addr, describe, lock, processor_addr, Shared, TICK};
+use super::{coordinator_addr, describe, lock, node_view, processor_addr, Shared, TICK};
 use crate::scenario::Byzantine;
 use crate::Invariant;
 use coordinator::{byzantine, Outbound};
@@ -38,6 +38,7 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
     let mut core = Processor::open(shared.dbs[index].clone(), shared.identities[index].clone(), config, rng)
         .expect("the in-memory DB opens");
     shared.record(format!("processor {index} starts"));
+    node_view::processor_started(&shared, index);
     let mut next_tick = Instant::now() + TICK;
     loop {
         let mut events = VecDeque::new();
@@ -55,8 +56,8 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
             Err(()) => {
                 next_tick = Instant::now() + TICK;
                 events.push_back(Event::Tick { now: Millis(shared.elapsed_ms()) });
-                if let Some(chain) = &shared.chain {
-                    events.push_back(Event::ChainTip { height: BlockHeight(lock(chain).tip()) });
+                if let Some(tip) = node_view::tip(&shared, index) {
+                    events.push_back(Event::ChainTip { height: BlockHeight(tip) });
                 }
             }
         }
@@ -69,10 +70,15 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
             // messages made before the halt).
             let halted = matches!(event, Event::Inbound(_))
                 && Inspector::new(&shared.dbs[index]).halted().ok().flatten().is_some();
-            let effects = match core.handle(event) {
-                Ok(outcome) => outcome.effects,
+            let served = node_view::served(&shared, index, &event);
+            let outcome = match core.handle(event) {
+                Ok(outcome) => outcome,
                 Err(error) => panic!("processor {index} storage failed: {error}"),
             };
+            if let Some(served) = served {
+                node_view::handled(&shared, index, served, &outcome, core.counters());
+            }
+            let effects = outcome.effects;
             if let Some(before) = before {
                 check_no_second_effect(&shared, index, before, &effects);
             }
@@ -106,17 +112,17 @@ async fn perform(
                 _ => bytes,
             };
             observe_outbound(shared, index, &bytes, halted);
+            node_view::observe_report(shared, index, &bytes);
             shared.record(format!("processor {index} -> {}", describe(&bytes, false)));
             let _ = link.send(bytes).await;
         }
         Effect::FetchBlock { height } => {
-            let bytes = shared.chain.as_ref().and_then(|chain| lock(chain).block_bytes(height.0));
-            if let Some(bytes) = bytes {
+            if let Some(bytes) = node_view::fetch_block(shared, index, height.0) {
                 events.push_back(Event::Block { height, bytes });
             }
         }
         Effect::SelectDecoys(request) => {
-            let inputs = shared.chain.as_ref().map(|chain| lock(chain).select_decoys(&request));
+            let inputs = node_view::select_decoys(shared, index, &request);
             match inputs {
                 Some(Ok(inputs)) => events.push_back(Event::Decoys { plan: request.plan, inputs }),
                 other => shared.record(format!("processor {index}: ring selection failed: {other:?}")),
@@ -124,18 +130,20 @@ async fn perform(
         }
         Effect::Publish { transaction } => {
             observe_publication(shared, index, &transaction);
-            if let Some(chain) = &shared.chain {
-                let result = lock(chain).publish(&transaction);
-                shared.record(format!(
-                    "processor {index} publishes a transaction: {:?}",
-                    result.as_ref().map_err(super::chain::Refusal::reason)
-                ));
-                if let Err(super::chain::Refusal::Policy(reason)) = result {
-                    shared.violate(
-                        Invariant::SignedTransactionRelays,
-                        format!("processor {index} published a transaction no node relays: {reason}"),
-                    );
+            match node_view::publish(shared, index, &transaction) {
+                Some(result) => {
+                    shared.record(format!(
+                        "processor {index} publishes a transaction: {:?}",
+                        result.as_ref().map_err(super::chain::Refusal::reason)
+                    ));
+                    if let Err(super::chain::Refusal::Policy(reason)) = result {
+                        shared.violate(
+                            Invariant::SignedTransactionRelays,
+                            format!("processor {index} published a transaction no node relays: {reason}"),
+                        );
+                    }
                 }
+                None => shared.record(format!("processor {index} publishes a transaction: its node does not answer")),
             }
         }
     }

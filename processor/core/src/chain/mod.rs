@@ -47,6 +47,15 @@ pub enum ChainError {
     /// A Bitcoin-family header without the proof of work the network requires.
     #[error("proof of work: {0}")]
     ProofOfWork(#[from] bitcoin::PowError),
+    /// The block commits to another height than the one it was served for, or to none
+    /// (Bitcoin: BIP34's coinbase height; Monero: its miner transaction's input).
+    #[error("block served for height {asked} commits to height {committed:?}")]
+    WrongHeight {
+        /// The height it was served for.
+        asked: BlockHeight,
+        /// The height it commits to, if any.
+        committed: Option<BlockHeight>,
+    },
     /// The block at `height` names a parent other than the block scanned below it, yet the
     /// node, asked again, still serves that scanned block there: the block is not on the
     /// node's own chain (it is fetched again; nothing halts).
@@ -66,6 +75,7 @@ pub enum ChainError {
 /// checked: verifying it needs a RandomX virtual machine with its 256 MiB cache per epoch.
 pub fn check_header(chain: ExternalChain, bytes: &[u8], rule: &bitcoin::ProofOfWork) -> Result<(), ChainError> {
     match chain {
+        ExternalChain::Bitcoin if crate::mutation::active(crate::mutation::Mutation::NoBlockCommitmentCheck) => Ok(()),
         ExternalChain::Bitcoin => bitcoin::check_proof_of_work(bytes, rule),
         ExternalChain::Monero => Ok(()),
     }
@@ -145,6 +155,10 @@ pub struct ScannedBlock {
     pub id: BlockId,
     /// The hash of the block it builds on, checked against the block scanned before it.
     pub parent: BlockId,
+    /// The height the block commits to, if it commits to one (Bitcoin: BIP34's coinbase
+    /// height; Monero: its miner transaction's input), checked against the height it was
+    /// fetched for.
+    pub height: Option<BlockHeight>,
     /// Outputs to the group's keys, in block order (transaction, then output index).
     pub outputs: Vec<ReceivedOutput>,
     /// Spends of the watched outputs, in block order (Bitcoin).

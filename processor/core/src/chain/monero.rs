@@ -7,7 +7,7 @@
 
 use super::instruction::decode_instruction;
 use super::{ChainError, Completion, MoneroEventuality, ReceivedOutput, ScanKey, ScannedBlock};
-use crate::ids::{Amount, BlockId};
+use crate::ids::{Amount, BlockHeight, BlockId};
 use crate::ids::{OutputId, PlanId};
 
 use crate::messages::{decode, encode, ChainPublicKey, OutputKind};
@@ -239,5 +239,6 @@ pub(super) fn scan_block(
             own_transactions.push((*hash, transaction.serialize()));
         }
     }
-    Ok(ScannedBlock { id, parent, outputs, spends: vec![], completions, own_transactions })
+    let height = Some(BlockHeight(block.number() as u64));
+    Ok(ScannedBlock { id, parent, height, outputs, spends: vec![], completions, own_transactions })
 }

@@ -1,8 +1,8 @@
 //! Scanning: turns final blocks into reported deposits, and detects a final block changing.
 //!
 //! A block is final once `confirmations` blocks are on top of it (tip - height >= confirmations).
-//! Blocks are scanned strictly in height order, each checked (its proof of work first) to build
-//! on the previous one. A reorganisation shallower than the confirmation depth never touches a
+//! Blocks are scanned strictly in height order, each checked (its proof of work first, then the
+//! height it commits to) to build on the previous one. A reorganisation shallower than the confirmation depth never touches a
 //! final block, so it is invisible here; a deeper one shows up as a final block whose successor
 //! names another parent. A halt is for good, so one block is not believed: the last scanned
 //! height is fetched again first. If the node now serves another valid block there, the final
@@ -311,6 +311,11 @@ pub fn on_block<D: Db>(
         Ok(scanned) => scanned,
         Err(error) => return Ok(BlockOutcome::Refused(error)),
     };
+    // Another height's block would otherwise pass for this one where no parent is compared:
+    // the first block scanned.
+    if scanned.height != Some(height) {
+        return Ok(BlockOutcome::Refused(ChainError::WrongHeight { asked: height, committed: scanned.height }));
+    }
 
     if let Some(last) = LAST_SCANNED.get(txn, &())? {
         assert_eq!(last.height.0 + 1, height.0, "blocks are scanned strictly in order");
@@ -366,6 +371,11 @@ fn settle_doubt<D: Db>(
         Ok(block) => block,
         Err(error) => return Ok(BlockOutcome::Refused(error)),
     };
+    // Another height's block is no other block at this height: it must not halt the chain.
+    if block.height != Some(doubt.scanned.height) {
+        let error = ChainError::WrongHeight { asked: doubt.scanned.height, committed: block.height };
+        return Ok(BlockOutcome::Refused(error));
+    }
     PARENT_DOUBT.delete(txn, &());
     let ParentDoubt { scanned, named } = doubt;
     if block.id == scanned.id {
@@ -394,6 +404,32 @@ mod tests {
     use crate::ids::SessionId;
     use crate::messages::ChainPublicKey;
     use mock_chains::monero::{Depositor, MockMonero, MoneroConfig};
+
+    /// What a block is checked against besides its parent: the height it commits to (BIP34's
+    /// coinbase height, from OP_0 and OP_1..OP_16 up; Monero's miner input).
+    #[test]
+    fn blocks_commit_to_their_heights() {
+        let mut bitcoin = mock_chains::bitcoin::MockBitcoin::new(5);
+        let mut monero = MockMonero::with_config(5, MoneroConfig { coinbase_lock: 1, ..MoneroConfig::default() });
+        for _ in 0..20 {
+            bitcoin.mine();
+            monero.mine();
+        }
+        for height in 0..=20u64 {
+            let bytes = bitcoin.block_bytes(height).unwrap();
+            let scanned = chain::scan_block(ExternalChain::Bitcoin, &bytes, &[]).unwrap();
+            assert_eq!(scanned.height, Some(BlockHeight(height)), "Bitcoin block {height}");
+            let at = usize::try_from(height).unwrap();
+            let first = monero.scannable_block_at(at).unwrap().output_index_for_first_ringct_output;
+            let bytes = MoneroBlockData::new(monero.block(at).unwrap(), &monero.transactions(at)[1..], first).encode();
+            let scanned = chain::scan_block(ExternalChain::Monero, &bytes, &[]).unwrap();
+            assert_eq!(scanned.height, Some(BlockHeight(height)), "Monero block {height}");
+        }
+        // A block of version 1 commits to no height.
+        let mut block = bitcoin.block(17).unwrap().clone();
+        block.header.version = bitcoin::block::Version::ONE;
+        assert_eq!(chain::bitcoin::coinbase_height(&block), None);
+    }
 
     /// Monero's burning bug (hole 1 of the hostile-inputs review): a second output paying an
     /// already credited one-time key is not credited, in the same block or a later one.
