@@ -17,6 +17,14 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A signing attempt that has not completed in this long is re-attempted.
 pub const SIGN_ATTEMPT_TIMEOUT_MS: u64 = 5_000;
 
+/// How long attempt `attempt` may take before the next one: doubling from
+/// [`SIGN_ATTEMPT_TIMEOUT_MS`] up to 16 times it. Under load (many Batches at once, slow links),
+/// a fixed timeout re-attempted rounds faster than they could complete, each re-attempt adding
+/// to the backlog that made them slow: a livelock the swarm found.
+fn attempt_timeout(attempt: Attempt) -> u64 {
+    SIGN_ATTEMPT_TIMEOUT_MS << attempt.0.min(4)
+}
+
 #[derive(Default)]
 pub(crate) struct BatchState {
     /// Per height: each participant's report.
@@ -294,7 +302,7 @@ impl Coordinator {
             .batches
             .rounds
             .iter()
-            .filter(|(_, round)| now.0.saturating_sub(round.started.0) >= SIGN_ATTEMPT_TIMEOUT_MS)
+            .filter(|(_, round)| now.0.saturating_sub(round.started.0) >= attempt_timeout(round.id.attempt))
             .map(|(target, _)| *target)
             .collect();
         stalled.into_iter().flat_map(|target| self.reattempt(target, &participants)).collect()
