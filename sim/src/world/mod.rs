@@ -104,6 +104,9 @@ struct Shared {
     burns: Mutex<u64>,
     /// The first invariant violation seen by a node, if any.
     violation: Mutex<Option<(Invariant, String)>>,
+    /// Each processor's active keys as the checks last parsed them (parsed again only when the
+    /// stored keys change).
+    active_keys: Mutex<Vec<processor_core::keygen::ActiveKeysMemo>>,
 }
 
 impl Shared {
@@ -140,6 +143,32 @@ impl Shared {
     }
 }
 
+/// The first `chars` characters of `value`'s `Debug` text, formatting no further than that (a
+/// message can be large; its text would be cut anyway).
+fn debug_prefix(value: &impl core::fmt::Debug, chars: usize) -> String {
+    struct Prefix {
+        text: String,
+        room: usize,
+    }
+    impl core::fmt::Write for Prefix {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            for c in s.chars() {
+                if self.room == 0 {
+                    // Stops the formatting: the rest would be cut.
+                    return Err(core::fmt::Error);
+                }
+                self.text.push(c);
+                self.room -= 1;
+            }
+            Ok(())
+        }
+    }
+    let mut prefix = Prefix { text: String::new(), room: chars };
+    // An error only means the text was long enough.
+    let _ = core::fmt::write(&mut prefix, format_args!("{value:?}"));
+    prefix.text
+}
+
 /// A short description of a frame for the trace: its kind and sequence id, and a digest.
 /// `to_processor` says which way it travels (both directions' messages share variant indexes).
 fn describe(bytes: &[u8], to_processor: bool) -> String {
@@ -147,11 +176,7 @@ fn describe(bytes: &[u8], to_processor: bool) -> String {
     fn kind<M: core::fmt::Debug>(frame: &Frame<M>) -> String {
         match frame {
             Frame::Ack { up_to } => format!("ack {up_to}"),
-            Frame::Data { seq, message } => {
-                let text = format!("{message:?}");
-                let short: String = text.chars().take(90).collect();
-                format!("#{seq} {short}")
-            }
+            Frame::Data { seq, message } => format!("#{seq} {}", debug_prefix(message, 90)),
         }
     }
     let hash = hex::encode(&Sha256::digest(bytes)[..4]);
@@ -227,6 +252,7 @@ fn new_shared(seed: u64, scenario: &Scenario, rng: &mut ChaCha20Rng) -> Arc<Shar
         burns: Mutex::new(0),
         deep_reorged: Mutex::new(None),
         scan_cache: Mutex::new(BTreeMap::new()),
+        active_keys: Mutex::new((0..scenario.validators).map(|_| Default::default()).collect()),
         scenario: scenario.clone(),
     });
     shared.record(format!("seed {seed}: {chain_kind}, {}-of-{}", scenario.threshold, scenario.validators));

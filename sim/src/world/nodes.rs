@@ -10,11 +10,12 @@ use madsim::net::Endpoint;
 use madsim::time::{timeout, Instant};
 use processor_core::core::{Config, Effect, Event, Processor, ProofOfWork};
 use processor_core::crypto::Identity;
-use processor_core::db::Db;
 use processor_core::ids::{BlockHeight, Millis};
 use processor_core::inspect::Inspector;
 use processor_core::link::{CoordinatorLink, ProcessorLink};
-use processor_core::messages::{CoordinatorMessage, Envelope, Frame, ProcessorMessage, SignEvent};
+use processor_core::messages::{
+    decode, CoordinatorMessage, Envelope, Frame, ProcessorMessage, SignEvent, SignedEnvelope,
+};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::VecDeque;
@@ -61,16 +62,16 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
             }
         }
         while let Some(event) = events.pop_front() {
-            let before = match &event {
-                Event::Inbound(bytes) if redelivered(&shared, index, bytes) => Some(snapshot(&shared, index)),
-                _ => None,
-            };
+            let redelivery = matches!(&event, Event::Inbound(bytes) if redelivered(&shared, index, bytes));
+            if redelivery {
+                shared.dbs[index].watch_changes();
+            }
             let effects = match core.handle(event) {
                 Ok(outcome) => outcome.effects,
                 Err(error) => panic!("processor {index} storage failed: {error}"),
             };
-            if let Some(before) = before {
-                check_no_second_effect(&shared, index, before, &effects);
+            if redelivery {
+                check_no_second_effect(&shared, index, &effects);
             }
             for effect in effects {
                 perform(&shared, index, &mut link, effect, &mut events).await;
@@ -127,22 +128,34 @@ async fn perform(
     }
 }
 
+/// The envelope in wire bytes, decoded without checking its signature: a cheap first look, so
+/// the checks below verify a signature (`Envelope::open`) only where the content matters.
+fn peek_inbound(bytes: &[u8]) -> Option<Envelope<CoordinatorMessage>> {
+    let signed: SignedEnvelope = decode(bytes).ok()?;
+    decode(&signed.envelope).ok()
+}
+
+/// [`peek_inbound`] for what a processor sends.
+fn peek_outbound(bytes: &[u8]) -> Option<Envelope<ProcessorMessage>> {
+    let signed: SignedEnvelope = decode(bytes).ok()?;
+    decode(&signed.envelope).ok()
+}
+
 /// Whether inbound bytes are a data frame this processor already handled.
 fn redelivered(shared: &Shared, index: usize, bytes: &[u8]) -> bool {
+    let Some(Envelope { frame: Frame::Data { seq, .. }, .. }) = peek_inbound(bytes) else { return false };
+    if !Inspector::new(&shared.dbs[index]).handled_through().is_ok_and(|handled| seq <= handled) {
+        return false;
+    }
     let coordinator = lock(&shared.coordinator).peer_key();
     let me = shared.identities[index].peer_key();
-    let Ok(envelope) = Envelope::<CoordinatorMessage>::open(bytes, &me, |s| *s == coordinator) else { return false };
-    let Frame::Data { seq, .. } = envelope.frame else { return false };
-    Inspector::new(&shared.dbs[index]).handled_through().is_ok_and(|handled| seq <= handled)
+    Envelope::<CoordinatorMessage>::open(bytes, &me, |s| *s == coordinator).is_ok()
 }
 
-fn snapshot(shared: &Shared, index: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-    shared.dbs[index].scan_prefix(b"").unwrap_or_default()
-}
-
-/// A redelivered frame may only be acknowledged again: no state change, no new message.
-fn check_no_second_effect(shared: &Shared, index: usize, before: Vec<(Vec<u8>, Vec<u8>)>, effects: &[Effect]) {
-    if snapshot(shared, index) != before {
+/// A redelivered frame may only be acknowledged again: no state change (the DB was watched
+/// while it was handled), no new message.
+fn check_no_second_effect(shared: &Shared, index: usize, effects: &[Effect]) {
+    if shared.dbs[index].changed_since_watch() {
         shared.violate(
             Invariant::RedeliveryChangesNothing,
             format!("processor {index} changed its state handling a redelivered frame"),
@@ -151,6 +164,9 @@ fn check_no_second_effect(shared: &Shared, index: usize, before: Vec<(Vec<u8>, V
     let coordinator = lock(&shared.coordinator).peer_key();
     for effect in effects {
         let Effect::Send(bytes) = effect else { continue };
+        if !matches!(peek_outbound(bytes), Some(Envelope { frame: Frame::Data { .. }, .. })) {
+            continue;
+        }
         if let Ok(envelope) = Envelope::<ProcessorMessage>::open(bytes, &coordinator, |_| true) {
             if let Frame::Data { message, .. } = envelope.frame {
                 shared.violate(
@@ -250,6 +266,13 @@ fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
 /// Watches what a processor sends for nonce reuse: one preprocess (a commitment to nonces) must
 /// never serve two signing attempts, and an attempt must never get two preprocesses.
 fn observe_outbound(shared: &Shared, index: usize, bytes: &[u8]) {
+    let preprocess = matches!(
+        peek_outbound(bytes),
+        Some(Envelope { frame: Frame::Data { message: ProcessorMessage::Sign(SignEvent::Preprocess { .. }), .. }, .. })
+    );
+    if !preprocess {
+        return;
+    }
     let coordinator = lock(&shared.coordinator).peer_key();
     let Ok(envelope) = Envelope::<ProcessorMessage>::open(bytes, &coordinator, |_| true) else { return };
     let Frame::Data { message: ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess }), .. } = envelope.frame
