@@ -296,6 +296,11 @@ pub(crate) struct Mempool {
     txs: Vec<PoolTx>,
     key_images: BTreeMap<[u8; 32], [u8; 32]>,
     hashes: BTreeSet<[u8; 32]>,
+    /// Transactions whose range proof and signatures verified, each with the ring members they
+    /// were verified against (see `validate::proofs_key`): the same transaction over the same
+    /// rings is not verified again (a reorganisation re-adding it). Kept across blocks and
+    /// reorganisations, as a node keeps its verification cache.
+    pub(crate) proofs_verified: BTreeSet<[u8; 32]>,
 }
 
 impl Mempool {
@@ -319,6 +324,7 @@ impl Mempool {
         self.txs.push(ptx);
     }
 
+    /// The pending transactions, leaving the pool empty (its verification cache stays).
     fn take(&mut self) -> Vec<PoolTx> {
         self.key_images.clear();
         self.hashes.clear();
@@ -575,13 +581,13 @@ impl MockMonero {
 
     /// What [`MockMonero::submit`] would say, without adding anything.
     pub fn check_transaction(&self, tx: &Transaction) -> Result<[u8; 32], TxRejected> {
-        validate(&self.state, &self.pool(), tx).map(|valid| valid.hash)
+        validate(&self.state, &mut self.pool(), tx).map(|valid| valid.hash)
     }
 
     /// `submit` through `&self`, for `PublishTransaction`.
     pub(crate) fn publish(&self, tx: &Transaction) -> Result<[u8; 32], TxRejected> {
         let mut mempool = self.pool();
-        let valid = validate(&self.state, &mempool, tx)?;
+        let valid = validate(&self.state, &mut mempool, tx)?;
         let hash = valid.hash;
         mempool.push(valid);
         Ok(hash)

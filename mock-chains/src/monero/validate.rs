@@ -3,6 +3,7 @@
 use monero_wallet::{
     ed25519::{CompressedPoint, Point},
     extra::MAX_EXTRA_SIZE_BY_RELAY_RULE,
+    primitives::keccak256,
     ringct::{clsag::ClsagError, EncryptedAmount, RctPrunable, RctType},
     transaction::{Input, Transaction},
 };
@@ -140,8 +141,22 @@ pub(crate) struct PoolTx {
     pub commitments: Vec<Point>,
 }
 
-/// Checks `tx` for inclusion in the block after the current tip, given the mempool.
-pub(crate) fn validate(state: &ChainState, pool: &Mempool, tx: &Transaction) -> Result<PoolTx, TxRejected> {
+/// What a transaction's range proof and signatures were verified against: the transaction (its
+/// hash covers every byte, proofs included) and its rings' members as the chain resolved them.
+fn proofs_key(hash: &[u8; 32], rings: &[Vec<[CompressedPoint; 2]>]) -> [u8; 32] {
+    let mut preimage = Vec::with_capacity(32 + rings.iter().map(|ring| ring.len() * 64).sum::<usize>());
+    preimage.extend(hash);
+    for member in rings.iter().flatten() {
+        preimage.extend(member[0].to_bytes());
+        preimage.extend(member[1].to_bytes());
+    }
+    keccak256(preimage)
+}
+
+/// Checks `tx` for inclusion in the block after the current tip, given the mempool. The range
+/// proof and signatures of a transaction are verified once per set of rings (the pool's cache);
+/// everything that depends on the chain's state is checked every time.
+pub(crate) fn validate(state: &ChainState, pool: &mut Mempool, tx: &Transaction) -> Result<PoolTx, TxRejected> {
     let hash = tx.hash();
     if let Some(height) = state.tx_height(&hash) {
         return Err(TxRejected::AlreadyOnChain { height });
@@ -289,19 +304,25 @@ pub(crate) fn validate(state: &ChainState, pool: &Mempool, tx: &Transaction) -> 
         return Err(TxRejected::Unbalanced);
     }
 
-    // Range proof. The verifier's RNG only draws batch weights, so seeding it from the hash keeps
-    // the chain's own stream untouched and the verdict deterministic.
-    let mut rng = ChaCha20Rng::from_seed(hash);
-    if !bulletproof.verify(&mut rng, &base.commitments) {
-        return Err(TxRejected::InvalidRangeProof);
-    }
+    let proofs = proofs_key(&hash, &rings);
+    if !pool.proofs_verified.contains(&proofs) {
+        // Range proof. The verifier's RNG only draws batch weights, so seeding it from the hash
+        // keeps the chain's own stream untouched and the verdict deterministic.
+        let mut rng = ChaCha20Rng::from_seed(hash);
+        if !bulletproof.verify(&mut rng, &base.commitments) {
+            return Err(TxRejected::InvalidRangeProof);
+        }
 
-    // Signatures over the transaction's signature hash.
-    let msg = tx.signature_hash().ok_or(TxRejected::Malformed("no signature hash"))?;
-    for (input, ((clsag, ring), (ki, pseudo_out))) in
-        clsags.iter().zip(rings).zip(key_images.iter().zip(pseudo_outs)).enumerate()
-    {
-        clsag.verify(ring, ki, pseudo_out, &msg).map_err(|reason| TxRejected::InvalidSignature { input, reason })?;
+        // Signatures over the transaction's signature hash.
+        let msg = tx.signature_hash().ok_or(TxRejected::Malformed("no signature hash"))?;
+        for (input, ((clsag, ring), (ki, pseudo_out))) in
+            clsags.iter().zip(rings).zip(key_images.iter().zip(pseudo_outs)).enumerate()
+        {
+            clsag
+                .verify(ring, ki, pseudo_out, &msg)
+                .map_err(|reason| TxRejected::InvalidSignature { input, reason })?;
+        }
+        pool.proofs_verified.insert(proofs);
     }
 
     Ok(PoolTx {

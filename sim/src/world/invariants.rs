@@ -195,6 +195,19 @@ fn funds_match_chain(shared: &Shared, session: SessionId, keys: &GroupKeys) -> R
     Ok(())
 }
 
+/// Processor `index`'s active keys, as `keygen::active_keys` reads them (parsed again only when
+/// what is stored changes).
+fn active_keys_at(
+    shared: &Shared,
+    index: usize,
+) -> Result<Option<std::sync::Arc<keygen::ThresholdKeyPair>>, processor_core::db::DbError> {
+    let mut memos = lock(&shared.active_keys);
+    match memos.get_mut(index) {
+        Some(memo) => memo.get(&shared.dbs[index]),
+        None => keygen::active_keys(&shared.dbs[index]).map(|keys| keys.map(std::sync::Arc::new)),
+    }
+}
+
 /// The active session's keys and activation height, as the coordinator confirmed them.
 fn active(shared: &Shared) -> Option<(SessionId, GroupKeys, u64)> {
     let coordinator = lock(&shared.coordinator);
@@ -214,8 +227,8 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
     // Keys: whatever a processor activated is what the coordinator confirmed for that session.
     {
         let coordinator = lock(&shared.coordinator);
-        for (index, db) in shared.dbs.iter().enumerate() {
-            let Some(active) = keygen::active_keys(db).map_err(storage)? else { continue };
+        for index in 0..shared.dbs.len() {
+            let Some(active) = active_keys_at(shared, index).map_err(storage)? else { continue };
             match coordinator.status(active.session) {
                 Some(SessionStatus::Confirmed(keys)) if *keys == active.group_keys() => {}
                 status => {
@@ -330,8 +343,8 @@ fn live_batches_and_plans(shared: &Shared) -> Result<(), String> {
             return Err(format!("session {session} is {:?}", coordinator.status(session)));
         }
         let participants = coordinator.participants(session).unwrap_or_default();
-        for (index, (identity, db)) in shared.identities.iter().zip(&shared.dbs).enumerate() {
-            let active = keygen::active_keys(db).ok().flatten().is_some_and(|keys| keys.session == session);
+        for (index, identity) in shared.identities.iter().enumerate() {
+            let active = active_keys_at(shared, index).ok().flatten().is_some_and(|keys| keys.session == session);
             if participants.contains(&identity.peer_key()) && !active {
                 return Err(format!("processor {index} has not activated session {session}"));
             }
@@ -509,12 +522,8 @@ pub(super) fn plans_agree(shared: &Shared) -> Result<(), String> {
     // The processors holding the latest session's keys (a validator a failed key generation
     // excluded holds no plans).
     let Some(session) = lock(&shared.coordinator).latest_session() else { return Err("no session".into()) };
-    let members: Vec<usize> = shared
-        .dbs
-        .iter()
-        .enumerate()
-        .filter(|(_, db)| keygen::active_keys(*db).ok().flatten().is_some_and(|keys| keys.session == session))
-        .map(|(index, _)| index)
+    let members: Vec<usize> = (0..shared.dbs.len())
+        .filter(|index| active_keys_at(shared, *index).ok().flatten().is_some_and(|keys| keys.session == session))
         .collect();
     let Some(&first) = members.first() else { return Err("no processor holds the latest keys".into()) };
     let reference = plan_contents(&shared.dbs[first])?;

@@ -113,6 +113,9 @@ struct Shared {
     violation: Mutex<Option<(Invariant, String)>>,
     /// Each processor's own node: behind, stalled, lying or on a stale fork.
     node_views: Mutex<node_view::NodeViews>,
+    /// Each processor's active keys as the checks last parsed them (parsed again only when the
+    /// stored keys change).
+    active_keys: Mutex<Vec<processor_core::keygen::ActiveKeysMemo>>,
 }
 
 impl Shared {
@@ -149,6 +152,32 @@ impl Shared {
     }
 }
 
+/// The first `chars` characters of `value`'s `Debug` text, formatting no further than that (a
+/// message can be large; its text would be cut anyway).
+fn debug_prefix(value: &impl core::fmt::Debug, chars: usize) -> String {
+    struct Prefix {
+        text: String,
+        room: usize,
+    }
+    impl core::fmt::Write for Prefix {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            for c in s.chars() {
+                if self.room == 0 {
+                    // Stops the formatting: the rest would be cut.
+                    return Err(core::fmt::Error);
+                }
+                self.text.push(c);
+                self.room -= 1;
+            }
+            Ok(())
+        }
+    }
+    let mut prefix = Prefix { text: String::new(), room: chars };
+    // An error only means the text was long enough.
+    let _ = core::fmt::write(&mut prefix, format_args!("{value:?}"));
+    prefix.text
+}
+
 /// A short description of a frame for the trace: its kind and sequence id, and a digest.
 /// `to_processor` says which way it travels (both directions' messages share variant indexes).
 fn describe(bytes: &[u8], to_processor: bool) -> String {
@@ -156,11 +185,7 @@ fn describe(bytes: &[u8], to_processor: bool) -> String {
     fn kind<M: core::fmt::Debug>(frame: &Frame<M>) -> String {
         match frame {
             Frame::Ack { up_to } => format!("ack {up_to}"),
-            Frame::Data { seq, message } => {
-                let text = format!("{message:?}");
-                let short: String = text.chars().take(90).collect();
-                format!("#{seq} {short}")
-            }
+            Frame::Data { seq, message } => format!("#{seq} {}", debug_prefix(message, 90)),
         }
     }
     let hash = hex::encode(&Sha256::digest(bytes)[..4]);
@@ -239,6 +264,7 @@ fn new_shared(seed: u64, scenario: &Scenario, rng: &mut ChaCha20Rng) -> Arc<Shar
         deep_reorged: Mutex::new(None),
         scan_cache: Mutex::new(BTreeMap::new()),
         node_views: Mutex::new(node_view::NodeViews::new(scenario.validators)),
+        active_keys: Mutex::new((0..scenario.validators).map(|_| Default::default()).collect()),
         scenario: scenario.clone(),
     });
     shared.record(format!("seed {seed}: {chain_kind}, {}-of-{}", scenario.threshold, scenario.validators));

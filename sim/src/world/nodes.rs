@@ -10,11 +10,12 @@ use madsim::net::Endpoint;
 use madsim::time::{timeout, Instant};
 use processor_core::core::{Config, Effect, Event, Processor, ProofOfWork};
 use processor_core::crypto::Identity;
-use processor_core::db::Db;
 use processor_core::ids::{BlockHeight, Millis};
 use processor_core::inspect::Inspector;
 use processor_core::link::{CoordinatorLink, ProcessorLink};
-use processor_core::messages::{CoordinatorMessage, Envelope, Frame, ProcessorMessage, SignEvent};
+use processor_core::messages::{
+    decode, CoordinatorMessage, Envelope, Frame, ProcessorMessage, SignEvent, SignedEnvelope,
+};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::VecDeque;
@@ -62,10 +63,10 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
             }
         }
         while let Some(event) = events.pop_front() {
-            let before = match &event {
-                Event::Inbound(bytes) if redelivered(&shared, index, bytes) => Some(snapshot(&shared, index)),
-                _ => None,
-            };
+            let redelivery = matches!(&event, Event::Inbound(bytes) if redelivered(&shared, index, bytes));
+            if redelivery {
+                shared.dbs[index].watch_changes();
+            }
             // A command handled on a halted chain must sign nothing (resends on ticks are of
             // messages made before the halt).
             let halted = matches!(event, Event::Inbound(_))
@@ -79,8 +80,8 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                 node_view::handled(&shared, index, served, &outcome, core.counters());
             }
             let effects = outcome.effects;
-            if let Some(before) = before {
-                check_no_second_effect(&shared, index, before, &effects);
+            if redelivery {
+                check_no_second_effect(&shared, index, &effects);
             }
             for effect in effects {
                 perform(&shared, index, &mut link, effect, &mut events, halted).await;
@@ -149,22 +150,34 @@ async fn perform(
     }
 }
 
+/// The envelope in wire bytes, decoded without checking its signature: a cheap first look, so
+/// the checks below verify a signature (`Envelope::open`) only where the content matters.
+fn peek_inbound(bytes: &[u8]) -> Option<Envelope<CoordinatorMessage>> {
+    let signed: SignedEnvelope = decode(bytes).ok()?;
+    decode(&signed.envelope).ok()
+}
+
+/// [`peek_inbound`] for what a processor sends.
+fn peek_outbound(bytes: &[u8]) -> Option<Envelope<ProcessorMessage>> {
+    let signed: SignedEnvelope = decode(bytes).ok()?;
+    decode(&signed.envelope).ok()
+}
+
 /// Whether inbound bytes are a data frame this processor already handled.
 fn redelivered(shared: &Shared, index: usize, bytes: &[u8]) -> bool {
+    let Some(Envelope { frame: Frame::Data { seq, .. }, .. }) = peek_inbound(bytes) else { return false };
+    if !Inspector::new(&shared.dbs[index]).handled_through().is_ok_and(|handled| seq <= handled) {
+        return false;
+    }
     let coordinator = lock(&shared.coordinator).peer_key();
     let me = shared.identities[index].peer_key();
-    let Ok(envelope) = Envelope::<CoordinatorMessage>::open(bytes, &me, |s| *s == coordinator) else { return false };
-    let Frame::Data { seq, .. } = envelope.frame else { return false };
-    Inspector::new(&shared.dbs[index]).handled_through().is_ok_and(|handled| seq <= handled)
+    Envelope::<CoordinatorMessage>::open(bytes, &me, |s| *s == coordinator).is_ok()
 }
 
-fn snapshot(shared: &Shared, index: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-    shared.dbs[index].scan_prefix(b"").unwrap_or_default()
-}
-
-/// A redelivered frame may only be acknowledged again: no state change, no new message.
-fn check_no_second_effect(shared: &Shared, index: usize, before: Vec<(Vec<u8>, Vec<u8>)>, effects: &[Effect]) {
-    if snapshot(shared, index) != before {
+/// A redelivered frame may only be acknowledged again: no state change (the DB was watched
+/// while it was handled), no new message.
+fn check_no_second_effect(shared: &Shared, index: usize, effects: &[Effect]) {
+    if shared.dbs[index].changed_since_watch() {
         shared.violate(
             Invariant::RedeliveryChangesNothing,
             format!("processor {index} changed its state handling a redelivered frame"),
@@ -173,6 +186,9 @@ fn check_no_second_effect(shared: &Shared, index: usize, before: Vec<(Vec<u8>, V
     let coordinator = lock(&shared.coordinator).peer_key();
     for effect in effects {
         let Effect::Send(bytes) = effect else { continue };
+        if !matches!(peek_outbound(bytes), Some(Envelope { frame: Frame::Data { .. }, .. })) {
+            continue;
+        }
         if let Ok(envelope) = Envelope::<ProcessorMessage>::open(bytes, &coordinator, |_| true) {
             if let Frame::Data { message, .. } = envelope.frame {
                 shared.violate(
@@ -272,12 +288,12 @@ fn observe_publication(shared: &Shared, index: usize, bytes: &[u8]) {
 /// Watches what a processor sends for nonce reuse: one preprocess (a commitment to nonces) must
 /// never serve two signing attempts, and an attempt must never get two preprocesses.
 fn observe_outbound(shared: &Shared, index: usize, bytes: &[u8], halted: bool) {
-    let coordinator = lock(&shared.coordinator).peer_key();
-    let Ok(envelope) = Envelope::<ProcessorMessage>::open(bytes, &coordinator, |_| true) else { return };
-    let Frame::Data { message: ProcessorMessage::Sign(event), .. } = envelope.frame else { return };
-    let (id, preprocess) = match event {
-        SignEvent::Preprocess { id, preprocess } => (id, preprocess),
-        SignEvent::Share { id, share } => {
+    // This processor's own bytes: what it sent is the point, not the signature over it.
+    match peek_outbound(bytes) {
+        Some(Envelope {
+            frame: Frame::Data { message: ProcessorMessage::Sign(SignEvent::Share { id, share }), .. },
+            ..
+        }) => {
             if halted {
                 shared.violate(
                     Invariant::NothingSignedWhileHalted,
@@ -297,7 +313,17 @@ fn observe_outbound(shared: &Shared, index: usize, bytes: &[u8], halted: bool) {
             }
             return;
         }
+        Some(Envelope {
+            frame: Frame::Data { message: ProcessorMessage::Sign(SignEvent::Preprocess { .. }), .. },
+            ..
+        }) => {}
         _ => return,
+    }
+    let coordinator = lock(&shared.coordinator).peer_key();
+    let Ok(envelope) = Envelope::<ProcessorMessage>::open(bytes, &coordinator, |_| true) else { return };
+    let Frame::Data { message: ProcessorMessage::Sign(SignEvent::Preprocess { id, preprocess }), .. } = envelope.frame
+    else {
+        return;
     };
     if halted {
         shared.violate(

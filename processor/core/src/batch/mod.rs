@@ -169,7 +169,7 @@ impl BatchSigner {
             scanner::forget_final_block(txn, height);
             return Ok(vec![]);
         };
-        let keys = keygen::active_keys(txn)?.ok_or_else(|| SignError::Refused("no active keys".into()))?;
+        let keys = self.keys.active(txn)?.ok_or_else(|| SignError::Refused("no active keys".into()))?;
         let batch = build_batch(chain, batch_id, &final_block);
         let attempt = Attempt(0);
         let record = BatchRecord { session: keys.session, height, batch, attempt, signature: None, published: false };

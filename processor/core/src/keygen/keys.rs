@@ -118,6 +118,17 @@ pub struct KeyShares {
     chain_public: Vec<u8>,
 }
 
+impl KeyShares {
+    /// Whether both hold the same bytes (secret parts compared without copying them).
+    fn same_as(&self, other: &KeyShares) -> bool {
+        self.chain == other.chain
+            && self.batch_share.expose() == other.batch_share.expose()
+            && self.batch_public == other.batch_public
+            && self.chain_share.expose() == other.chain_share.expose()
+            && self.chain_public == other.chain_public
+    }
+}
+
 /// The keys a session generated here, whether or not they are active yet.
 pub fn generated_keys(reader: &impl Read, session: SessionId) -> Result<Option<ThresholdKeyPair>, DbError> {
     KEY_SHARES.get(reader, &session)?.map(|stored| ThresholdKeyPair::from_stored(session, &stored)).transpose()
@@ -166,5 +177,27 @@ impl KeyCache {
             Some(session) => self.get(reader, session),
             None => Ok(None),
         }
+    }
+}
+
+/// The active keys for a reader outside the processor that asks often (inspection, the
+/// simulation's checks): parsed again only when what is stored changes, so unlike [`KeyCache`]
+/// it sees any change to the stored keys, at the cost of one read and comparison.
+#[derive(Default)]
+pub struct ActiveKeysMemo(Option<(SessionId, KeyShares, std::sync::Arc<ThresholdKeyPair>)>);
+
+impl ActiveKeysMemo {
+    /// Exactly [`active_keys`], parsing only keys not parsed last time.
+    pub fn get(&mut self, reader: &impl Read) -> Result<Option<std::sync::Arc<ThresholdKeyPair>>, DbError> {
+        let Some(session) = ACTIVE_SESSION.get(reader, &())? else { return Ok(None) };
+        let Some(stored) = KEY_SHARES.get(reader, &session)? else { return Ok(None) };
+        if let Some((memo_session, memo_stored, keys)) = &self.0 {
+            if *memo_session == session && memo_stored.same_as(&stored) {
+                return Ok(Some(keys.clone()));
+            }
+        }
+        let keys = std::sync::Arc::new(ThresholdKeyPair::from_stored(session, &stored)?);
+        self.0 = Some((session, stored, keys.clone()));
+        Ok(Some(keys))
     }
 }

@@ -19,7 +19,9 @@ pub mod keys;
 pub mod monero;
 
 pub use dkg::identifier as dkg_identifier;
-pub use keys::{active_keys, generated_keys, ChainKeyShare, KeyCache, KeyShare, KeyShares, ThresholdKeyPair};
+pub use keys::{
+    active_keys, generated_keys, ActiveKeysMemo, ChainKeyShare, KeyCache, KeyShare, KeyShares, ThresholdKeyPair,
+};
 
 use crate::crypto::{pairwise, Identity, SecretSeed};
 use crate::db::{tables, Db, DbError, Read, Txn};
