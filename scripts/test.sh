@@ -15,16 +15,17 @@ RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim \
 echo "== workspace tests (end-to-end ones against litecoind, monerod and nats-server included)"
 REQUIRE_NODES=1 cargo test --locked --workspace
 
-# The simulation: a madsim build (its own target dir), seeds with every fault on.
-echo "== simulation: 200 seeds, 3-of-4, all faults"
-scripts/sim.sh --seed 0 --seeds 200
-echo "== simulation: 25 seeds with a validator sending bad key-generation shares"
-scripts/sim.sh --seed 10000 --seeds 25 --byzantine keygen
-echo "== simulation: 25 seeds with a validator sending bad signature shares"
-scripts/sim.sh --seed 11000 --seeds 25 --byzantine signing
-echo "== simulation: 20 seeds with a reorganisation deeper than the confirmations (clean halt)"
-scripts/sim.sh --seed 12000 --seeds 20 --deep-reorg
-echo "== simulation: determinism (each seed twice, whole-trace hashes compared)"
-scripts/sim.sh --seed 20000 --seeds 10 --check-determinism
-echo "== simulation: deliberate bugs are caught"
+# The simulation: a madsim build (its own target dir). The swarm first: every seed draws its
+# own shape and adversaries (a failing seed prints `scripts/sim.sh --swarm --seed S`).
+echo "== simulation: 30 swarm seeds (shapes, fault rates and adversaries drawn per seed)"
+scripts/sim.sh --swarm --seed 0 --seeds 30
+echo "== simulation: 100 seeds, 3-of-4, every fault and hostile depositor on, nodes behind and lying"
+scripts/sim.sh --seed 0 --seeds 100
+echo "== simulation: 20 seeds with a faulty coordinator"
+scripts/sim.sh --seed 13000 --seeds 20 --byzantine coordinator
+echo "== simulation: 10 seeds with a reorganisation deeper than the confirmations (clean halt)"
+scripts/sim.sh --seed 12000 --seeds 10 --deep-reorg
+echo "== simulation: determinism (each swarm seed twice, whole-trace hashes compared)"
+scripts/sim.sh --swarm --seed 20000 --seeds 6 --check-determinism
+echo "== simulation: deliberate bugs are caught, each by its invariant"
 RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo test --release --locked -p sim
