@@ -185,6 +185,15 @@ fn hole_10_a_block_without_its_proof_of_work_is_refused() {
     assert_eq!(halts(&network), 0);
 }
 
+/// A valid block at `height` of a chain the node does not follow.
+fn block_of_another_chain(height: u64) -> bitcoin::Block {
+    let mut fork = MockBitcoin::new(99);
+    while fork.tip_height() < height {
+        fork.mine();
+    }
+    fork.block(height).unwrap().clone()
+}
+
 #[test]
 fn hole_10_a_wrong_parent_is_confirmed_by_refetching_before_halting() {
     let (chain, node, mut network, next) = lying_network(52);
@@ -192,11 +201,7 @@ fn hole_10_a_wrong_parent_is_confirmed_by_refetching_before_halting() {
 
     // The node serves, once per processor, a valid block of another chain as the next one:
     // it names a parent the node's own chain does not have.
-    let mut fork = MockBitcoin::new(99);
-    while fork.tip_height() < next {
-        fork.mine();
-    }
-    let stray = fork.block(next).unwrap().clone();
+    let stray = block_of_another_chain(next);
     assert_ne!(stray.header.prev_blockhash, chain.borrow().block_hash(scanned).unwrap());
     for _ in 0..network.len() {
         node.lie(next, bitcoin::consensus::serialize(&stray));
@@ -279,11 +284,7 @@ fn hole_10_a_block_of_another_height_does_not_settle_a_parent_doubt() {
     // A valid block of another chain as the next one makes each processor fetch the scanned
     // height again; there the node serves its own valid block of two heights below: another
     // block, but not one of that height, so no sign that the final block changed.
-    let mut fork = MockBitcoin::new(99);
-    while fork.tip_height() < next {
-        fork.mine();
-    }
-    let stray = bitcoin::consensus::serialize(fork.block(next).unwrap());
+    let stray = bitcoin::consensus::serialize(&block_of_another_chain(next));
     let older = chain.borrow().block_bytes(scanned - 2).unwrap();
     for _ in 0..network.len() {
         node.lie(next, stray.clone());
