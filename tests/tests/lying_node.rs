@@ -125,6 +125,14 @@ async fn lies_give_errors_and_a_changed_final_block_halts_cleanly() {
         .await;
     reports_are_true(&cluster, &chain);
 
+    // Every processor must have scanned the newest final block before it changes: one that is
+    // still behind (backing off after the stall) would simply scan the new branch, and rightly so.
+    let next_to_scan = served.lock().tip_height() + 1 - CONFIRMATIONS;
+    until(&cluster, "every processor scanned the final tip", Duration::from_secs(60), |cluster| {
+        cluster.daemons.iter().all(|d| d.metric("processor_scanned_height").is_some_and(|h| h >= next_to_scan))
+    })
+    .await;
+
     // A final block changes: every processor halts scanning, stays up and says so.
     let reported_before = cluster.coordinator.read(|c| c.observations().len());
     {

@@ -34,7 +34,8 @@ impl StateGauges {
         let mut gauges = StateGauges {
             next_to_scan: inspector.next_height()?.map_or(0, |h| h.0),
             tip,
-            final_height: (tip + 1).saturating_sub(confirmations),
+            // As the core counts it: `confirmations` blocks on top of a final block.
+            final_height: tip.saturating_sub(confirmations),
             halted: inspector.halted()?.is_some(),
             outbox: inspector.outbox_len()? as u64,
             ..StateGauges::default()
@@ -238,7 +239,7 @@ mod tests {
     #[test]
     fn an_empty_processor_reads_as_zeros_and_renders_every_metric() {
         let state = StateGauges::read(&MemDb::new(), 100, 6).unwrap();
-        assert_eq!(state, StateGauges { tip: 100, final_height: 95, ..StateGauges::default() });
+        assert_eq!(state, StateGauges { tip: 100, final_height: 94, ..StateGauges::default() });
         let metrics = Metrics::default();
         metrics.update(|m| {
             m.chain = "bitcoin".into();
@@ -247,7 +248,7 @@ mod tests {
             m.unhealthy = Some("halted".into());
         });
         let text = metrics.render();
-        assert!(text.contains("processor_final_height{chain=\"bitcoin\"} 95\n"), "{text}");
+        assert!(text.contains("processor_final_height{chain=\"bitcoin\"} 94\n"), "{text}");
         assert!(text.contains("processor_node_timeouts_total{chain=\"bitcoin\"} 3\n"), "{text}");
         assert!(text.contains("processor_healthy{chain=\"bitcoin\"} 0\n"), "{text}");
         // Every sample has its HELP and TYPE lines.
