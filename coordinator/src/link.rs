@@ -11,6 +11,11 @@ const REORDER_WINDOW: u64 = 1024;
 /// An unacknowledged message is re-sent this long after it was last sent.
 pub(crate) const RESEND_AFTER_MS: u64 = 500;
 
+/// Only the oldest this many unacknowledged messages of a link are re-sent: the processor holds
+/// what arrives out of order, and re-sending every unacknowledged message each interval
+/// collapses under load (the re-sends crowd out the acknowledgements that would end them).
+pub(crate) const RESEND_WINDOW: usize = 16;
+
 #[derive(Default)]
 pub(crate) struct Link {
     last_sent: u64,
@@ -39,10 +44,12 @@ impl Link {
         self.unacked.retain(|seq, _| *seq > up_to);
     }
 
-    /// Unacknowledged messages due for re-sending at `now_ms`, marked as sent now.
+    /// Those of the oldest [`RESEND_WINDOW`] unacknowledged messages due for re-sending at
+    /// `now_ms`, marked as sent now.
     pub fn due(&mut self, now_ms: u64) -> Vec<Vec<u8>> {
         self.unacked
             .values_mut()
+            .take(RESEND_WINDOW)
             .filter(|(_, sent)| now_ms.saturating_sub(*sent) >= RESEND_AFTER_MS)
             .map(|(bytes, sent)| {
                 *sent = now_ms;
@@ -69,5 +76,28 @@ impl Link {
             self.handled += 1;
         }
         (ready, Some(SeqId(self.handled)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_oldest_unacknowledged_messages_are_resent() {
+        let mut link = Link::default();
+        for _ in 0..100 {
+            let seq = link.next_seq();
+            link.record_sent(seq, seq.0.to_le_bytes().to_vec(), 0);
+        }
+        let resent = |bytes: Vec<Vec<u8>>| -> Vec<u64> {
+            bytes.iter().map(|b| u64::from_le_bytes(b.as_slice().try_into().unwrap())).collect()
+        };
+        assert_eq!(resent(link.due(RESEND_AFTER_MS)), (1..=16).collect::<Vec<_>>());
+        // Just re-sent, the head is not due again; the rest stay outside the window.
+        assert!(link.due(RESEND_AFTER_MS + 1).is_empty());
+        // An acknowledgement moves the window: the next messages, long unacknowledged, go out.
+        link.acknowledged(SeqId(10));
+        assert_eq!(resent(link.due(RESEND_AFTER_MS + 2)), (17..=26).collect::<Vec<_>>());
     }
 }

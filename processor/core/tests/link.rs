@@ -5,7 +5,7 @@
 mod common;
 
 use common::bitcoin_regtest_config;
-use processor_core::core::{Effect, Event, InboundStatus, Processor, IDLE_TICK_MS, RESEND_AFTER_MS};
+use processor_core::core::{Effect, Event, InboundStatus, Processor, IDLE_TICK_MS, RESEND_AFTER_MS, RESEND_WINDOW};
 use processor_core::crypto::Identity;
 use processor_core::db::MemDb;
 use processor_core::ids::{Millis, Participant, PeerKey, SeqId, SessionId};
@@ -129,6 +129,27 @@ fn the_outbox_is_resent_until_acknowledged() {
     assert!(f.deliver(f.frame(Frame::Ack { up_to: *seq })).is_empty());
     assert_eq!(f.outbox_len(), 0);
     assert!(f.processor.handle(Event::Tick { now: Millis(5_000) }).unwrap().effects.is_empty());
+}
+
+#[test]
+fn only_the_oldest_unacknowledged_messages_are_resent() {
+    let mut f = fixture();
+    let mut sent = Vec::new();
+    for session in 1..=40 {
+        sent.extend(f.deliver(f.start(u64::from(session), session)).into_iter().filter(|m| is_commitments(m, session)));
+    }
+    assert_eq!(f.outbox_len(), 40);
+    let tick = |f: &mut Fixture, now: u64| {
+        let effects = f.processor.handle(Event::Tick { now: Millis(now) }).unwrap().effects;
+        f.open(effects)
+    };
+    // The oldest window only (the coordinator holds what came after), once per interval.
+    assert_eq!(tick(&mut f, RESEND_AFTER_MS), sent[..RESEND_WINDOW].to_vec());
+    assert!(tick(&mut f, RESEND_AFTER_MS + 1).is_empty());
+    // An acknowledgement slides the window over messages long unacknowledged: they go out.
+    let Frame::Data { seq, .. } = &sent[4] else { panic!("expected a data frame") };
+    assert!(f.deliver(f.frame(Frame::Ack { up_to: *seq })).is_empty());
+    assert_eq!(tick(&mut f, RESEND_AFTER_MS + 2), sent[RESEND_WINDOW..RESEND_WINDOW + 5].to_vec());
 }
 
 #[test]

@@ -32,8 +32,11 @@ use std::collections::BTreeMap;
 /// Frames further ahead than this of the next expected id are dropped (they will be resent);
 /// this bounds the memory a coordinator can make us hold.
 pub const REORDER_WINDOW: u64 = 1024;
-/// At most this many outbox messages are re-sent per tick.
-pub const RESEND_PER_TICK: usize = 256;
+/// Only the oldest this many unacknowledged messages are ever re-sent (each at most once per
+/// [`RESEND_AFTER_MS`]): the coordinator holds what arrives out of order, so what is missing is
+/// almost always at the head, and re-sending the whole outbox every interval is a congestion
+/// collapse under load (re-sends crowd out the acknowledgements that would end them).
+pub const RESEND_WINDOW: usize = 16;
 /// An unacknowledged message is re-sent this long after it was last sent.
 pub const RESEND_AFTER_MS: u64 = 500;
 /// A signed transaction not yet seen final is published again this long after the last time.
@@ -859,17 +862,15 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         Effect::Send(Envelope::new(self.peer_key(), self.config.coordinator, frame).seal(&self.identity))
     }
 
-    /// Re-sends outbox messages not acknowledged within [`RESEND_AFTER_MS`] of their last
-    /// sending (all of them after a restart), oldest first, bounded per tick.
+    /// Re-sends those of the oldest [`RESEND_WINDOW`] outbox messages not acknowledged within
+    /// [`RESEND_AFTER_MS`] of their last sending (never sent since a restart counts as due). As
+    /// acknowledgements move the window, the next ones become due.
     fn resend(&mut self) -> Result<Vec<Effect>, CoreError> {
         let pending = OUTBOX.entries(&self.db)?;
         let now = self.now;
         self.last_sent.retain(|seq, _| pending.iter().any(|(pending, _)| pending == seq));
         let mut effects = Vec::new();
-        for (seq, bytes) in pending {
-            if effects.len() == RESEND_PER_TICK {
-                break;
-            }
+        for (seq, bytes) in pending.into_iter().take(RESEND_WINDOW) {
             let due = self.last_sent.get(&seq).is_none_or(|sent| now.0.saturating_sub(sent.0) >= RESEND_AFTER_MS);
             if due {
                 self.last_sent.insert(seq, now);
