@@ -37,6 +37,10 @@ pub struct Args {
     /// Coordinator/processor partitions per block, per mille.
     #[arg(long, default_value_t = 30)]
     partition: u32,
+    /// Failed commits per block, per mille (half lost, half on disk though reported failed;
+    /// the processor restarts).
+    #[arg(long, default_value_t = Scenario::standard().storage_fault_per_mille)]
+    storage_fault: u32,
     /// Chance per block, per processor, that its node falls behind the best chain, per mille.
     #[arg(long, default_value_t = 20)]
     node_lag: u32,
@@ -162,6 +166,7 @@ impl Args {
             processor_crash_per_mille: self.crash,
             coordinator_crash_per_mille: self.coordinator_crash,
             partition_per_mille: self.partition,
+            storage_fault_per_mille: self.storage_fault,
             node_lag_per_mille: self.node_lag,
             node_stall_per_mille: self.node_stall,
             node_garbage_per_mille: self.node_garbage,
@@ -206,8 +211,15 @@ impl Args {
             command.push_str(" --calm");
         } else {
             command.push_str(&format!(
-                " --loss {} --latency-ms {} --duplicate {} --crash {} --coordinator-crash {} --partition {}",
-                self.loss, self.latency_ms, self.duplicate, self.crash, self.coordinator_crash, self.partition
+                " --loss {} --latency-ms {} --duplicate {} --crash {} --coordinator-crash {} --partition {} \
+                 --storage-fault {}",
+                self.loss,
+                self.latency_ms,
+                self.duplicate,
+                self.crash,
+                self.coordinator_crash,
+                self.partition,
+                self.storage_fault
             ));
             command.push_str(&format!(" --deposit {} --burn {}", self.deposit, self.burn));
             command.push_str(&format!(
@@ -415,6 +427,7 @@ fn summarise_swarm(outcomes: &[Outcome]) {
     println!("{:<22}processor crashes in {}", "per fault", faulted(&|f| f.processor_crashes));
     println!("{:<22}coordinator crashes in {}", "", faulted(&|f| f.coordinator_crashes));
     println!("{:<22}partitions in {}", "", faulted(&|f| f.partitions));
+    println!("{:<22}failed commits in {}", "", faulted(&|f| f.storage_faults));
     println!("{:<22}reorganisations in {}", "", faulted(&|f| f.reorgs));
     println!("{:<22}faulty-coordinator commands in {}", "", faulted(&|f| f.coordinator_faults));
 }
@@ -472,6 +485,7 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
         ("processor crashes", sum(&|o| o.faults.processor_crashes).to_string()),
         ("coordinator crashes", sum(&|o| o.faults.coordinator_crashes).to_string()),
         ("partitions", sum(&|o| o.faults.partitions).to_string()),
+        ("failed commits", sum(&|o| o.faults.storage_faults).to_string()),
         ("duplicated messages", sum(&|o| o.faults.duplicates).to_string()),
         ("faulty coordinator", format!("{} commands it must not send", sum(&|o| o.faults.coordinator_faults))),
         (

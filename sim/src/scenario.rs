@@ -44,6 +44,10 @@ pub struct Scenario {
     pub coordinator_crash_per_mille: u32,
     /// Chance per fault-plan step of partitioning the coordinator from a processor.
     pub partition_per_mille: u32,
+    /// Chance per fault-plan step that a processor's next commit fails (half the time lost,
+    /// half the time on disk though the write reported an error); the processor restarts on
+    /// what its store holds, as the daemon does.
+    pub storage_fault_per_mille: u32,
     /// The last validator misbehaves so (`KeyGen` or `Signing`; `Coordinator` is refused here:
     /// a faulty coordinator is [`Scenario::faulty_coordinator_per_mille`]).
     pub byzantine: Option<Byzantine>,
@@ -126,6 +130,7 @@ impl Scenario {
             processor_crash_per_mille: 40,
             coordinator_crash_per_mille: 15,
             partition_per_mille: 30,
+            storage_fault_per_mille: 20,
             byzantine: None,
             faulty_coordinator_per_mille: 0,
             confirmations: 3,
@@ -160,6 +165,7 @@ impl Scenario {
             processor_crash_per_mille: 0,
             coordinator_crash_per_mille: 0,
             partition_per_mille: 0,
+            storage_fault_per_mille: 0,
             byzantine: None,
             faulty_coordinator_per_mille: 0,
             confirmations: 3,
@@ -231,7 +237,7 @@ impl Scenario {
         let node_stall_per_mille = rate(&mut rng, 30);
         let node_garbage_per_mille = rate(&mut rng, 150);
         let node_stale_per_mille = rate(&mut rng, 700);
-        Scenario {
+        let mut scenario = Scenario {
             validators,
             threshold,
             loss_per_mille,
@@ -240,6 +246,7 @@ impl Scenario {
             processor_crash_per_mille,
             coordinator_crash_per_mille,
             partition_per_mille,
+            storage_fault_per_mille: 0,
             byzantine,
             faulty_coordinator_per_mille,
             confirmations,
@@ -260,7 +267,10 @@ impl Scenario {
             reorg_per_mille,
             fault_phase_ms: blocks * block_interval_ms,
             liveness_deadline_ms: 90_000,
-        }
+        };
+        // Drawn last, so the shapes drawn before it kept their seeds.
+        scenario.storage_fault_per_mille = rate(&mut rng, 60);
+        scenario
     }
 
     /// The shape in one line, for a run's report.
@@ -291,7 +301,8 @@ impl Scenario {
         }
         format!(
             "{}-of-{}, {} confirmations, {} ms blocks, {} blocks of faults; loss {}‰, latency ≤{} ms, duplicates {}‰, \
-             processor crashes {}‰, coordinator crashes {}‰, partitions {}‰, reorganisations {}‰; nodes behind {}‰, \
+             processor crashes {}‰, coordinator crashes {}‰, partitions {}‰, failed commits {}‰, reorganisations {}‰; \
+             nodes behind {}‰, \
              stalled {}‰, lying {}‰, stale {}‰; deposits {}‰, \
              Burns {}‰; adversaries: {}",
             self.threshold,
@@ -305,6 +316,7 @@ impl Scenario {
             self.processor_crash_per_mille,
             self.coordinator_crash_per_mille,
             self.partition_per_mille,
+            self.storage_fault_per_mille,
             self.reorg_per_mille,
             self.node_lag_per_mille,
             self.node_stall_per_mille,
@@ -339,6 +351,7 @@ impl Scenario {
             ("processor crash", self.processor_crash_per_mille),
             ("coordinator crash", self.coordinator_crash_per_mille),
             ("partition", self.partition_per_mille),
+            ("storage fault", self.storage_fault_per_mille),
             ("deposit", self.deposit_per_mille),
             ("dust", self.dust_per_mille),
             ("twin deposit", self.twin_deposit_per_mille),
@@ -380,6 +393,8 @@ impl Scenario {
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct FaultCounts {
     pub processor_crashes: u64,
+    /// Commits that failed (lost or applied), each followed by a restart of that processor.
+    pub storage_faults: u64,
     pub coordinator_crashes: u64,
     pub partitions: u64,
     pub duplicates: u64,

@@ -8,6 +8,7 @@ mod invariants;
 mod link;
 mod node_view;
 mod nodes;
+mod storage;
 
 use crate::scenario::{FaultCounts, Outcome, Scenario, Violation};
 use crate::Invariant;
@@ -81,6 +82,8 @@ struct Shared {
     chain_kind: ExternalChain,
     identities: Vec<Identity>,
     dbs: Vec<MemDb>,
+    /// Each processor's next commit fails so, once armed (a storage fault).
+    storage_faults: Vec<Arc<Mutex<Option<storage::StorageFault>>>>,
     coordinator: Mutex<Coordinator>,
     chain: Option<Mutex<SimChain>>,
     trace: Mutex<Trace>,
@@ -247,6 +250,7 @@ fn new_shared(seed: u64, scenario: &Scenario, rng: &mut ChaCha20Rng) -> Arc<Shar
     let shared = Arc::new(Shared {
         chain_kind,
         dbs: identities.iter().map(|_| MemDb::new()).collect(),
+        storage_faults: identities.iter().map(|_| Arc::default()).collect(),
         identities,
         coordinator: Mutex::new(coordinator),
         chain,
@@ -424,6 +428,14 @@ fn inject_faults(
         if crash(shared, handle, coordinator_node.id(), processor_nodes.len(), down) {
             shared.record(format!("fault: coordinator crashes for {} ms", down.as_millis()));
             lock(&shared.faults).coordinator_crashes += 1;
+        }
+    }
+    if shared.roll(scenario.storage_fault_per_mille) {
+        let index = shared.random_below(processor_nodes.len() as u64) as usize;
+        let fault =
+            if shared.random_below(2) == 0 { storage::StorageFault::Lost } else { storage::StorageFault::Applied };
+        if lock(&shared.storage_faults[index]).replace(fault).is_none() {
+            shared.record(format!("fault: processor {index}'s next commit fails ({fault:?})"));
         }
     }
     if shared.roll(scenario.partition_per_mille) {

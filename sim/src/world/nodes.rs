@@ -2,13 +2,14 @@
 //! madsim's network, clock and the simulated chain. The cores they drive are the production ones.
 
 use super::link::{SimCoordinatorLink, SimProcessorLink};
+use super::storage::{self, FaultyDb};
 use super::{coordinator_addr, describe, lock, node_view, processor_addr, Shared, TICK};
 use crate::scenario::Byzantine;
 use crate::Invariant;
 use coordinator::{byzantine, Outbound};
 use madsim::net::Endpoint;
 use madsim::time::{timeout, Instant};
-use processor_core::core::{Config, Effect, Event, Processor, ProofOfWork};
+use processor_core::core::{Config, CoreError, Effect, Event, Processor, ProofOfWork};
 use processor_core::crypto::Identity;
 use processor_core::ids::{BlockHeight, Millis};
 use processor_core::inspect::Inspector;
@@ -34,12 +35,7 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
         // The mock chain mines at regtest difficulty.
         proof_of_work: ProofOfWork::REGTEST,
     };
-    // A restart is a new process: new randomness, drawn from the simulation's seeded RNG.
-    let rng = ChaCha20Rng::seed_from_u64(madsim::rand::random());
-    let mut core = Processor::open(shared.dbs[index].clone(), shared.identities[index].clone(), config, rng)
-        .expect("the in-memory DB opens");
-    shared.record(format!("processor {index} starts"));
-    node_view::processor_started(&shared, index);
+    let mut core = open_core(&shared, index, config.clone());
     let mut next_tick = Instant::now() + TICK;
     loop {
         let mut events = VecDeque::new();
@@ -74,6 +70,15 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
             let served = node_view::served(&shared, index, &event);
             let outcome = match core.handle(event) {
                 Ok(outcome) => outcome,
+                // The daemon exits on a failed commit and is restarted on what the disk holds:
+                // whatever was queued is gone with the process.
+                Err(CoreError::Db(error)) if storage::injected(&error) => {
+                    shared.record(format!("fault: processor {index}: {error}; it restarts"));
+                    lock(&shared.faults).storage_faults += 1;
+                    events.clear();
+                    core = open_core(&shared, index, config.clone());
+                    continue;
+                }
                 Err(error) => panic!("processor {index} storage failed: {error}"),
             };
             if let Some(served) = served {
@@ -88,6 +93,17 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
             }
         }
     }
+}
+
+/// A processor process starting on its store (a restart is a new process: new randomness, drawn
+/// from the simulation's seeded RNG).
+fn open_core(shared: &Arc<Shared>, index: usize, config: Config) -> Processor<FaultyDb, ChaCha20Rng> {
+    let rng = ChaCha20Rng::seed_from_u64(madsim::rand::random());
+    let db = FaultyDb::new(shared.dbs[index].clone(), shared.storage_faults[index].clone());
+    let core = Processor::open(db, shared.identities[index].clone(), config, rng).expect("the in-memory DB opens");
+    shared.record(format!("processor {index} starts"));
+    node_view::processor_started(shared, index);
+    core
 }
 
 /// Performs one of processor `index`'s effects: sends (corrupted first if this validator is
