@@ -434,7 +434,10 @@ fn inject_faults(
         let index = shared.random_below(processor_nodes.len() as u64) as usize;
         let fault =
             if shared.random_below(2) == 0 { storage::StorageFault::Lost } else { storage::StorageFault::Applied };
-        if lock(&shared.storage_faults[index]).replace(fault).is_none() {
+        let mut armed = lock(&shared.storage_faults[index]);
+        if armed.is_none() {
+            *armed = Some(fault);
+            drop(armed);
             shared.record(format!("fault: processor {index}'s next commit fails ({fault:?})"));
         }
     }

@@ -73,8 +73,9 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
                 // The daemon exits on a failed commit and is restarted on what the disk holds:
                 // whatever was queued is gone with the process.
                 Err(CoreError::Db(error)) if storage::injected(&error) => {
-                    shared.record(format!("fault: processor {index}: {error}; it restarts"));
-                    lock(&shared.faults).storage_faults += 1;
+                    restarts_after(&shared, index, &error);
+                    // A redelivery being watched ends with the process.
+                    shared.dbs[index].changed_since_watch();
                     events.clear();
                     core = open_core(&shared, index, config.clone());
                     continue;
@@ -97,13 +98,27 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
 
 /// A processor process starting on its store (a restart is a new process: new randomness, drawn
 /// from the simulation's seeded RNG).
+/// Opening may commit too (a first schema stamp): a failed commit there restarts it the same way.
 fn open_core(shared: &Arc<Shared>, index: usize, config: Config) -> Processor<FaultyDb, ChaCha20Rng> {
-    let rng = ChaCha20Rng::seed_from_u64(madsim::rand::random());
-    let db = FaultyDb::new(shared.dbs[index].clone(), shared.storage_faults[index].clone());
-    let core = Processor::open(db, shared.identities[index].clone(), config, rng).expect("the in-memory DB opens");
-    shared.record(format!("processor {index} starts"));
-    node_view::processor_started(shared, index);
-    core
+    loop {
+        let rng = ChaCha20Rng::seed_from_u64(madsim::rand::random());
+        let db = FaultyDb::new(shared.dbs[index].clone(), shared.storage_faults[index].clone());
+        match Processor::open(db, shared.identities[index].clone(), config.clone(), rng) {
+            Ok(core) => {
+                shared.record(format!("processor {index} starts"));
+                node_view::processor_started(shared, index);
+                return core;
+            }
+            Err(CoreError::Db(error)) if storage::injected(&error) => restarts_after(shared, index, &error),
+            Err(error) => panic!("processor {index} cannot open its store: {error}"),
+        }
+    }
+}
+
+/// Records and counts a failed commit of processor `index`, after which it restarts.
+fn restarts_after(shared: &Shared, index: usize, error: &processor_core::db::DbError) {
+    shared.record(format!("fault: processor {index}: {error}; it restarts"));
+    lock(&shared.faults).storage_faults += 1;
 }
 
 /// Performs one of processor `index`'s effects: sends (corrupted first if this validator is
