@@ -466,3 +466,49 @@ fn anyone_knowing_the_view_key_can_twin_an_output() {
     attacker.sync(&chain).unwrap();
     assert!(attacker.outputs().iter().any(|o| o.transaction() == twin.hash() && o.commitment().amount > 0));
 }
+
+/// A depositor with stand-in range proofs builds real deposits by hand (one-time keys, view
+/// tags, amounts, rings and CLSAGs), to a standard address and to a subaddress, with one
+/// Bulletproof+ per output count reused: the first verifies anywhere, a reused one only through
+/// `submit_with_stand_in_range_proof`, and stays accepted across a reorganisation.
+#[test]
+fn stand_in_range_proofs_are_taken_as_verified_only_where_declared() {
+    let (mut chain, depositor) = funded(50, 14);
+    let mut depositor = depositor.with_stand_in_range_proofs();
+    assert!(depositor.has_stand_in_range_proofs());
+    let group = WalletKeys::from_seed(51);
+    let index = monero_wallet::address::SubaddressIndex::new(0, 1).unwrap();
+    let subaddress = group.view_pair().subaddress(monero_wallet::address::Network::Mainnet, index);
+    let mut scanner = Scanner::new(group.view_pair());
+    scanner.register_subaddress(index);
+
+    let first = depositor.deposit(&chain, &group.address(), AMOUNT, Some(b"first")).unwrap();
+    chain.submit(first.clone()).unwrap();
+    let reused = depositor.deposit(&chain, &subaddress, AMOUNT + 1, Some(b"second")).unwrap();
+    assert_eq!(chain.check_transaction(&reused), Err(TxRejected::InvalidRangeProof));
+    chain.submit_with_stand_in_range_proof(reused.clone()).unwrap();
+    chain.mine();
+
+    let found = scanner.scan(chain.scannable_block_at(chain.tip_height()).unwrap()).unwrap().not_additionally_locked();
+    let paid = |hash: [u8; 32]| found.iter().find(|o| o.transaction() == hash).unwrap();
+    assert_eq!(paid(first.hash()).commitment().amount, AMOUNT);
+    assert_eq!(paid(first.hash()).subaddress(), None);
+    assert_eq!(paid(reused.hash()).commitment().amount, AMOUNT + 1);
+    assert_eq!(paid(reused.hash()).subaddress(), Some(index));
+    assert_eq!(paid(reused.hash()).arbitrary_data(), &[b"second".to_vec()]);
+    // The change of both comes back to the depositor, under `aR` for the subaddress payment.
+    depositor.sync(&chain).unwrap();
+    for tx in [&first, &reused] {
+        assert!(depositor.outputs().iter().any(|o| o.transaction() == tx.hash() && o.commitment().amount > 0));
+    }
+
+    // Re-queued by a reorganisation, the reused proof is still taken as verified.
+    let outcome = chain.reorg(1).unwrap();
+    assert!(outcome.requeued.contains(&reused.hash()), "{outcome:?}");
+    // Tampering with anything else is still refused: here the ring signatures.
+    let mut forged = depositor.deposit(&chain, &group.address(), AMOUNT, None).unwrap();
+    if let RctPrunable::Clsag { clsags, .. } = &mut proofs_mut(&mut forged).prunable {
+        clsags[0].s[3] = Scalar::hash(b"tampered");
+    }
+    assert!(matches!(chain.submit_with_stand_in_range_proof(forged), Err(TxRejected::InvalidSignature { .. })));
+}

@@ -301,6 +301,9 @@ pub(crate) struct Mempool {
     /// rings is not verified again (a reorganisation re-adding it). Kept across blocks and
     /// reorganisations, as a node keeps its verification cache.
     pub(crate) proofs_verified: BTreeSet<[u8; 32]>,
+    /// Transactions whose range proof is a stand-in taken as verified (see
+    /// [`MockMonero::submit_with_stand_in_range_proof`]), by hash; kept as long as the cache.
+    pub(crate) stand_in_range_proofs: BTreeSet<[u8; 32]>,
 }
 
 impl Mempool {
@@ -577,6 +580,31 @@ impl MockMonero {
         let hash = valid.hash;
         mempool.push(valid);
         Ok(hash)
+    }
+
+    /// [`MockMonero::submit`] for a simulation's own deposit whose range proof is a stand-in
+    /// (one proof per output count, proven once over other commitments and reused): it is taken
+    /// as verified, for this transaction (by hash) from now on, reorganisations included.
+    /// Everything else is checked as for any transaction: shapes, fee, key images, rings,
+    /// balance and the ring signatures. Nothing under test reads a deposit's range proof (the
+    /// processor scans outputs and never verifies proofs; the node does), and proving one costs
+    /// more than anything else a deposit takes. The processor's own transactions never come here.
+    pub fn submit_with_stand_in_range_proof(&mut self, tx: Transaction) -> Result<[u8; 32], TxRejected> {
+        let hash = tx.hash();
+        let mempool = self.mempool.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let newly = mempool.stand_in_range_proofs.insert(hash);
+        match validate(&self.state, mempool, &tx) {
+            Ok(valid) => {
+                mempool.push(valid);
+                Ok(hash)
+            }
+            Err(rejected) => {
+                if newly {
+                    mempool.stand_in_range_proofs.remove(&hash);
+                }
+                Err(rejected)
+            }
+        }
     }
 
     /// What [`MockMonero::submit`] would say, without adding anything.

@@ -74,17 +74,27 @@ pub(crate) fn tx_key(r: Scalar, to: &MoneroAddress) -> Point {
 /// `key = Hs([uniqueness ||] 8rV || o) G + S`, `view_tag = H("view_tag" || 8rV || o)[0]`.
 /// `uniqueness` is only used for guaranteed addresses (see monero-wallet's `GuaranteedScanner`).
 pub(crate) fn derive_output(r: Scalar, to: &MoneroAddress, o: usize, uniqueness: [u8; 32]) -> DerivedOutput {
-    let ecdh = mul(r, to.view());
+    derive_output_from_ecdh(mul(r, to.view()), to.spend(), to.is_guaranteed().then_some(uniqueness), o)
+}
+
+/// Output `o` to the spend key `spend` from the ECDH `ecdh` (`rV` on the sender's side, `vR`
+/// on the recipient's, so a sender can pay its own change under another recipient's key `R`),
+/// with `uniqueness` for a guaranteed address.
+pub(crate) fn derive_output_from_ecdh(
+    ecdh: Point,
+    spend: Point,
+    uniqueness: Option<[u8; 32]>,
+    o: usize,
+) -> DerivedOutput {
     let mut derivation = Point::from(ecdh.into().mul_by_cofactor()).compress().to_bytes().to_vec();
     // Writing to a Vec cannot fail.
     let _ = VarInt::write(&o, &mut derivation);
     let view_tag = keccak256([b"view_tag".as_slice(), &derivation].concat())[0];
-    let shared = if to.is_guaranteed() {
-        Scalar::hash([uniqueness.as_slice(), &derivation].concat())
-    } else {
-        Scalar::hash(&derivation)
+    let shared = match uniqueness {
+        Some(uniqueness) => Scalar::hash([uniqueness.as_slice(), &derivation].concat()),
+        None => Scalar::hash(&derivation),
     };
-    DerivedOutput { key: add(mul_base(shared), to.spend()).compress(), view_tag, shared }
+    DerivedOutput { key: add(mul_base(shared), spend).compress(), view_tag, shared }
 }
 
 /// The shared secret of output `o` from the ECDH `ecdh` (`rV`, or `vR` on the recipient's

@@ -24,7 +24,10 @@ use zeroize::Zeroizing;
 use super::{
     block_on,
     chain::MockMonero,
-    crypto::{add_scalars, commitment_mask, derive_output, encrypt_amount, mul, mul_base, shared_secret, WalletKeys},
+    crypto::{
+        add_scalars, commitment_mask, derive_output, derive_output_from_ecdh, encrypt_amount, mul, mul_base,
+        shared_secret, tx_key, WalletKeys,
+    },
     interface::fee_rate,
     MAX_INSTRUCTION_LEN, RING_LEN,
 };
@@ -109,6 +112,9 @@ pub struct Depositor {
     owned: BTreeMap<u64, Owned>,
     /// Inputs of transactions built here, by transaction hash.
     pending: BTreeMap<[u8; 32], Pending>,
+    /// `Some` once [`Depositor::with_stand_in_range_proofs`]: the one proof reused for each
+    /// output count.
+    stand_in_proofs: Option<BTreeMap<usize, Bulletproof>>,
 }
 
 impl core::fmt::Debug for Depositor {
@@ -128,7 +134,30 @@ impl Depositor {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let keys = WalletKeys::random(&mut rng);
         let scanner = Scanner::new(keys.view_pair());
-        Depositor { keys, scanner, rng, scanned: Vec::new(), owned: BTreeMap::new(), pending: BTreeMap::new() }
+        Depositor {
+            keys,
+            scanner,
+            rng,
+            scanned: Vec::new(),
+            owned: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            stand_in_proofs: None,
+        }
+    }
+
+    /// This depositor with stand-in range proofs, for a simulation: every deposit is built by
+    /// hand (standard addresses, or one subaddress), and its Bulletproof+ is the first one proven
+    /// for that many outputs, reused. Such a deposit verifies only through
+    /// [`MockMonero::submit_with_stand_in_range_proof`]. Everything else in it is real: one-time
+    /// keys, view tags, commitments, encrypted amounts, rings and CLSAGs.
+    pub fn with_stand_in_range_proofs(mut self) -> Self {
+        self.stand_in_proofs = Some(BTreeMap::new());
+        self
+    }
+
+    /// Whether deposits carry stand-in range proofs ([`Depositor::with_stand_in_range_proofs`]).
+    pub fn has_stand_in_range_proofs(&self) -> bool {
+        self.stand_in_proofs.is_some()
     }
 
     /// The depositor's keys.
@@ -242,6 +271,9 @@ impl Depositor {
         amount: u64,
         instruction: Option<&[u8]>,
     ) -> Result<Transaction, DepositError> {
+        if self.stand_in_proofs.is_some() {
+            return self.handmade_payments(chain, &[(*to, amount)], instruction);
+        }
         self.sync(chain)?;
         let candidates: Vec<Owned> = self.spendable(chain).into_iter().cloned().collect();
         let outputs: Vec<WalletOutput> = candidates.iter().map(|o| o.output.clone()).collect();
@@ -286,6 +318,9 @@ impl Depositor {
         payments: &[(MoneroAddress, u64)],
         instruction: Option<&[u8]>,
     ) -> Result<Transaction, DepositError> {
+        if self.stand_in_proofs.is_some() {
+            return self.handmade_payments(chain, payments, instruction);
+        }
         self.sync(chain)?;
         let candidates: Vec<Owned> = self.spendable(chain).into_iter().cloned().collect();
         let outputs: Vec<WalletOutput> = candidates.iter().map(|o| o.output.clone()).collect();
@@ -440,6 +475,41 @@ impl Depositor {
         self.handmade_with_change_at(chain, outputs, change_at, extra_bytes, None)
     }
 
+    /// A hand-built deposit paying `payments` (standard addresses, or exactly one subaddress)
+    /// under a fresh transaction key, the change back to the depositor last: what
+    /// [`Depositor::deposit`] builds with stand-in range proofs. A subaddress payment takes the
+    /// transaction key `rD` (Monero's subaddress scheme), and the change is derived from `aR`
+    /// under the depositor's view key `a`, as monero-wallet does for one subaddress payment.
+    fn handmade_payments(
+        &mut self,
+        chain: &MockMonero,
+        payments: &[(MoneroAddress, u64)],
+        instruction: Option<&[u8]>,
+    ) -> Result<Transaction, DepositError> {
+        if payments.is_empty() || payments.len() > MAX_PAYMENTS {
+            return Err(DepositError::Payments { count: payments.len(), max: MAX_PAYMENTS });
+        }
+        let subaddresses = payments.iter().filter(|(to, _)| to.is_subaddress()).count();
+        if payments.iter().any(|(to, _)| to.is_guaranteed()) || (subaddresses > 0 && payments.len() > 1) {
+            return Err(DepositError::NotStandardAddress);
+        }
+        let r = Scalar::random(&mut self.rng);
+        let key = tx_key(r, &payments[0].0);
+        let mut outputs: Vec<Handmade> = payments
+            .iter()
+            .enumerate()
+            .map(|(o, (to, amount))| {
+                let derived = derive_output(r, to, o, [0; 32]);
+                Handmade { key: derived.key, view_tag: derived.view_tag, shared: derived.shared, amount: *amount }
+            })
+            .collect();
+        let change =
+            derive_output_from_ecdh(mul(self.keys.view(), key), self.keys.spend_public(), None, payments.len());
+        outputs.push(Handmade { key: change.key, view_tag: change.view_tag, shared: change.shared, amount: 0 });
+        let extra = ExtraField::PublicKey(key.compress()).serialize();
+        self.handmade_with_change_at(chain, outputs, payments.len(), extra, instruction)
+    }
+
     /// Funds and signs hand-made `outputs` (`payments` of them are payments; a change output to
     /// the depositor under `tx_key` is appended).
     fn handmade(
@@ -526,8 +596,18 @@ impl Depositor {
             nonce.extend(instruction);
             extra.extend(ExtraField::Nonce(nonce).serialize());
         }
-        let bulletproof = Bulletproof::prove_plus(&mut self.rng, commitments.clone())
-            .map_err(|_| DepositError::Handmade("the range proof"))?;
+        let reused = self.stand_in_proofs.as_ref().and_then(|proofs| proofs.get(&commitments.len()).cloned());
+        let bulletproof = match reused {
+            Some(bulletproof) => bulletproof,
+            None => {
+                let proven = Bulletproof::prove_plus(&mut self.rng, commitments.clone())
+                    .map_err(|_| DepositError::Handmade("the range proof"))?;
+                if let Some(proofs) = &mut self.stand_in_proofs {
+                    proofs.insert(commitments.len(), proven.clone());
+                }
+                proven
+            }
+        };
         let mut tx = Transaction::V2 {
             prefix: TransactionPrefix {
                 additional_timelock: Timelock::None,
