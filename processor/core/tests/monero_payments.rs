@@ -150,3 +150,77 @@ fn monero_bad_shares_are_blamed_and_the_rest_pay() {
         "an honest signer was blamed: {blamed:?}"
     );
 }
+
+/// A Burn the 64 largest outputs cannot cover makes the scheduler consolidate first: a plan
+/// without payments, which monero-wallet builds only with an output besides its change (it
+/// failed as `NoOutputs`, its inputs stranded and the Burn never paid, until the merged amount
+/// became an explicit output to the change address). Then the Burn is paid, once.
+#[test]
+fn monero_a_consolidation_is_signed_and_mined_and_the_burn_then_paid() {
+    const DEPOSIT: u64 = XMR / 50;
+    const OUTPUTS: u64 = 75;
+    let seed = 34;
+    let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
+    // Stand-in range proofs: 75 deposits' proofs are not what this test is about.
+    let mut depositor = Depositor::new(seed ^ 0xd0d0).with_stand_in_range_proofs();
+    for _ in 0..12 {
+        chain.mine_to(&depositor.address());
+    }
+    let chain = Rc::new(RefCell::new(chain));
+    let (mut network, keys) = network_with_keys(
+        4,
+        3,
+        ExternalChain::Monero,
+        seed,
+        Faults::none(),
+        Box::new(SharedMonero(chain.clone())),
+        CONFIRMATIONS,
+    );
+    let ChainPublicKey::Monero { spend_key } = keys.chain else { panic!("not a Monero key") };
+    let address = group_address(&spend_key, Network::Mainnet).unwrap();
+    let instruction = encode_instruction(&InInstruction { account: [1; 32] });
+    let per_transaction = mock_chains::monero::MAX_PAYMENTS as u64;
+    for _ in 0..OUTPUTS / per_transaction {
+        let payments: Vec<_> = (0..per_transaction).map(|_| (address, DEPOSIT)).collect();
+        let transaction = depositor.deposit_many(&chain.borrow(), &payments, Some(&instruction)).unwrap();
+        chain.borrow_mut().submit_with_stand_in_range_proof(transaction).unwrap();
+        chain.borrow_mut().mine();
+    }
+    for _ in 0..CONFIRMATIONS {
+        chain.borrow_mut().mine();
+    }
+    let batches = OUTPUTS / per_transaction;
+    assert!(network.run_until(Millis(network.now().0 + 300_000), |net| {
+        net.coordinator().signed_batches().count() as u64 == batches
+    }));
+    run_for(&mut network, 5_000);
+
+    let recipient = WalletKeys::from_seed(340);
+    let burn =
+        Burn { id: [9; 32], destination: recipient.address().to_string().into_bytes(), amount: Amount(70 * DEPOSIT) };
+    network.burn(ExternalChain::Monero, vec![burn.clone()], FEE_RATE);
+    let deadline = network.now().0 + 900_000;
+    let paid_everywhere = |network: &LocalNetwork| {
+        (0..4).all(|index| {
+            let inspector = processor_core::inspect::Inspector::new(network.db(index));
+            let Some(processor_core::payments::BurnStatus::Planned(plan)) = inspector.burn(&burn.id).unwrap() else {
+                return false;
+            };
+            matches!(inspector.plan(plan).unwrap().map(|r| r.state), Some(PlanState::Completed { .. }))
+        })
+    };
+    while !paid_everywhere(&network) {
+        assert!(network.now().0 < deadline, "the Burn was not paid");
+        run_for(&mut network, 2_000);
+        chain.borrow_mut().mine();
+    }
+    let plans = processor_core::inspect::Inspector::new(network.db(0)).plans().unwrap();
+    let consolidation = plans
+        .iter()
+        .find(|(_, record)| record.plan.kind == processor_core::scheduler::PlanKind::Consolidation)
+        .expect("the scheduler consolidated first");
+    assert!(matches!(consolidation.1.state, PlanState::Completed { .. }), "{:?}", consolidation.1.state);
+    assert_eq!(consolidation.1.plan.inputs.len(), 64);
+    let (_, paid) = plan_paying(&network, 0, &burn);
+    assert_eq!(received(&chain.borrow(), &recipient), paid, "the Burn was not paid exactly once");
+}

@@ -172,6 +172,13 @@ pub fn signable(
     for branch in &record.plan.branches {
         payments.push((change, branch.0));
     }
+    // monero-wallet builds no transaction without an output besides its change: a
+    // consolidation (no payment, no branch) pays its merged amount to the change address
+    // explicitly, and monero-wallet's change output takes what the fee model over-estimated.
+    if payments.is_empty() {
+        let merged = record.plan.change.ok_or("a plan with no output at all")?;
+        payments.push((change, merged.0));
+    }
     let view_pair = view_pair(spend_key).map_err(|e| e.to_string())?;
     let outgoing_view_key =
         Zeroizing::new(hash(&[b"threshold-custody processor: outgoing view key", spend_key, &record.id.0]));
