@@ -251,9 +251,16 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
     let deep_reorged = shared.deep_reorg_done();
     let mut contents: BTreeMap<BatchId, (usize, Batch)> = BTreeMap::new();
     for (index, db) in shared.dbs.iter().enumerate() {
-        let may_halt = lock(&shared.deep_reorged).as_ref().is_some_and(|must_halt| must_halt[index]);
-        if !may_halt && Inspector::new(db).halted().map_err(storage)?.is_some() {
-            return Err(failure(Invariant::HaltOnlyOnReplacedFinalBlock, format!("processor {index} halted")));
+        if let Some(halt) = Inspector::new(db).halted().map_err(storage)? {
+            let replaced = lock(&shared.deep_reorged)
+                .as_ref()
+                .is_some_and(|reorg| reorg.replaced.get(&halt.height.0) == Some(&halt.reported.0));
+            if !replaced {
+                return Err(failure(
+                    Invariant::HaltOnlyOnReplacedFinalBlock,
+                    format!("processor {index} halted on {halt:?}, not a block the deep reorganisation replaced"),
+                ));
+            }
         }
         let mut heights = BTreeMap::new();
         for (id, record) in Inspector::new(db).batches().map_err(storage)? {
@@ -356,15 +363,17 @@ fn live_batches_and_plans(shared: &Shared) -> Result<(), String> {
     }
     if shared.scenario.deep_reorg {
         // Liveness here is a clean halt everywhere, reported to the coordinator.
-        let Some(must_halt) = lock(&shared.deep_reorged).clone() else {
+        let Some(reorg) = lock(&shared.deep_reorged).clone() else {
             return Err("the deep reorganisation has not happened".into());
         };
+        let mut expected = 0;
         for (index, db) in shared.dbs.iter().enumerate() {
-            if must_halt[index] && Inspector::new(db).halted().ok().flatten().is_none() {
+            let halted = Inspector::new(db).halted().ok().flatten().is_some();
+            if reorg.must_halt[index] && !halted {
                 return Err(format!("processor {index} reported a replaced final block but has not halted"));
             }
+            expected += usize::from(halted);
         }
-        let expected = must_halt.iter().filter(|m| **m).count();
         let reported = lock(&shared.coordinator)
             .observations()
             .iter()

@@ -106,10 +106,9 @@ struct Shared {
     /// What the checks found scanning each block for a session's keys, by block id (a block id
     /// never changes content).
     scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), ScannedBlock>>,
-    /// Once the deep reorganisation of a deep-reorg scenario happened: which processors had
-    /// scanned a block it replaced (they must halt; the others never saw the replaced blocks
-    /// and carry on).
-    deep_reorged: Mutex<Option<Vec<bool>>>,
+    /// Once the deep reorganisation of a deep-reorg scenario happened: the blocks it replaced
+    /// and which processors had scanned one of them by then.
+    deep_reorged: Mutex<Option<DeepReorg>>,
     /// Burns issued by Serai.
     burns: Mutex<u64>,
     /// The first invariant violation seen by a node, if any.
@@ -377,13 +376,26 @@ async fn drive(
     quiet_phase(shared, &net).await
 }
 
-/// Reorganises the chain deeper than the confirmations, noting which processors had scanned a
-/// replaced block (those must halt).
+/// What a deep reorganisation replaced.
+#[derive(Clone, Debug)]
+pub(crate) struct DeepReorg {
+    /// The replaced blocks' ids, by height.
+    pub replaced: BTreeMap<u64, [u8; 32]>,
+    /// Which processors had scanned a replaced block when it happened: they must halt. Any other
+    /// may halt too, if its node still served it replaced blocks afterwards (a stale or lagging
+    /// node): what matters is that a halt names a replaced block it reported.
+    pub must_halt: Vec<bool>,
+}
+
+/// Reorganises the chain deeper than the confirmations, noting the replaced blocks and which
+/// processors had scanned one (those must halt).
 fn deep_reorg(shared: &Shared) {
     let depth = shared.scenario.confirmations as usize + 3 + shared.random_below(3) as usize;
     let Some(chain) = &shared.chain else { return };
     let mut chain = lock(chain);
     let first_replaced = (chain.tip() + 1).saturating_sub(depth as u64);
+    let replaced: BTreeMap<u64, [u8; 32]> =
+        (first_replaced..=chain.tip()).filter_map(|height| Some((height, chain.block_id(height)?))).collect();
     if !chain.reorg(depth, false) {
         return;
     }
@@ -401,7 +413,7 @@ fn deep_reorg(shared: &Shared) {
     shared.record(format!(
         "chain: reorganisation of depth {depth} from height {first_replaced}, deeper than the confirmations; must halt: {must_halt:?}"
     ));
-    *lock(&shared.deep_reorged) = Some(must_halt);
+    *lock(&shared.deep_reorged) = Some(DeepReorg { replaced, must_halt });
     drop(chain);
     node_view::deep_reorg(shared);
 }
