@@ -38,11 +38,14 @@ pub enum Mutation {
     OneDustLimit = 12,
     /// Accept a Bitcoin block whose proof of work, merkle root or witness commitment fails.
     NoBlockCommitmentCheck = 13,
+    /// Go on after a failed commit as if it had succeeded: the processor's memory and what it
+    /// sends run ahead of its store, which a restart then reads.
+    IgnoreFailedCommit = 14,
 }
 
 impl Mutation {
     /// Every deliberate bug (not `None`).
-    pub const ALL: [Mutation; 13] = [
+    pub const ALL: [Mutation; 14] = [
         Mutation::SkipSequenceCheck,
         Mutation::ReuseNonce,
         Mutation::ReportBeforeFinal,
@@ -56,6 +59,7 @@ impl Mutation {
         Mutation::ScheduleOnlyOnBurns,
         Mutation::OneDustLimit,
         Mutation::NoBlockCommitmentCheck,
+        Mutation::IgnoreFailedCommit,
     ];
 }
 
