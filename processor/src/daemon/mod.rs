@@ -256,7 +256,7 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
         let mut events = VecDeque::from([event]);
         let mut inbound = None;
         while let Some(event) = events.pop_front() {
-            let outcome = self.core.handle(event)?;
+            let outcome = off_the_event_loop(|| self.core.handle(event))?;
             inbound = inbound.or(outcome.inbound);
             self.next_tick = outcome.next_tick;
             if outcome.block == Some(BlockStatus::Refused) {
@@ -306,6 +306,17 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
             }
         }
         Ok(inbound)
+    }
+}
+
+/// Runs `work` (the core's handling: signing rounds, block scans, tens of milliseconds) so it
+/// blocks no other task: on a multi-threaded runtime the worker hands its other tasks (the
+/// metrics endpoint, the broker client) to another thread first. The core stays sequential; only
+/// the tasks that shared this worker go on meanwhile.
+fn off_the_event_loop<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
@@ -395,6 +406,38 @@ mod tests {
         use bitcoin::hashes::Hash;
         let p2wpkh = bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([1; 20]));
         assert_eq!(bitcoin_address(bitcoin_profile, &p2wpkh), None);
+    }
+
+    /// A task spawned just before the core's handling sits in the worker's own slot, which no
+    /// other worker steals: run inline, the handling would block it until it returns. Handed
+    /// off, the task runs meanwhile (the handling here waits for it, up to a generous bound).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cores_handling_blocks_no_other_task() {
+        // On a worker, as the daemon's loop runs (the test's own body does not).
+        let on_a_worker = tokio::spawn(async {
+            let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = ran.clone();
+            let other = tokio::spawn(async move { flag.store(true, std::sync::atomic::Ordering::SeqCst) });
+            let seen_while_handling = off_the_event_loop(|| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while std::time::Instant::now() < deadline {
+                    if ran.load(std::sync::atomic::Ordering::SeqCst) {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                false
+            });
+            other.await.unwrap();
+            seen_while_handling
+        });
+        assert!(on_a_worker.await.unwrap(), "the other task waited for the handling to end");
+        // On a single-threaded runtime the work runs inline (block_in_place would panic there).
+        let inline = tokio::task::spawn_blocking(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async { off_the_event_loop(|| 7) })
+        });
+        assert_eq!(inline.await.unwrap(), 7);
     }
 
     #[tokio::test(start_paused = true)]
