@@ -15,7 +15,7 @@ use bitcoin::hashes::Hash;
 use bitcoin::key::{Secp256k1, XOnlyPublicKey};
 use bitcoin::script::Instruction;
 use bitcoin::taproot::TapNodeHash;
-use bitcoin::{Block, OutPoint, ScriptBuf, Transaction};
+use bitcoin::{Block, OutPoint, ScriptBuf, Transaction, Txid, Wtxid};
 use std::collections::BTreeSet;
 
 /// The taproot merkle root of the change address: SHA-256 of
@@ -242,29 +242,293 @@ pub(super) fn scan_block(
     watched: &BTreeSet<OutputId>,
 ) -> Result<ScannedBlock, ChainError> {
     let block: Block = bitcoin::consensus::deserialize(bytes).map_err(|e| ChainError::Malformed(e.to_string()))?;
-    let unchecked = crate::mutation::active(crate::mutation::Mutation::NoBlockCommitmentCheck);
-    if !unchecked && !block.check_merkle_root() {
-        return Err(ChainError::Inconsistent("merkle root does not commit to the transactions".into()));
+    // Every txid and wtxid, hashed once from the bytes just decoded: the commitment checks and
+    // the scan below share them.
+    let hashes = block_hashes(bytes)?;
+    if hashes.txids.len() != block.txdata.len() {
+        return Err(ChainError::Malformed("the transactions hashed are not the transactions decoded".into()));
     }
-    if !unchecked && !block.check_witness_commitment() {
-        return Err(ChainError::Inconsistent("witness commitment does not commit to the witnesses".into()));
+    if !crate::mutation::active(crate::mutation::Mutation::NoBlockCommitmentCheck) {
+        check_commitments(&block, &hashes)?;
     }
-    let mut scanned = scan_parsed_block(&block, keys)?;
+    let mut scanned = scan_transactions(&block, keys, |index, transaction| {
+        hashes.txids.get(index).copied().unwrap_or_else(|| transaction.compute_txid())
+    })?;
     if !watched.is_empty() {
-        scanned.spends = spends_in(&block, watched);
+        scanned.spends = spends_in(&block, &hashes.txids, watched);
     }
     Ok(scanned)
 }
 
-/// Which `watched` outputs the block's transactions spend.
-fn spends_in(block: &Block, watched: &BTreeSet<OutputId>) -> Vec<Spend> {
+/// The txid and wtxid of every transaction of a block, in block order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockHashes {
+    /// The txids: double SHA-256 of each transaction without marker, flag and witnesses.
+    pub txids: Vec<Txid>,
+    /// The wtxids: double SHA-256 of each whole transaction (the txid for one without
+    /// witnesses). The coinbase's is its real one, not the zeros the witness merkle tree
+    /// takes in its place.
+    pub wtxids: Vec<Wtxid>,
+}
+
+/// Hashes every transaction of the block `bytes` (a block's consensus encoding) from the byte
+/// ranges it occupies, without decoding or re-serialising it: the txid over version, inputs,
+/// outputs and lock time, the wtxid over the whole transaction. Never panics. Refuses what the
+/// bitcoin crate's decoder refuses (truncation, non-minimal CompactSizes, a segwit flag other
+/// than 1 or without witnesses, trailing bytes) except its caps on a witness's size, over
+/// 4 MB: beyond any valid block, and [`scan_block`] runs that decoder first.
+pub fn block_hashes(bytes: &[u8]) -> Result<BlockHashes, ChainError> {
+    let mut reader = Reader { bytes, at: 0 };
+    reader.skip(80).map_err(|e| ChainError::Malformed(format!("header: {e}")))?;
+    let count = reader.count(10).map_err(|e| ChainError::Malformed(format!("transaction count: {e}")))?;
+    let mut hashes = BlockHashes { txids: Vec::with_capacity(count), wtxids: Vec::with_capacity(count) };
+    for index in 0..count {
+        let (txid, wtxid) =
+            transaction_hashes(&mut reader).map_err(|e| ChainError::Malformed(format!("transaction {index}: {e}")))?;
+        hashes.txids.push(txid);
+        hashes.wtxids.push(wtxid);
+    }
+    if reader.at != bytes.len() {
+        return Err(ChainError::Malformed(format!("{} bytes after the last transaction", bytes.len() - reader.at)));
+    }
+    Ok(hashes)
+}
+
+/// Reads the transaction at the reader's position and returns its txid and wtxid.
+fn transaction_hashes(reader: &mut Reader) -> Result<(Txid, Wtxid), &'static str> {
+    let start = reader.at;
+    reader.skip(4)?;
+    // BIP144: no inputs then flag 1 marks witnesses; the bitcoin crate supports no other flag.
+    let mut inputs = reader.count(41)?;
+    let segwit = inputs == 0;
+    let body = if segwit {
+        if reader.byte()? != 1 {
+            return Err("unsupported segwit flag");
+        }
+        let body = reader.at;
+        inputs = reader.count(41)?;
+        body
+    } else {
+        start + 4
+    };
+    for _ in 0..inputs {
+        // Previous output, script, sequence.
+        reader.skip(36)?;
+        reader.bytes_with_length()?;
+        reader.skip(4)?;
+    }
+    for _ in 0..reader.count(9)? {
+        // Value, script.
+        reader.skip(8)?;
+        reader.bytes_with_length()?;
+    }
+    let body_end = reader.at;
+    if segwit {
+        let mut witnessed = false;
+        for _ in 0..inputs {
+            let items = reader.count(1)?;
+            witnessed |= items != 0;
+            for _ in 0..items {
+                reader.bytes_with_length()?;
+            }
+        }
+        if inputs != 0 && !witnessed {
+            return Err("witness flag set but no witnesses present");
+        }
+    }
+    let lock_time = reader.at;
+    reader.skip(4)?;
+    let whole = reader.bytes.get(start..reader.at).ok_or("truncated")?;
+    if !segwit {
+        let txid = sha256d(&[whole]);
+        return Ok((Txid::from_byte_array(txid), Wtxid::from_byte_array(txid)));
+    }
+    let part = |range: std::ops::Range<usize>| reader.bytes.get(range).ok_or("truncated");
+    let txid = sha256d(&[part(start..start + 4)?, part(body..body_end)?, part(lock_time..reader.at)?]);
+    Ok((Txid::from_byte_array(txid), Wtxid::from_byte_array(sha256d(&[whole]))))
+}
+
+/// A bounds-checked cursor over a block's bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn skip(&mut self, length: usize) -> Result<(), &'static str> {
+        match self.at.checked_add(length) {
+            Some(end) if end <= self.bytes.len() => {
+                self.at = end;
+                Ok(())
+            }
+            _ => Err("truncated"),
+        }
+    }
+
+    fn byte(&mut self) -> Result<u8, &'static str> {
+        let byte = *self.bytes.get(self.at).ok_or("truncated")?;
+        self.at += 1;
+        Ok(byte)
+    }
+
+    /// A CompactSize, minimally encoded (as the bitcoin crate requires).
+    fn compact_size(&mut self) -> Result<u64, &'static str> {
+        let (length, minimum) = match self.byte()? {
+            0xfd => (2, 0xfd),
+            0xfe => (4, 0x1_0000),
+            0xff => (8, 0x1_0000_0000),
+            small => return Ok(u64::from(small)),
+        };
+        let mut value = [0u8; 8];
+        value[..length]
+            .copy_from_slice(self.bytes.get(self.at..).and_then(|rest| rest.get(..length)).ok_or("truncated")?);
+        self.at += length;
+        let value = u64::from_le_bytes(value);
+        if value < minimum {
+            return Err("non-minimal varint");
+        }
+        Ok(value)
+    }
+
+    /// A CompactSize counting items of at least `each` bytes, so at most what the bytes left
+    /// can hold (bounding every loop and allocation by the input's length).
+    fn count(&mut self, each: usize) -> Result<usize, &'static str> {
+        let count = self.compact_size()?;
+        let left = (self.bytes.len() - self.at) / each;
+        usize::try_from(count).ok().filter(|count| *count <= left).ok_or("truncated")
+    }
+
+    /// A CompactSize length and that many bytes (a script or a witness item).
+    fn bytes_with_length(&mut self) -> Result<(), &'static str> {
+        let length = self.compact_size()?;
+        self.skip(usize::try_from(length).map_err(|_| "truncated")?)
+    }
+}
+
+/// Double SHA-256 of the concatenation of `parts`.
+fn sha256d(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    sha256_of_digest(hasher.finalize().into())
+}
+
+/// SHA-256's initial state (FIPS 180-4, section 5.3.3).
+const SHA256_INITIAL: [u32; 8] =
+    [0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19];
+
+/// Double SHA-256 of a 64-byte message, a merkle tree's pair of nodes: the compression
+/// function over the message and its padding block, then over the digest padded.
+fn sha256d_64(message: &[u8; 64]) -> [u8; 32] {
+    // 0x80, then the message's length in bits (512) as a big-endian u64 ending the block.
+    let mut padding = [0u8; 64];
+    padding[0] = 0x80;
+    padding[62] = 0x02;
+    let mut state = SHA256_INITIAL;
+    sha2::compress256(&mut state, &[(*message).into(), padding.into()]);
+    sha256_of_digest(digest_of(state))
+}
+
+/// SHA-256 of a 32-byte digest (the second hash of double SHA-256): one compression.
+fn sha256_of_digest(digest: [u8; 32]) -> [u8; 32] {
+    // The digest, 0x80, then its length in bits (256) as a big-endian u64 ending the block.
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(&digest);
+    block[32] = 0x80;
+    block[62] = 0x01;
+    let mut state = SHA256_INITIAL;
+    sha2::compress256(&mut state, &[block.into()]);
+    digest_of(state)
+}
+
+/// The digest a SHA-256 state stands for: its words big-endian.
+fn digest_of(state: [u32; 8]) -> [u8; 32] {
+    let mut digest = [0u8; 32];
+    for (bytes, word) in digest.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    digest
+}
+
+/// Checks that the block's header commits to its transactions (the merkle root of `hashes`'
+/// txids) and its coinbase to their witnesses (the witness commitment of the wtxids), by the
+/// rules of the bitcoin crate's `Block::check_merkle_root` and
+/// `Block::check_witness_commitment`. `hashes` are the block's own, from [`block_hashes`].
+pub fn check_commitments(block: &Block, hashes: &BlockHashes) -> Result<(), ChainError> {
+    if hashes.txids.len() != block.txdata.len() || hashes.wtxids.len() != block.txdata.len() {
+        return Err(ChainError::Malformed("the transactions hashed are not the transactions decoded".into()));
+    }
+    let root = tree_root(hashes.txids.iter().map(|txid| txid.to_byte_array()).collect());
+    if root != Some(block.header.merkle_root.to_byte_array()) {
+        return Err(ChainError::Inconsistent("merkle root does not commit to the transactions".into()));
+    }
+    if !witness_commitment_holds(block, &hashes.wtxids) {
+        return Err(ChainError::Inconsistent("witness commitment does not commit to the witnesses".into()));
+    }
+    Ok(())
+}
+
+/// `Block::check_witness_commitment`, over known wtxids.
+fn witness_commitment_holds(block: &Block, wtxids: &[Wtxid]) -> bool {
+    // The commitment's output script: OP_RETURN, a 36-byte push, the commitment header.
+    const MAGIC: [u8; 6] = [0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed];
+    // Optional in a block without witnesses.
+    if block.txdata.iter().all(|transaction| transaction.input.iter().all(|input| input.witness.is_empty())) {
+        return true;
+    }
+    let Some(coinbase) = block.txdata.first().filter(|coinbase| coinbase.is_coinbase()) else {
+        return false;
+    };
+    // The last output that starts with the magic bytes carries it.
+    let Some(commitment) = coinbase.output.iter().rev().find_map(|output| {
+        let script = output.script_pubkey.as_bytes();
+        (script.len() >= 38 && script[..6] == MAGIC).then(|| &script[6..38])
+    }) else {
+        return false;
+    };
+    // The witness reserved value: the coinbase input's witness, exactly one 32-byte item.
+    let Some(reserved) = coinbase.input.first().and_then(|input| {
+        let witness = &input.witness;
+        witness.nth(0).filter(|value| witness.len() == 1 && value.len() == 32)
+    }) else {
+        return false;
+    };
+    let leaves = std::iter::once([0; 32]).chain(wtxids.iter().skip(1).map(|wtxid| wtxid.to_byte_array()));
+    let Some(root) = tree_root(leaves.collect()) else {
+        return false;
+    };
+    sha256d(&[&root, reserved]) == *commitment
+}
+
+/// The merkle root of `leaves` as Bitcoin computes it (`bitcoin::merkle_tree::calculate_root`):
+/// each level pairs its nodes, the last with itself when they are odd, and hashes each pair
+/// with double SHA-256; `None` without leaves.
+fn tree_root(mut level: Vec<[u8; 32]>) -> Option<[u8; 32]> {
+    while level.len() > 1 {
+        let pairs = level.len().div_ceil(2);
+        for index in 0..pairs {
+            let left = level[2 * index];
+            let right = level.get(2 * index + 1).copied().unwrap_or(left);
+            let mut pair = [0u8; 64];
+            pair[..32].copy_from_slice(&left);
+            pair[32..].copy_from_slice(&right);
+            level[index] = sha256d_64(&pair);
+        }
+        level.truncate(pairs);
+    }
+    level.first().copied()
+}
+
+/// Which `watched` outputs the block's transactions spend, `txids` being theirs.
+fn spends_in(block: &Block, txids: &[Txid], watched: &BTreeSet<OutputId>) -> Vec<Spend> {
     let mut spends = Vec::new();
-    for transaction in block.txdata.iter().skip(1) {
+    for (transaction, txid) in block.txdata.iter().zip(txids).skip(1) {
         for input in &transaction.input {
             let id = output_id(&input.previous_output);
             if watched.contains(&id) {
-                let txid = transaction.compute_txid().to_byte_array().to_vec();
-                spends.push(Spend { output: id, transaction: txid });
+                spends.push(Spend { output: id, transaction: txid.to_byte_array().to_vec() });
             }
         }
     }
@@ -274,6 +538,15 @@ fn spends_in(block: &Block, watched: &BTreeSet<OutputId>) -> Vec<Spend> {
 /// Scans an already parsed block whose merkle root the caller has checked (or, in benchmarks,
 /// deliberately not).
 pub fn scan_parsed_block(block: &Block, keys: &[ScanKey]) -> Result<ScannedBlock, ChainError> {
+    scan_transactions(block, keys, |_, transaction| transaction.compute_txid())
+}
+
+/// [`scan_parsed_block`], `txid_of` giving the txid of the block's transaction at an index.
+fn scan_transactions(
+    block: &Block,
+    keys: &[ScanKey],
+    txid_of: impl Fn(usize, &Transaction) -> Txid,
+) -> Result<ScannedBlock, ChainError> {
     let mut scripts = Vec::with_capacity(2 * keys.len());
     for key in keys {
         match key.key {
@@ -289,7 +562,7 @@ pub fn scan_parsed_block(block: &Block, keys: &[ScanKey]) -> Result<ScannedBlock
     }
 
     let mut outputs = Vec::new();
-    for transaction in &block.txdata {
+    for (position, transaction) in block.txdata.iter().enumerate() {
         let mut instruction = None;
         let mut instruction_read = false;
         let mut txid = None;
@@ -301,7 +574,7 @@ pub fn scan_parsed_block(block: &Block, keys: &[ScanKey]) -> Result<ScannedBlock
                 instruction = transaction_instruction(transaction);
                 instruction_read = true;
             }
-            let txid = *txid.get_or_insert_with(|| transaction.compute_txid());
+            let txid = *txid.get_or_insert_with(|| txid_of(position, transaction));
             outputs.push(ReceivedOutput {
                 id: output_id(&OutPoint { txid, vout: index as u32 }),
                 amount: Amount(output.value.to_sat()),
@@ -401,6 +674,52 @@ mod tests {
                 Some(ours) => prop_assert_eq!(ours, theirs),
                 None => prop_assert_eq!(theirs, [0; 32]),
             }
+        }
+
+        #[test]
+        fn compact_sizes_decode_as_the_bitcoin_crate_decodes_them(
+            prefix in prop_oneof![Just(0xfdu8), Just(0xfe), Just(0xff), any::<u8>()],
+            value in prop_oneof![
+                any::<u64>(),
+                prop::sample::select(vec![0xfc, 0xfd, 0xffff, 0x1_0000, 0xffff_ffff, 0x1_0000_0000]).prop_flat_map(|edge: u64| edge - 1..=edge + 1),
+            ],
+            length in 0usize..=9,
+        ) {
+            let mut bytes = vec![prefix];
+            bytes.extend(value.to_le_bytes());
+            bytes.truncate(length);
+            let theirs = bitcoin::consensus::deserialize_partial::<bitcoin::VarInt>(&bytes);
+            let mut reader = super::Reader { bytes: &bytes, at: 0 };
+            match (reader.compact_size(), theirs) {
+                (Ok(ours), Ok((theirs, read))) => {
+                    prop_assert_eq!(ours, theirs.0);
+                    prop_assert_eq!(reader.at, read);
+                }
+                (ours, theirs) => prop_assert!(ours.is_err() && theirs.is_err(), "{:?} {:?}", ours, theirs),
+            }
+        }
+
+        #[test]
+        fn merkle_roots_are_the_bitcoin_crates(leaves in proptest::collection::vec(any::<[u8; 32]>(), 0..70)) {
+            use bitcoin::hashes::Hash;
+            let theirs = bitcoin::merkle_tree::calculate_root(leaves.iter().map(|leaf| bitcoin::Txid::from_byte_array(*leaf)));
+            prop_assert_eq!(super::tree_root(leaves), theirs.map(|root| root.to_byte_array()));
+        }
+
+        #[test]
+        fn double_sha256_is_double_sha256(message in proptest::collection::vec(any::<u8>(), 0..300)) {
+            use sha2::Digest;
+            let expected: [u8; 32] = sha2::Sha256::digest(sha2::Sha256::digest(&message)).into();
+            let (first, rest) = message.split_at(message.len() / 3);
+            prop_assert_eq!(super::sha256d(&[first, rest]), expected);
+            if let Ok(message) = <[u8; 64]>::try_from(&message[..]) {
+                prop_assert_eq!(super::sha256d_64(&message), expected);
+            }
+            let mut sixty_four = [0u8; 64];
+            let copied = message.len().min(64);
+            sixty_four[..copied].copy_from_slice(&message[..copied]);
+            let expected: [u8; 32] = sha2::Sha256::digest(sha2::Sha256::digest(sixty_four)).into();
+            prop_assert_eq!(super::sha256d_64(&sixty_four), expected);
         }
 
         #[test]
