@@ -25,6 +25,10 @@ pub enum WireError {
     /// A value decoded but did not span the input: this many bytes were left over.
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
+    /// The bytes decode, but are not the value's one encoding (bincode accepts, for example,
+    /// a variable-length integer in a longer form than needed).
+    #[error("the message is not canonically encoded")]
+    NonCanonical,
     /// The envelope's protocol version (carried here) is not [`super::PROTOCOL_VERSION`].
     #[error("unsupported protocol version {0}")]
     UnsupportedVersion(u16),
@@ -54,6 +58,16 @@ pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, WireError> {
         bincode::decode_from_slice(bytes, config()).map_err(|error| WireError::Malformed(error.to_string()))?;
     if read != bytes.len() {
         return Err(WireError::TrailingBytes(bytes.len() - read));
+    }
+    Ok(value)
+}
+
+/// [`decode`], refusing bytes that are not the value's one encoding: what comes from another
+/// party has exactly one form, so no two byte strings (or hashes of them) stand for one message.
+pub fn decode_canonical<T: Decode<()> + Encode>(bytes: &[u8]) -> Result<T, WireError> {
+    let value = decode(bytes)?;
+    if encode(&value) != bytes {
+        return Err(WireError::NonCanonical);
     }
     Ok(value)
 }

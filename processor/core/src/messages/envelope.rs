@@ -1,6 +1,6 @@
 //! The signed envelope around every message: version, sender, recipient, sequence id.
 
-use super::codec::{decode, encode, WireError};
+use super::codec::{decode_canonical, encode, WireError};
 use crate::crypto::Identity;
 use crate::ids::{PeerKey, SeqId};
 use bincode::{Decode, Encode};
@@ -66,12 +66,12 @@ impl<M: Encode> Envelope<M> {
     }
 }
 
-impl<M: Decode<()>> Envelope<M> {
+impl<M: Decode<()> + Encode> Envelope<M> {
     /// Decodes wire bytes addressed to `me`, checking the version, that `accept_sender` accepts
     /// the sender, and the sender's signature. Never panics on any input.
     pub fn open(bytes: &[u8], me: &PeerKey, accept_sender: impl Fn(&PeerKey) -> bool) -> Result<Self, WireError> {
-        let signed: SignedEnvelope = decode(bytes)?;
-        let envelope: Envelope<M> = decode(&signed.envelope)?;
+        let signed: SignedEnvelope = decode_canonical(bytes)?;
+        let envelope: Envelope<M> = decode_canonical(&signed.envelope)?;
         if envelope.version != PROTOCOL_VERSION {
             return Err(WireError::UnsupportedVersion(envelope.version));
         }

@@ -8,7 +8,7 @@
 mod codec;
 mod envelope;
 
-pub use codec::{decode, encode, WireError, MAX_MESSAGE_BYTES};
+pub use codec::{decode, decode_canonical, encode, WireError, MAX_MESSAGE_BYTES};
 pub use envelope::{Envelope, Frame, SignedEnvelope, PROTOCOL_VERSION};
 
 use crate::ids::{

@@ -60,9 +60,15 @@ proptest! {
     #[test]
     fn mutated_messages_never_panic(message: CoordinatorMessage, choice: u8, position: usize, value: u8) {
         let bytes = mutate(encode(&message), choice, position, value);
-        if let Ok(decoded) = decode::<CoordinatorMessage>(&bytes) {
-            // Whatever decodes must be canonical: it re-encodes to the same bytes.
-            prop_assert_eq!(encode(&decoded), bytes);
+        // bincode alone accepts some non-canonical forms; the wire's decoding refuses exactly those.
+        match (decode::<CoordinatorMessage>(&bytes), decode_canonical::<CoordinatorMessage>(&bytes)) {
+            (Ok(decoded), Ok(canonical)) => {
+                prop_assert_eq!(encode(&decoded), bytes);
+                prop_assert_eq!(canonical, decoded);
+            }
+            (Ok(decoded), Err(WireError::NonCanonical)) => prop_assert_ne!(encode(&decoded), bytes),
+            (Err(_), Err(_)) => {}
+            other => prop_assert!(false, "{:?}", other),
         }
     }
 
@@ -77,6 +83,41 @@ proptest! {
         let opened = Envelope::<ProcessorMessage>::open(&mutated, &coordinator.peer_key(), |s| *s == processor.peer_key());
         prop_assert!(opened.is_err(), "a mutated envelope was accepted");
     }
+}
+
+/// The sender signs whatever bytes it sends: an envelope re-encoded with an integer in a longer
+/// form than needed (bincode decodes `251, 7, 0` as 7) is another byte string, with its own
+/// signature and hash, for one message. The wire refuses it.
+#[test]
+fn a_signed_non_canonical_envelope_is_refused() {
+    let coordinator = identity(1);
+    let processor = identity(2);
+    let envelope = Envelope::new(
+        coordinator.peer_key(),
+        processor.peer_key(),
+        Frame::Data {
+            seq: SeqId(7),
+            message: CoordinatorMessage::Scanner(ScannerCommand::AcknowledgeBlock {
+                height: crate::ids::BlockHeight(9),
+                block: crate::ids::BlockId([3; 32]),
+                batch: Some(crate::ids::BatchId(4)),
+            }),
+        },
+    );
+    let canonical = encode(&envelope);
+    // The first byte that, written as a two-byte integer, still decodes to the same envelope.
+    let longer = (0..canonical.len())
+        .filter(|at| canonical[*at] < 251)
+        .map(|at| [&canonical[..at], &[251, canonical[at], 0], &canonical[at + 1..]].concat())
+        .find(|bytes| decode::<Envelope<CoordinatorMessage>>(bytes).as_ref() == Ok(&envelope))
+        .expect("bincode decodes some integer in its longer form");
+    let signature = coordinator.sign(&longer);
+    let sealed = encode(&SignedEnvelope { envelope: longer, signature });
+    let opened = Envelope::<CoordinatorMessage>::open(&sealed, &processor.peer_key(), |_| true);
+    assert_eq!(opened, Err(WireError::NonCanonical));
+    // The canonical form of the same envelope opens.
+    let sealed = envelope.seal(&coordinator);
+    assert_eq!(Envelope::<CoordinatorMessage>::open(&sealed, &processor.peer_key(), |_| true), Ok(envelope));
 }
 
 #[test]
