@@ -266,6 +266,12 @@ impl DaemonConfig {
             Some("json") => LogFormat::Json,
             Some(other) => return Err(format!("unknown log format {other:?} (human or json)")),
         };
+        // The loop turns at least once a tick; /health calls a loop that has not turned for 30 s
+        // stalled, so a tick is bounded well below that.
+        let tick_ms = file.tick_ms.unwrap_or(250);
+        if !(10..=5_000).contains(&tick_ms) {
+            return Err(format!("tick_ms {tick_ms} is outside 10..=5000"));
+        }
         Ok(DaemonConfig {
             chain,
             data_dir: args.data_dir.clone().or(file.data_dir).ok_or_else(|| required("data_dir"))?,
@@ -279,7 +285,7 @@ impl DaemonConfig {
             link,
             metrics_listen: args.metrics_listen.or(file.metrics.listen),
             log_format,
-            tick: Duration::from_millis(file.tick_ms.unwrap_or(250).max(10)),
+            tick: Duration::from_millis(tick_ms),
         })
     }
 }
@@ -318,12 +324,17 @@ mod tests {
         let error = DaemonConfig::load(&RunArgs { node_url: None, ..args() }).unwrap_err();
         assert!(error.contains("node_url"), "{error}");
         std::fs::write(&path, "chian = \"bitcoin\"\n").unwrap();
-        let error = DaemonConfig::load(&RunArgs { config: Some(path), ..args() }).unwrap_err();
+        let error = DaemonConfig::load(&RunArgs { config: Some(path.clone()), ..args() }).unwrap_err();
         assert!(error.contains("chian"), "an unknown key is refused: {error}");
         let error = DaemonConfig::load(&RunArgs { network: Some("dogecoin".into()), ..args() }).unwrap_err();
         assert!(error.contains("litecoin-regtest"), "{error}");
         let error = DaemonConfig::load(&RunArgs { coordinator_key: Some("zz".into()), ..args() }).unwrap_err();
         assert!(error.contains("coordinator_key"), "{error}");
+        for tick_ms in [0, 9, 5_001] {
+            std::fs::write(&path, format!("tick_ms = {tick_ms}\n")).unwrap();
+            let error = DaemonConfig::load(&RunArgs { config: Some(path.clone()), ..args() }).unwrap_err();
+            assert!(error.contains("tick_ms"), "{error}");
+        }
     }
 
     #[test]

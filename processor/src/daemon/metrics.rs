@@ -8,6 +8,14 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::time::{Duration, Instant};
+
+/// The event loop turns at least every tick and at every core event: this long without a turn
+/// is a stall (a handler stuck, the runtime starved), not a slow signing round.
+pub const LOOP_STALLED_AFTER: Duration = Duration::from_secs(30);
+/// Sends to the broker failing this long, with nothing sent or received in between: the link
+/// is down.
+pub const LINK_DOWN_AFTER: Duration = Duration::from_secs(60);
 
 /// What the state in the DB says, sampled by the daemon.
 #[derive(Clone, Default, Debug, PartialEq, Eq)]
@@ -89,6 +97,33 @@ pub struct Snapshot {
     pub unhealthy: Option<String>,
     /// Milliseconds since start at the last loop iteration.
     pub last_loop_ms: u64,
+    /// When the event loop last made progress (a turn, or a core event handled).
+    pub progress_at: Option<Instant>,
+    /// Since when sends to the broker have failed, if the last exchange with it failed.
+    pub link_failing_since: Option<Instant>,
+}
+
+impl Snapshot {
+    /// Why the daemon is unhealthy at `now`, if it is: what the loop last found (a halt, the
+    /// node failing), a stalled loop, or a broker link down.
+    pub fn health(&self, now: Instant) -> Result<(), String> {
+        if let Some(reason) = &self.unhealthy {
+            return Err(reason.clone());
+        }
+        if let Some(at) = self.progress_at {
+            let idle = now.saturating_duration_since(at);
+            if idle > LOOP_STALLED_AFTER {
+                return Err(format!("the event loop has made no progress for {} s", idle.as_secs()));
+            }
+        }
+        if let Some(since) = self.link_failing_since {
+            let down = now.saturating_duration_since(since);
+            if down > LINK_DOWN_AFTER {
+                return Err(format!("the broker link has been failing for {} s", down.as_secs()));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Metrics {
@@ -190,7 +225,12 @@ impl Metrics {
             "Transactions the node refused (often: already known).",
             s.edges.publish_refused,
         );
-        metric("healthy", "gauge", "1 when the daemon is healthy (see /health).", u64::from(s.unhealthy.is_none()));
+        metric(
+            "healthy",
+            "gauge",
+            "1 when the daemon is healthy (see /health).",
+            u64::from(s.health(Instant::now()).is_ok()),
+        );
         out
     }
 }
@@ -215,9 +255,9 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
             let path = line.split_whitespace().nth(1).unwrap_or("");
             let (status, body) = match path {
                 "/metrics" => ("200 OK", metrics.render()),
-                "/health" => match metrics.snapshot().unhealthy {
-                    None => ("200 OK", "ok\n".to_string()),
-                    Some(reason) => ("503 Service Unavailable", format!("{reason}\n")),
+                "/health" => match metrics.snapshot().health(Instant::now()) {
+                    Ok(()) => ("200 OK", "ok\n".to_string()),
+                    Err(reason) => ("503 Service Unavailable", format!("{reason}\n")),
                 },
                 _ => ("404 Not Found", "see /metrics and /health\n".to_string()),
             };
@@ -254,6 +294,25 @@ mod tests {
         // Every sample has its HELP and TYPE lines.
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), samples);
+    }
+
+    #[test]
+    fn health_fails_on_a_stalled_loop_and_a_link_down_past_their_bounds() {
+        let start = Instant::now();
+        let mut snapshot = Snapshot { progress_at: Some(start), ..Snapshot::default() };
+        assert_eq!(snapshot.health(start + LOOP_STALLED_AFTER), Ok(()));
+        let stalled = snapshot.health(start + LOOP_STALLED_AFTER + Duration::from_secs(1)).unwrap_err();
+        assert!(stalled.contains("no progress for 31 s"), "{stalled}");
+
+        snapshot.progress_at = Some(start + Duration::from_secs(100));
+        snapshot.link_failing_since = Some(start + Duration::from_secs(30));
+        assert_eq!(snapshot.health(start + Duration::from_secs(90)), Ok(()));
+        let down = snapshot.health(start + Duration::from_secs(91)).unwrap_err();
+        assert!(down.contains("broker link has been failing for 61 s"), "{down}");
+
+        // What the loop found comes first.
+        snapshot.unhealthy = Some("halted: a final block changed".into());
+        assert_eq!(snapshot.health(start), Err("halted: a final block changed".into()));
     }
 
     #[test]

@@ -145,6 +145,7 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
             if *shutdown.borrow() {
                 break;
             }
+            self.metrics.update(|m| m.progress_at = Some(Instant::now()));
             let inbound = tokio::select! {
                 biased;
                 changed = shutdown.changed() => {
@@ -153,11 +154,17 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
                 }
                 () = tokio::time::sleep_until(next_wake) => None,
                 received = self.link.recv() => match received {
-                    Ok(bytes) => Some(bytes),
+                    Ok(bytes) => {
+                        self.metrics.update(|m| m.link_failing_since = None);
+                        Some(bytes)
+                    }
                     Err(LinkError::Closed | LinkError::Misconfigured(_)) => return Err(DaemonError::LinkClosed),
                     Err(LinkError::Transient(error)) => {
                         tracing::warn!(%error, "coordinator link");
-                        self.metrics.update(|m| m.edges.link_errors += 1);
+                        self.metrics.update(|m| {
+                            m.edges.link_errors += 1;
+                            m.link_failing_since.get_or_insert_with(Instant::now);
+                        });
                         tokio::time::sleep(FIRST_BACKOFF).await;
                         continue;
                     }
@@ -257,6 +264,7 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
         let mut inbound = None;
         while let Some(event) = events.pop_front() {
             let outcome = off_the_event_loop(|| self.core.handle(event))?;
+            self.metrics.update(|m| m.progress_at = Some(Instant::now()));
             inbound = inbound.or(outcome.inbound);
             self.next_tick = outcome.next_tick;
             if outcome.block == Some(BlockStatus::Refused) {
@@ -267,13 +275,17 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
             // Once a node call fails, the rest of this round's node calls wait for the backoff.
             for effect in effects {
                 match effect {
-                    Effect::Send(bytes) => {
-                        if let Err(error) = self.link.send(bytes).await {
+                    Effect::Send(bytes) => match self.link.send(bytes).await {
+                        Ok(()) => self.metrics.update(|m| m.link_failing_since = None),
+                        Err(error) => {
                             // The core resends until acknowledged.
                             tracing::debug!(%error, "send failed");
-                            self.metrics.update(|m| m.edges.link_errors += 1);
+                            self.metrics.update(|m| {
+                                m.edges.link_errors += 1;
+                                m.link_failing_since.get_or_insert_with(Instant::now);
+                            });
                         }
-                    }
+                    },
                     Effect::FetchBlock { height } => {
                         if !self.backoff.ready() {
                             continue;
