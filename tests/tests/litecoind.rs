@@ -155,6 +155,13 @@ async fn a_deposit_and_a_burn_on_litecoind() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // `processor inspect` reads a running daemon's store: keys active, the Batch signed, the
+    // plan completed with its Burn.
+    let report = processor::inspect::inspect(&dir.path().join("processor-0")).expect("the running store reads");
+    println!("processor inspect on a running daemon:\n{}", report.human());
+    assert!(report.active_session.is_some() && report.halted.is_none(), "{report:?}");
+    assert!(report.batches.signed >= 1 && report.plans.completed == 1 && report.burns.planned == 1, "{report:?}");
+    assert!(report.plans.listed.iter().any(|plan| plan.state == "completed" && plan.burns.len() == 1), "{report:?}");
     let transactions = node.call("listtransactions", json!(["*", 10])).await;
     let txid = transactions
         .as_array()

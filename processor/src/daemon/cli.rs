@@ -39,6 +39,16 @@ enum Command {
         #[arg(long)]
         path: PathBuf,
     },
+    /// Show what a data directory holds (keys, heights, Batches, plans, Burns, funds, a halt),
+    /// read-only: safe while the daemon runs.
+    Inspect {
+        /// The daemon's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parses the arguments and runs the command.
@@ -50,6 +60,14 @@ pub fn main() -> ExitCode {
             write_identity(&out, &identity).map(|()| println!("{}", identity.peer_key()))
         }
         Command::ShowIdentity { path } => read_identity(&path).map(|identity| println!("{}", identity.peer_key())),
+        Command::Inspect { data_dir, json } => crate::inspect::inspect(&data_dir).and_then(|report| {
+            if json {
+                serde_json::to_string_pretty(&report).map(|text| println!("{text}")).map_err(|e| e.to_string())
+            } else {
+                print!("{}", report.human());
+                Ok(())
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,14 @@ impl RocksDb {
             .map_err(|error| DbError::Backend(format!("opening {}: {error}", path.display())))?;
         Ok(RocksDb(Arc::new(db)))
     }
+
+    /// Opens an existing store for reading only. RocksDB takes no lock for this, so it works
+    /// while a daemon has the store open, and sees the state as of opening. Every write fails.
+    pub fn open_read_only(path: &Path) -> Result<RocksDb, DbError> {
+        let db = DB::open_for_read_only(&Options::default(), path, false)
+            .map_err(|error| DbError::Backend(format!("opening {} read-only: {error}", path.display())))?;
+        Ok(RocksDb(Arc::new(db)))
+    }
 }
 
 fn backend(error: rocksdb::Error) -> DbError {
