@@ -315,6 +315,70 @@ mod tests {
         assert_eq!(snapshot.health(start), Err("halted: a final block changed".into()));
     }
 
+    /// Every `processor_*` name in `text`.
+    fn metric_names(text: &str) -> Vec<String> {
+        text.match_indices("processor_")
+            .map(|(at, _)| text[at..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect::<String>())
+            .collect()
+    }
+
+    /// The alert rules and the dashboard shipped in `deploy/` parse, are complete, and name
+    /// only metrics the daemon exports (a renamed metric fails here, not silently in Grafana).
+    #[test]
+    fn the_shipped_alerts_and_dashboard_name_only_metrics_that_exist() {
+        let rendered = Metrics::default().render();
+        let exported: std::collections::BTreeSet<String> = rendered
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.split_whitespace().next())
+            .map(String::from)
+            .collect();
+        // Prometheus rule files are YAML; this one is in YAML's JSON subset, so it parses here.
+        let alerts: serde_json::Value =
+            serde_json::from_str(include_str!("../../deploy/prometheus-alerts.yml")).expect("the alert rules parse");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../deploy/grafana-dashboard.json")).expect("the dashboard parses");
+
+        let rules: Vec<&serde_json::Value> = alerts["groups"]
+            .as_array()
+            .expect("rule groups")
+            .iter()
+            .flat_map(|group| group["rules"].as_array().expect("rules").iter())
+            .collect();
+        let mut names = std::collections::BTreeSet::new();
+        let mut expressions = Vec::new();
+        for rule in &rules {
+            let name = rule["alert"].as_str().expect("an alert name");
+            assert!(names.insert(name), "alert {name} twice");
+            assert!(rule["for"].is_string() && rule["annotations"]["summary"].is_string(), "{name} incomplete");
+            assert!(matches!(rule["labels"]["severity"].as_str(), Some("critical" | "warning")), "{name}'s severity");
+            expressions.push(rule["expr"].as_str().expect("an expression").to_string());
+        }
+        let mut panel_ids = std::collections::BTreeSet::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            assert!(panel_ids.insert(panel["id"].as_u64().expect("a panel id")), "panel id twice");
+            let targets = panel["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "a panel without a query");
+            expressions.extend(targets.iter().map(|t| t["expr"].as_str().expect("a query").to_string()));
+        }
+        let mut used = std::collections::BTreeSet::new();
+        for expression in &expressions {
+            let named = metric_names(expression);
+            assert!(!named.is_empty(), "{expression} names no metric");
+            for name in named {
+                assert!(exported.contains(&name), "{expression} names {name}, which the daemon does not export");
+                used.insert(name);
+            }
+        }
+        // What an operator must be woken for has its alert.
+        for needed in
+            ["processor_halted", "processor_healthy", "processor_plans_failed", "processor_frames_refused_total"]
+        {
+            assert!(rules.iter().any(|rule| rule["expr"].as_str().is_some_and(|e| e.contains(needed))), "{needed}");
+        }
+        assert!(used.len() >= 15, "the dashboard and alerts cover most metrics: {used:?}");
+    }
+
     #[test]
     fn a_tip_below_the_confirmations_has_no_final_height() {
         let state = StateGauges::read(&MemDb::new(), 3, 6).unwrap();
