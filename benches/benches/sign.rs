@@ -7,6 +7,8 @@ use processor_benches::signing::*;
 use processor_core::batch::{batch_message, BatchSigner};
 use processor_core::db::{Db, MemDb};
 use processor_core::ids::{Attempt, Participant};
+use processor_core::keygen::keys::Ed25519;
+use processor_core::keygen::KeyShare;
 use processor_core::messages::{
     decode, encode, CoordinatorMessage, ProcessorMessage, SignCommand, SignEvent, SignId, SignTarget,
 };
@@ -45,6 +47,25 @@ fn each<S>(
             (participant, messages.into_iter().next().map(opaque).unwrap_or_default())
         })
         .collect()
+}
+
+/// Every signer's round-1 nonces and commitments, by identifier.
+#[allow(clippy::type_complexity)]
+fn commit_all(
+    keys: &[KeyShare<Ed25519>],
+    rng: &mut ChaCha20Rng,
+) -> (
+    BTreeMap<frost_core::Identifier<Ed25519>, frost_core::round1::SigningNonces<Ed25519>>,
+    BTreeMap<frost_core::Identifier<Ed25519>, frost_core::round1::SigningCommitments<Ed25519>>,
+) {
+    let mut nonces = BTreeMap::new();
+    let mut commitments = BTreeMap::new();
+    for key in keys {
+        let (nonce, commitment) = frost_core::round1::commit(key.share.signing_share(), rng);
+        nonces.insert(*key.share.identifier(), nonce);
+        commitments.insert(*key.share.identifier(), commitment);
+    }
+    (nonces, commitments)
 }
 
 fn batch_signing(c: &mut Criterion) {
@@ -96,13 +117,7 @@ fn batch_signing(c: &mut Criterion) {
         };
         group.bench_function(BenchmarkId::new("bare_frost", format!("{t}-of-{n}")), |b| {
             b.iter(|| {
-                let mut nonces = BTreeMap::new();
-                let mut commitments = BTreeMap::new();
-                for key in &keys {
-                    let (nonce, commitment) = frost_core::round1::commit(key.share.signing_share(), &mut rng);
-                    nonces.insert(*key.share.identifier(), nonce);
-                    commitments.insert(*key.share.identifier(), commitment);
-                }
+                let (nonces, commitments) = commit_all(&keys, &mut rng);
                 let package = frost_core::SigningPackage::new(commitments, &message);
                 let shares: BTreeMap<_, _> = keys
                     .iter()
@@ -122,13 +137,9 @@ fn batch_signing(c: &mut Criterion) {
         // multiplication per point), and the aggregator reads every share.
         group.bench_function(BenchmarkId::new("bare_frost_from_bytes", format!("{t}-of-{n}")), |b| {
             b.iter(|| {
-                let mut nonces = BTreeMap::new();
-                let mut commitments = BTreeMap::new();
-                for key in &keys {
-                    let (nonce, commitment) = frost_core::round1::commit(key.share.signing_share(), &mut rng);
-                    nonces.insert(*key.share.identifier(), nonce);
-                    commitments.insert(*key.share.identifier(), commitment.serialize().expect("serializes"));
-                }
+                let (nonces, commitments) = commit_all(&keys, &mut rng);
+                let commitments: BTreeMap<_, _> =
+                    commitments.iter().map(|(id, c)| (*id, c.serialize().expect("serializes"))).collect();
                 let shares: BTreeMap<_, _> = keys
                     .iter()
                     .map(|key| {

@@ -26,7 +26,7 @@ use super::{
     chain::MockMonero,
     crypto::{
         add_scalars, commitment_mask, derive_output, derive_output_from_ecdh, encrypt_amount, mul, mul_base,
-        shared_secret, tx_key, WalletKeys,
+        shared_secret, tx_key, DerivedOutput, WalletKeys,
     },
     interface::fee_rate,
     MAX_INSTRUCTION_LEN, RING_LEN,
@@ -410,14 +410,7 @@ impl Depositor {
         if payments.iter().any(|(to, _)| to.is_subaddress() || to.is_guaranteed()) {
             return Err(DepositError::NotStandardAddress);
         }
-        let outputs = payments
-            .iter()
-            .enumerate()
-            .map(|(o, (to, amount))| {
-                let derived = derive_output(tx_key, to, o, [0; 32]);
-                Handmade { key: derived.key, view_tag: derived.view_tag, shared: derived.shared, amount: *amount }
-            })
-            .collect();
+        let outputs = payment_outputs(tx_key, payments);
         let extra = ExtraField::PublicKey(mul_base(tx_key).compress()).serialize();
         self.handmade(chain, outputs, payments.len(), extra, instruction, tx_key)
     }
@@ -459,13 +452,7 @@ impl Depositor {
             if o == index {
                 outputs.push(twin.clone());
             } else {
-                let derived = derive_output(tx_key, &own, o, [0; 32]);
-                outputs.push(Handmade {
-                    key: derived.key,
-                    view_tag: derived.view_tag,
-                    shared: derived.shared,
-                    amount: 0,
-                });
+                outputs.push(Handmade::paying(derive_output(tx_key, &own, o, [0; 32]), 0));
             }
         }
         let mut extra_bytes = ExtraField::PublicKey(original_key.compress()).serialize();
@@ -495,17 +482,10 @@ impl Depositor {
         }
         let r = Scalar::random(&mut self.rng);
         let key = tx_key(r, &payments[0].0);
-        let mut outputs: Vec<Handmade> = payments
-            .iter()
-            .enumerate()
-            .map(|(o, (to, amount))| {
-                let derived = derive_output(r, to, o, [0; 32]);
-                Handmade { key: derived.key, view_tag: derived.view_tag, shared: derived.shared, amount: *amount }
-            })
-            .collect();
+        let mut outputs = payment_outputs(r, payments);
         let change =
             derive_output_from_ecdh(mul(self.keys.view(), key), self.keys.spend_public(), None, payments.len());
-        outputs.push(Handmade { key: change.key, view_tag: change.view_tag, shared: change.shared, amount: 0 });
+        outputs.push(Handmade::paying(change, 0));
         let extra = ExtraField::PublicKey(key.compress()).serialize();
         self.handmade_with_change_at(chain, outputs, payments.len(), extra, instruction)
     }
@@ -522,7 +502,7 @@ impl Depositor {
         tx_key: Scalar,
     ) -> Result<Transaction, DepositError> {
         let derived = derive_output(tx_key, &self.address(), payments, [0; 32]);
-        outputs.push(Handmade { key: derived.key, view_tag: derived.view_tag, shared: derived.shared, amount: 0 });
+        outputs.push(Handmade::paying(derived, 0));
         self.handmade_with_change_at(chain, outputs, payments, extra, instruction)
     }
 
@@ -671,6 +651,21 @@ struct Handmade {
     /// The shared secret its mask and amount encryption derive from.
     shared: Scalar,
     amount: u64,
+}
+
+impl Handmade {
+    fn paying(derived: DerivedOutput, amount: u64) -> Handmade {
+        Handmade { key: derived.key, view_tag: derived.view_tag, shared: derived.shared, amount }
+    }
+}
+
+/// Output `o` pays `payments[o]`, under the transaction randomness `r`.
+fn payment_outputs(r: Scalar, payments: &[(MoneroAddress, u64)]) -> Vec<Handmade> {
+    payments
+        .iter()
+        .enumerate()
+        .map(|(o, (to, amount))| Handmade::paying(derive_output(r, to, o, [0; 32]), *amount))
+        .collect()
 }
 
 /// Most payments one deposit makes: the chain's 16 outputs, one kept for the change.

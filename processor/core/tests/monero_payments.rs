@@ -9,7 +9,7 @@ use common::*;
 use coordinator::local::{Faults, LocalNetwork};
 use coordinator::Observation;
 use mock_chains::monero::{Depositor, MockMonero, MoneroConfig, WalletKeys};
-use monero_wallet::address::Network;
+use monero_wallet::address::{MoneroAddress, Network};
 use processor_core::chain::instruction::encode_instruction;
 use processor_core::chain::monero::group_address;
 use processor_core::ids::{Amount, ExternalChain, Millis, Participant};
@@ -41,15 +41,19 @@ fn received(chain: &MockMonero, keys: &WalletKeys) -> u64 {
         .sum()
 }
 
-fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> LocalNetwork {
+/// A 3-of-4 group with Monero keys on a mock chain where `depositor` mined 12 blocks, and the
+/// group's deposit address.
+fn group_on_chain(
+    seed: u64,
+    depositor: &Depositor,
+    faults: Faults,
+) -> (LocalNetwork, Rc<RefCell<MockMonero>>, MoneroAddress) {
     let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
-    let mut depositor = Depositor::new(seed ^ 0xd0d0);
     for _ in 0..12 {
         chain.mine_to(&depositor.address());
     }
     let chain = Rc::new(RefCell::new(chain));
-    let faults = if disturbance == Disturbance::None { Faults::crashing() } else { Faults::unreliable() };
-    let (mut network, keys) = network_with_keys(
+    let (network, keys) = network_with_keys(
         4,
         3,
         ExternalChain::Monero,
@@ -59,7 +63,13 @@ fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> LocalNetwork
         CONFIRMATIONS,
     );
     let ChainPublicKey::Monero { spend_key } = keys.chain else { panic!("not a Monero key") };
-    let address = group_address(&spend_key, Network::Mainnet).unwrap();
+    (network, chain, group_address(&spend_key, Network::Mainnet).unwrap())
+}
+
+fn payments_reach_the_chain(seed: u64, disturbance: Disturbance) -> LocalNetwork {
+    let mut depositor = Depositor::new(seed ^ 0xd0d0);
+    let faults = if disturbance == Disturbance::None { Faults::crashing() } else { Faults::unreliable() };
+    let (mut network, chain, address) = group_on_chain(seed, &depositor, faults);
     for (amount, account) in [(6 * XMR / 10, Some(1u8)), (4 * XMR / 10, None)] {
         let instruction = account.map(|a| encode_instruction(&InInstruction { account: [a; 32] }));
         let transaction = depositor.deposit(&chain.borrow(), &address, amount, instruction.as_deref()).unwrap();
@@ -160,24 +170,9 @@ fn monero_a_consolidation_is_signed_and_mined_and_the_burn_then_paid() {
     const DEPOSIT: u64 = XMR / 50;
     const OUTPUTS: u64 = 75;
     let seed = 34;
-    let mut chain = MockMonero::with_config(seed, MoneroConfig { coinbase_lock: 2, ..MoneroConfig::default() });
     // Stand-in range proofs: 75 deposits' proofs are not what this test is about.
     let mut depositor = Depositor::new(seed ^ 0xd0d0).with_stand_in_range_proofs();
-    for _ in 0..12 {
-        chain.mine_to(&depositor.address());
-    }
-    let chain = Rc::new(RefCell::new(chain));
-    let (mut network, keys) = network_with_keys(
-        4,
-        3,
-        ExternalChain::Monero,
-        seed,
-        Faults::none(),
-        Box::new(SharedMonero(chain.clone())),
-        CONFIRMATIONS,
-    );
-    let ChainPublicKey::Monero { spend_key } = keys.chain else { panic!("not a Monero key") };
-    let address = group_address(&spend_key, Network::Mainnet).unwrap();
+    let (mut network, chain, address) = group_on_chain(seed, &depositor, Faults::none());
     let instruction = encode_instruction(&InInstruction { account: [1; 32] });
     let per_transaction = mock_chains::monero::MAX_PAYMENTS as u64;
     for _ in 0..OUTPUTS / per_transaction {
