@@ -9,7 +9,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use processor_core::db::{Db, MemDb};
-use processor_core::ids::{Amount, OutputId};
+use processor_core::ids::{Amount, OutputId, SessionId};
 use processor_core::messages::OutputKind;
 use processor_core::scheduler::{self, FeeModel, Payment, Utxo};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -50,8 +50,12 @@ fn funds(outputs: u64, payments: u64) -> MemDb {
         rng.fill_bytes(&mut id[..32]);
         id[32..].copy_from_slice(&(index as u32).to_le_bytes());
         let amount = Amount(10_000 + rng.next_u64() % 1_000_000);
-        scheduler::add_output(&mut txn, Utxo { id: OutputId(id.to_vec()), amount, kind: OutputKind::External })
-            .unwrap();
+        scheduler::add_output(
+            &mut txn,
+            SessionId(1),
+            Utxo { id: OutputId(id.to_vec()), amount, kind: OutputKind::External },
+        )
+        .unwrap();
     }
     for index in 0..payments {
         let mut id = [0u8; 32];
@@ -71,7 +75,7 @@ fn pass(db: &MemDb) -> (usize, usize, usize) {
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
     let mut txn = db.txn();
-    let scheduled = scheduler::schedule_stored(&mut txn, &FeeModel::BITCOIN).unwrap();
+    let scheduled = scheduler::schedule_stored(&mut txn, SessionId(1), &FeeModel::BITCOIN).unwrap();
     let planned = scheduled.plans.iter().map(|plan| plan.payments.len()).sum();
     let plans = scheduled.plans.len();
     drop(scheduled);

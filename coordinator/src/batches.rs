@@ -121,8 +121,20 @@ impl Coordinator {
     }
 
     pub(crate) fn scanner_event(&mut self, from: PeerKey, event: ScannerEvent) -> Vec<Outbound> {
-        let Some((session, participants, threshold, keys)) = self.active() else { return vec![] };
+        // A block is decided by the processors of the session that signs its Batch; a Batch's
+        // signature is checked against the key of the session signing it.
+        let session = match &event {
+            ScannerEvent::BlockFinal { height, .. } | ScannerEvent::Halted { height, .. } => {
+                self.signing_session_at(*height)
+            }
+            ScannerEvent::SignedBatch { batch, .. } => {
+                self.batches.rounds.get(&SignTarget::Batch(batch.id)).map(|round| round.id.session)
+            }
+        };
+        let Some(session) = session else { return vec![] };
+        let Some((participants, threshold, keys)) = self.confirmed(session) else { return vec![] };
         let Some(sender) = self.participant(&participants, from) else { return vec![] };
+        let recipients = self.live_processors();
         match event {
             ScannerEvent::BlockFinal { height, block, deposits } => {
                 if self.record_reports {
@@ -141,7 +153,16 @@ impl Coordinator {
                 self.batches.decided.insert(height);
                 self.batches.reports.remove(&height);
                 if deposits.is_empty() {
-                    return vec![];
+                    // While keys rotate, quiet blocks are acknowledged too: the retiring key's
+                    // window and retirement advance with acknowledged heights.
+                    if !self.rotating() {
+                        return vec![];
+                    }
+                    let command = ScannerCommand::AcknowledgeHeight { height };
+                    return recipients
+                        .iter()
+                        .flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone())))
+                        .collect();
                 }
                 if !deposits.iter().any(|d| d.instruction.is_some()) {
                     // Outputs with no InInstruction: acknowledged (they join the group's funds)
@@ -149,7 +170,7 @@ impl Coordinator {
                     self.observations.push(Observation::BlockAcknowledged { height, batch: None });
                     self.batches.acknowledged.insert(height, (block, None));
                     let command = ScannerCommand::AcknowledgeBlock { height, block, batch: None };
-                    return participants
+                    return recipients
                         .iter()
                         .flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone())))
                         .collect();
@@ -162,7 +183,7 @@ impl Coordinator {
                 let round = self.new_round(id);
                 self.batches.rounds.insert(id.target, round);
                 let command = ScannerCommand::AcknowledgeBlock { height, block, batch: Some(batch) };
-                participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect()
+                recipients.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect()
             }
             ScannerEvent::SignedBatch { batch, signature } => {
                 if self.batches.signed.contains_key(&batch.id)
@@ -184,7 +205,7 @@ impl Coordinator {
                     return vec![];
                 }
                 let command = ScannerCommand::BatchPublished { batch: batch.id };
-                participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect()
+                recipients.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Scanner(command.clone()))).collect()
             }
             ScannerEvent::Halted { height, .. } => {
                 self.observations.push(Observation::ChainHalted { by: sender, height });
@@ -194,7 +215,20 @@ impl Coordinator {
     }
 
     pub(crate) fn sign_event(&mut self, from: PeerKey, event: SignEvent) -> Vec<Outbound> {
-        let Some((session, participants, threshold, _)) = self.active() else { return vec![] };
+        // Each round is run among the processors of the session that signs it.
+        let session = match &event {
+            SignEvent::Preprocess { id, .. } | SignEvent::Share { id, .. } | SignEvent::Blame { id, .. } => {
+                Some(id.session)
+            }
+            SignEvent::Completed { plan, .. } => self
+                .batches
+                .rounds
+                .get(&SignTarget::Transaction(*plan))
+                .map(|round| round.id.session)
+                .or_else(|| self.active().map(|(session, ..)| session)),
+        };
+        let Some(session) = session else { return vec![] };
+        let Some((participants, threshold, _)) = self.confirmed(session) else { return vec![] };
         let Some(sender) = self.participant(&participants, from) else { return vec![] };
         let id = match &event {
             SignEvent::Preprocess { id, .. } | SignEvent::Share { id, .. } | SignEvent::Blame { id, .. } => *id,
@@ -296,15 +330,19 @@ impl Coordinator {
     }
 
     pub(crate) fn reattempt_stalled(&mut self) -> Vec<Outbound> {
-        let Some((_, participants, _, _)) = self.active() else { return vec![] };
         let now = self.now;
-        let stalled: Vec<SignTarget> = self
+        let stalled: Vec<(SignTarget, SessionId)> = self
             .batches
             .rounds
             .iter()
             .filter(|(_, round)| now.0.saturating_sub(round.started.0) >= attempt_timeout(round.id.attempt))
-            .map(|(target, _)| *target)
+            .map(|(target, round)| (*target, round.id.session))
             .collect();
-        stalled.into_iter().flat_map(|target| self.reattempt(target, &participants)).collect()
+        let mut out = Vec::new();
+        for (target, session) in stalled {
+            let Some((participants, ..)) = self.confirmed(session) else { continue };
+            out.extend(self.reattempt(target, &participants));
+        }
+        out
     }
 }

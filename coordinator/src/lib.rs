@@ -99,6 +99,19 @@ pub enum Observation {
         by: Participant,
         height: BlockHeight,
     },
+    /// A processor reported its keys handed over from `from` to `session` at `height`.
+    HandedOver {
+        session: SessionId,
+        from: SessionId,
+        participant: Participant,
+        height: BlockHeight,
+    },
+    /// A processor reported `session`'s keys retired at `height`.
+    Retired {
+        session: SessionId,
+        participant: Participant,
+        height: BlockHeight,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +123,8 @@ pub enum SessionStatus {
 
 /// The coordinator's view of one key-generation session.
 struct KeyGenRound {
+    /// Participants that reported the keys retired.
+    retired_by: std::collections::BTreeSet<Participant>,
     threshold: u16,
     /// The first block scanned for the session's keys, once confirmed.
     activation: Option<BlockHeight>,
@@ -309,6 +324,7 @@ impl Coordinator {
         self.sessions.insert(
             session,
             KeyGenRound {
+                retired_by: Default::default(),
                 threshold,
                 activation: None,
                 participants,
@@ -372,7 +388,7 @@ impl Coordinator {
         out
     }
 
-    /// Sends Burns from Serai to every processor of the active keys, with the fee rate the
+    /// Sends Burns from Serai to every processor of the live keys, with the fee rate the
     /// validator set agreed.
     pub fn burn(
         &mut self,
@@ -380,9 +396,11 @@ impl Coordinator {
         burns: Vec<processor_core::messages::Burn>,
         fee_rate: u64,
     ) -> Vec<Outbound> {
-        let Some((_, participants, _, _)) = self.active() else { return vec![] };
         let command = processor_core::messages::PaymentsCommand::Burns { chain, burns, fee_rate };
-        participants.iter().flat_map(|p| self.send(*p, CoordinatorMessage::Payments(command.clone()))).collect()
+        self.live_processors()
+            .into_iter()
+            .flat_map(|p| self.send(p, CoordinatorMessage::Payments(command.clone())))
+            .collect()
     }
 
     /// The latest confirmed session: its participants, threshold and keys.
@@ -391,6 +409,59 @@ impl Coordinator {
             SessionStatus::Confirmed(keys) => Some((*id, round.participants.clone(), round.threshold, keys)),
             _ => None,
         })
+    }
+
+    /// A confirmed session's participants, threshold and keys.
+    fn confirmed(&self, session: SessionId) -> Option<(Vec<PeerKey>, u16, GroupKeys)> {
+        let round = self.sessions.get(&session)?;
+        match round.status {
+            SessionStatus::Confirmed(keys) => Some((round.participants.clone(), round.threshold, keys)),
+            _ => None,
+        }
+    }
+
+    /// The session whose keys sign the Batch of the block at `height` (and whose processors'
+    /// reports decide it): the newest confirmed session activated at or below it, as the
+    /// processors hand over at the first acknowledged block at or above a new key's
+    /// activation; the first confirmed session below every activation.
+    pub fn signing_session_at(&self, height: BlockHeight) -> Option<SessionId> {
+        let confirmed =
+            || self.sessions.iter().filter(|(_, round)| matches!(round.status, SessionStatus::Confirmed(_)));
+        confirmed()
+            .filter(|(_, round)| round.activation.is_some_and(|activation| activation <= height))
+            .map(|(id, _)| *id)
+            .next_back()
+            .or_else(|| confirmed().map(|(id, _)| *id).next())
+    }
+
+    /// Whether a confirmed session's keys were reported retired by `t` of its processors.
+    pub fn retired(&self, session: SessionId) -> bool {
+        self.sessions.get(&session).is_some_and(|round| round.retired_by.len() >= usize::from(round.threshold))
+    }
+
+    /// Whether more than one confirmed session is not yet retired (keys are rotating).
+    pub fn rotating(&self) -> bool {
+        let live = self
+            .sessions
+            .iter()
+            .filter(|(id, round)| matches!(round.status, SessionStatus::Confirmed(_)) && !self.retired(**id))
+            .count();
+        live > 1
+    }
+
+    /// Every processor of a confirmed session not yet retired, each once, in session order.
+    fn live_processors(&self) -> Vec<PeerKey> {
+        let mut processors = Vec::new();
+        for (id, round) in &self.sessions {
+            if matches!(round.status, SessionStatus::Confirmed(_)) && !self.retired(*id) {
+                for peer in &round.participants {
+                    if !processors.contains(peer) {
+                        processors.push(*peer);
+                    }
+                }
+            }
+        }
+        processors
     }
 
     /// Sends `message` to `to` as an authentic command, whatever it says: how tests and the
@@ -426,11 +497,15 @@ impl Coordinator {
             ProcessorMessage::Scanner(event) => self.scanner_event(from, event),
             ProcessorMessage::Sign(event) => self.sign_event(from, event),
             ProcessorMessage::Payments(event) => {
-                if let Some((_, participants, _, _)) = self.active() {
-                    if let Some(position) = participants.iter().position(|p| *p == from) {
-                        let by = Participant::from_position(position);
-                        self.observations.push(Observation::Payments { by, event });
-                    }
+                // Reported by the processor's index in the latest session it belongs to.
+                let position = self.sessions.values().rev().find_map(|round| {
+                    matches!(round.status, SessionStatus::Confirmed(_))
+                        .then(|| round.participants.iter().position(|p| *p == from))
+                        .flatten()
+                });
+                if let Some(position) = position {
+                    let by = Participant::from_position(position);
+                    self.observations.push(Observation::Payments { by, event });
                 }
                 vec![]
             }
@@ -443,7 +518,9 @@ impl Coordinator {
             | KeyGenEvent::Shares { session, .. }
             | KeyGenEvent::Generated { session, .. }
             | KeyGenEvent::Blame { session, .. }
-            | KeyGenEvent::Activated { session, .. } => *session,
+            | KeyGenEvent::Activated { session, .. }
+            | KeyGenEvent::HandedOver { session, .. }
+            | KeyGenEvent::Retired { session, .. } => *session,
         };
         let Some(round) = self.sessions.get_mut(&session) else {
             return vec![];
@@ -468,6 +545,15 @@ impl Coordinator {
             }
             KeyGenEvent::Activated { keys, .. } => {
                 self.observations.push(Observation::Activated { session, participant: sender, keys });
+                vec![]
+            }
+            KeyGenEvent::HandedOver { from, height, .. } => {
+                self.observations.push(Observation::HandedOver { session, from, participant: sender, height });
+                vec![]
+            }
+            KeyGenEvent::Retired { height, .. } => {
+                round.retired_by.insert(sender);
+                self.observations.push(Observation::Retired { session, participant: sender, height });
                 vec![]
             }
         };

@@ -149,6 +149,10 @@ impl ChainSource for SyncMonero {
 /// Confirmations processors wait for unless a test says otherwise.
 pub const DEFAULT_CONFIRMATIONS: u64 = 3;
 
+/// Blocks after a rotation's handover during which the retiring key is still credited (short,
+/// so tests see a rotation through).
+pub const DEFAULT_RETIREMENT_WINDOW: u64 = 12;
+
 /// What a Byzantine processor corrupts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Misbehaviour {
@@ -225,6 +229,7 @@ impl LocalNetwork {
             coordinator: self.coordinator.peer_key(),
             confirmations: self.confirmations,
             proof_of_work: ProofOfWork::REGTEST,
+            retirement_window: DEFAULT_RETIREMENT_WINDOW,
         };
         let rng = ChaCha20Rng::seed_from_u64(self.rng.next_u64());
         Processor::open(db.clone(), identity.clone(), config, rng).expect("the in-memory DB opens")

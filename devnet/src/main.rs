@@ -216,6 +216,7 @@ impl Devnet {
             identity: self.data.path().join(format!("processor-{}.key", index + 1)),
             coordinator: self.coordinator_key,
             confirmations: CONFIRMATIONS,
+            retirement_window: processor_core::core::Config::default_retirement_window(self.chain),
             node_url: String::new(),
             node_credentials: None,
             node_timeout: Duration::from_secs(5),
@@ -497,6 +498,12 @@ fn print_observation(chain: ExternalChain, now: Millis, observation: &Observatio
         Observation::SigningBlamed { id, by, accused } => format!("processor {by} blames {accused} in {id:?}"),
         Observation::Reattempted { id } => format!("signing re-attempted: {id:?}"),
         Observation::ChainHalted { by, height } => format!("processor {by} halted its chain at {height}"),
+        Observation::HandedOver { session, from, participant, height } => {
+            format!("processor {participant}: session {session}'s keys took over from session {from} at {height}")
+        }
+        Observation::Retired { session, participant, height } => {
+            format!("processor {participant}: session {session}'s keys retired at {height}, shares deleted")
+        }
         Observation::TransactionCompleted { by, plan, transaction } => {
             format!("processor {by}: {plan} complete, transaction {}", hex::encode(transaction))
         }

@@ -23,6 +23,8 @@ pub enum DepositError {
     InstructionTooLong { len: usize },
     #[error("destination is not a P2TR script, so the group could not spend it")]
     DestinationNotTaproot,
+    #[error("{amount} is below the 330 sat dust limit of a Taproot output: no node relays it")]
+    BelowDust { amount: Amount },
     #[error("deposit needs {needed} but only {available} is spendable")]
     InsufficientFunds { needed: Amount, available: Amount },
     #[error("signing failed: {0}")]
@@ -108,6 +110,10 @@ impl Depositor {
     ) -> Result<Transaction, DepositError> {
         if !to.is_p2tr() {
             return Err(DepositError::DestinationNotTaproot);
+        }
+        // An honest deposit is one a node relays (a hostile one is built with `pay`).
+        if amount < Amount::from_sat(330) {
+            return Err(DepositError::BelowDust { amount });
         }
         let mut outputs = vec![TxOut { value: amount, script_pubkey: to.to_owned() }];
         if let Some(instruction) = instruction {

@@ -46,6 +46,16 @@ impl<'r, R: Read> Inspector<'r, R> {
         keygen::active_session(self.0)
     }
 
+    /// Where a session's confirmed keys stand, while they are live.
+    pub fn key_stage(&self, session: SessionId) -> Result<Option<keygen::KeyStage>, DbError> {
+        keygen::stage::stage(self.0, session)
+    }
+
+    /// What a session's key holds.
+    pub fn holdings(&self, session: SessionId) -> Result<crate::scheduler::Holdings, DbError> {
+        crate::scheduler::holdings(self.0, session)
+    }
+
     /// The active keys, if any.
     pub fn active_keys(&self) -> Result<Option<ThresholdKeyPair>, DbError> {
         keygen::active_keys(self.0)

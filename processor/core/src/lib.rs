@@ -39,6 +39,7 @@ pub mod messages;
 pub mod mutation;
 pub mod payments;
 pub mod plan;
+pub mod rotation;
 pub mod scanner;
 pub mod scheduler;
 pub mod sign;

@@ -41,11 +41,17 @@ pub enum Mutation {
     /// Go on after a failed commit as if it had succeeded: the processor's memory and what it
     /// sends run ahead of its store, which a restart then reads.
     IgnoreFailedCommit = 14,
+    /// Never forward a retiring key's outputs to the active key: the old key never empties.
+    SkipForwarding = 15,
+    /// Retire a key that still holds outputs (their shares deleted with them).
+    RetireWhileHolding = 16,
+    /// Credit no deposit to a retiring key, even inside its window.
+    NoLateCredit = 17,
 }
 
 impl Mutation {
     /// Every deliberate bug (not `None`).
-    pub const ALL: [Mutation; 14] = [
+    pub const ALL: [Mutation; 17] = [
         Mutation::SkipSequenceCheck,
         Mutation::ReuseNonce,
         Mutation::ReportBeforeFinal,
@@ -60,6 +66,9 @@ impl Mutation {
         Mutation::OneDustLimit,
         Mutation::NoBlockCommitmentCheck,
         Mutation::IgnoreFailedCommit,
+        Mutation::SkipForwarding,
+        Mutation::RetireWhileHolding,
+        Mutation::NoLateCredit,
     ];
 }
 

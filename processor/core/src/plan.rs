@@ -3,13 +3,50 @@
 //! (`transaction`). Kept apart from both so neither owns the other's state.
 
 use crate::db::{tables, Db, DbError, Read, Txn};
-use crate::ids::{Attempt, ExternalChain, PlanId, SessionId};
+use crate::ids::{Attempt, BlockHeight, ExternalChain, PlanId, SessionId};
 use crate::scheduler::Plan;
 use bincode::{Decode, Encode};
 
 tables! {
     /// Planned transactions, by plan id.
     PLANS: Table<PlanId, PlanRecord> = b"pay/plan/";
+    /// The plans of each session not known to be settled below an acknowledged height: `None`
+    /// while open, the height of the block that completed it once complete (a key retires
+    /// only once every plan of it completed at or below the acknowledged block).
+    OPEN_PLANS: Table<(SessionId, PlanId), Option<BlockHeight>> = b"pay/open_plan/";
+}
+
+/// Whether `session`'s key has a plan still open, or completed above `through` (its outputs
+/// not yet acknowledged); forgets the plans completed at or below it.
+pub fn has_open_plans<D: Db>(txn: &mut Txn<'_, D>, session: SessionId, through: BlockHeight) -> Result<bool, DbError> {
+    let mut after = None;
+    loop {
+        let page = OPEN_PLANS.page_within(txn, &session.to_key_bytes(), after.as_ref(), 256)?;
+        let done = page.len() < 256;
+        for (key, completed) in &page {
+            match completed {
+                Some(height) if *height <= through => OPEN_PLANS.delete(txn, key),
+                _ => return Ok(true),
+            }
+        }
+        after = page.last().map(|(key, _)| *key);
+        if done {
+            return Ok(false);
+        }
+    }
+}
+
+/// Records that a plan's transaction is in the final block at `height`.
+pub fn completed_at<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord, height: BlockHeight) {
+    OPEN_PLANS.set(txn, &(record.session, record.id), &Some(height));
+}
+
+/// Schema 2 to 3: the open plans' index, from every plan not completed or failed.
+pub fn migrate_from_schema_2<D: Db>(txn: &mut Txn<'_, D>) -> Result<(), DbError> {
+    for (_, record) in PLANS.entries(txn)? {
+        save_plan(txn, &record);
+    }
+    Ok(())
 }
 
 /// The plan with this id, if it was made here.
@@ -26,6 +63,13 @@ pub fn plans(reader: &impl Read) -> Result<Vec<(PlanId, PlanRecord)>, DbError> {
 /// tests store plans made elsewhere).
 pub fn save_plan<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) {
     PLANS.set(txn, &record.id, record);
+    let key = (record.session, record.id);
+    match record.state {
+        PlanState::Planned | PlanState::Signed { .. } => OPEN_PLANS.set(txn, &key, &None),
+        // Where it completed is recorded by `completed_at`.
+        PlanState::Completed { .. } => {}
+        PlanState::Failed { .. } => OPEN_PLANS.delete(txn, &key),
+    }
 }
 
 /// Where a planned transaction stands.

@@ -286,7 +286,7 @@ fn a_hundred_thousand_outputs_are_held_and_planned_from() {
     for index in 0..100_000u64 {
         let utxo =
             Utxo { id: OutputId(index.to_be_bytes().to_vec()), amount: Amount(5_000), kind: OutputKind::External };
-        scheduler::add_output(&mut txn, utxo).unwrap();
+        scheduler::add_output(&mut txn, SessionId(1), utxo).unwrap();
     }
     txn.commit().unwrap();
     let totals = Inspector::new(&db).funds_totals().unwrap();
@@ -297,7 +297,7 @@ fn a_hundred_thousand_outputs_are_held_and_planned_from() {
     let destination = Depositor::new(1).script_pubkey().to_bytes();
     let mut txn = db.txn();
     scheduler::queue_payment(&mut txn, Payment { id: [1; 32], destination, amount: Amount(3_000_000) }).unwrap();
-    let scheduled = scheduler::schedule_stored(&mut txn, &FeeModel::BITCOIN).unwrap();
+    let scheduled = scheduler::schedule_stored(&mut txn, SessionId(1), &FeeModel::BITCOIN).unwrap();
     txn.commit().unwrap();
     assert_eq!(scheduled.plans.len(), 1, "{scheduled:?}");
     assert_eq!(scheduled.plans[0].inputs.len(), FeeModel::BITCOIN.max_inputs);

@@ -30,6 +30,10 @@ pub struct RunArgs {
     /// Blocks on top of a block before it is final.
     #[arg(long, env = "PROCESSOR_CONFIRMATIONS")]
     pub confirmations: Option<u64>,
+    /// Blocks after a key rotation's handover during which deposits to the old key are still
+    /// credited (default: about a day, 144 Bitcoin blocks or 720 Monero blocks).
+    #[arg(long, env = "PROCESSOR_RETIREMENT_WINDOW")]
+    pub retirement_window: Option<u64>,
     /// The node's RPC URL (`http://host:port`).
     #[arg(long, env = "PROCESSOR_NODE_URL")]
     pub node_url: Option<String>,
@@ -67,6 +71,7 @@ struct FileConfig {
     identity: Option<PathBuf>,
     coordinator_key: Option<String>,
     confirmations: Option<u64>,
+    retirement_window: Option<u64>,
     network: Option<String>,
     tick_ms: Option<u64>,
     #[serde(default)]
@@ -193,6 +198,7 @@ pub struct DaemonConfig {
     pub identity: PathBuf,
     pub coordinator: PeerKey,
     pub confirmations: u64,
+    pub retirement_window: u64,
     pub node_url: String,
     pub node_credentials: Option<NodeCredentials>,
     pub node_timeout: Duration,
@@ -241,6 +247,13 @@ impl DaemonConfig {
         if confirmations == 0 {
             return Err("confirmations must be at least 1".into());
         }
+        let retirement_window = args
+            .retirement_window
+            .or(file.retirement_window)
+            .unwrap_or(processor_core::core::Config::default_retirement_window(chain));
+        if retirement_window == 0 {
+            return Err("retirement_window must be at least 1 block".into());
+        }
         let network = args.network.clone().or(file.network).unwrap_or_else(|| "bitcoin".into());
         let bitcoin_profile = *BITCOIN_PROFILES
             .iter()
@@ -278,6 +291,7 @@ impl DaemonConfig {
             identity: args.identity.clone().or(file.identity).ok_or_else(|| required("identity"))?,
             coordinator,
             confirmations,
+            retirement_window,
             node_url: args.node_url.clone().or(file.node.url).ok_or_else(|| required("node_url"))?,
             node_credentials,
             node_timeout: Duration::from_millis(args.node_timeout_ms.or(file.node.timeout_ms).unwrap_or(10_000).max(1)),

@@ -110,6 +110,7 @@ impl<S: NodeSource, L: ProcessorLink> Daemon<S, L> {
             coordinator: config.coordinator,
             confirmations: config.confirmations,
             proof_of_work: config.bitcoin_profile.proof_of_work,
+            retirement_window: config.retirement_window,
         };
         // Fresh randomness per start (nonces never outlive a process).
         let rng =

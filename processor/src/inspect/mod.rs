@@ -7,7 +7,7 @@
 use crate::db::RocksDb;
 use processor_core::db::{DbError, Read};
 use processor_core::inspect::Inspector;
-use processor_core::keygen::Phase;
+use processor_core::keygen::{KeyStage, Phase};
 use processor_core::payments::{BurnStatus, PlanState};
 use serde::Serialize;
 use std::path::Path;
@@ -44,8 +44,12 @@ pub struct SessionReport {
     pub threshold: u16,
     pub participants: usize,
     pub my_index: u16,
-    /// How far key generation got: committed, shares sent, generated, active, failed.
+    /// How far key generation got and, once confirmed, the key's lifecycle stage: committed,
+    /// shares sent, generated, failed; then pending, active, retiring, retired.
     pub stage: String,
+    /// Outputs the key holds, and their sum (the chain's smallest unit).
+    pub outputs: u64,
+    pub holdings: String,
 }
 
 #[derive(Serialize, Debug, PartialEq, Eq)]
@@ -134,18 +138,20 @@ pub fn inspect(data_dir: &Path) -> Result<Report, String> {
 /// The report of any store (the daemon's, or an in-memory one in tests).
 pub fn report(db: &impl Read) -> Result<Report, DbError> {
     let inspector = Inspector::new(db);
-    let sessions = inspector
-        .sessions()?
-        .into_iter()
-        .map(|(id, state)| SessionReport {
+    let mut sessions = Vec::new();
+    for (id, state) in inspector.sessions()? {
+        let held = inspector.holdings(id)?;
+        sessions.push(SessionReport {
             session: id.0,
             chain: state.chain.to_string(),
             threshold: state.threshold,
             participants: state.participants.len(),
             my_index: state.my_index.get(),
-            stage: stage(&state.phase).into(),
-        })
-        .collect();
+            stage: stage(&state.phase, inspector.key_stage(id)?),
+            outputs: held.outputs,
+            holdings: held.holdings.to_string(),
+        });
+    }
 
     let mut batches = inspector.batches()?;
     batches.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
@@ -238,13 +244,22 @@ pub fn report(db: &impl Read) -> Result<Report, DbError> {
     })
 }
 
-fn stage(phase: &Phase) -> &'static str {
-    match phase {
-        Phase::Committed => "committed",
-        Phase::SharesSent { .. } => "shares sent",
-        Phase::Generated { .. } => "generated",
-        Phase::Active { .. } => "active",
-        Phase::Failed { .. } => "failed (a participant was blamed)",
+fn stage(phase: &Phase, key: Option<KeyStage>) -> String {
+    match (phase, key) {
+        (Phase::Committed, _) => "committed".into(),
+        (Phase::SharesSent { .. }, _) => "shares sent".into(),
+        (Phase::Generated { .. }, _) => "generated".into(),
+        (Phase::Active { .. }, Some(KeyStage::Pending { activation })) => {
+            format!("pending (takes over at height {activation})")
+        }
+        (Phase::Active { .. }, Some(KeyStage::Retiring { handed_over, .. })) => {
+            format!("retiring (handed over at height {handed_over}; forwarding)")
+        }
+        (Phase::Active { .. }, _) => "active".into(),
+        (Phase::Failed { .. }, _) => "failed (a participant was blamed)".into(),
+        (Phase::Retired { handed_over, retired, .. }, _) => {
+            format!("retired at height {retired} (handed over at {handed_over}; shares deleted)")
+        }
     }
 }
 
@@ -259,8 +274,8 @@ impl Report {
         for s in &self.sessions {
             let _ = writeln!(
                 out,
-                "session {}         {}, {}-of-{}, we are {}, {}",
-                s.session, s.chain, s.threshold, s.participants, s.my_index, s.stage
+                "session {}         {}, {}-of-{}, we are {}, {}, holds {} outputs ({})",
+                s.session, s.chain, s.threshold, s.participants, s.my_index, s.stage, s.outputs, s.holdings
             );
         }
         let _ = writeln!(out, "next to scan      {}", or_none(self.next_to_scan.map(|h| h.to_string())));

@@ -15,8 +15,13 @@ fn running_processor(dir: &Path) -> RocksDb {
     let db = RocksDb::open(dir).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let coordinator = Identity::generate(&mut rng).peer_key();
-    let config =
-        Config { chain: ExternalChain::Bitcoin, coordinator, confirmations: 3, proof_of_work: ProofOfWork::REGTEST };
+    let config = Config {
+        chain: ExternalChain::Bitcoin,
+        coordinator,
+        confirmations: 3,
+        proof_of_work: ProofOfWork::REGTEST,
+        retirement_window: 6,
+    };
     let identity = Identity::generate(&mut rng);
     drop(Processor::open(db.clone(), identity, config, ChaCha20Rng::seed_from_u64(2)).unwrap());
     let batch = Batch {

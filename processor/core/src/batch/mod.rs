@@ -11,7 +11,7 @@
 use crate::db::{tables, Db, DbError, Read, Txn};
 use crate::ids::{Attempt, BatchId, BlockHeight, BlockId, ExternalChain, Participant, SessionId};
 use crate::keygen::{self, keys::Ed25519, KeyCache};
-use crate::messages::{encode, Batch, ProcessorMessage, ScannerEvent, SignEvent, SignId, SignTarget};
+use crate::messages::{encode, Batch, KeyGenEvent, ProcessorMessage, ScannerEvent, SignEvent, SignId, SignTarget};
 use crate::scanner::{self, FinalBlock};
 use crate::scheduler::{self, Utxo};
 use crate::sign::{self, Attempts, SignError, SigningSet};
@@ -87,6 +87,39 @@ pub fn batch_message(batch: &Batch) -> Vec<u8> {
     message
 }
 
+/// The part of the final block at `height` that is credited (see
+/// [`keygen::stage::credited`]): a deposit to a retiring key after its window closed is
+/// reported by scanning but never credited nor spent.
+fn credited_part<D: Db>(
+    txn: &Txn<'_, D>,
+    height: BlockHeight,
+    mut block: FinalBlock,
+    window: u64,
+) -> Result<FinalBlock, DbError> {
+    let mut kept = Vec::with_capacity(block.outputs.len());
+    for output in block.outputs {
+        if keygen::stage::credited(txn, output.session, output.kind, height, window)? {
+            kept.push(output);
+        } else {
+            tracing::error!(
+                output = %output.id, session = %output.session, amount = %output.amount, %height,
+                "an output paid to a retiring key after its window closed is not credited"
+            );
+        }
+    }
+    block.outputs = kept;
+    Ok(block)
+}
+
+/// The session whose batch key signs the Batch of the acknowledged block at `height`, while
+/// that Batch is not yet published.
+pub fn pending_batch_session(reader: &impl Read, height: BlockHeight) -> Result<Option<SessionId>, DbError> {
+    let Some(Acknowledgement { batch: Some(id), .. }) = ACKNOWLEDGED.get(reader, &height)? else {
+        return Ok(None);
+    };
+    Ok(BATCHES.get(reader, &id)?.filter(|record| !record.published).map(|record| record.session))
+}
+
 /// The Batch of a final block: its InInstructions in block order.
 pub fn build_batch(chain: ExternalChain, id: BatchId, block: &FinalBlock) -> Batch {
     let instructions = block
@@ -115,6 +148,11 @@ impl Default for BatchSigner {
 }
 
 impl BatchSigner {
+    /// Drops the parsed keys of a retired session.
+    pub fn forget_keys(&mut self, session: crate::ids::SessionId) {
+        self.keys.forget(session);
+    }
+
     /// The coordinator acknowledged the final block `block` at `height` (scanned here: the core
     /// holds the command back until it is). Its outputs without InInstructions join the
     /// group's funds now; if it has a Batch, the Batch is built and signing starts.
@@ -124,9 +162,10 @@ impl BatchSigner {
         rng: &mut (impl RngCore + CryptoRng),
         chain: ExternalChain,
         height: BlockHeight,
-        block: BlockId,
-        batch: Option<BatchId>,
+        acknowledgement: Acknowledgement,
+        retirement_window: u64,
     ) -> Result<Vec<ProcessorMessage>, SignError> {
+        let Acknowledgement { block, batch } = acknowledgement;
         let earlier = ACKNOWLEDGED.get(txn, &height)?;
         let earlier =
             earlier.filter(|_| !crate::mutation::active(crate::mutation::Mutation::NoDoubleAcknowledgementGuard));
@@ -162,12 +201,20 @@ impl BatchSigner {
             return Err(SignError::Refused(format!("block {height}'s Batch does not match its InInstructions")));
         }
         ACKNOWLEDGED.set(txn, &height, &Acknowledgement { block, batch });
+        // A key whose activation height this block reaches takes over before its Batch is
+        // built: a block's Batch is signed by the key active when it is acknowledged.
+        let mut messages = Vec::new();
+        if let Some((session, from)) = keygen::hand_over(txn, height)? {
+            messages.push(ProcessorMessage::KeyGen(KeyGenEvent::HandedOver { session, from, height }));
+        }
+        let final_block = credited_part(txn, height, final_block, retirement_window)?;
         for output in final_block.outputs.iter().filter(|o| o.instruction.is_none()) {
-            scheduler::add_output(txn, Utxo { id: output.id.clone(), amount: output.amount, kind: output.kind })?;
+            let utxo = Utxo { id: output.id.clone(), amount: output.amount, kind: output.kind };
+            scheduler::add_output(txn, output.session, utxo)?;
         }
         let Some(batch_id) = batch else {
             scanner::forget_final_block(txn, height);
-            return Ok(vec![]);
+            return Ok(messages);
         };
         let keys = self.keys.active(txn)?.ok_or_else(|| SignError::Refused("no active keys".into()))?;
         let batch = build_batch(chain, batch_id, &final_block);
@@ -175,7 +222,8 @@ impl BatchSigner {
         let record = BatchRecord { session: keys.session, height, batch, attempt, signature: None, published: false };
         BATCHES.set(txn, &batch_id, &record);
         let id = SignId { session: keys.session, target: SignTarget::Batch(batch_id), attempt };
-        Ok(self.preprocess(txn, rng, id)?.into_iter().collect())
+        messages.extend(self.preprocess(txn, rng, id)?);
+        Ok(messages)
     }
 
     /// Commits to fresh nonces for `id`, unless this attempt was ever preprocessed before.
@@ -300,7 +348,12 @@ impl BatchSigner {
     }
 
     /// Serai acknowledged the Batch: signing is over, and its outputs become spendable.
-    pub fn published<D: Db>(&mut self, txn: &mut Txn<'_, D>, batch_id: BatchId) -> Result<(), SignError> {
+    pub fn published<D: Db>(
+        &mut self,
+        txn: &mut Txn<'_, D>,
+        batch_id: BatchId,
+        retirement_window: u64,
+    ) -> Result<(), SignError> {
         let Some(mut record) = BATCHES.get(txn, &batch_id)? else {
             return Err(SignError::Refused(format!("unknown Batch {batch_id}")));
         };
@@ -310,8 +363,10 @@ impl BatchSigner {
         record.published = true;
         BATCHES.set(txn, &batch_id, &record);
         if let Some(block) = scanner::take_final_block(txn, record.height)? {
-            for output in block.outputs.into_iter().filter(|o| o.instruction.is_some()) {
-                scheduler::add_output(txn, Utxo { id: output.id, amount: output.amount, kind: output.kind })?;
+            let credited = credited_part(txn, record.height, block, retirement_window)?;
+            for output in credited.outputs.into_iter().filter(|o| o.instruction.is_some()) {
+                let utxo = Utxo { id: output.id, amount: output.amount, kind: output.kind };
+                scheduler::add_output(txn, output.session, utxo)?;
             }
         }
         self.nonces.forget(SignTarget::Batch(batch_id));

@@ -53,7 +53,7 @@ proptest! {
         let me = identity.peer_key();
         let other = Identity::generate(&mut rng).peer_key();
         let db = MemDb::new();
-        let config = Config { chain, coordinator: coordinator.peer_key(), confirmations: 3, proof_of_work: ProofOfWork::REGTEST };
+        let config = Config { chain, coordinator: coordinator.peer_key(), confirmations: 3, proof_of_work: ProofOfWork::REGTEST, retirement_window: 6 };
         let mut processor = Processor::open(db.clone(), identity, config, ChaCha20Rng::seed_from_u64(seed ^ 1)).unwrap();
         let seal = |seq: u64, message: CoordinatorMessage| {
             Envelope::new(coordinator.peer_key(), me, Frame::Data { seq: SeqId(seq), message }).seal(&coordinator)

@@ -242,6 +242,20 @@ pub struct Config {
     /// What a block's header must prove (Bitcoin-family chains; the network's rule, e.g.
     /// [`ProofOfWork::BITCOIN`], [`ProofOfWork::REGTEST`] for regtest and the mock chain).
     pub proof_of_work: ProofOfWork,
+    /// Blocks after a key rotation's handover during which deposits to the retiring key are
+    /// still credited; the retiring key retires no earlier (see [`crate::rotation`]).
+    pub retirement_window: u64,
+}
+
+impl Config {
+    /// The retirement window a chain's daemon uses unless configured: about a day of blocks
+    /// (Bitcoin 144, Monero 720), for depositors who were given the old address.
+    pub const fn default_retirement_window(chain: ExternalChain) -> u64 {
+        match chain {
+            ExternalChain::Bitcoin => 144,
+            ExternalChain::Monero => 720,
+        }
+    }
 }
 
 /// One processor's core over a database `D`, drawing every random byte from the injected `R`.
@@ -278,6 +292,14 @@ fn migrate<D: Db>(txn: &mut crate::db::Txn<'_, D>, from: crate::ids::SchemaVersi
     match from.0 {
         // 1 to 2: the scheduler's one value became a row per output and per queued payment.
         1 => crate::scheduler::migrate_from_schema_1(txn),
+        // 2 to 3: several keys can be live: the funds are partitioned by key, keys have stages,
+        // open plans are indexed by key.
+        2 => {
+            let session = keygen::active_session(txn)?.unwrap_or_default();
+            crate::scheduler::migrate_from_schema_2(txn, session)?;
+            keygen::stage::migrate_from_schema_2(txn)?;
+            crate::plan::migrate_from_schema_2(txn)
+        }
         _ => Err(crate::db::DbError::UnknownSchema { found: from, supported: crate::db::SCHEMA_VERSION }),
     }
 }
@@ -400,7 +422,7 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             tip: self.tip,
             proof_of_work: self.config.proof_of_work,
         };
-        let (status, messages) = match scanner::on_block(&mut txn, &mut self.keys, view, height, bytes, |txn| {
+        let (status, messages) = match scanner::on_block(&mut txn, view, height, bytes, |txn| {
             crate::transaction::eventuality::watched(txn, chain)
         })? {
             BlockOutcome::Ignored(_) => return Ok((BlockStatus::Ignored, vec![])),
@@ -539,9 +561,9 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
     /// then sees the group's funds change at the same point of the command stream.
     fn ready(&self, message: &CoordinatorMessage) -> Result<bool, CoreError> {
         match message {
-            CoordinatorMessage::Scanner(ScannerCommand::AcknowledgeBlock { height, .. }) => {
-                Ok(scanner::scanned_or_halted(&self.db, *height)?)
-            }
+            CoordinatorMessage::Scanner(
+                ScannerCommand::AcknowledgeBlock { height, .. } | ScannerCommand::AcknowledgeHeight { height },
+            ) => Ok(scanner::scanned_or_halted(&self.db, *height)?),
             _ => Ok(true),
         }
     }
@@ -607,7 +629,11 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
             crate::messages::KeyGenCommand::Confirm { activation, .. } => Some(activation),
             _ => None,
         };
-        let context = KeyGenContext { chain: self.config.chain, identity: &self.identity };
+        let context = KeyGenContext {
+            chain: self.config.chain,
+            identity: &self.identity,
+            next_to_scan: scanner::next_height(&*txn)?,
+        };
         let events = match keygen::handle(txn, &context, &mut self.rng, command) {
             Ok(events) => {
                 // The first keys' activation height is where scanning begins.
@@ -644,12 +670,33 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         command: ScannerCommand,
     ) -> Result<Vec<ProcessorMessage>, CoreError> {
         let chain = self.config.chain;
+        let window = self.config.retirement_window;
+        let acknowledged = match command {
+            ScannerCommand::AcknowledgeBlock { height, .. } | ScannerCommand::AcknowledgeHeight { height } => {
+                Some(height)
+            }
+            ScannerCommand::BatchPublished { .. } => None,
+        };
         let result = match command {
             ScannerCommand::AcknowledgeBlock { height, block, batch } => {
-                self.signer.acknowledged(txn, &mut self.rng, chain, height, block, batch)
+                let acknowledgement = crate::batch::Acknowledgement { block, batch };
+                self.signer.acknowledged(txn, &mut self.rng, chain, height, acknowledgement, window)
             }
-            ScannerCommand::BatchPublished { batch } => self.signer.published(txn, batch).map(|()| vec![]),
+            ScannerCommand::BatchPublished { batch } => self.signer.published(txn, batch, window).map(|()| vec![]),
+            // A quiet block at or above a pending key's activation hands over as a block with
+            // outputs does.
+            ScannerCommand::AcknowledgeHeight { height } => keygen::hand_over(txn, height)
+                .map(|handed| {
+                    handed
+                        .map(|(session, from)| {
+                            ProcessorMessage::KeyGen(crate::messages::KeyGenEvent::HandedOver { session, from, height })
+                        })
+                        .into_iter()
+                        .collect()
+                })
+                .map_err(SignError::Db),
         };
+        let refused = result.is_err();
         let mut messages = self.signing_result(db, txn, seq, None, result)?;
         if crate::mutation::active(crate::mutation::Mutation::ScheduleOnlyOnBurns) {
             // The deliberate bug: Burns waiting for funds stay queued when funds arrive.
@@ -657,6 +704,18 @@ impl<D: Db, R: RngCore + CryptoRng> Processor<D, R> {
         }
         let scheduling = payments::schedule(txn, chain)?;
         messages.extend(self.planned(txn, seq, scheduling)?);
+        if let (Some(height), false) = (acknowledged, refused) {
+            let rotation = crate::rotation::after_acknowledgement(txn, chain, height, window)?;
+            for message in &rotation.messages {
+                if let ProcessorMessage::KeyGen(crate::messages::KeyGenEvent::Retired { session, .. }) = message {
+                    // Parsed copies of its shares are dropped (and zeroized) now.
+                    self.keys.forget(*session);
+                    self.signer.forget_keys(*session);
+                    self.transactions.forget_keys(*session);
+                }
+            }
+            messages.extend(self.planned(txn, seq, rotation)?);
+        }
         Ok(messages)
     }
 

@@ -24,7 +24,7 @@ pub static TABLES: [TableInfo];
 
 /// The layout this code reads and writes. Bump it with any change to a table's key or value
 /// encoding, and say in `ARCHITECTURE.md` how an older database is migrated.
-pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion(2);
+pub const SCHEMA_VERSION: SchemaVersion = SchemaVersion(3);
 
 crate::db::tables! {
     /// The layout version the database was written with.

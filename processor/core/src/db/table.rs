@@ -72,6 +72,19 @@ impl DbKey for OutputId {
     }
 }
 
+/// A plan under the session that signs it: the session's 4 bytes, then the plan's 32.
+impl DbKey for (SessionId, PlanId) {
+    fn key_bytes(&self) -> Vec<u8> {
+        let mut bytes = self.0.to_key_bytes();
+        bytes.extend_from_slice(&self.1 .0);
+        bytes
+    }
+    fn from_key_bytes(bytes: &[u8]) -> Option<Self> {
+        let (session, plan) = bytes.split_first_chunk::<4>()?;
+        Some((SessionId(u32::from_be_bytes(*session)), PlanId(plan.try_into().ok()?)))
+    }
+}
+
 /// A signing attempt, in its wire encoding.
 impl DbKey for SignId {
     fn key_bytes(&self) -> Vec<u8> {
@@ -154,6 +167,32 @@ impl<K: DbKey, V: Encode + Decode<()>> Table<K, V> {
         };
         reader
             .scan_page_raw(self.prefix, &start, limit)?
+            .into_iter()
+            .map(|(key, value)| self.decode_entry(&key, &value))
+            .collect()
+    }
+
+    /// [`Table::page`] within one group of keys: the entries whose key bytes begin with
+    /// `group` (a partition of the table, such as one key's outputs).
+    pub fn page_within(
+        &self,
+        reader: &impl Read,
+        group: &[u8],
+        after: Option<&K>,
+        limit: usize,
+    ) -> Result<Vec<(K, V)>, DbError> {
+        let mut prefix = self.prefix.to_vec();
+        prefix.extend_from_slice(group);
+        let start = match after {
+            Some(after) => {
+                let mut start = self.full_key(after);
+                start.push(0);
+                start
+            }
+            None => prefix.clone(),
+        };
+        reader
+            .scan_page_raw(&prefix, &start, limit)?
             .into_iter()
             .map(|(key, value)| self.decode_entry(&key, &value))
             .collect()

@@ -152,13 +152,18 @@ impl KeyCache {
     /// Sessions kept at once (keys rotate rarely; an evicted session is parsed again).
     const CAPACITY: usize = 4;
 
-    /// The keys `session` generated here (see [`generated_keys`]), parsed at most once while
-    /// cached.
+    /// The keys `session` generated here (see [`generated_keys`]) if they are live (confirmed
+    /// and not retired), parsed at most once while cached.
     pub fn get(
         &mut self,
         reader: &impl Read,
         session: SessionId,
     ) -> Result<Option<std::sync::Arc<ThresholdKeyPair>>, DbError> {
+        // Only a live key signs: a retired one's parsed shares are dropped (and zeroized) here.
+        if super::stage::stage(reader, session)?.is_none() {
+            self.0.remove(&session);
+            return Ok(None);
+        }
         if let Some(keys) = self.0.get(&session) {
             return Ok(Some(keys.clone()));
         }
@@ -169,6 +174,11 @@ impl KeyCache {
         }
         self.0.insert(session, keys.clone());
         Ok(Some(keys))
+    }
+
+    /// Drops `session`'s parsed keys (their shares are zeroized as they drop).
+    pub fn forget(&mut self, session: SessionId) {
+        self.0.remove(&session);
     }
 
     /// The active keys (see [`active_keys`]), parsed once.

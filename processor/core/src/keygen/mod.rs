@@ -17,15 +17,17 @@
 mod dkg;
 pub mod keys;
 pub mod monero;
+pub mod stage;
 
 pub use dkg::identifier as dkg_identifier;
 pub use keys::{
     active_keys, generated_keys, ActiveKeysMemo, ChainKeyShare, KeyCache, KeyShare, KeyShares, ThresholdKeyPair,
 };
+pub use stage::{hand_over, live_keys, retire, KeyStage, LiveKey, MAX_LIVE_KEYS};
 
 use crate::crypto::{pairwise, Identity, SecretSeed};
 use crate::db::{tables, Db, DbError, Read, Txn};
-use crate::ids::{ExternalChain, Participant, PeerKey, SessionId};
+use crate::ids::{BlockHeight, ExternalChain, Participant, PeerKey, SessionId};
 
 use crate::messages::{decode, encode, BlameReason, GroupKeys, KeyGenCommand, KeyGenEvent, Opaque};
 use bincode::{Decode, Encode};
@@ -56,6 +58,12 @@ pub fn active_threshold(reader: &impl Read) -> Result<Option<u16>, DbError> {
     let Some(session) = ACTIVE_SESSION.get(reader, &())? else {
         return Ok(None);
     };
+    threshold(reader, session)
+}
+
+/// How many signers `session`'s keys sign with (t); `None` for keys installed without a
+/// recorded session.
+pub fn threshold(reader: &impl Read, session: SessionId) -> Result<Option<u16>, DbError> {
     Ok(KEYGEN_SESSIONS.get(reader, &session)?.map(|state| state.threshold))
 }
 
@@ -118,7 +126,8 @@ pub enum Phase {
         /// The group keys reported to the coordinator.
         keys: GroupKeys,
     },
-    /// Confirmed by the coordinator: these keys are in use.
+    /// Confirmed by the coordinator: these keys are in use (their lifecycle stage is in
+    /// [`stage`]).
     Active {
         /// The group keys the coordinator confirmed.
         keys: GroupKeys,
@@ -127,6 +136,15 @@ pub enum Phase {
     Failed {
         /// The participant blamed, by this processor or by the coordinator.
         blamed: Participant,
+    },
+    /// The keys were replaced, held nothing more and were retired: their shares are deleted.
+    Retired {
+        /// The group keys the session had.
+        keys: GroupKeys,
+        /// The acknowledged block that handed over to the next keys.
+        handed_over: BlockHeight,
+        /// The acknowledged block at which they retired.
+        retired: BlockHeight,
     },
 }
 
@@ -150,6 +168,9 @@ pub struct KeyGenContext<'a> {
     pub chain: ExternalChain,
     /// This processor's network identity, which shares are encrypted to and from.
     pub identity: &'a Identity,
+    /// The next height to scan, once scanning began: a rotation's new key must be activated
+    /// no lower.
+    pub next_to_scan: Option<BlockHeight>,
 }
 
 /// What a round-2 share's encryption is bound to: a ciphertext for one (session, from, to) is
@@ -203,8 +224,8 @@ pub fn handle<D: Db>(
         KeyGenCommand::Failed { session, blamed } => {
             let state = load(txn, session)?;
             match state.phase {
-                Phase::Active { .. } => Err(KeyGenError::Refused(format!(
-                    "session {session} is active; a failure report cannot retract it"
+                Phase::Active { .. } | Phase::Retired { .. } => Err(KeyGenError::Refused(format!(
+                    "session {session} was confirmed; a failure report cannot retract it"
                 ))),
                 Phase::Failed { .. } => Ok(vec![]),
                 _ => {
@@ -214,12 +235,13 @@ pub fn handle<D: Db>(
                 }
             }
         }
-        // The activation height is where scanning begins: the scanner's business, not ours.
-        KeyGenCommand::Confirm { session, keys, .. } => {
+        // Where scanning begins for the first keys is the scanner's business (the caller's).
+        KeyGenCommand::Confirm { session, keys, activation } => {
             let state = load(txn, session)?;
             match state.phase {
                 Phase::Generated { keys: ours } if ours == keys => {
-                    ACTIVE_SESSION.set(txn, &(), &session);
+                    stage::check_confirmation(txn, activation, context.next_to_scan).map_err(KeyGenError::Refused)?;
+                    stage::confirmed(txn, session, activation)?;
                     save(txn, session, SessionState { phase: Phase::Active { keys }, ..state });
                     tracing::info!(%session, ?keys, "keys confirmed and active");
                     Ok(vec![KeyGenEvent::Activated { session, keys }])
@@ -480,6 +502,7 @@ where
 pub fn install_keys<D: Db>(txn: &mut Txn<'_, D>, keys: &ThresholdKeyPair) {
     KEY_SHARES.set(txn, &keys.session, &keys.to_stored());
     ACTIVE_SESSION.set(txn, &(), &keys.session);
+    stage::installed(txn, keys.session);
 }
 
 /// Which [`ChainKeyShare`] variant a ciphersuite's key share is.

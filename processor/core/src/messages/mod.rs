@@ -137,7 +137,10 @@ pub enum KeyGenCommand {
         session: SessionId,
         /// The keys voted in; refused unless they equal the keys generated here.
         keys: GroupKeys,
-        /// The first height of the external chain scanned for outputs to the keys.
+        /// The first height of the external chain scanned for outputs to the keys. For the
+        /// first keys, scanning begins there. For a later session (a rotation), it must not
+        /// be below the next height to scan here; the acknowledgement of the block at
+        /// `activation` hands the chain over to the new keys.
         activation: BlockHeight,
     },
 }
@@ -184,6 +187,25 @@ pub enum KeyGenEvent {
         session: SessionId,
         /// The keys now in use for scanning, Batches and plans.
         keys: GroupKeys,
+    },
+    /// The acknowledged block at `height` handed the chain over from `from`'s keys to
+    /// `session`'s: Batches of this block on are signed with `session`'s batch key, new plans
+    /// with its chain key, and `from`'s outputs are being forwarded to it.
+    HandedOver {
+        /// The session whose keys now sign.
+        session: SessionId,
+        /// The session whose keys are retiring.
+        from: SessionId,
+        /// The acknowledged block that handed over.
+        height: BlockHeight,
+    },
+    /// The session's keys hold nothing and have nothing pending: no longer scanned, their
+    /// shares deleted here. Anything paid to them from now on is not seen.
+    Retired {
+        /// The retired session.
+        session: SessionId,
+        /// The acknowledged block at which it retired.
+        height: BlockHeight,
     },
 }
 
@@ -276,6 +298,15 @@ pub enum ScannerCommand {
     BatchPublished {
         /// The Batch Serai acknowledged.
         batch: BatchId,
+    },
+    /// The validator group agreed on the reports of every block through `height`, the last of
+    /// which had no outputs to the group (so no [`ScannerCommand::AcknowledgeBlock`]). Sent
+    /// while keys rotate: a retiring key's window and retirement advance with acknowledged
+    /// heights, and a quiet chain would otherwise hold them. Acted on once scanned here, like
+    /// an acknowledgement.
+    AcknowledgeHeight {
+        /// The height agreed through.
+        height: BlockHeight,
     },
 }
 

@@ -8,7 +8,7 @@
 //! transactions with the same plan ids.
 
 use crate::db::{tables, Db, DbError, Read, Txn};
-use crate::ids::{Amount, Attempt, ExternalChain, PlanId};
+use crate::ids::{Amount, Attempt, ExternalChain, PlanId, SessionId};
 use crate::messages::{encode, Burn, PaymentsEvent, ProcessorMessage};
 use crate::scheduler::{self, FeeModel, Payment, Plan};
 use bincode::{Decode, Encode};
@@ -174,35 +174,46 @@ pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Sch
     let Some(session) = crate::keygen::active_session(txn)? else {
         return Ok(Scheduling::default());
     };
-    // Every signer's preprocess for the plan must fit one message: bound its inputs by the
-    // signing set's size (the largest set where the session is not recorded).
-    let signers = crate::keygen::active_threshold(txn)?.map_or(crate::keygen::MAX_PARTICIPANTS, usize::from);
-    let mut model = *fee_model(chain);
-    model.max_inputs = model.max_inputs.min(crate::transaction::max_signable_inputs(chain, signers));
-    let scheduled = scheduler::schedule_stored(txn, &model)?;
+    let model = fee_model_for(txn, chain, session)?;
+    let scheduled = scheduler::schedule_stored(txn, session, &model)?;
     let mut messages = Vec::new();
-    let mut plans = Vec::new();
     for payment in scheduled.forfeited {
         BURNS.set(txn, &payment.id, &BurnStatus::Forfeited);
         messages
             .push(ProcessorMessage::Payments(PaymentsEvent::BurnForfeited { id: payment.id, amount: payment.amount }));
     }
-    for plan in scheduled.plans {
+    let mut scheduling = record_plans(txn, chain, session, totals.fee_rate, scheduled.plans)?;
+    messages.append(&mut scheduling.messages);
+    scheduling.messages = messages;
+    Ok(scheduling)
+}
+
+/// Records plans `session`'s key will sign (with their eventualities, and their Burns as
+/// planned), returning the reports and the plans whose signing is to start.
+pub fn record_plans<D: Db>(
+    txn: &mut Txn<'_, D>,
+    chain: ExternalChain,
+    session: SessionId,
+    fee_rate: u64,
+    planned: Vec<Plan>,
+) -> Result<Scheduling, DbError> {
+    let mut messages = Vec::new();
+    let mut plans = Vec::new();
+    for plan in planned {
         let id = plan_id(chain, &plan);
         let burns: Vec<[u8; 32]> = plan.payments.iter().map(|p| p.payment.id).collect();
         for burn in &burns {
             BURNS.set(txn, burn, &BurnStatus::Planned(id));
         }
-        tracing::info!(plan = %id, kind = ?plan.kind, inputs = plan.inputs.len(), payments = burns.len(), fee = %plan.fee, "planned a transaction");
-        let fee_rate = totals.fee_rate;
+        tracing::info!(plan = %id, %session, kind = ?plan.kind, inputs = plan.inputs.len(), payments = burns.len(), fee = %plan.fee, "planned a transaction");
         let mut record =
             PlanRecord { id, chain, session, plan, state: PlanState::Planned, attempt: Attempt(0), fee_rate };
         crate::plan::save_plan(txn, &record);
         messages.push(ProcessorMessage::Payments(PaymentsEvent::Planned { plan: id, burns }));
         match crate::transaction::eventuality::watch(txn, &record) {
             Ok(None) => plans.push(id),
-            Ok(Some(transaction)) => {
-                crate::transaction::complete(txn, &mut record, transaction.clone());
+            Ok(Some((transaction, at))) => {
+                crate::transaction::complete(txn, &mut record, transaction.clone(), at);
                 messages.push(ProcessorMessage::Sign(crate::messages::SignEvent::Completed { plan: id, transaction }));
             }
             Err(crate::sign::SignError::Db(error)) => return Err(error),
@@ -211,6 +222,16 @@ pub fn schedule<D: Db>(txn: &mut Txn<'_, D>, chain: ExternalChain) -> Result<Sch
         }
     }
     Ok(Scheduling { messages, plans })
+}
+
+/// How many inputs one plan of `session`'s key may have on `chain`: the chain's model, and
+/// every signer's preprocess fitting one message (the largest set where the session's
+/// threshold is not recorded).
+pub fn fee_model_for(reader: &impl Read, chain: ExternalChain, session: SessionId) -> Result<FeeModel, DbError> {
+    let signers = crate::keygen::threshold(reader, session)?.map_or(crate::keygen::MAX_PARTICIPANTS, usize::from);
+    let mut model = *fee_model(chain);
+    model.max_inputs = model.max_inputs.min(crate::transaction::max_signable_inputs(chain, signers));
+    Ok(model)
 }
 
 /// The amount a plan pays out, for reports.

@@ -134,6 +134,35 @@ pub fn final_block(reader: &impl Read, height: BlockHeight) -> Result<Option<Fin
     FINAL_BLOCKS.get(reader, &height)
 }
 
+/// Whether a final block at or below `through` still holds outputs of `session`'s key that
+/// have not joined the funds (a Batch not yet published), or has a Batch `signed_by` says is
+/// that session's. Blocks above `through` are not read: what they hold depends on how far
+/// this processor scanned, which is not the same everywhere.
+pub fn holds_pending<D: Db>(
+    txn: &Txn<'_, D>,
+    session: crate::ids::SessionId,
+    through: BlockHeight,
+    signed_by: impl Fn(BlockHeight) -> Result<Option<crate::ids::SessionId>, DbError>,
+) -> Result<bool, DbError> {
+    let mut after = None;
+    loop {
+        let page = FINAL_BLOCKS.page(txn, after.as_ref(), 64)?;
+        let done = page.len() < 64;
+        for (height, block) in &page {
+            if *height > through {
+                return Ok(false);
+            }
+            if block.outputs.iter().any(|output| output.session == session) || signed_by(*height)? == Some(session) {
+                return Ok(true);
+            }
+        }
+        after = page.last().map(|(height, _)| *height);
+        if done {
+            return Ok(false);
+        }
+    }
+}
+
 /// Takes the final block at `height` out: all its outputs are joining the funds now.
 pub fn take_final_block<D: Db>(txn: &mut Txn<'_, D>, height: BlockHeight) -> Result<Option<FinalBlock>, DbError> {
     FINAL_BLOCKS.take(txn, &height)
@@ -274,7 +303,6 @@ pub struct ChainView {
 /// Scans block `height` if it is the next final block, in the caller's transaction.
 pub fn on_block<D: Db>(
     txn: &mut Txn<'_, D>,
-    key_cache: &mut keygen::KeyCache,
     view: ChainView,
     height: BlockHeight,
     bytes: &[u8],
@@ -299,10 +327,16 @@ pub fn on_block<D: Db>(
     if tip.is_none_or(|tip| tip.0.saturating_sub(height.0) < confirmations) {
         return Ok(BlockOutcome::Ignored("not final"));
     }
-    let Some(keys) = key_cache.active(txn)? else {
+    // Every live key from its activation, and a retired key until the next key's activation
+    // (see `keygen::stage`): a function of the height alone, so every processor finds the
+    // same outputs in the block whenever it scans it.
+    let scan_keys: Vec<ScanKey> = keygen::stage::scanned_at(txn, height)?
+        .into_iter()
+        .map(|(session, keys)| ScanKey { session, key: keys.chain })
+        .collect();
+    if scan_keys.is_empty() {
         return Ok(BlockOutcome::Ignored("no active keys"));
-    };
-    let scan_keys = [ScanKey { session: keys.session, key: keys.group_keys().chain }];
+    }
     if let Err(error) = chain::check_header(chain, bytes, &proof_of_work) {
         return Ok(BlockOutcome::Refused(error));
     }
@@ -336,6 +370,7 @@ pub fn on_block<D: Db>(
     }
     LAST_SCANNED.set(txn, &(), &ScannedTip { height, id: scanned.id });
     SCANNER_NEXT.set(txn, &(), &BlockHeight(height.0 + 1));
+    keygen::stage::forget_finished_scans(txn, BlockHeight(height.0 + 1))?;
     let deposits: Vec<Deposit> = scanned
         .outputs
         .iter()

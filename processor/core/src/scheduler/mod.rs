@@ -34,11 +34,13 @@ mod tests;
 
 pub use memory::MemFunds;
 pub use stored::{
-    add_output, fee_rate, migrate_from_schema_1, queue_payment, schedule_stored, set_fee_rate, snapshot, totals,
-    StoredFunds, Totals,
+    add_output, fee_rate, holdings, migrate_from_schema_1, migrate_from_schema_2, outputs_of, queue_payment,
+    queue_totals, schedule_stored, set_fee_rate, snapshot, take_outputs, totals, Holdings, QueueTotals, StoredFunds,
+    Totals,
 };
 
 use crate::ids::{Amount, OutputId};
+use crate::messages::ChainPublicKey;
 use bincode::{Decode, Encode};
 
 /// How a payment's destination limits the smallest output paying it.
@@ -161,6 +163,12 @@ pub enum PlanKind {
     Branch,
     /// Merges many outputs into one.
     Consolidation,
+    /// Moves a retiring key's outputs to the active key: its one output (`change`) goes to
+    /// the change address of `to`, not of the key that signs.
+    Forward {
+        /// The active key, which receives the forwarded amount.
+        to: ChainPublicKey,
+    },
 }
 
 /// One transaction the group will sign.
@@ -386,6 +394,44 @@ fn consolidate<F: Funds>(funds: &mut F, fee_rate: u64, model: &FeeModel) -> Resu
     };
     assert!(plan.conserves_value(), "a consolidation must conserve value: {plan:?}");
     Ok(Some(plan))
+}
+
+/// Plans one transaction forwarding the largest of a retiring key's outputs (at most
+/// `max_inputs`) to the active key `to`, taking them out of `funds`; `None` once nothing is
+/// left. Its fee is paid by what it forwards, at the agreed rate; a bundle that cannot pay
+/// that (the last few small outputs while fees are high) goes at `minimum_fee_rate` instead,
+/// so it is forwarded, later, rather than left behind. A bundle that cannot pay even that is
+/// taken out and returned as abandoned (what it would cost to move exceeds what it holds).
+pub fn forward<F: Funds>(
+    funds: &mut F,
+    to: ChainPublicKey,
+    fee_rate: u64,
+    minimum_fee_rate: u64,
+    model: &FeeModel,
+) -> Result<Option<Result<Plan, Vec<Utxo>>>, F::Error> {
+    let candidates = largest(funds, model.max_inputs)?;
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let sum = u64::try_from(total(&candidates)).unwrap_or(u64::MAX);
+    let inputs = funds.take_outputs(candidates.len())?;
+    let left = |rate: u64| {
+        let fee = model.fee(rate, inputs.len(), 1);
+        sum.checked_sub(fee.0).filter(|left| *left >= model.dust.0).map(|left| (Amount(left), fee))
+    };
+    let Some((forwarded, fee)) = left(fee_rate).or_else(|| left(minimum_fee_rate.min(fee_rate))) else {
+        return Ok(Some(Err(inputs)));
+    };
+    let plan = Plan {
+        kind: PlanKind::Forward { to },
+        inputs,
+        payments: vec![],
+        branches: vec![],
+        change: Some(forwarded),
+        fee,
+    };
+    assert!(plan.conserves_value(), "a forwarding must conserve value: {plan:?}");
+    Ok(Some(Ok(plan)))
 }
 
 /// Splits the largest outputs into one output per future payment transaction.

@@ -158,7 +158,7 @@ proptest! {
         memory.set_fee_rate(rate);
         for (index, amount) in holdings.iter().enumerate() {
             let utxo = Utxo { id: crate::ids::OutputId(vec![index as u8, (index >> 8) as u8]), amount: Amount(*amount), kind: OutputKind::External };
-            super::add_output(&mut txn, utxo.clone()).unwrap();
+            super::add_output(&mut txn, crate::ids::SessionId(1), utxo.clone()).unwrap();
             memory.add_output(utxo);
         }
         for (index, amount) in payments.iter().enumerate() {
@@ -167,7 +167,7 @@ proptest! {
         }
         let mut next_id = 1_000_000u64;
         for _round in 0 .. 20 {
-            let stored = super::schedule_stored(&mut txn, &model).unwrap();
+            let stored = super::schedule_stored(&mut txn, crate::ids::SessionId(1), &model).unwrap();
             let expected = memory.schedule(rate, &model);
             prop_assert_eq!(&stored, &expected);
             if stored.plans.is_empty() && stored.forfeited.is_empty() {
@@ -177,7 +177,7 @@ proptest! {
                 for amount in plan.branches.iter().chain(plan.change.iter()) {
                     next_id += 1;
                     let utxo = Utxo { id: crate::ids::OutputId(next_id.to_be_bytes().to_vec()), amount: *amount, kind: OutputKind::Change };
-                    super::add_output(&mut txn, utxo.clone()).unwrap();
+                    super::add_output(&mut txn, crate::ids::SessionId(1), utxo.clone()).unwrap();
                     memory.add_output(utxo);
                 }
             }

@@ -13,7 +13,7 @@ use crate::keygen::keys::{KeyShare, Secp256k1Tr};
 use crate::keygen::{self, ChainKeyShare, ThresholdKeyPair};
 use crate::messages::{decode, encode, ChainPublicKey, OutputKind};
 use crate::plan::PlanRecord;
-use crate::scheduler::Plan;
+use crate::scheduler::{Plan, PlanKind};
 use crate::sign::{self, SignError, SigningSet};
 use bitcoin::absolute::LockTime;
 use bitcoin::hashes::Hash;
@@ -59,7 +59,16 @@ pub fn build(plan: &Plan, internal_key: &[u8; 32]) -> Result<SignableTransaction
         prevouts.push(TxOut { value: Amount::from_sat(utxo.amount.0), script_pubkey });
         roots.push(merkle_root(utxo.kind));
     }
-    let change_script = script_of(internal_key, OutputKind::Change).map_err(|e| e.to_string())?;
+    // A forwarding's output goes to the active key's change address; every other plan's
+    // change comes back to the key that signs it.
+    let change_key = match plan.kind {
+        PlanKind::Forward { to: ChainPublicKey::Bitcoin { internal_key } } => internal_key,
+        PlanKind::Forward { to: ChainPublicKey::Monero { .. } } => {
+            return Err("a Bitcoin plan forwards to a Monero key".into())
+        }
+        _ => *internal_key,
+    };
+    let change_script = script_of(&change_key, OutputKind::Change).map_err(|e| e.to_string())?;
     let mut output = Vec::with_capacity(plan.output_count());
     for payment in &plan.payments {
         let script_pubkey = ScriptBuf::from_bytes(payment.payment.destination.clone());

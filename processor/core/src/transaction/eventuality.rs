@@ -27,10 +27,14 @@ tables! {
     GROUP_OUTPUTS: Table<OutputId, ()> = b"pay/output/";
     /// Group outputs seen spent before any plan here awaited the spend, with the spender's id.
     SPENT: Table<OutputId, Vec<u8>> = b"pay/spent/";
+    /// The height of the final block each `SPENT` spend is in.
+    SPENT_AT: Table<OutputId, BlockHeight> = b"pay/spent_at/";
     /// Monero plans' Eventualities until resolved.
     MONERO_EVENTUALITIES: Table<PlanId, MoneroEventuality> = b"pay/monero_eventuality/";
     /// The group's own Monero transactions seen final that no pending plan matched yet, by hash.
     OWN_TRANSACTIONS: Table<[u8; 32], Vec<u8>> = b"pay/own_transaction/";
+    /// The height of the final block each of `OWN_TRANSACTIONS` is in.
+    OWN_TRANSACTION_AT: Table<[u8; 32], BlockHeight> = b"pay/own_transaction_at/";
 }
 
 /// What watching a Bitcoin plan's first input expects.
@@ -43,9 +47,9 @@ pub struct Eventuality {
 }
 
 /// Records a new plan's eventuality. Bitcoin: if scanning already saw its first input spent,
-/// the plan is complete at once: returns the completing transaction's id. Monero: the plan
-/// waits for its rings first (see [`monero::decoys_arrived`]).
-pub fn watch<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) -> Result<Option<Vec<u8>>, SignError> {
+/// the plan is complete at once: returns the completing transaction's id and its block's
+/// height. Monero: the plan waits for its rings first (see [`monero::decoys_arrived`]).
+pub fn watch<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) -> Result<Option<(Vec<u8>, BlockHeight)>, SignError> {
     if record.chain == ExternalChain::Monero {
         monero::await_decoys(txn, record.id);
         return Ok(None);
@@ -56,9 +60,11 @@ pub fn watch<D: Db>(txn: &mut Txn<'_, D>, record: &PlanRecord) -> Result<Option<
     let first = record.plan.inputs.first().ok_or_else(|| SignError::refused("a plan without inputs"))?;
     let eventuality = Eventuality { plan: record.id, transaction: txid.to_vec() };
     if let Some(spender) = SPENT.take(txn, &first.id)? {
+        // A spend recorded before heights were kept counts as long settled.
+        let at = SPENT_AT.take(txn, &first.id)?.unwrap_or_default();
         if spender == eventuality.transaction {
             tracing::info!(plan = %record.id, "plan already completed on chain when it was made here");
-            return Ok(Some(spender));
+            return Ok(Some((spender, at)));
         }
         tracing::error!(plan = %record.id, found = %hex::encode(&spender), "a plan's input was already spent by another transaction");
         return Ok(None);
@@ -74,11 +80,12 @@ pub fn watch_monero<D: Db>(
     plan: PlanId,
     extra: Vec<u8>,
     eventuality: &monero_wallet::send::Eventuality,
-) -> Result<Option<Vec<u8>>, DbError> {
+) -> Result<Option<(Vec<u8>, BlockHeight)>, DbError> {
     for (hash, transaction) in OWN_TRANSACTIONS.entries(txn)? {
         if monero::completes(eventuality, &transaction) {
             OWN_TRANSACTIONS.delete(txn, &hash);
-            return Ok(Some(hash.to_vec()));
+            let at = OWN_TRANSACTION_AT.take(txn, &hash)?.unwrap_or_default();
+            return Ok(Some((hash.to_vec(), at)));
         }
     }
     MONERO_EVENTUALITIES.set(txn, &plan, &MoneroEventuality { extra, eventuality: eventuality.serialize() });
@@ -108,12 +115,16 @@ pub fn resolve<D: Db>(
     scanned: &ScannedBlock,
 ) -> Result<Vec<ProcessorMessage>, DbError> {
     match chain {
-        ExternalChain::Bitcoin => resolve_bitcoin(txn, scanned),
+        ExternalChain::Bitcoin => resolve_bitcoin(txn, height, scanned),
         ExternalChain::Monero => resolve_monero(txn, height, scanned),
     }
 }
 
-fn resolve_bitcoin<D: Db>(txn: &mut Txn<'_, D>, scanned: &ScannedBlock) -> Result<Vec<ProcessorMessage>, DbError> {
+fn resolve_bitcoin<D: Db>(
+    txn: &mut Txn<'_, D>,
+    height: BlockHeight,
+    scanned: &ScannedBlock,
+) -> Result<Vec<ProcessorMessage>, DbError> {
     for output in &scanned.outputs {
         GROUP_OUTPUTS.set(txn, &output.id, &());
     }
@@ -122,6 +133,7 @@ fn resolve_bitcoin<D: Db>(txn: &mut Txn<'_, D>, scanned: &ScannedBlock) -> Resul
         GROUP_OUTPUTS.delete(txn, &spend.output);
         let Some(eventuality) = EVENTUALITIES.take(txn, &spend.output)? else {
             SPENT.set(txn, &spend.output, &spend.transaction);
+            SPENT_AT.set(txn, &spend.output, &height);
             continue;
         };
         if eventuality.transaction != spend.transaction {
@@ -134,7 +146,7 @@ fn resolve_bitcoin<D: Db>(txn: &mut Txn<'_, D>, scanned: &ScannedBlock) -> Resul
             continue;
         }
         let Some(mut record) = plan::plan(txn, eventuality.plan)? else { continue };
-        super::complete(txn, &mut record, spend.transaction.clone());
+        super::complete(txn, &mut record, spend.transaction.clone(), height);
         messages.push(ProcessorMessage::Sign(SignEvent::Completed {
             plan: record.id,
             transaction: spend.transaction.clone(),
@@ -163,7 +175,7 @@ fn resolve_monero<D: Db>(
         }
         resolved.push(completion.transaction.clone());
         let Some(mut record) = plan::plan(txn, completion.plan)? else { continue };
-        super::complete(txn, &mut record, completion.transaction.clone());
+        super::complete(txn, &mut record, completion.transaction.clone(), height);
         messages.push(ProcessorMessage::Sign(SignEvent::Completed {
             plan: record.id,
             transaction: completion.transaction.clone(),
@@ -172,6 +184,7 @@ fn resolve_monero<D: Db>(
     for (hash, transaction) in &scanned.own_transactions {
         if !resolved.iter().any(|resolved| resolved.as_slice() == hash.as_slice()) {
             OWN_TRANSACTIONS.set(txn, hash, transaction);
+            OWN_TRANSACTION_AT.set(txn, hash, &height);
         }
     }
     Ok(messages)

@@ -17,7 +17,7 @@ pub mod eventuality;
 pub mod monero;
 
 use crate::db::{tables, Db, DbError, Read, Txn};
-use crate::ids::{ExternalChain, Participant, PlanId};
+use crate::ids::{BlockHeight, ExternalChain, Participant, PlanId};
 use crate::keygen::{KeyCache, ThresholdKeyPair};
 use crate::messages::{ProcessorMessage, SignEvent, SignId, SignTarget};
 use crate::plan::{self, PlanRecord, PlanState};
@@ -209,6 +209,11 @@ impl Default for TransactionSigner {
 }
 
 impl TransactionSigner {
+    /// Drops the parsed keys of a retired session.
+    pub fn forget_keys(&mut self, session: crate::ids::SessionId) {
+        self.keys.forget(session);
+    }
+
     /// The plan attempt `id` signs, checked to be signed by `id`'s session.
     fn record<D: Db>(txn: &Txn<'_, D>, id: SignId) -> Result<PlanRecord, SignError> {
         let SignTarget::Transaction(plan) = id.target else {
@@ -318,9 +323,9 @@ impl TransactionSigner {
     }
 }
 
-/// Marks a plan complete: signing and publishing stop, and what spending its inputs needed is
-/// dropped.
-pub fn complete<D: Db>(txn: &mut Txn<'_, D>, record: &mut PlanRecord, transaction: Vec<u8>) {
+/// Marks a plan complete, its transaction being in the final block at `at`: signing and
+/// publishing stop, and what spending its inputs needed is dropped.
+pub fn complete<D: Db>(txn: &mut Txn<'_, D>, record: &mut PlanRecord, transaction: Vec<u8>, at: BlockHeight) {
     UNCONFIRMED.delete(txn, &record.id);
     if record.chain == ExternalChain::Monero {
         monero::forget_inputs(txn, record);
@@ -328,6 +333,7 @@ pub fn complete<D: Db>(txn: &mut Txn<'_, D>, record: &mut PlanRecord, transactio
     tracing::info!(plan = %record.id, transaction = %hex::encode(&transaction), "plan completed on chain");
     record.state = PlanState::Completed { transaction };
     plan::save_plan(txn, record);
+    plan::completed_at(txn, record, at);
 }
 
 /// Signed transactions not yet seen final, to (re)publish.

@@ -23,6 +23,7 @@ use crate::keygen::keys::{Ed25519, KeyShare};
 use crate::keygen::{ChainKeyShare, ThresholdKeyPair};
 use crate::messages::{decode, encode, ChainPublicKey, PaymentsEvent, ProcessorMessage};
 use crate::plan::{self, PlanRecord, PlanState};
+use crate::scheduler::PlanKind;
 use crate::sign::{SignError, SigningSet};
 use bincode::{Decode, Encode};
 use monero_wallet::address::{MoneroAddress, Network};
@@ -168,7 +169,16 @@ pub fn signable(
             MoneroAddress::from_str(NETWORK, text).map_err(|e| format!("a destination does not parse: {e:?}"))?;
         payments.push((address, payment.paid.0));
     }
-    let change = change_address(spend_key, NETWORK).map_err(|e| e.to_string())?;
+    // A forwarding pays the active key, and its change (what the fee model over-estimated)
+    // goes there too: nothing of it comes back to the retiring key.
+    let change_key = match record.plan.kind {
+        PlanKind::Forward { to: ChainPublicKey::Monero { spend_key } } => spend_key,
+        PlanKind::Forward { to: ChainPublicKey::Bitcoin { .. } } => {
+            return Err("a Monero plan forwards to a Bitcoin key".into())
+        }
+        _ => *spend_key,
+    };
+    let change = change_address(&change_key, NETWORK).map_err(|e| e.to_string())?;
     for branch in &record.plan.branches {
         payments.push((change, branch.0));
     }
@@ -179,7 +189,7 @@ pub fn signable(
         let merged = record.plan.change.ok_or("a plan with no output at all")?;
         payments.push((change, merged.0));
     }
-    let view_pair = view_pair(spend_key).map_err(|e| e.to_string())?;
+    let view_pair = view_pair(&change_key).map_err(|e| e.to_string())?;
     let outgoing_view_key =
         Zeroizing::new(hash(&[b"threshold-custody processor: outgoing view key", spend_key, &record.id.0]));
     let fee_rate = FeeRate::new(record.fee_rate.max(1), FEE_MASK).ok_or("a zero fee rate")?;
@@ -250,8 +260,8 @@ pub fn decoys_arrived<D: Db>(
     MONERO_INPUTS.set(txn, &plan, &inputs.to_vec());
     match super::eventuality::watch_monero(txn, plan, extra, &eventuality)? {
         // Scanning saw the transaction already (it ran ahead of the commands here).
-        Some(hash) => {
-            super::complete(txn, &mut record, hash.clone());
+        Some((hash, at)) => {
+            super::complete(txn, &mut record, hash.clone(), at);
             Ok(Some(vec![ProcessorMessage::Sign(crate::messages::SignEvent::Completed { plan, transaction: hash })]))
         }
         None => Ok(Some(vec![])),

@@ -157,5 +157,6 @@ pub fn bitcoin_regtest_config(coordinator: processor_core::ids::PeerKey) -> proc
         coordinator,
         confirmations: 3,
         proof_of_work: processor_core::chain::bitcoin::ProofOfWork::REGTEST,
+        retirement_window: 6,
     }
 }
