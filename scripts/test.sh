@@ -15,7 +15,7 @@ RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim \
 echo "== workspace tests (end-to-end ones against litecoind, monerod and nats-server included)"
 REQUIRE_NODES=1 cargo test --locked --workspace
 
-# The simulation: a madsim build (its own target dir), 500 seeds in all. The swarm first: every
+# The simulation: a madsim build (its own target dir), 540 seeds in all. The swarm first: every
 # seed draws its own shape and adversaries (a failing seed prints `scripts/sim.sh --swarm --seed S`).
 # Every seed run here passes on this code.
 echo "== simulation: 260 swarm seeds (shapes, fault rates and adversaries drawn per seed)"
@@ -24,6 +24,8 @@ echo "== simulation: 180 seeds, 3-of-4, every fault and hostile depositor on, no
 scripts/sim.sh --seed 0 --seeds 180
 echo "== simulation: 40 seeds with a faulty coordinator"
 scripts/sim.sh --seed 13000 --seeds 40 --byzantine coordinator
+echo "== simulation: 40 seeds of the standard scenario with up to two key rotations each"
+scripts/sim.sh --seed 14000 --seeds 40 --rotations 2
 echo "== simulation: 18 seeds with a reorganisation deeper than the confirmations (clean halt)"
 scripts/sim.sh --seed 12000 --seeds 18 --deep-reorg
 echo "== simulation: determinism (2 swarm seeds, each run twice, whole-trace hashes compared)"

@@ -25,6 +25,9 @@ use processor_core::messages::{
 };
 use std::collections::BTreeMap;
 
+/// Blocks past the tip a rotation's new keys are activated at, by default.
+pub const DEFAULT_ACTIVATION_MARGIN: u64 = 6;
+
 /// Bytes to deliver to one processor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outbound {
@@ -229,6 +232,9 @@ pub struct Coordinator {
     /// time between a Batch's signature and its publication).
     hold_publication: bool,
     chain_tip: BlockHeight,
+    /// Blocks past the tip a rotation's new keys are activated at (see
+    /// [`Coordinator::set_activation_margin`]).
+    activation_margin: u64,
     now: Millis,
     batches: batches::BatchState,
     /// While the coordinator has lost its links' state (a faulty coordinator): the links it had,
@@ -254,6 +260,7 @@ impl Coordinator {
             record_reports: false,
             hold_publication: false,
             chain_tip: BlockHeight(0),
+            activation_margin: DEFAULT_ACTIVATION_MARGIN,
             now: Millis(0),
             batches: batches::BatchState::default(),
             forgotten: None,
@@ -368,6 +375,14 @@ impl Coordinator {
                 out
             }
         }
+    }
+
+    /// A rotation's new keys are activated `blocks` past the tip the coordinator knows: a
+    /// processor refuses a confirmation whose activation height it already scanned past (it
+    /// could not find the new keys' outputs below), and the confirmation may reach a processor
+    /// that was down or cut off some blocks later.
+    pub fn set_activation_margin(&mut self, blocks: u64) {
+        self.activation_margin = blocks;
     }
 
     /// The chain height the coordinator knows of; keys confirmed from now on are scanned from it.
@@ -522,6 +537,10 @@ impl Coordinator {
             | KeyGenEvent::HandedOver { session, .. }
             | KeyGenEvent::Retired { session, .. } => *session,
         };
+        let another_confirmed = self
+            .sessions
+            .iter()
+            .any(|(id, round)| *id != session && matches!(round.status, SessionStatus::Confirmed(_)));
         let Some(round) = self.sessions.get_mut(&session) else {
             return vec![];
         };
@@ -534,7 +553,10 @@ impl Coordinator {
             KeyGenEvent::Shares { shares, .. } => round.shares_from(session, sender, shares),
             KeyGenEvent::Generated { keys, .. } => {
                 self.observations.push(Observation::KeysGenerated { session, participant: sender, keys });
-                let tip = self.chain_tip;
+                // The first keys are scanned from the tip; a rotation's from some blocks later.
+                let rotation = another_confirmed;
+                let tip =
+                    if rotation { BlockHeight(self.chain_tip.0 + self.activation_margin) } else { self.chain_tip };
                 let (to_send, observation) = round.generated_by(session, sender, keys, tip);
                 self.observations.extend(observation);
                 to_send

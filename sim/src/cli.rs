@@ -73,6 +73,13 @@ pub struct Args {
     /// Blocks with thousands of deposits per block, per mille (each costs seconds).
     #[arg(long, default_value_t = Scenario::standard().large_block_per_mille)]
     large_block: u32,
+    /// Key rotations at most (0..=3), each started with this chance per block
+    /// (`--rotation-rate`).
+    #[arg(long, default_value_t = 0)]
+    rotations: u32,
+    /// Chance per block that a rotation starts, per mille.
+    #[arg(long, default_value_t = Scenario::rotating().rotation_per_mille)]
+    rotation_rate: u32,
     /// Deposits with malformed instruction data per block, per mille.
     #[arg(long, default_value_t = Scenario::standard().malformed_instruction_per_mille)]
     malformed_instruction: u32,
@@ -179,6 +186,8 @@ impl Args {
             large_block_per_mille: self.large_block,
             malformed_instruction_per_mille: self.malformed_instruction,
             near_dust_burn_per_mille: self.near_dust_burn,
+            rotations: self.rotations,
+            rotation_per_mille: self.rotation_rate,
             byzantine,
             faulty_coordinator_per_mille,
             confirmations: self.confirmations,
@@ -191,6 +200,8 @@ impl Args {
                 faulty_coordinator_per_mille,
                 confirmations: self.confirmations,
                 deep_reorg: self.deep_reorg,
+                rotations: self.rotations,
+                rotation_per_mille: self.rotation_rate,
                 ..Scenario::calm(self.validators, self.threshold)
             };
         }
@@ -456,7 +467,15 @@ fn summarise(args: &Args, outcomes: &[Outcome], wall_seconds: f64) {
             ),
         ),
         ("events", sum(&|o| o.events).to_string()),
-        ("key sessions", format!("{} started, {} confirmed", sum(&|o| o.sessions_started), sum(&|o| o.keys_confirmed))),
+        (
+            "key sessions",
+            format!(
+                "{} started, {} confirmed, {} retired after a rotation",
+                sum(&|o| o.sessions_started),
+                sum(&|o| o.keys_confirmed),
+                sum(&|o| o.keys_retired)
+            ),
+        ),
         ("deposits", sum(&|o| o.deposits).to_string()),
         ("Batches signed", sum(&|o| o.batches).to_string()),
         (

@@ -70,6 +70,8 @@ pub enum Invariant {
     /// Whatever its node shows it (behind, or on a stale fork), a processor reports only blocks
     /// of the best chain with the confirmations on top.
     ReportedBlockIsFinal,
+    /// A retired key holds nothing: no output in the funds, no open plan, no shares.
+    RetiredKeyEmpty,
 }
 
 impl Invariant {
@@ -115,6 +117,7 @@ impl Invariant {
             Invariant::ReportedBlockIsFinal => {
                 "a processor reports only blocks of the best chain with the confirmations on top"
             }
+            Invariant::RetiredKeyEmpty => "a retired key holds no output, no open plan and no shares",
         }
     }
 
@@ -140,6 +143,7 @@ impl Invariant {
             Invariant::OneSharePerAttempt => &[7],
             Invariant::NothingSignedWhileHalted => &[8],
             Invariant::BurnsSettled => &[14],
+            Invariant::RetiredKeyEmpty => &[15],
         }
     }
 }

@@ -18,6 +18,10 @@ fn burns_outrun_deposits() -> Scenario {
     Scenario { deposit_per_mille: 150, burn_per_mille: 400, ..Scenario::standard() }
 }
 
+fn rotating() -> Scenario {
+    Scenario::rotating()
+}
+
 fn deep_reorg() -> Scenario {
     Scenario { deep_reorg: true, ..Scenario::standard() }
 }
@@ -31,7 +35,7 @@ fn first_caught(mutation: Mutation, scenario: &Scenario) -> Option<(u64, Invaria
 
 #[test]
 fn every_deliberate_bug_is_caught_by_its_invariant() {
-    let cases: [(Mutation, Scenario, &[Invariant]); 14] = [
+    let cases: [(Mutation, Scenario, &[Invariant]); 17] = [
         (Mutation::SkipSequenceCheck, Scenario::standard(), &[Invariant::RedeliveryChangesNothing]),
         (Mutation::ReuseNonce, Scenario::standard(), &[Invariant::PreprocessUnique]),
         (
@@ -62,6 +66,10 @@ fn every_deliberate_bug_is_caught_by_its_invariant() {
         // Acknowledged but never stored: after a restart the processor waits for what the
         // coordinator no longer sends.
         (Mutation::IgnoreFailedCommit, Scenario::standard(), &[Invariant::Liveness]),
+        // The old key never empties, so it never retires.
+        (Mutation::SkipForwarding, rotating(), &[Invariant::Liveness]),
+        (Mutation::RetireWhileHolding, rotating(), &[Invariant::RetiredKeyEmpty]),
+        (Mutation::NoLateCredit, rotating(), &[Invariant::BatchIsItsFinalBlock, Invariant::FundsMatchChain]),
     ];
     let mut unnoticed = Vec::new();
     for (mutation, scenario, expected) in &cases {
@@ -78,6 +86,7 @@ fn every_deliberate_bug_is_caught_by_its_invariant() {
         ("standard", Scenario::standard()),
         ("faulty coordinator", faulty_coordinator()),
         ("Burns outrunning deposits", burns_outrun_deposits()),
+        ("rotating", rotating()),
     ] {
         for seed in 0..4 {
             assert_eq!(run(seed, &scenario).violation, None, "{name} seed {seed} fails unmutated");

@@ -51,6 +51,11 @@ impl<'r, R: Read> Inspector<'r, R> {
         keygen::stage::stage(self.0, session)
     }
 
+    /// Outputs retiring keys left behind, worth less than forwarding them costs.
+    pub fn abandoned(&self) -> Result<Vec<crate::rotation::Abandoned>, DbError> {
+        crate::rotation::abandoned(self.0)
+    }
+
     /// What a session's key holds.
     pub fn holdings(&self, session: SessionId) -> Result<crate::scheduler::Holdings, DbError> {
         crate::scheduler::holdings(self.0, session)

@@ -58,10 +58,11 @@ fn burn(id: u8, amount: u64) -> Burn {
     }
 }
 
-/// Mines a block every 2 s while the network runs, until `done` (panics after `within_ms`).
-fn mine_until(
+/// Mines a block (`mine`) every 2 s while the network runs, until `done` (panics after
+/// `within_ms`).
+fn mine_blocks_until(
     network: &mut LocalNetwork,
-    chain: &Rc<RefCell<MockBitcoin>>,
+    mut mine: impl FnMut(),
     within_ms: u64,
     what: &str,
     mut done: impl FnMut(&LocalNetwork) -> bool,
@@ -70,8 +71,26 @@ fn mine_until(
     while !done(network) {
         assert!(network.now().0 < deadline, "{what} did not happen");
         network.run_until(Millis(network.now().0 + 2_000), |_| false);
-        chain.borrow_mut().mine();
+        mine();
     }
+}
+
+fn mine_until(
+    network: &mut LocalNetwork,
+    chain: &Rc<RefCell<MockBitcoin>>,
+    within_ms: u64,
+    what: &str,
+    done: impl FnMut(&LocalNetwork) -> bool,
+) {
+    mine_blocks_until(
+        network,
+        || {
+            chain.borrow_mut().mine();
+        },
+        within_ms,
+        what,
+        done,
+    );
 }
 
 /// Every InInstruction credited in a signed Batch, by account, with its amounts.
@@ -109,6 +128,7 @@ fn a_rotation_moves_the_funds_credits_once_and_retires_the_old_key() {
     mine_until(&mut network, &chain, 120_000, "the first payment", |net| plans_completed(net, &all));
 
     // A second session: same validators, a higher threshold.
+    let ordered_at = network.now().0;
     network.start_keygen(NEW, 4, None);
     mine_until(&mut network, &chain, 600_000, "the new keys' confirmation", |net| {
         all.iter().all(|i| matches!(keygen::stage::stage(net.db(*i), NEW).unwrap(), Some(KeyStage::Pending { .. })))
@@ -184,6 +204,26 @@ fn a_rotation_moves_the_funds_credits_once_and_retires_the_old_key() {
             }
         }
         assert!(forwards >= 1, "processor {index} forwarded nothing");
+        if index == 0 {
+            let forwarding: Vec<_> = inspector
+                .plans()
+                .unwrap()
+                .into_iter()
+                .filter(|(_, r)| matches!(r.plan.kind, PlanKind::Forward { .. }))
+                .map(|(_, r)| (r.plan.inputs.len(), r.plan.fee.0))
+                .collect();
+            let Some(keygen::Phase::Retired { handed_over, retired, .. }) =
+                keygen::sessions(db).unwrap().into_iter().find(|(s, _)| *s == SESSION).map(|(_, state)| state.phase)
+            else {
+                unreachable!()
+            };
+            println!(
+                "Bitcoin rotation: {} forwarding transactions (inputs, fee in sat: {forwarding:?}); handed over at \
+                 block {handed_over}, retired at {retired}; {} ms of network time from ordering the new keys to the end of the test",
+                forwarding.len(),
+                network.now().0 - ordered_at
+            );
+        }
         assert_eq!(paid, BTreeMap::from([(10, SESSION), (11, NEW)]), "processor {index}");
         assert_eq!(processor_core::scheduler::holdings(db, SESSION).unwrap().outputs, 0);
     }
@@ -239,14 +279,17 @@ mod monero {
         chain: &Rc<RefCell<MockMonero>>,
         within_ms: u64,
         what: &str,
-        mut done: impl FnMut(&LocalNetwork) -> bool,
+        done: impl FnMut(&LocalNetwork) -> bool,
     ) {
-        let deadline = network.now().0 + within_ms;
-        while !done(network) {
-            assert!(network.now().0 < deadline, "{what} did not happen");
-            network.run_until(Millis(network.now().0 + 2_000), |_| false);
-            chain.borrow_mut().mine();
-        }
+        mine_blocks_until(
+            network,
+            || {
+                chain.borrow_mut().mine();
+            },
+            within_ms,
+            what,
+            done,
+        );
     }
 
     /// The same rotation on Monero: the old key's outputs are forwarded in real RingCT

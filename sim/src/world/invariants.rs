@@ -36,24 +36,25 @@ struct ScannedOutput {
     uncredited: bool,
 }
 
-/// The best chain's block at `height` scanned for `session`'s keys, cached by block id (a block
-/// id never changes content).
+/// The best chain's block at `height` scanned for `keys` (every key live there, in session
+/// order, as the processors scan it), cached by block id (a block id never changes content).
 fn scanned(
     shared: &Shared,
     chain: &super::chain::SimChain,
-    session: SessionId,
-    keys: &GroupKeys,
+    keys: &[(SessionId, GroupKeys)],
     height: u64,
 ) -> Option<std::sync::Arc<ScannedOutputs>> {
     let id = chain.block_id(height)?;
     let monero = shared.chain_kind == ExternalChain::Monero;
+    let sessions: Vec<SessionId> = keys.iter().map(|(session, _)| *session).collect();
     let mut cache = lock(&shared.scan_cache);
     cache
-        .entry((session, id))
+        .entry((sessions, id))
         .or_insert_with(|| {
             let bytes = chain.block_bytes(height)?;
-            let scan_key = [ScanKey { session, key: keys.chain }];
-            let scanned = chain::scan_block(shared.chain_kind, &bytes, &scan_key).ok()?;
+            let scan_keys: Vec<ScanKey> =
+                keys.iter().map(|(session, keys)| ScanKey { session: *session, key: keys.chain }).collect();
+            let scanned = chain::scan_block(shared.chain_kind, &bytes, &scan_keys).ok()?;
             let outputs = scanned
                 .outputs
                 .into_iter()
@@ -67,6 +68,83 @@ fn scanned(
             Some(std::sync::Arc::new(ScannedOutputs { id: scanned.id, outputs }))
         })
         .clone()
+}
+
+/// One confirmed session's keys in the rotation history, as the coordinator confirmed them
+/// and the processors handed over.
+#[derive(Clone, Debug)]
+struct Epoch {
+    session: SessionId,
+    keys: GroupKeys,
+    activation: u64,
+    /// The acknowledged height at which the next session took over from this one, as a
+    /// processor recorded it.
+    handed_over: Option<u64>,
+    /// The acknowledged height at which it retired, as a processor recorded it.
+    retired: Option<u64>,
+}
+
+/// Every confirmed session, oldest first.
+fn epochs(shared: &Shared) -> Vec<Epoch> {
+    let confirmed: Vec<(SessionId, GroupKeys, u64)> = {
+        let coordinator = lock(&shared.coordinator);
+        coordinator
+            .sessions()
+            .filter_map(|(session, status)| match status {
+                SessionStatus::Confirmed(keys) => Some((session, *keys, coordinator.activation(session)?.0)),
+                _ => None,
+            })
+            .collect()
+    };
+    confirmed
+        .into_iter()
+        .map(|(session, keys, activation)| {
+            let retired_phase = |db| {
+                Inspector::new(db).sessions().ok()?.into_iter().find_map(|(s, state)| match state.phase {
+                    keygen::Phase::Retired { handed_over, retired, .. } if s == session => {
+                        Some((handed_over.0, retired.0))
+                    }
+                    _ => None,
+                })
+            };
+            let retired = shared.dbs.iter().find_map(retired_phase);
+            let handed_over = retired.map(|(handed_over, _)| handed_over).or_else(|| {
+                shared.dbs.iter().find_map(|db| match Inspector::new(db).key_stage(session).ok().flatten() {
+                    Some(keygen::KeyStage::Retiring { handed_over, .. }) => Some(handed_over.0),
+                    _ => None,
+                })
+            });
+            Epoch { session, keys, activation, handed_over, retired: retired.map(|(_, retired)| retired) }
+        })
+        .collect()
+}
+
+/// The keys scanned at `height`: each key from its activation until the activation of the key
+/// after its successor (a retired key stays scanned until the next key confirmed after its
+/// retirement, and a key is confirmed only once the one before retired).
+fn keys_at(epochs: &[Epoch], height: u64) -> Vec<(SessionId, GroupKeys)> {
+    epochs
+        .iter()
+        .enumerate()
+        .filter(|(i, epoch)| {
+            epoch.activation <= height && epochs.get(i + 2).is_none_or(|later| height < later.activation)
+        })
+        .map(|(_, epoch)| (epoch.session, epoch.keys))
+        .collect()
+}
+
+/// Whether an output to `session`'s key in the block at `height` is credited: a deposit unless
+/// a later key took over and the block is `retirement_window` blocks or more past that
+/// handover; a payment to its change address unless the key retired below the block (blocks
+/// are acknowledged in order, so those above the retirement come after it).
+fn in_window(epochs: &[Epoch], session: SessionId, kind: OutputKind, height: u64) -> bool {
+    let Some(epoch) = epochs.iter().find(|epoch| epoch.session == session) else { return false };
+    match kind {
+        OutputKind::Change => epoch.retired.is_none_or(|retired| height <= retired),
+        OutputKind::External => epoch
+            .handed_over
+            .is_none_or(|handed_over| height < handed_over + coordinator::local::DEFAULT_RETIREMENT_WINDOW),
+    }
 }
 
 /// Whether an output joins the funds at all: not a deposit below the minimum (the group's own
@@ -90,23 +168,31 @@ fn creditable(shared: &Shared, scanned: &ScannedOutput, credited_keys: &mut BTre
 /// credited; the hostile depositors' malformed instruction data and payments to the change
 /// address are credited to no one, whatever the processor's decoding says; a Monero one-time
 /// key is credited only to its first output on the chain (the burning bug).
-fn expected_batches(shared: &Shared, session: SessionId, keys: &GroupKeys, from: u64) -> Vec<(u64, Batch)> {
+fn expected_batches(shared: &Shared, epochs: &[Epoch]) -> Vec<(u64, Batch)> {
     let Some(chain) = &shared.chain else { return vec![] };
+    let Some(from) = epochs.first().map(|epoch| epoch.activation) else { return vec![] };
     let chain = lock(chain);
     let Some(last_final) = chain.tip().checked_sub(shared.scenario.confirmations) else { return vec![] };
     let mut credited_keys = BTreeSet::new();
     let mut batches = Vec::new();
     for height in from..=last_final {
-        let Some(scanned) = scanned(shared, &chain, session, keys, height) else { continue };
-        let instructions: Vec<_> = scanned
+        let Some(scanned) = scanned(shared, &chain, &keys_at(epochs, height), height) else { continue };
+        let reported: Vec<_> = scanned
             .outputs
             .iter()
             .filter(|output| creditable(shared, output, &mut credited_keys) && !output.uncredited)
+            .filter(|output| output.output.instruction.is_some())
+            .collect();
+        // A block whose instructions all went to a key past its window still has its Batch
+        // (the reports carried them), credited with none.
+        let instructions: Vec<_> = reported
+            .iter()
+            .filter(|output| in_window(epochs, output.output.session, output.output.kind, height))
             .filter_map(|output| {
                 output.output.instruction.clone().map(|instruction| (instruction, output.output.amount))
             })
             .collect();
-        if !instructions.is_empty() {
+        if !reported.is_empty() {
             batches.push((height, Batch { chain: shared.chain_kind, id: BatchId(0), block: scanned.id, instructions }));
         }
     }
@@ -118,17 +204,19 @@ fn expected_batches(shared: &Shared, session: SessionId, keys: &GroupKeys, from:
 /// plans' inputs are exactly the group's credited outputs in those blocks (outputs with an
 /// InInstruction once their Batch is published; a Monero one-time key once). With every plan
 /// conserving value, credited deposits then equal payments, fees and funds held.
-fn funds_match_chain(shared: &Shared, session: SessionId, keys: &GroupKeys) -> Result<(), Failure> {
+fn funds_match_chain(shared: &Shared, epochs: &[Epoch]) -> Result<(), Failure> {
     use processor_core::scheduler::Funds;
     let storage = |e: processor_core::db::DbError| failure(Invariant::Storage, e.to_string());
     let Some(chain) = &shared.chain else { return Ok(()) };
     let chain = lock(chain);
     for (index, db) in shared.dbs.iter().enumerate() {
         let inspector = Inspector::new(db);
-        if inspector.active_session().map_err(storage)? != Some(session) {
+        let Some(active) = inspector.active_session().map_err(storage)? else { continue };
+        if !epochs.iter().any(|epoch| epoch.session == active) {
             continue;
         }
         let mut expected = BTreeMap::new();
+        let mut whence = BTreeMap::new();
         let mut credited_keys = BTreeSet::new();
         for (height, acknowledged) in inspector.acknowledgements().map_err(storage)? {
             if chain.block_id(height.0) != Some(acknowledged.block.0) {
@@ -141,7 +229,7 @@ fn funds_match_chain(shared: &Shared, session: SessionId, keys: &GroupKeys) -> R
                     ),
                 ));
             }
-            let Some(scanned) = scanned(shared, &chain, session, keys, height.0) else { continue };
+            let Some(scanned) = scanned(shared, &chain, &keys_at(epochs, height.0), height.0) else { continue };
             let published = match acknowledged.batch {
                 None => true,
                 Some(batch) => inspector.batch(batch).map_err(storage)?.is_some_and(|record| record.published),
@@ -150,8 +238,12 @@ fn funds_match_chain(shared: &Shared, session: SessionId, keys: &GroupKeys) -> R
                 // When an output joins follows what the processor decoded (the Batch checks hold
                 // it to the depositor's intent).
                 let output = &scanned.output;
-                if creditable(shared, scanned, &mut credited_keys) && (output.instruction.is_none() || published) {
+                if creditable(shared, scanned, &mut credited_keys)
+                    && in_window(epochs, output.session, output.kind, height.0)
+                    && (output.instruction.is_none() || published)
+                {
                     expected.insert(output.id.clone(), output.amount);
+                    whence.insert(output.id.clone(), (output.session, output.kind, height.0));
                 }
             }
         }
@@ -164,7 +256,15 @@ fn funds_match_chain(shared: &Shared, session: SessionId, keys: &GroupKeys) -> R
             .into_iter()
             .flat_map(|(_, record)| record.plan.inputs.into_iter())
             .collect();
-        for utxo in outputs.collect::<Vec<_>>().into_iter().chain(planned) {
+        // Outputs a retiring key left behind (worth less than forwarding them) are written off:
+        // still accounted for, never spent.
+        let abandoned: Vec<_> = inspector
+            .abandoned()
+            .map_err(storage)?
+            .into_iter()
+            .map(|(id, (_, amount))| processor_core::scheduler::Utxo { id, amount, kind: OutputKind::Change })
+            .collect();
+        for utxo in outputs.collect::<Vec<_>>().into_iter().chain(planned).chain(abandoned) {
             if held.insert(utxo.id.clone(), utxo.amount).is_some() {
                 return Err(failure(
                     Invariant::FundsMatchChain,
@@ -181,7 +281,10 @@ fn funds_match_chain(shared: &Shared, session: SessionId, keys: &GroupKeys) -> R
             let missing: Vec<String> = expected
                 .iter()
                 .filter(|(id, a)| held.get(*id) != Some(a))
-                .map(|(id, a)| format!("{id}: {a}"))
+                .map(|(id, a)| match whence.get(id) {
+                    Some((session, kind, height)) => format!("{id}: {a} ({kind:?} to session {session} at {height})"),
+                    None => format!("{id}: {a}"),
+                })
                 .collect();
             return Err(failure(
                 Invariant::FundsMatchChain,
@@ -206,16 +309,6 @@ fn active_keys_at(
         Some(memo) => memo.get(&shared.dbs[index]),
         None => keygen::active_keys(&shared.dbs[index]).map(|keys| keys.map(std::sync::Arc::new)),
     }
-}
-
-/// The active session's keys and activation height, as the coordinator confirmed them.
-fn active(shared: &Shared) -> Option<(SessionId, GroupKeys, u64)> {
-    let coordinator = lock(&shared.coordinator);
-    let found = coordinator.sessions().rev().find_map(|(session, status)| match status {
-        SessionStatus::Confirmed(keys) => Some((session, *keys, coordinator.activation(session)?.0)),
-        _ => None,
-    });
-    found
 }
 
 pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
@@ -309,9 +402,11 @@ pub(super) fn check_safety(shared: &Shared) -> Result<(), Failure> {
     if deep_reorged {
         return Ok(());
     }
-    if let Some((session, keys, activation)) = active(shared) {
-        funds_match_chain(shared, session, &keys)?;
-        let expected = expected_batches(shared, session, &keys, activation);
+    retired_keys_hold_nothing(shared)?;
+    let epochs = epochs(shared);
+    if !epochs.is_empty() {
+        funds_match_chain(shared, &epochs)?;
+        let expected = expected_batches(shared, &epochs);
         for batch in &signed {
             match expected.iter().find(|(_, e)| e.block == batch.block) {
                 Some((_, e)) if e.instructions == batch.instructions => {}
@@ -353,13 +448,52 @@ fn live_batches_and_plans(shared: &Shared) -> Result<(), String> {
         for (index, identity) in shared.identities.iter().enumerate() {
             let active = active_keys_at(shared, index).ok().flatten().is_some_and(|keys| keys.session == session);
             if participants.contains(&identity.peer_key()) && !active {
-                return Err(format!("processor {index} has not activated session {session}"));
+                let stage = Inspector::new(&shared.dbs[index]).key_stage(session).ok().flatten();
+                let next = Inspector::new(&shared.dbs[index]).next_height().ok().flatten();
+                return Err(format!(
+                    "processor {index} has not activated session {session} (its stage {stage:?}, next height to scan \
+                     {next:?}; the coordinator activated it at {:?})",
+                    coordinator.activation(session)
+                ));
             }
         }
     }
-    let Some((session, keys, activation)) = active(shared) else { return Err("no confirmed keys".into()) };
+    let epochs = epochs(shared);
+    if epochs.is_empty() {
+        return Err("no confirmed keys".into());
+    }
     if shared.chain.is_none() {
         return Ok(());
+    }
+    // Every rotation finishes: each key but the latest retired at every processor of the
+    // latest keys.
+    {
+        let coordinator = lock(&shared.coordinator);
+        let latest = epochs.last().map(|epoch| epoch.session);
+        let participants = latest.and_then(|s| coordinator.participants(s)).unwrap_or_default().to_vec();
+        for epoch in &epochs[..epochs.len() - 1] {
+            for (index, identity) in shared.identities.iter().enumerate() {
+                if !participants.contains(&identity.peer_key()) {
+                    continue;
+                }
+                let inspector = Inspector::new(&shared.dbs[index]);
+                if let Ok(Some(stage)) = inspector.key_stage(epoch.session) {
+                    let held = inspector.holdings(epoch.session).map_err(|e| e.to_string())?;
+                    let open: Vec<String> = inspector
+                        .plans()
+                        .map_err(|e| e.to_string())?
+                        .into_iter()
+                        .filter(|(_, r)| r.session == epoch.session)
+                        .filter(|(_, r)| !matches!(r.state, processor_core::payments::PlanState::Completed { .. }))
+                        .map(|(id, r)| format!("{id} {:?} {:?}", r.plan.kind, r.state).chars().take(120).collect())
+                        .collect();
+                    return Err(format!(
+                        "processor {index}: session {} is still {stage:?}, holding {} outputs, plans not complete: {open:?}",
+                        epoch.session, held.outputs
+                    ));
+                }
+            }
+        }
     }
     if shared.scenario.deep_reorg {
         // Liveness here is a clean halt everywhere, reported to the coordinator.
@@ -385,7 +519,7 @@ fn live_batches_and_plans(shared: &Shared) -> Result<(), String> {
         return Ok(());
     }
     let signed: Vec<_> = lock(&shared.coordinator).signed_batches().map(|(b, _)| b.block).collect();
-    for (height, batch) in expected_batches(shared, session, &keys, activation) {
+    for (height, batch) in expected_batches(shared, &epochs) {
         if !signed.contains(&batch.block) {
             let states: Vec<String> = shared
                 .dbs
@@ -418,13 +552,14 @@ fn burns_settled(shared: &Shared) -> Result<(), String> {
             continue;
         }
         let mut funds = inspector.funds().map_err(|e| e.to_string())?;
+        // Only the active key pays Burns (a retiring key's funds are being forwarded to it).
+        let holdings = inspector.holdings(session).map_err(|e| e.to_string())?.holdings;
         // The queue is paid in order: only its front can be waiting on nothing but itself.
         if let Ok(Some(front)) = funds.payment(0) {
             let margin = u128::from(shared.chain.as_ref().map_or(0, |c| lock(c).deposit_amount(0)));
-            if funds.holdings() > 2 * u128::from(front.amount.0) + margin {
+            if holdings > 2 * u128::from(front.amount.0) + margin {
                 return Err(format!(
-                    "processor {index} holds {} yet Burn {} of {} is still queued",
-                    funds.holdings(),
+                    "processor {index} holds {holdings} yet Burn {} of {} is still queued",
                     hex::encode(front.id),
                     front.amount
                 ));
@@ -444,6 +579,48 @@ fn burns_settled(shared: &Shared) -> Result<(), String> {
                     None => "near its dust limit",
                 };
                 return Err(format!("processor {index}: Burn {} ({validity}) is {status:?}", hex::encode(burn.id)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A retired key holds nothing at any processor: no output in its funds, no plan of it still
+/// open, and its shares are gone.
+fn retired_keys_hold_nothing(shared: &Shared) -> Result<(), Failure> {
+    let storage = |e: processor_core::db::DbError| failure(Invariant::Storage, e.to_string());
+    for (index, db) in shared.dbs.iter().enumerate() {
+        let inspector = Inspector::new(db);
+        for (session, state) in inspector.sessions().map_err(storage)? {
+            if !matches!(state.phase, keygen::Phase::Retired { .. }) {
+                continue;
+            }
+            let held = inspector.holdings(session).map_err(storage)?;
+            if held.outputs > 0 {
+                return Err(failure(
+                    Invariant::RetiredKeyEmpty,
+                    format!("processor {index} retired session {session} holding {} outputs", held.outputs),
+                ));
+            }
+            for (_, record) in inspector.plans().map_err(storage)? {
+                if record.session == session
+                    && matches!(
+                        record.state,
+                        processor_core::payments::PlanState::Planned
+                            | processor_core::payments::PlanState::Signed { .. }
+                    )
+                {
+                    return Err(failure(
+                        Invariant::RetiredKeyEmpty,
+                        format!("processor {index} retired session {session} with plan {} open", record.id),
+                    ));
+                }
+            }
+            if keygen::generated_keys(db, session).map_err(storage)?.is_some() {
+                return Err(failure(
+                    Invariant::RetiredKeyEmpty,
+                    format!("processor {index} retired session {session} but kept its shares"),
+                ));
             }
         }
     }

@@ -46,6 +46,8 @@ fn processor_addr(index: usize) -> SocketAddr {
 
 /// What the checks found scanning a block for a session's keys (`None`: not scannable).
 type ScannedBlock = Option<Arc<invariants::ScannedOutputs>>;
+/// A block scanned for some keys: the keys' sessions, and the block's id.
+type ScanCacheKey = (Vec<SessionId>, [u8; 32]);
 
 /// The transaction (by the simulation's id for it) that spent an output, and its publisher.
 type SpentBy = (Vec<u8>, usize);
@@ -105,7 +107,12 @@ struct Shared {
     published: Mutex<u64>,
     /// What the checks found scanning each block for a session's keys, by block id (a block id
     /// never changes content).
-    scan_cache: Mutex<BTreeMap<(SessionId, [u8; 32]), ScannedBlock>>,
+    scan_cache: Mutex<BTreeMap<ScanCacheKey, ScannedBlock>>,
+    /// Key rotations the coordinator started.
+    rotations: Mutex<u32>,
+    /// When rotations start and their thresholds: a stream of its own, so a seed's run is the
+    /// same as without rotations until the first one starts.
+    rotation_rng: Mutex<ChaCha20Rng>,
     /// Once the deep reorganisation of a deep-reorg scenario happened: the blocks it replaced
     /// and which processors had scanned one of them by then.
     deep_reorged: Mutex<Option<DeepReorg>>,
@@ -242,6 +249,9 @@ fn new_shared(seed: u64, scenario: &Scenario, rng: &mut ChaCha20Rng) -> Arc<Shar
     let keys: Vec<_> = identities.iter().map(Identity::peer_key).collect();
     let mut coordinator = Coordinator::new(coordinator_identity, &keys);
     coordinator.retry_without_blamed(true);
+    // A rotation's confirmation may reach a processor that was down or cut off for seconds:
+    // tens of the simulation's blocks.
+    coordinator.set_activation_margin(80);
     let chain = Some(Mutex::new(match chain_kind {
         ExternalChain::Bitcoin => SimChain::bitcoin(seed),
         ExternalChain::Monero => SimChain::monero(seed),
@@ -266,6 +276,8 @@ fn new_shared(seed: u64, scenario: &Scenario, rng: &mut ChaCha20Rng) -> Arc<Shar
         burns: Mutex::new(0),
         deep_reorged: Mutex::new(None),
         scan_cache: Mutex::new(BTreeMap::new()),
+        rotations: Mutex::new(0),
+        rotation_rng: Mutex::new(ChaCha20Rng::seed_from_u64(seed ^ 0x726f_7461_7469_6f6e)),
         node_views: Mutex::new(node_view::NodeViews::new(scenario.validators)),
         active_keys: Mutex::new((0..scenario.validators).map(|_| Default::default()).collect()),
         scenario: scenario.clone(),
@@ -327,6 +339,7 @@ fn outcome(shared: &Shared, seed: u64, start: Instant, violation: Option<(Invari
         events: trace.events,
         sessions_started: coordinator.latest_session().map_or(0, |s| u64::from(s.0)),
         keys_confirmed,
+        keys_retired: coordinator.sessions().filter(|(session, _)| coordinator.retired(*session)).count() as u64,
         blames,
         deposits,
         batches: coordinator.signed_batches().count() as u64,
@@ -361,6 +374,7 @@ async fn drive(
             return Some(violation);
         }
         workload(shared, true);
+        rotate(shared);
         if scenario.deep_reorg
             && !shared.deep_reorg_done()
             && start.elapsed() > Duration::from_millis(scenario.fault_phase_ms / 2)
@@ -502,19 +516,68 @@ async fn quiet_phase(shared: &Shared, net: &Arc<NetSim>) -> Option<(Invariant, S
     }
 }
 
+/// Maybe starts a key rotation: while rotations remain and none is under way, the coordinator
+/// has the latest session's validators generate new keys with a new threshold.
+fn rotate(shared: &Shared) {
+    let scenario = &shared.scenario;
+    if *lock(&shared.rotations) >= scenario.rotations {
+        return;
+    }
+    let mut rng = lock(&shared.rotation_rng);
+    if rng.next_u64() % 1000 >= u64::from(scenario.rotation_per_mille) {
+        return;
+    }
+    let mut coordinator = lock(&shared.coordinator);
+    let Some(latest) = coordinator.latest_session() else { return };
+    if coordinator.rotating() || !matches!(coordinator.status(latest), Some(SessionStatus::Confirmed(_))) {
+        return;
+    }
+    let participants = coordinator.participants(latest).unwrap_or_default().to_vec();
+    let byzantine =
+        scenario.byzantine.is_some() && participants.contains(&shared.identities[scenario.validators - 1].peer_key());
+    let highest = if byzantine { participants.len() - 1 } else { participants.len() };
+    if highest < 2 {
+        return;
+    }
+    let threshold = (2 + rng.next_u64() % (highest as u64 - 1)) as u16;
+    drop(rng);
+    let session = SessionId(latest.0 + 1);
+    // Delivered by the coordinator's retransmission on its next tick.
+    let _ = coordinator.start_keygen(session, threshold, participants.clone());
+    drop(coordinator);
+    *lock(&shared.rotations) += 1;
+    shared
+        .record(format!("coordinator orders a key rotation: session {session}, {threshold}-of-{}", participants.len()));
+}
+
+/// The keys deposits are made to: the keys of the session signing at the chain's tip (what the
+/// exchange hands out), or a quarter of the time, while the previous session is not retired,
+/// the previous keys (a depositor using an old address: credited inside the window).
+fn deposit_keys(shared: &Shared, coordinator: &Coordinator, tip: u64) -> Option<processor_core::messages::GroupKeys> {
+    let current = coordinator.signing_session_at(processor_core::ids::BlockHeight(tip))?;
+    let previous = coordinator
+        .sessions()
+        .filter(|(session, status)| *session < current && matches!(status, SessionStatus::Confirmed(_)))
+        .map(|(session, _)| session)
+        .next_back()
+        .filter(|previous| !coordinator.retired(*previous));
+    let session = match previous {
+        Some(previous) if shared.roll(250) => previous,
+        _ => current,
+    };
+    match coordinator.status(session) {
+        Some(SessionStatus::Confirmed(keys)) => Some(*keys),
+        _ => None,
+    }
+}
+
 /// One step of the chain's life: a block, maybe deposits, maybe a reorganisation no deeper
 /// than the confirmations.
 fn workload(shared: &Shared, faults: bool) {
     let Some(chain) = &shared.chain else { return };
     let scenario = &shared.scenario;
-    let confirmed = {
-        let coordinator = lock(&shared.coordinator);
-        let keys = coordinator.sessions().rev().find_map(|(_, status)| match status {
-            SessionStatus::Confirmed(keys) => Some(*keys),
-            _ => None,
-        });
-        keys
-    };
+    let tip = lock(chain).tip();
+    let confirmed = deposit_keys(shared, &lock(&shared.coordinator), tip);
     let mut chain = lock(chain);
     if faults && shared.roll(scenario.reorg_per_mille) {
         // A reorganisation replacing up to `confirmations` blocks leaves every block with that

@@ -34,6 +34,7 @@ pub(super) async fn processor_node(shared: Arc<Shared>, index: usize) {
         confirmations: shared.scenario.confirmations,
         // The mock chain mines at regtest difficulty.
         proof_of_work: ProofOfWork::REGTEST,
+        retirement_window: coordinator::local::DEFAULT_RETIREMENT_WINDOW,
     };
     let mut core = open_core(&shared, index, config.clone());
     let mut next_tick = Instant::now() + TICK;

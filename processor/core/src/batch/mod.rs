@@ -202,7 +202,7 @@ impl BatchSigner {
         }
         ACKNOWLEDGED.set(txn, &height, &Acknowledgement { block, batch });
         // A key whose activation height this block reaches takes over before its Batch is
-        // built: a block's Batch is signed by the key active when it is acknowledged.
+        // built: a block's Batch is signed by the newest key activated at or below it.
         let mut messages = Vec::new();
         if let Some((session, from)) = keygen::hand_over(txn, height)? {
             messages.push(ProcessorMessage::KeyGen(KeyGenEvent::HandedOver { session, from, height }));
@@ -216,12 +216,15 @@ impl BatchSigner {
             scanner::forget_final_block(txn, height);
             return Ok(messages);
         };
-        let keys = self.keys.active(txn)?.ok_or_else(|| SignError::Refused("no active keys".into()))?;
+        let session = match keygen::stage::batch_session_at(txn, height)? {
+            Some(session) => session,
+            None => self.keys.active(txn)?.ok_or_else(|| SignError::Refused("no active keys".into()))?.session,
+        };
         let batch = build_batch(chain, batch_id, &final_block);
         let attempt = Attempt(0);
-        let record = BatchRecord { session: keys.session, height, batch, attempt, signature: None, published: false };
+        let record = BatchRecord { session, height, batch, attempt, signature: None, published: false };
         BATCHES.set(txn, &batch_id, &record);
-        let id = SignId { session: keys.session, target: SignTarget::Batch(batch_id), attempt };
+        let id = SignId { session, target: SignTarget::Batch(batch_id), attempt };
         messages.extend(self.preprocess(txn, rng, id)?);
         Ok(messages)
     }

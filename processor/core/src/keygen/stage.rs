@@ -126,6 +126,20 @@ pub fn scanned_at(reader: &impl Read, height: BlockHeight) -> Result<Vec<(Sessio
     Ok(keys)
 }
 
+/// The session whose batch key signs the Batch of the block at `height`: the newest live key
+/// activated at or below it (a pending key whose activation the block reaches has taken over
+/// by then: the acknowledgement hands over first). A function of the height, so a block
+/// acknowledged out of order, below a handover already made, is still signed by the key the
+/// coordinator expects.
+pub fn batch_session_at(reader: &impl Read, height: BlockHeight) -> Result<Option<SessionId>, DbError> {
+    Ok(KEY_STAGES
+        .entries(reader)?
+        .into_iter()
+        .filter(|(_, stage)| !matches!(stage, KeyStage::Pending { .. }) && stage.activation() <= height)
+        .map(|(session, _)| session)
+        .next_back())
+}
+
 /// Forgets the retired keys no longer scanned at any height from `next` on.
 pub fn forget_finished_scans<D: Db>(txn: &mut Txn<'_, D>, next: BlockHeight) -> Result<(), DbError> {
     for (session, scan) in RETIRED_SCANS.entries(txn)? {

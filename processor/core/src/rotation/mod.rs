@@ -18,7 +18,7 @@
 //! later ones are reported by scanning but not credited.
 
 use crate::db::{tables, Db, DbError, Txn};
-use crate::ids::{BlockHeight, ExternalChain, SessionId};
+use crate::ids::{Amount, BlockHeight, ExternalChain, OutputId, SessionId};
 use crate::keygen::{self, KeyStage};
 use crate::messages::{KeyGenEvent, ProcessorMessage};
 use crate::payments::{self, Scheduling};
@@ -27,6 +27,17 @@ use crate::scheduler::{self, StoredFunds};
 tables! {
     /// The highest acknowledged height rotation decisions were taken at.
     ACKNOWLEDGED_THROUGH: Table<(), BlockHeight> = b"rotation/acknowledged_through/";
+    /// Outputs of a retiring key worth less than forwarding them costs: left where they are
+    /// (written off), with the key they were paid to.
+    ABANDONED: Table<OutputId, (SessionId, Amount)> = b"rotation/abandoned/";
+}
+
+/// An output a retiring key left behind: its id, and the key it was paid to with its amount.
+pub type Abandoned = (OutputId, (SessionId, Amount));
+
+/// The outputs left behind by retiring keys (worth less than forwarding them costs).
+pub fn abandoned(reader: &impl crate::db::Read) -> Result<Vec<Abandoned>, DbError> {
+    ABANDONED.entries(reader)
 }
 
 /// Forwarding transactions planned per retiring key per acknowledged block: bounds the work
@@ -87,6 +98,7 @@ fn forward<D: Db>(
     };
     let model = payments::fee_model_for(txn, chain, session)?;
     let mut plans = Vec::new();
+    let mut left_behind = Vec::new();
     {
         let mut funds = StoredFunds::open(txn, session)?;
         while plans.len() < MAX_FORWARDS_PER_BLOCK {
@@ -95,13 +107,17 @@ fn forward<D: Db>(
                 Some(Ok(plan)) => plans.push(plan),
                 Some(Err(abandoned)) => {
                     let amount: u64 = abandoned.iter().map(|utxo| utxo.amount.0).sum();
-                    tracing::error!(
+                    tracing::warn!(
                         %session, outputs = abandoned.len(), amount,
-                        "outputs of a retiring key cannot pay their own forwarding: left behind"
+                        "outputs of a retiring key are worth less than forwarding them costs: left behind"
                     );
+                    left_behind.extend(abandoned);
                 }
             }
         }
+    }
+    for utxo in left_behind {
+        ABANDONED.set(txn, &utxo.id, &(session, utxo.amount));
     }
     if !plans.is_empty() {
         tracing::info!(%session, plans = plans.len(), "forwarding a retiring key's outputs to the active key");
