@@ -124,10 +124,11 @@ pub struct Scenario {
     pub rotation_per_mille: u32,
 }
 
-/// Whether swarm seeds draw key rotations. Off while one finding is open: with rotations,
-/// swarm seed 18 ends with processor 0 still scanning at height 100 after a parent recheck
-/// there, 90 s into the quiet phase (its rotation's keys pending). The standard scenario's
-/// rotations (`Scenario::rotating`, `--rotations`) run in the test command.
+/// Whether swarm seeds draw key rotations (0 to 3, drawn last so the other shapes keep their
+/// seeds). Off while a finding is open: with rotations, swarm seeds 75, 80 and 81 end with
+/// one processor whose new keys stay pending though it scanned hundreds of blocks past their
+/// activation (the others handed over). The standard scenario's rotations
+/// (`Scenario::rotating`, `--rotations`) run in the test command.
 pub const SWARM_ROTATES: bool = false;
 
 impl Scenario {

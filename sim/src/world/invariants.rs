@@ -447,7 +447,10 @@ fn live_batches_and_plans(shared: &Shared) -> Result<(), String> {
         let participants = coordinator.participants(session).unwrap_or_default();
         for (index, identity) in shared.identities.iter().enumerate() {
             let active = active_keys_at(shared, index).ok().flatten().is_some_and(|keys| keys.session == session);
-            if participants.contains(&identity.peer_key()) && !active {
+            // A halted chain takes no acknowledgement, so a rotation confirmed after its halt
+            // never hands over there: rightly, nothing is signed on it.
+            let halted = Inspector::new(&shared.dbs[index]).halted().ok().flatten().is_some();
+            if participants.contains(&identity.peer_key()) && !active && !halted {
                 let stage = Inspector::new(&shared.dbs[index]).key_stage(session).ok().flatten();
                 let next = Inspector::new(&shared.dbs[index]).next_height().ok().flatten();
                 return Err(format!(
@@ -463,6 +466,29 @@ fn live_batches_and_plans(shared: &Shared) -> Result<(), String> {
         return Err("no confirmed keys".into());
     }
     if shared.chain.is_none() {
+        return Ok(());
+    }
+    if shared.scenario.deep_reorg {
+        // Liveness here is a clean halt everywhere, reported to the coordinator.
+        let Some(reorg) = lock(&shared.deep_reorged).clone() else {
+            return Err("the deep reorganisation has not happened".into());
+        };
+        let mut expected = 0;
+        for (index, db) in shared.dbs.iter().enumerate() {
+            let halted = Inspector::new(db).halted().ok().flatten().is_some();
+            if reorg.must_halt[index] && !halted {
+                return Err(format!("processor {index} reported a replaced final block but has not halted"));
+            }
+            expected += usize::from(halted);
+        }
+        let reported = lock(&shared.coordinator)
+            .observations()
+            .iter()
+            .filter(|o| matches!(o, coordinator::Observation::ChainHalted { .. }))
+            .count();
+        if reported < expected {
+            return Err(format!("{reported} of {expected} halts reported to the coordinator"));
+        }
         return Ok(());
     }
     // Every rotation finishes: each key but the latest retired at every processor of the
@@ -494,29 +520,6 @@ fn live_batches_and_plans(shared: &Shared) -> Result<(), String> {
                 }
             }
         }
-    }
-    if shared.scenario.deep_reorg {
-        // Liveness here is a clean halt everywhere, reported to the coordinator.
-        let Some(reorg) = lock(&shared.deep_reorged).clone() else {
-            return Err("the deep reorganisation has not happened".into());
-        };
-        let mut expected = 0;
-        for (index, db) in shared.dbs.iter().enumerate() {
-            let halted = Inspector::new(db).halted().ok().flatten().is_some();
-            if reorg.must_halt[index] && !halted {
-                return Err(format!("processor {index} reported a replaced final block but has not halted"));
-            }
-            expected += usize::from(halted);
-        }
-        let reported = lock(&shared.coordinator)
-            .observations()
-            .iter()
-            .filter(|o| matches!(o, coordinator::Observation::ChainHalted { .. }))
-            .count();
-        if reported < expected {
-            return Err(format!("{reported} of {expected} halts reported to the coordinator"));
-        }
-        return Ok(());
     }
     let signed: Vec<_> = lock(&shared.coordinator).signed_batches().map(|(b, _)| b.block).collect();
     for (height, batch) in expected_batches(shared, &epochs) {
