@@ -75,22 +75,31 @@ fn mine_blocks_until(
     }
 }
 
+/// A mock chain shared with the network, which a test mines one block of at a time.
+trait MinesBlocks {
+    fn mine_block(&self);
+}
+
+impl MinesBlocks for Rc<RefCell<MockBitcoin>> {
+    fn mine_block(&self) {
+        self.borrow_mut().mine();
+    }
+}
+
+impl MinesBlocks for Rc<RefCell<mock_chains::monero::MockMonero>> {
+    fn mine_block(&self) {
+        self.borrow_mut().mine();
+    }
+}
+
 fn mine_until(
     network: &mut LocalNetwork,
-    chain: &Rc<RefCell<MockBitcoin>>,
+    chain: &impl MinesBlocks,
     within_ms: u64,
     what: &str,
     done: impl FnMut(&LocalNetwork) -> bool,
 ) {
-    mine_blocks_until(
-        network,
-        || {
-            chain.borrow_mut().mine();
-        },
-        within_ms,
-        what,
-        done,
-    );
+    mine_blocks_until(network, || chain.mine_block(), within_ms, what, done);
 }
 
 /// Every InInstruction credited in a signed Batch, by account, with its amounts.
@@ -272,24 +281,6 @@ mod monero {
         let instruction = encode_instruction(&InInstruction { account: [account; 32] });
         let transaction = depositor.deposit(&chain.borrow(), &address, amount, Some(&instruction)).unwrap();
         chain.borrow_mut().submit(transaction).unwrap();
-    }
-
-    fn mine_until(
-        network: &mut LocalNetwork,
-        chain: &Rc<RefCell<MockMonero>>,
-        within_ms: u64,
-        what: &str,
-        done: impl FnMut(&LocalNetwork) -> bool,
-    ) {
-        mine_blocks_until(
-            network,
-            || {
-                chain.borrow_mut().mine();
-            },
-            within_ms,
-            what,
-            done,
-        );
     }
 
     /// The same rotation on Monero: the old key's outputs are forwarded in real RingCT
